@@ -1,0 +1,123 @@
+"""Any OpenAI-compatible chat-completions server (vLLM, llama.cpp server, OpenAI) through `openai`.
+
+Requests fan out on one asyncio loop in a background thread, at most `max_concurrency` in flight.
+The openai client retries 429, 5xx, connection errors and timeouts with exponential backoff and
+honours Retry-After; what still fails becomes a result with an error kind, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, as_completed
+from typing import Iterable, Iterator
+
+import openai
+
+from prefcurate.config import BackendConfig
+from prefcurate.curation.backends.base import ChatBackend, ChatRequest, ChatResult
+
+log = logging.getLogger(__name__)
+
+
+def _error_kind(error: Exception) -> str:
+    if isinstance(error, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(error, openai.RateLimitError):
+        return "rate_limited"
+    if isinstance(error, openai.InternalServerError):
+        return "server_error"
+    if isinstance(error, openai.APIConnectionError):
+        return "connection"
+    if isinstance(error, openai.APIStatusError):
+        return f"http_{error.status_code}"
+    if isinstance(error, (openai.APIResponseValidationError, ValueError)):
+        return "malformed_response"
+    return type(error).__name__
+
+
+class OpenAIBackend(ChatBackend):
+    def __init__(self, config: BackendConfig):
+        self.config = config
+        self.identity = f"openai:{config.base_url or 'api.openai.com'}:{config.model}"
+        # Local servers ignore the key; the real API needs it from the environment.
+        self._api_key = os.environ.get(config.api_key_env) or "unused-local-key"
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="prefcurate-openai", daemon=True)
+        self._thread.start()
+        self._client = self._call_soon(self._make_client()).result()
+        self._slots = asyncio.Semaphore(config.max_concurrency)
+
+    async def _make_client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=self.config.base_url,
+            api_key=self._api_key,
+            timeout=self.config.timeout_s,
+            max_retries=self.config.max_retries,
+            http_client=openai.DefaultAioHttpClient(),
+        )
+
+    def _call_soon(self, coroutine) -> Future:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    async def _one(self, request: ChatRequest) -> ChatResult:
+        async with self._slots:
+            started = time.perf_counter()
+            options = {}
+            if request.seed is not None:
+                options["seed"] = request.seed
+            if request.want_logprobs:
+                options.update(logprobs=True, top_logprobs=10)
+            try:
+                response = await self._client.chat.completions.create(
+                    model=self.config.model,
+                    messages=request.messages,
+                    max_tokens=request.max_tokens,
+                    temperature=request.temperature,
+                    top_p=request.top_p,
+                    **options,
+                )
+            except Exception as error:  # every failure becomes a result with a reason
+                return ChatResult(request.key, error=f"{_error_kind(error)}: {str(error)[:300]}",
+                                  latency_ms=1000 * (time.perf_counter() - started))
+            latency = 1000 * (time.perf_counter() - started)
+            if not response.choices:
+                return ChatResult(request.key, error="malformed_response: no choices", latency_ms=latency)
+            choice = response.choices[0]
+            usage = response.usage
+            return ChatResult(
+                request.key,
+                text=choice.message.content if choice.message else None,
+                finish_reason=choice.finish_reason,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+                latency_ms=latency,
+                first_token_logprobs=_first_token_logprobs(choice) if request.want_logprobs else None,
+            )
+
+    def complete(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
+        futures = [self._call_soon(self._one(request)) for request in requests]
+        for future in as_completed(futures):
+            yield future.result()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._call_soon(self._client.close()).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+def _first_token_logprobs(choice) -> dict[str, float] | None:
+    logprobs = getattr(choice, "logprobs", None)
+    content = getattr(logprobs, "content", None) if logprobs else None
+    if not content:
+        return None
+    first = content[0]
+    found = {entry.token: entry.logprob for entry in (first.top_logprobs or [])}
+    found.setdefault(first.token, first.logprob)
+    return found

@@ -1,0 +1,65 @@
+"""The constitution: versioned principles a judge applies, and how they are sampled per pair."""
+
+from __future__ import annotations
+
+import random
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConstitutionError(ValueError):
+    pass
+
+
+class Principle(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1)
+    text: str = Field(min_length=1)
+    axis: str = "general"
+    weight: float = Field(default=1.0, gt=0)
+
+
+class Constitution(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: str = Field(min_length=1)
+    principles: list[Principle] = Field(min_length=1)
+
+    @field_validator("principles")
+    @classmethod
+    def _unique_ids(cls, principles: list[Principle]) -> list[Principle]:
+        ids = [p.id for p in principles]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"principle ids must be unique; repeated: {duplicates}")
+        return principles
+
+    def sample(self, pair_key: str, k: int, seed: int = 0) -> list[Principle]:
+        """k principles without replacement, weighted, fixed for a given pair and seed."""
+        if k >= len(self.principles):
+            return list(self.principles)
+        rng = random.Random(f"{seed}:{pair_key}")
+        # Efraimidis-Spirakis: the k largest u^(1/w) are a weighted sample without replacement.
+        keyed = sorted(self.principles, key=lambda p: rng.random() ** (1.0 / p.weight), reverse=True)
+        return keyed[:k]
+
+
+def default_constitution_path() -> Path:
+    return Path(str(resources.files("prefcurate.curation").joinpath("constitutions/default.yaml")))
+
+
+def load_constitution(path: str | Path | None) -> Constitution:
+    path = Path(path) if path else default_constitution_path()
+    if not path.is_file():
+        raise ConstitutionError(f"constitution file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConstitutionError(f"{path}: not valid YAML: {error}") from None
+    try:
+        return Constitution.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise ConstitutionError(f"{path}: {problems}") from None

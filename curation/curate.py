@@ -1,0 +1,128 @@
+"""Curate labelled pairs in DuckDB: filters, a per-prompt cap, and prompt-disjoint splits.
+
+Each step is one SQL statement over the `pair_labels` view, kept as a temp table so the funnel
+(counts in and out per step) is exact and queryable. A run is keyed by the hash of its config
+and of what it selected: curating unchanged labels again is the same run, not a new one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from prefcurate.config import CurateConfig
+from prefcurate.curation.hashing import content_hash
+from prefcurate.curation.store import StageReport, Store
+
+STAGE = "curate"
+_TWO_TO_64 = 18446744073709551616.0
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    name: str
+    predicate: str  # SQL over pair_labels columns; rows where it is true survive
+
+
+def funnel_steps(config: CurateConfig) -> list[FunnelStep]:
+    steps = [
+        FunnelStep("has_valid_judgment", "n_votes > 0"),
+        FunnelStep("has_majority_label", "label IS NOT NULL"),
+        FunnelStep("not_tie", "label <> 'tie'"),
+    ]
+    if config.require_position_consistency:
+        steps.append(FunnelStep("position_consistent", "position_consistent"))
+    steps.append(FunnelStep(f"agreement>={config.min_agreement:g}", f"agreement >= {config.min_agreement!r}"))
+    if config.min_confidence > 0:
+        # A judge without logprobs gives no confidence; such pairs cannot pass a confidence bar.
+        steps.append(FunnelStep(f"confidence>={config.min_confidence:g}",
+                                f"coalesce(confidence, 0) >= {config.min_confidence!r}"))
+    return steps
+
+
+def split_case(config: CurateConfig) -> str:
+    """SQL assigning a split per prompt from a seeded hash: stable as the data grows."""
+    test, validation = config.splits.test, config.splits.validation
+    u = f"md5_number_upper('{config.seed}:' || prompt_id) / {_TWO_TO_64}"
+    return (f"CASE WHEN {u} < {test!r} THEN 'test' "
+            f"WHEN {u} < {test + validation!r} THEN 'validation' ELSE 'train' END")
+
+
+@dataclass
+class CurationResult:
+    curation_run_id: str
+    funnel: list[tuple[str, int, int]]
+    split_counts: dict[str, int]
+    is_new: bool
+
+
+def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageReport]:
+    con = store.con
+    report = StageReport(STAGE)
+    funnel: list[tuple[str, int, int]] = []
+
+    con.execute("CREATE OR REPLACE TEMP TABLE _curation_step AS SELECT * FROM pair_labels")
+    count = store.scalar("SELECT count(*) FROM _curation_step")
+    report.count_in = count
+    for step in funnel_steps(config):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _curation_step AS SELECT * FROM _curation_step WHERE {step.predicate}")
+        survivors = store.scalar("SELECT count(*) FROM _curation_step")
+        funnel.append((step.name, count, survivors))
+        count = survivors
+
+    # Cap: the most confident pairs of each prompt first, pair_id breaking ties deterministically.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _curation_step AS
+        SELECT * FROM _curation_step
+        QUALIFY row_number() OVER (PARTITION BY prompt_id
+                                   ORDER BY confidence DESC NULLS LAST, agreement DESC, pair_id) <= {config.max_pairs_per_prompt}
+    """)
+    survivors = store.scalar("SELECT count(*) FROM _curation_step")
+    funnel.append((f"cap_{config.max_pairs_per_prompt}_per_prompt", count, survivors))
+
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _curation_selected AS
+        SELECT pair_id, {split_case(config)} AS split, chosen_candidate, rejected_candidate
+        FROM _curation_step
+    """)
+    selection_hash = store.scalar(
+        "SELECT coalesce(md5(string_agg(pair_id || split || chosen_candidate, ',' ORDER BY pair_id)), '') "
+        "FROM _curation_selected")
+    config_json = config.model_dump(mode="json")
+    run_id = content_hash("curation", config_json, selection_hash)
+    split_counts = dict(con.execute("SELECT split, count(*) FROM _curation_selected GROUP BY split").fetchall())
+    split_counts = {name: split_counts.get(name, 0) for name in ("train", "validation", "test")}
+
+    is_new = store.scalar("SELECT count(*) FROM curation_runs WHERE curation_run_id = ?", [run_id]) == 0
+    if is_new:
+        with store.transaction():
+            con.execute("INSERT INTO curated_pairs SELECT ?, pair_id, split, chosen_candidate, rejected_candidate "
+                        "FROM _curation_selected", [run_id])
+            con.executemany("INSERT INTO curation_funnel VALUES (?, ?, ?, ?, ?)",
+                            [[run_id, order, name, n_in, n_out] for order, (name, n_in, n_out) in enumerate(funnel)])
+    con.execute("DROP TABLE _curation_step")
+    con.execute("DROP TABLE _curation_selected")
+
+    report.count_out = sum(split_counts.values())
+    report.details.update(curation_run_id=run_id, new_run=is_new, **{f"split_{k}": v for k, v in split_counts.items()},
+                          funnel={name: [n_in, n_out] for name, n_in, n_out in funnel})
+    return CurationResult(run_id, funnel, split_counts, is_new), report
+
+
+def record_curation_run(store: Store, result: CurationResult, config: CurateConfig,
+                        output_dir: str, manifest_path: str) -> None:
+    counts = {"funnel": [{"step": n, "in": i, "out": o} for n, i, o in result.funnel], "splits": result.split_counts}
+    store.con.execute(
+        "INSERT OR REPLACE INTO curation_runs (curation_run_id, config, output_dir, manifest_path, counts) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [result.curation_run_id, json.dumps(config.model_dump(mode="json")), output_dir, manifest_path,
+         json.dumps(counts)])
+
+
+def latest_curation_run(store: Store) -> tuple[str, str]:
+    """(curation_run_id, output_dir) of the most recent curation run."""
+    row = store.one(
+        "SELECT curation_run_id, output_dir FROM curation_runs ORDER BY created_at DESC LIMIT 1")
+    if row is None:
+        raise LookupError(f"{store.path}: no curation run yet; run `prefcurate curate` first")
+    return row

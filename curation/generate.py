@@ -1,0 +1,100 @@
+"""Generate N candidate responses per prompt.
+
+A candidate's id is the hash of (prompt, generator settings, sample index): the "slot" it fills.
+Re-running fills only empty slots, so nothing is generated or stored twice; failed calls leave
+their slot empty (and a row in rejects) to be retried next time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pyarrow as pa
+
+from prefcurate.config import GenerateConfig
+from prefcurate.curation.backends import ChatBackend, ChatRequest
+from prefcurate.curation.hashing import content_hash
+from prefcurate.curation.progress import Progress
+from prefcurate.curation.store import StageReport, Store
+
+STAGE = "generate"
+COMMIT_EVERY = 64
+
+
+def generator_params(config: GenerateConfig) -> dict:
+    return {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
+            "top_p": config.top_p, "seed": config.seed, "system_prompt": config.system_prompt}
+
+
+def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConfig) -> StageReport:
+    params = generator_params(config)
+    generator_key = content_hash("generator", backend.identity, params)
+    prompts = store.con.execute("SELECT prompt_id, text FROM prompts ORDER BY prompt_id").fetchall()
+    existing = {row[0] for row in store.con.execute(
+        "SELECT candidate_id FROM candidates WHERE generator_key = ?", [generator_key]).fetchall()}
+
+    report = StageReport(STAGE, count_in=len(prompts),
+                         details={"generator": backend.identity, "generator_key": generator_key,
+                                  "n_candidates": config.n_candidates})
+    requests, slots = [], {}
+    for prompt_id, text in prompts:
+        messages = ([{"role": "system", "content": config.system_prompt}] if config.system_prompt else [])
+        messages.append({"role": "user", "content": text})
+        for index in range(config.n_candidates):
+            candidate_id = content_hash("candidate", prompt_id, generator_key, index)
+            if candidate_id in existing:
+                continue
+            slots[candidate_id] = (prompt_id, index)
+            requests.append(ChatRequest(
+                key=candidate_id, messages=messages, max_tokens=config.max_new_tokens,
+                temperature=config.temperature, top_p=config.top_p,
+                # per-slot seed: the same slot samples the same way on a re-run
+                seed=int(candidate_id[:8], 16),
+            ))
+
+    written, errors, buffer, rejects = 0, Counter(), [], []
+
+    def flush() -> None:
+        nonlocal written
+        with store.transaction():
+            written += store.insert_new("candidates", pa.Table.from_pylist(buffer, schema=_SCHEMA))
+            store.add_rejects(STAGE, rejects)
+        buffer.clear()
+        rejects.clear()
+
+    with Progress("generate", len(requests)) as progress:
+        for result in backend.complete(requests):
+            prompt_id, index = slots[result.key]
+            if result.ok:
+                buffer.append({
+                    "candidate_id": result.key, "prompt_id": prompt_id, "generator_key": generator_key,
+                    "generator": backend.identity, "sample_index": index, "text": result.text,
+                    "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
+                    "completion_tokens": result.completion_tokens, "params": json.dumps(params),
+                })
+            else:
+                kind = result.error.split(":", 1)[0]
+                errors[kind] += 1
+                rejects.append({"source": backend.identity,
+                                "field": f"candidate {result.key} (prompt {prompt_id}, sample {index})",
+                                "reason": result.error})
+            progress.update()
+            if len(buffer) + len(rejects) >= COMMIT_EVERY:
+                flush()
+    flush()
+
+    report.count_out = store.scalar(
+        "SELECT count(DISTINCT prompt_id) FROM candidates WHERE generator_key = ?", [generator_key])
+    report.details.update(requested=len(requests), already_stored=len(existing), new_candidates=written,
+                          failed=sum(errors.values()), failures_by_kind=dict(errors),
+                          candidates_total=len(existing) + written)
+    return report.finish()
+
+
+_SCHEMA = pa.schema([
+    ("candidate_id", pa.string()), ("prompt_id", pa.string()), ("generator_key", pa.string()),
+    ("generator", pa.string()), ("sample_index", pa.int32()), ("text", pa.string()),
+    ("finish_reason", pa.string()), ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()),
+    ("params", pa.string()),
+])

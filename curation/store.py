@@ -1,0 +1,196 @@
+"""The DuckDB store: one file, schema and migrations from sql/, views recreated on open."""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+
+from prefcurate.curation.hashing import content_hash
+
+_MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def _sql_files(folder: str) -> list[tuple[str, str]]:
+    root = resources.files("prefcurate.sql").joinpath(folder)
+    files = sorted((entry.name, entry.read_text(encoding="utf-8")) for entry in root.iterdir() if entry.name.endswith(".sql"))
+    return files
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for name, sql in _sql_files("migrations"):
+        match = _MIGRATION_NAME.match(name)
+        if not match:
+            raise RuntimeError(f"sql/migrations/{name}: migration files must be named NNN_description.sql")
+        found.append(Migration(int(match.group(1)), name, sql))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"sql/migrations: two migrations share a number: {versions}")
+    return found
+
+
+class Store:
+    """A connection to the store file with the schema brought up to date.
+
+    Use as a context manager; writes that belong together go through `transaction()`.
+    """
+
+    def __init__(self, path: str | Path, read_only: bool = False):
+        self.path = Path(path)
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as error:
+            raise StoreBusyError(
+                f"cannot open the store {self.path}: {error}. Another process may be writing to it."
+            ) from None
+        if not read_only:
+            self._migrate()
+            self._create_views()
+
+    # -- schema -----------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+            " applied_at TIMESTAMP DEFAULT current_timestamp)"
+        )
+        applied = {row[0] for row in self.con.execute("SELECT version FROM schema_migrations").fetchall()}
+        for migration in migrations():
+            if migration.version in applied:
+                continue
+            with self.transaction():
+                self.con.execute(migration.sql)
+                self.con.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                    [migration.version, migration.name],
+                )
+
+    def _create_views(self) -> None:
+        with self.transaction():
+            for _name, sql in _sql_files("views"):
+                self.con.execute(sql)
+
+    def schema_version(self) -> int:
+        return self.scalar("SELECT coalesce(max(version), 0) FROM schema_migrations")
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def one(self, sql: str, params: list | None = None) -> tuple | None:
+        """The first row of a query, or None. Fetches everything: DuckDB 2 keeps a partly
+        fetched result open on the connection, and that blocks later statements."""
+        rows = self.con.execute(sql, params or []).fetchall()
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: list | None = None):
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+    def count(self, table: str) -> int:
+        return self.scalar(f"SELECT count(*) FROM {table}")
+
+    def insert_new(self, table: str, rows: pa.Table) -> int:
+        """Insert rows whose primary key is not stored yet; return how many were new."""
+        if rows.num_rows == 0:
+            return 0
+        before = self.count(table)
+        columns = ", ".join(rows.column_names)
+        self.con.register("_incoming", rows)
+        try:
+            self.con.execute(f"INSERT OR IGNORE INTO {table} ({columns}) SELECT {columns} FROM _incoming")
+        finally:
+            self.con.unregister("_incoming")
+        return self.count(table) - before
+
+    def upsert(self, table: str, rows: pa.Table) -> None:
+        """Insert rows, replacing stored rows with the same primary key."""
+        if rows.num_rows == 0:
+            return
+        columns = ", ".join(rows.column_names)
+        self.con.register("_incoming", rows)
+        try:
+            self.con.execute(f"INSERT OR REPLACE INTO {table} ({columns}) SELECT {columns} FROM _incoming")
+        finally:
+            self.con.unregister("_incoming")
+
+    def add_rejects(self, stage: str, rejects: list[dict]) -> int:
+        """Keep refused inputs where users can query them; the same reject is kept once."""
+        rows = [{
+            "reject_id": content_hash(stage, r["source"], r.get("source_row"), r.get("field"), r["reason"]),
+            "stage": stage, "source": r["source"], "source_row": r.get("source_row"),
+            "field": r.get("field"), "reason": r["reason"], "raw": r.get("raw"),
+        } for r in rejects]
+        return self.insert_new("rejects", pa.Table.from_pylist(rows, schema=REJECT_SCHEMA))
+
+    def record_stage_run(self, report: StageReport) -> None:
+        self.con.execute(
+            "INSERT INTO stage_runs (stage, started_at, finished_at, count_in, count_out, details)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [report.stage, report.started_at, report.finished_at, report.count_in, report.count_out,
+             json.dumps(report.details, default=str)],
+        )
+
+
+REJECT_SCHEMA = pa.schema([
+    ("reject_id", pa.string()), ("stage", pa.string()), ("source", pa.string()), ("source_row", pa.int64()),
+    ("field", pa.string()), ("reason", pa.string()), ("raw", pa.string()),
+])
+
+
+class StoreBusyError(RuntimeError):
+    """The store file is locked by another process."""
+
+
+@dataclass
+class StageReport:
+    """What a stage read and wrote; printed by the CLI, logged by flows, kept in stage_runs."""
+
+    stage: str
+    count_in: int = 0
+    count_out: int = 0
+    details: dict = field(default_factory=dict)
+    started_at: datetime = field(default_factory=datetime.now)
+    finished_at: datetime | None = None
+
+    def finish(self) -> StageReport:
+        self.finished_at = datetime.now()
+        return self
+
+    def summary(self) -> str:
+        extras = ", ".join(f"{key}={value}" for key, value in self.details.items() if not isinstance(value, (dict, list)))
+        return f"[{self.stage}] in={self.count_in} out={self.count_out}" + (f" ({extras})" if extras else "")

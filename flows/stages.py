@@ -1,0 +1,67 @@
+"""One Prefect flow per stage, and the parent flow that runs them all.
+
+Without PREFECT_API_URL, Prefect runs these against an ephemeral local server; with it, against
+that server. The work itself is in prefcurate.pipeline.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from prefcurate import pipeline
+from prefcurate.config import PrefcurateConfig
+
+
+@flow(name="ingest", log_prints=True)
+def ingest_flow(config: PrefcurateConfig) -> dict:
+    return pipeline.ingest_stage(config)
+
+
+@flow(name="generate", log_prints=True)
+def generate_flow(config: PrefcurateConfig) -> dict:
+    return pipeline.generate_stage(config)
+
+
+@flow(name="pairs", log_prints=True)
+def pairs_flow(config: PrefcurateConfig) -> dict:
+    return pipeline.pairs_stage(config)
+
+
+@flow(name="judge", log_prints=True)
+def judge_flow(config: PrefcurateConfig) -> dict:
+    return pipeline.judge_stage(config)
+
+
+@flow(name="curate", log_prints=True)
+def curate_flow(config: PrefcurateConfig) -> dict:
+    summary = pipeline.curate_stage(config)
+    rows = "\n".join(f"| {step} | {n_in} | {n_out} |" for step, (n_in, n_out) in summary["funnel"].items())
+    create_markdown_artifact(key="curation-funnel", description="Curation funnel",
+                             markdown=f"| step | in | out |\n|---|---|---|\n{rows}\n")
+    return summary
+
+
+@flow(name="train", log_prints=True)
+def train_flow(config: PrefcurateConfig, curation_run_id: str | None = None) -> dict:
+    return pipeline.train_stage(config, curation_run_id)
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
+    return pipeline.evaluate_stage(config, rm_run_id)
+
+
+@flow(name="prefcurate-pipeline", log_prints=True)
+def pipeline_flow(config: PrefcurateConfig) -> dict:
+    """prompts -> candidates -> pairs -> judge labels -> curated Parquet -> reward model -> report."""
+    stages = {
+        "ingest": ingest_flow(config),
+        "generate": generate_flow(config),
+        "pairs": pairs_flow(config),
+        "judge": judge_flow(config),
+        "curate": curate_flow(config),
+    }
+    stages["train"] = train_flow(config, stages["curate"]["curation_run_id"])
+    stages["evaluate"] = evaluate_flow(config, stages["train"]["rm_run_id"])
+    return stages

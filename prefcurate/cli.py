@@ -1,0 +1,163 @@
+"""The `prefcurate` command: one subcommand per stage, `run` for the whole pipeline."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+
+from prefcurate.config import ConfigError, PrefcurateConfig, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Turn prompts into a curated preference set and a reward model.")
+
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML or TOML config file (defaults are embedded).")
+StoreOption = typer.Option(None, "--store", help="DuckDB store file (overrides store.path).")
+
+
+def _config(path: Optional[Path], store: Optional[Path] = None) -> PrefcurateConfig:
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if store is not None:
+        config.store.path = store
+    return config
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "httpcore", "openai", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run(flow_name: str, config: PrefcurateConfig, **kwargs) -> dict:
+    _setup_logging()
+    from prefcurate.flows import stages  # imports prefect; keep `--help` fast
+
+    flow = getattr(stages, flow_name)
+    try:
+        return flow(config, **kwargs)
+    except (ValueError, LookupError, FileNotFoundError, RuntimeError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _print_summary(summary: dict) -> None:
+    counts = f"in={summary['count_in']} out={summary['count_out']}"
+    extras = {k: v for k, v in summary.items() if k not in ("stage", "count_in", "count_out")}
+    typer.echo(f"{summary['stage']}: {counts}")
+    for key, value in extras.items():
+        typer.echo(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+
+
+@app.command()
+def ingest(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+           source: Optional[str] = typer.Option(None, help="Prompt file or dataset (overrides ingest.source)."),
+           prompt_column: Optional[str] = typer.Option(None, help="Column holding the prompt text.")) -> None:
+    """Load prompts (JSONL, Parquet, CSV, `datasets`) into the store; bad rows go to `rejects`."""
+    cfg = _config(config, store)
+    if source:
+        cfg.ingest.source = source
+    if prompt_column:
+        cfg.ingest.prompt_column = prompt_column
+    _print_summary(_run("ingest_flow", cfg))
+
+
+@app.command()
+def generate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
+    """Generate N candidate responses per prompt."""
+    _print_summary(_run("generate_flow", _config(config, store)))
+
+
+@app.command()
+def pairs(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
+    """Build candidate pairs per prompt."""
+    _print_summary(_run("pairs_flow", _config(config, store)))
+
+
+@app.command()
+def judge(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
+    """Judge pairs in both orders under sampled constitution principles."""
+    _print_summary(_run("judge_flow", _config(config, store)))
+
+
+@app.command()
+def curate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
+    """Filter, cap and split labelled pairs; export Parquet and a manifest."""
+    _print_summary(_run("curate_flow", _config(config, store)))
+
+
+@app.command()
+def train(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+          curation_run: Optional[str] = typer.Option(None, help="Curation run id (default: the latest).")) -> None:
+    """Train a Bradley-Terry reward model on a curated export."""
+    _print_summary(_run("train_flow", _config(config, store), curation_run_id=curation_run))
+
+
+@app.command()
+def evaluate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+             rm_run: Optional[str] = typer.Option(None, help="Reward-model run id (default: the latest).")) -> None:
+    """Evaluate a reward model on the held-out split."""
+    _print_summary(_run("evaluate_flow", _config(config, store), rm_run_id=rm_run))
+
+
+@app.command()
+def run(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
+    """Run every stage: prompts -> candidates -> pairs -> labels -> curated set -> reward model -> report."""
+    cfg = _config(config, store)
+    stages = _run("pipeline_flow", cfg)
+    for summary in stages.values():
+        _print_summary(summary)
+    report = {
+        "store": str(Path(cfg.store.path).resolve()),
+        "curated_dataset": stages["curate"]["output_dir"],
+        "checkpoint": stages["train"]["checkpoint"],
+        "eval_report": stages["evaluate"]["report"],
+        "accuracy": stages["evaluate"]["accuracy"],
+        "stages": stages,
+    }
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    (cfg.workdir / "run_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    typer.echo("\nDone.")
+    typer.echo(f"  store:           {report['store']}")
+    typer.echo(f"  curated dataset: {report['curated_dataset']}")
+    typer.echo(f"  reward model:    {report['checkpoint']}")
+    typer.echo(f"  eval report:     {report['eval_report']} (held-out accuracy: {report['accuracy']})")
+    typer.echo(f"  run report:      {(cfg.workdir / 'run_report.json').resolve()}")
+
+
+@app.command()
+def query(sql: str = typer.Argument(..., help="SQL to run against the store, e.g. \"SELECT * FROM store_counts\"."),
+          config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
+    """Run a read-only SQL query on the store and print the result."""
+    import duckdb
+
+    cfg = _config(config, store)
+    if not Path(cfg.store.path).exists():
+        typer.echo(f"error: no store at {cfg.store.path}", err=True)
+        raise typer.Exit(1)
+    con = duckdb.connect(str(cfg.store.path), read_only=True)
+    try:
+        con.sql(sql).show(max_rows=200, max_width=200)
+    except duckdb.Error as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        con.close()
+
+
+@app.command("show-config")
+def show_config(config: Optional[Path] = ConfigOption) -> None:
+    """Print the effective configuration (defaults merged with the file) as YAML."""
+    typer.echo(yaml.safe_dump(_config(config).model_dump(mode="json"), sort_keys=False))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,190 @@
+"""The one configuration model of prefcurate.
+
+Every field has a default that works offline on a laptop, so `prefcurate run` needs no file at all.
+A YAML or TOML file overrides any subset; unknown keys and bad values are rejected with the
+field's dotted path and the reason.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StoreConfig(_Section):
+    path: Path = Path("prefcurate.duckdb")
+
+
+class IngestConfig(_Section):
+    # A JSONL/Parquet/CSV file, a `datasets` folder saved with save_to_disk, or a hub dataset name.
+    # None means the prompts shipped with the package.
+    source: str | None = None
+    format: Literal["auto", "jsonl", "parquet", "csv", "datasets"] = "auto"
+    split: str = "train"
+    # Maps our field names to the source's column names.
+    prompt_column: str = "prompt"
+    id_column: str | None = None
+
+
+class BackendConfig(_Section):
+    """Where chat completions come from: a local transformers model or an OpenAI-compatible server."""
+
+    kind: Literal["transformers", "openai"] = "transformers"
+    # transformers: a local folder, a hub name, or `embedded:smollm2-135m-instruct`.
+    # openai: the model name the server expects.
+    model: str = EMBEDDED_MODEL
+    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1 for vLLM or llama.cpp server
+    # The API key is read from this environment variable, never from the config file.
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: PositiveInt = 16
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    max_retries: Annotated[int, Field(ge=0)] = 4
+    # transformers only
+    batch_size: PositiveInt = 8
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+
+    @model_validator(mode="after")
+    def _openai_needs_model_name(self) -> BackendConfig:
+        if self.kind == "openai" and self.model.startswith("embedded:"):
+            raise ValueError("model: an openai backend needs the served model's name, not an embedded model")
+        return self
+
+
+class GenerateConfig(_Section):
+    backend: BackendConfig = BackendConfig()
+    n_candidates: PositiveInt = 4
+    max_new_tokens: PositiveInt = 160
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.8
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    seed: int = 0
+    system_prompt: str | None = None
+
+
+class PairingConfig(_Section):
+    strategy: Literal["all", "random"] = "random"
+    max_pairs_per_prompt: PositiveInt = 3
+    seed: int = 0
+
+
+class JudgeConfig(_Section):
+    backend: BackendConfig = BackendConfig()
+    # None means the constitution shipped with the package.
+    constitution: Path | None = None
+    principles_per_pair: PositiveInt = 1
+    max_new_tokens: PositiveInt = 24
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0
+    seed: int = 0
+
+
+class SplitConfig(_Section):
+    validation: Fraction = 0.1
+    test: Fraction = 0.2
+
+    @model_validator(mode="after")
+    def _leaves_room_for_train(self) -> SplitConfig:
+        if self.validation + self.test >= 1.0:
+            raise ValueError("validation + test must be below 1 so that some prompts train")
+        return self
+
+
+class CurateConfig(_Section):
+    require_position_consistency: bool = True
+    min_confidence: Fraction = 0.0
+    min_agreement: Fraction = 0.5
+    max_pairs_per_prompt: PositiveInt = 4
+    splits: SplitConfig = SplitConfig()
+    seed: int = 0
+
+
+class TrainConfig(_Section):
+    base_model: str = EMBEDDED_MODEL
+    max_length: PositiveInt = 512
+    epochs: PositiveInt = 2
+    batch_size: PositiveInt = 4
+    learning_rate: Annotated[float, Field(gt=0)] = 2e-5
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    warmup_ratio: Fraction = 0.1
+    # Train only the top N transformer blocks and the score head (None: all). Keeps CPU runs short.
+    trainable_layers: Annotated[int, Field(ge=0)] | None = 4
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    seed: int = 0
+
+
+class EvaluateConfig(_Section):
+    split: Literal["validation", "test"] = "test"
+    batch_size: PositiveInt = 8
+
+
+class PrefcurateConfig(_Section):
+    # Everything the pipeline writes (curated sets, checkpoints, reports, converted models).
+    workdir: Path = Path("prefcurate_out")
+    models_dir: Path | None = None  # defaults to <workdir>/models
+    store: StoreConfig = StoreConfig()
+    ingest: IngestConfig = IngestConfig()
+    generate: GenerateConfig = GenerateConfig()
+    pairs: PairingConfig = PairingConfig()
+    judge: JudgeConfig = JudgeConfig()
+    curate: CurateConfig = CurateConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.workdir / "models"
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        reason = item["msg"]
+        if item["type"] == "extra_forbidden":
+            reason = "unknown field"
+        lines.append(f"  {field}: {reason} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict, source: str = "<dict>") -> PrefcurateConfig:
+    try:
+        return PrefcurateConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def load_config(path: str | Path | None) -> PrefcurateConfig:
+    """Load a YAML or TOML config file; None gives the embedded defaults."""
+    if path is None:
+        return PrefcurateConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"{path}: config files must end in .yaml, .yml or .toml")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return config_from_dict(data, str(path))

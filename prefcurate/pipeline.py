@@ -1,0 +1,103 @@
+"""One function per stage: open the store, run the domain code, record counts, return a summary.
+
+These are what the Prefect flows (flows/) and tests call. No Prefect here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from prefcurate.config import PrefcurateConfig
+from prefcurate.curation.backends import make_backend
+from prefcurate.curation.constitution import load_constitution
+from prefcurate.curation.curate import curate, latest_curation_run, record_curation_run
+from prefcurate.curation.export import export_curation_run
+from prefcurate.curation.generate import generate_candidates
+from prefcurate.curation.ingest import ingest_prompts
+from prefcurate.curation.judge import judge_pairs
+from prefcurate.curation.local_models import pick_device, resolve_model
+from prefcurate.curation.pairing import build_pairs
+from prefcurate.curation.store import StageReport, Store
+
+log = logging.getLogger("prefcurate")
+
+
+def _finish(store: Store, report: StageReport) -> dict:
+    store.record_stage_run(report)
+    log.info(report.summary())
+    return {"stage": report.stage, "count_in": report.count_in, "count_out": report.count_out,
+            **json.loads(json.dumps(report.details, default=str))}
+
+
+def ingest_stage(config: PrefcurateConfig) -> dict:
+    with Store(config.store.path) as store:
+        return _finish(store, ingest_prompts(store, config.ingest))
+
+
+def generate_stage(config: PrefcurateConfig) -> dict:
+    with Store(config.store.path) as store, make_backend(config.generate.backend, config.resolved_models_dir) as backend:
+        return _finish(store, generate_candidates(store, backend, config.generate))
+
+
+def pairs_stage(config: PrefcurateConfig) -> dict:
+    with Store(config.store.path) as store:
+        return _finish(store, build_pairs(store, config.pairs))
+
+
+def judge_stage(config: PrefcurateConfig) -> dict:
+    constitution = load_constitution(config.judge.constitution)
+    with Store(config.store.path) as store, make_backend(config.judge.backend, config.resolved_models_dir) as backend:
+        return _finish(store, judge_pairs(store, backend, constitution, config.judge))
+
+
+def curate_stage(config: PrefcurateConfig) -> dict:
+    with Store(config.store.path) as store:
+        result, report = curate(store, config.curate)
+        counts = dict(store.con.execute("SELECT table_name, n_rows FROM store_counts").fetchall())
+        output_dir = export_curation_run(store, result.curation_run_id, config.workdir / "curated", {
+            "config": config.model_dump(mode="json"),
+            "funnel": [{"step": n, "in": i, "out": o} for n, i, o in result.funnel],
+            "splits": result.split_counts,
+            "store_counts": counts,
+        })
+        record_curation_run(store, result, config.curate, str(output_dir), str(output_dir / "manifest.json"))
+        report.details["output_dir"] = str(output_dir)
+        return _finish(store, report)
+
+
+def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None) -> dict:
+    from prefcurate.rm.train import train_reward_model  # torch-heavy: import when used
+
+    base_model = resolve_model(config.train.base_model, config.resolved_models_dir)
+    with Store(config.store.path) as store:
+        run_id, curated_dir = _curation_run(store, curation_run_id)
+        result, report = train_reward_model(store, run_id, Path(curated_dir), base_model, config.train,
+                                            config.workdir / "rm", pick_device(config.train.device))
+        return _finish(store, report)
+
+
+def evaluate_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
+    from prefcurate.rm.evaluate import evaluate_reward_model
+
+    with Store(config.store.path) as store:
+        query = ("SELECT r.rm_run_id, r.checkpoint_dir, c.output_dir FROM rm_runs r "
+                 "JOIN curation_runs c USING (curation_run_id) ")
+        row = (store.one(query + "WHERE r.rm_run_id = ?", [rm_run_id]) if rm_run_id
+               else store.one(query + "ORDER BY r.updated_at DESC LIMIT 1"))
+        if row is None:
+            raise LookupError(f"{config.store.path}: no reward model run {rm_run_id or ''}; run `prefcurate train` first")
+        _metrics, report = evaluate_reward_model(store, row[0], Path(row[1]), Path(row[2]), config.evaluate,
+                                                 pick_device(config.train.device), config.train.max_length)
+        return _finish(store, report)
+
+
+def _curation_run(store: Store, curation_run_id: str | None) -> tuple[str, str]:
+    if curation_run_id is None:
+        return latest_curation_run(store)
+    row = store.one("SELECT curation_run_id, output_dir FROM curation_runs WHERE curation_run_id = ?",
+                            [curation_run_id])
+    if row is None:
+        raise LookupError(f"{store.path}: no curation run {curation_run_id}")
+    return row

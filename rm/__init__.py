@@ -1,0 +1,1 @@
+"""Reward models: data loading, Bradley-Terry training, evaluation and scoring. No Prefect here."""
