@@ -27,7 +27,7 @@ class FunnelStep:
 def funnel_steps(config: CurateConfig) -> list[FunnelStep]:
     steps = [
         FunnelStep("has_valid_judgment", "n_votes > 0"),
-        FunnelStep("has_majority_label", "label IS NOT NULL"),
+        FunnelStep("has_label", "label IS NOT NULL"),
         FunnelStep("not_tie", "label <> 'tie'"),
     ]
     if config.require_position_consistency:
@@ -38,6 +38,19 @@ def funnel_steps(config: CurateConfig) -> list[FunnelStep]:
         steps.append(FunnelStep(f"confidence>={config.min_confidence:g}",
                                 f"coalesce(confidence, 0) >= {config.min_confidence!r}"))
     return steps
+
+
+def labelled_pairs_sql(config: CurateConfig) -> str:
+    """pair_labels with the label, its source and confidence under the configured rule."""
+    if config.label_rule == "vote":
+        return ("SELECT *, vote_label AS label, 'vote' AS label_source, vote_confidence AS confidence "
+                "FROM pair_labels")
+    return """
+        SELECT *,
+               coalesce(balanced_label, vote_label) AS label,
+               CASE WHEN balanced_label IS NOT NULL THEN 'balanced' ELSE 'vote' END AS label_source,
+               CASE WHEN balanced_label IS NOT NULL THEN balanced_confidence ELSE vote_confidence END AS confidence
+        FROM pair_labels"""
 
 
 def split_case(config: CurateConfig) -> str:
@@ -61,7 +74,7 @@ def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRep
     report = StageReport(STAGE)
     funnel: list[tuple[str, int, int]] = []
 
-    con.execute("CREATE OR REPLACE TEMP TABLE _curation_step AS SELECT * FROM pair_labels")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _curation_step AS {labelled_pairs_sql(config)}")
     count = store.scalar("SELECT count(*) FROM _curation_step")
     report.count_in = count
     for step in funnel_steps(config):
@@ -82,11 +95,15 @@ def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRep
 
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _curation_selected AS
-        SELECT pair_id, {split_case(config)} AS split, chosen_candidate, rejected_candidate
+        SELECT pair_id, {split_case(config)} AS split,
+               CASE label WHEN 'a' THEN candidate_a ELSE candidate_b END AS chosen_candidate,
+               CASE label WHEN 'a' THEN candidate_b ELSE candidate_a END AS rejected_candidate,
+               label_source, confidence
         FROM _curation_step
     """)
     selection_hash = store.scalar(
-        "SELECT coalesce(md5(string_agg(pair_id || split || chosen_candidate, ',' ORDER BY pair_id)), '') "
+        "SELECT coalesce(md5(string_agg(concat_ws('|', pair_id, split, chosen_candidate, label_source, confidence), ',' "
+        "ORDER BY pair_id)), '') "
         "FROM _curation_selected")
     config_json = config.model_dump(mode="json")
     run_id = content_hash("curation", config_json, selection_hash)
@@ -96,17 +113,20 @@ def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRep
     is_new = store.scalar("SELECT count(*) FROM curation_runs WHERE curation_run_id = ?", [run_id]) == 0
     if is_new:
         with store.transaction():
-            con.execute("INSERT INTO curated_pairs SELECT ?, pair_id, split, chosen_candidate, rejected_candidate "
-                        "FROM _curation_selected", [run_id])
+            con.execute("INSERT INTO curated_pairs SELECT ?, pair_id, split, chosen_candidate, rejected_candidate, "
+                        "label_source, confidence FROM _curation_selected", [run_id])
             con.executemany("INSERT INTO curation_funnel VALUES (?, ?, ?, ?, ?)",
                             [[run_id, order, name, n_in, n_out] for order, (name, n_in, n_out) in enumerate(funnel)])
     con.execute("DROP TABLE _curation_step")
     con.execute("DROP TABLE _curation_selected")
 
+    judges = con.execute("SELECT judge, consistency_rate, position_bias_logit FROM judge_position_bias").fetchall()
     report.count_out = sum(split_counts.values())
+    report.details["judge_position_consistency"] = {
+        judge: None if rate is None else round(rate, 3) for judge, rate, _ in judges}
     report.details.update(curation_run_id=run_id, new_run=is_new, **{f"split_{k}": v for k, v in split_counts.items()},
                           funnel={name: [n_in, n_out] for name, n_in, n_out in funnel})
-    return CurationResult(run_id, funnel, split_counts, is_new), report
+    return CurationResult(run_id, funnel, split_counts, is_new), report.finish()
 
 
 def record_curation_run(store: Store, result: CurationResult, config: CurateConfig,

@@ -22,7 +22,7 @@ SPLITS = ("train", "validation", "test")
 EXPORT_SCHEMA = pa.schema([
     ("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string()),
     ("pair_id", pa.string()), ("prompt_id", pa.string()), ("chosen_id", pa.string()),
-    ("rejected_id", pa.string()), ("confidence", pa.float64()), ("agreement", pa.float64()),
+    ("rejected_id", pa.string()), ("label_source", pa.string()), ("confidence", pa.float64()), ("agreement", pa.float64()),
     ("n_votes", pa.int64()),
 ])
 
@@ -30,7 +30,7 @@ EXPORT_SCHEMA = pa.schema([
 def export_curation_run(store: Store, curation_run_id: str, output_root: Path, manifest_extra: dict) -> Path:
     out = Path(output_root) / curation_run_id[:16]
     out.mkdir(parents=True, exist_ok=True)
-    files = {}
+    files, empty = {}, []
     columns = ", ".join(EXPORT_SCHEMA.names)
     for split in SPLITS:
         table = store.con.execute(
@@ -38,6 +38,11 @@ def export_curation_run(store: Store, curation_run_id: str, output_root: Path, m
             [curation_run_id, split]).to_arrow_table()
         table = table.cast(EXPORT_SCHEMA)
         path = out / f"{split}.parquet"
+        if table.num_rows == 0:
+            # `datasets` cannot read an empty Parquet file; an empty split is listed, not written.
+            path.unlink(missing_ok=True)
+            empty.append(split)
+            continue
         pq.write_table(table, path, compression="zstd")
         files[split] = {"path": path.name, "rows": table.num_rows, "sha256": file_sha256(path)}
 
@@ -47,7 +52,8 @@ def export_curation_run(store: Store, curation_run_id: str, output_root: Path, m
         "store": str(Path(store.path).resolve()),
         "format": {"columns": EXPORT_SCHEMA.names, "style": "trl-explicit-prompt-preference"},
         "files": files,
-        "load_with": f"datasets.load_dataset('parquet', data_files={{s: '{out}/' + s + '.parquet' for s in {list(SPLITS)}}})",
+        "empty_splits": empty,
+        "load_with": f"datasets.load_dataset('parquet', data_files={{s: '{out}/' + s + '.parquet' for s in {list(files)}}})",
         **manifest_extra,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")

@@ -9,6 +9,7 @@ parsed are stored as invalid with the reason and kept.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 
@@ -18,7 +19,15 @@ from prefcurate.config import JudgeConfig
 from prefcurate.curation.backends import ChatBackend, ChatRequest
 from prefcurate.curation.constitution import Constitution, Principle
 from prefcurate.curation.hashing import content_hash
-from prefcurate.curation.judge_prompt import TEMPLATE_VERSION, judge_messages, parse_verdict, verdict_confidence
+from prefcurate.curation.judge_prompt import (
+    TEMPLATE_VERSION,
+    VERDICTS,
+    first_position_logit,
+    judge_messages,
+    parse_verdict,
+    verdict_confidence,
+    verdict_distribution,
+)
 from prefcurate.curation.progress import Progress
 from prefcurate.curation.store import StageReport, Store
 
@@ -61,7 +70,7 @@ def plan_calls(pairs: list[tuple], constitution: Constitution, backend_identity:
                 request = ChatRequest(
                     key=judgment_id, messages=judge_messages(principle, prompt, first, second),
                     max_tokens=config.max_new_tokens, temperature=config.temperature,
-                    seed=config.seed, want_logprobs=True)
+                    seed=config.seed, want_logprobs=True, choices=VERDICTS)
                 planned.append(PlannedCall(judgment_id, pair_key, principle, order, request))
     return planned
 
@@ -101,7 +110,8 @@ def judge_pairs(store: Store, backend: ChatBackend, constitution: Constitution, 
                 "principle_id": call.principle.id, "shown_order": call.shown_order,
                 "template_version": TEMPLATE_VERSION, "constitution_version": constitution.version,
                 "raw_response": result.text, "verdict_shown": None, "winner": None, "confidence": None,
-                "confidence_source": "none", "valid": False, "invalid_reason": None,
+                "confidence_source": "none", "verdict_probs": None, "preference_logit": None,
+                "valid": False, "invalid_reason": None,
                 "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                 "latency_ms": result.latency_ms,
             }
@@ -114,10 +124,15 @@ def judge_pairs(store: Store, backend: ChatBackend, constitution: Constitution, 
                     row["invalid_reason"] = f"unparseable: {reason}"
                     outcomes["unparseable"] += 1
                 else:
-                    confidence = verdict_confidence(result.first_token_logprobs, verdict)
+                    distribution = verdict_distribution(result.first_token_logprobs)
+                    confidence = verdict_confidence(distribution, verdict)
+                    logit = first_position_logit(distribution) if confidence is not None else None
                     row.update(verdict_shown=verdict, winner=winner_in_pair_orientation(verdict, call.shown_order),
                                valid=True, confidence=confidence,
-                               confidence_source="logprobs" if confidence is not None else "none")
+                               confidence_source="logprobs" if confidence is not None else "none",
+                               verdict_probs=json.dumps(distribution) if confidence is not None else None,
+                               # in the pair's orientation: a first when shown "ab", second when "ba"
+                               preference_logit=None if logit is None else logit if call.shown_order == "ab" else -logit)
                     outcomes["valid"] += 1
             buffer.append(row)
             progress.update()
@@ -140,6 +155,6 @@ _SCHEMA = pa.schema([
     ("principle_id", pa.string()), ("shown_order", pa.string()), ("template_version", pa.string()),
     ("constitution_version", pa.string()), ("raw_response", pa.string()), ("verdict_shown", pa.string()),
     ("winner", pa.string()), ("confidence", pa.float64()), ("confidence_source", pa.string()),
-    ("valid", pa.bool_()), ("invalid_reason", pa.string()), ("prompt_tokens", pa.int32()),
+    ("verdict_probs", pa.string()), ("preference_logit", pa.float64()), ("valid", pa.bool_()), ("invalid_reason", pa.string()), ("prompt_tokens", pa.int32()),
     ("completion_tokens", pa.int32()), ("latency_ms", pa.float64()),
 ])

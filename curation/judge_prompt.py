@@ -105,22 +105,37 @@ def parse_verdict(text: str | None) -> tuple[str | None, str | None]:
     return None, f"no verdict found in: {stripped[:80]!r}"
 
 
-def verdict_confidence(first_token_logprobs: dict[str, float] | None, verdict: str) -> float | None:
-    """P(verdict) normalized over the valid verdict tokens at the first position, or None.
+VERDICTS = ("A", "B", "tie")
+
+
+def verdict_distribution(first_token_logprobs: dict[str, float] | None) -> dict[str, float] | None:
+    """P(A), P(B), P(tie) at the answer's first token, normalized over the three; None without mass.
 
     Tokens are merged by their stripped, case-folded spelling (" A" and "A" are one verdict).
-    None when the first token distribution has no mass on the verdict itself (the answer did not
-    start with it), because then those probabilities say nothing about this verdict.
     """
     if not first_token_logprobs:
         return None
-    mass = {"A": 0.0, "B": 0.0, "tie": 0.0}
+    mass = dict.fromkeys(VERDICTS, 0.0)
     for token, logprob in first_token_logprobs.items():
-        word = token.strip().lower()
-        key = {"a": "A", "b": "B", "tie": "tie"}.get(word)
+        key = {"a": "A", "b": "B", "tie": "tie"}.get(token.strip().lower())
         if key:
             mass[key] += math.exp(logprob)
     total = sum(mass.values())
-    if total <= 0 or mass[verdict] <= 0:
+    if total <= 0:
         return None
-    return mass[verdict] / total
+    return {key: value / total for key, value in mass.items()}
+
+
+def verdict_confidence(distribution: dict[str, float] | None, verdict: str) -> float | None:
+    """P(verdict) under the distribution, or None when the answer's first token carried no
+    mass on it (the answer did not start with the verdict, so the probabilities say nothing)."""
+    if not distribution or distribution[verdict] <= 0:
+        return None
+    return distribution[verdict]
+
+
+def first_position_logit(distribution: dict[str, float] | None) -> float | None:
+    """log P(A) - log P(B) as shown, or None when either is zero."""
+    if not distribution or distribution["A"] <= 0 or distribution["B"] <= 0:
+        return None
+    return math.log(distribution["A"]) - math.log(distribution["B"])

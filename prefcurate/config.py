@@ -105,7 +105,13 @@ class SplitConfig(_Section):
 
 
 class CurateConfig(_Section):
-    require_position_consistency: bool = True
+    # balanced: the sign of the mean preference logit over both shown orders where the judge gave
+    # verdict probabilities (a constant position bias cancels), the majority vote elsewhere.
+    # vote: the strict majority of verdicts.
+    label_rule: Literal["balanced", "vote"] = "balanced"
+    # Keep only pairs whose every (judge, principle) comparison names the same winner in both orders.
+    # Off by default because the embedded 135M judge almost never is; turn it on with a real judge.
+    require_position_consistency: bool = False
     min_confidence: Fraction = 0.0
     min_agreement: Fraction = 0.5
     max_pairs_per_prompt: PositiveInt = 4

@@ -56,7 +56,7 @@ def curate_stage(config: PrefcurateConfig) -> dict:
     with Store(config.store.path) as store:
         result, report = curate(store, config.curate)
         counts = dict(store.con.execute("SELECT table_name, n_rows FROM store_counts").fetchall())
-        output_dir = export_curation_run(store, result.curation_run_id, config.workdir / "curated", {
+        output_dir = export_curation_run(store, result.curation_run_id, config.workdir.resolve() / "curated", {
             "config": config.model_dump(mode="json"),
             "funnel": [{"step": n, "in": i, "out": o} for n, i, o in result.funnel],
             "splits": result.split_counts,
@@ -74,7 +74,7 @@ def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None) ->
     with Store(config.store.path) as store:
         run_id, curated_dir = _curation_run(store, curation_run_id)
         result, report = train_reward_model(store, run_id, Path(curated_dir), base_model, config.train,
-                                            config.workdir / "rm", pick_device(config.train.device))
+                                            config.workdir.resolve() / "rm", pick_device(config.train.device))
         return _finish(store, report)
 
 

@@ -21,6 +21,9 @@ class ChatRequest:
     top_p: float = 1.0
     seed: int | None = None
     want_logprobs: bool = False  # top log-probabilities of the first generated token
+    # Closed-answer mode: when set, a backend that can score continuations answers with the most
+    # likely choice and reports each choice's log-probability (backends that cannot, generate).
+    choices: tuple[str, ...] | None = None
 
 
 @dataclass

@@ -46,14 +46,35 @@ class TransformersBackend(ChatBackend):
 
         def settings(item):
             request = item[0]
-            return (request.max_tokens, request.temperature, request.top_p, request.want_logprobs)
+            return (request.choices or (), request.max_tokens, request.temperature, request.top_p,
+                    request.want_logprobs)
 
         # Within one sampling setting, sort by length so that batches pad little.
         prepared.sort(key=lambda item: (settings(item), len(item[1])))
         for _, group in groupby(prepared, key=settings):
             group = list(group)
+            answer = self._choose_batch if group[0][0].choices else self._generate_batch
             for start in range(0, len(group), self.config.batch_size):
-                yield from self._generate_batch(group[start:start + self.config.batch_size])
+                yield from answer(group[start:start + self.config.batch_size])
+
+    def _choose_batch(self, batch: list[tuple[ChatRequest, str]]) -> list[ChatResult]:
+        """One forward pass; the answer is the choice whose first token is most likely next."""
+        torch = self._torch
+        choices = batch[0][0].choices
+        first_tokens = [self.tokenizer(choice, add_special_tokens=False)["input_ids"][0] for choice in choices]
+        encoded = self.tokenizer([text for _, text in batch], return_tensors="pt", padding=True,
+                                 add_special_tokens=False).to(self.device)
+        with torch.inference_mode():
+            logits = self.model(**encoded).logits[:, -1, :]  # left-padded: the last position is the next token
+        logprobs = torch.log_softmax(logits.float(), dim=-1)[:, first_tokens].cpu()
+        results = []
+        for row, (request, _) in enumerate(batch):
+            scores = dict(zip(choices, logprobs[row].tolist()))
+            results.append(ChatResult(
+                request.key, text=max(scores, key=scores.get), finish_reason="choice",
+                prompt_tokens=int(encoded["attention_mask"][row].sum()), completion_tokens=1,
+                first_token_logprobs=scores))
+        return results
 
     def _generate_batch(self, batch: list[tuple[ChatRequest, str]]) -> list[ChatResult]:
         torch = self._torch

@@ -48,8 +48,12 @@ CREATE TABLE judgments (
     raw_response         VARCHAR,
     verdict_shown        VARCHAR CHECK (verdict_shown IN ('A', 'B', 'tie')),  -- as the judge saw it
     winner               VARCHAR CHECK (winner IN ('a', 'b', 'tie')),         -- in the pair's orientation
-    confidence           DOUBLE,
+    confidence           DOUBLE,             -- P(verdict) among the valid verdicts, from logprobs
     confidence_source    VARCHAR CHECK (confidence_source IN ('logprobs', 'none')),
+    verdict_probs        JSON,               -- {"A": p, "B": p, "tie": p} as shown, when logprobs exist
+    -- log P(a) - log P(b) in the pair's orientation; averaging both shown orders cancels a constant
+    -- position bias (balanced position calibration)
+    preference_logit     DOUBLE,
     valid                BOOLEAN NOT NULL,
     invalid_reason       VARCHAR,
     prompt_tokens        INTEGER,
@@ -121,6 +125,8 @@ CREATE TABLE curated_pairs (
     split              VARCHAR NOT NULL CHECK (split IN ('train', 'validation', 'test')),
     chosen_candidate   VARCHAR NOT NULL,
     rejected_candidate VARCHAR NOT NULL,
+    label_source       VARCHAR NOT NULL,    -- balanced / vote: which label rule decided the pair
+    confidence         DOUBLE,              -- the label's confidence under that rule
     PRIMARY KEY (curation_run_id, pair_id)
 );
 

@@ -8,6 +8,7 @@ SELECT
     j.shown_order,
     j.winner,
     j.confidence,
+    j.preference_logit,
     j.template_version,
     j.constitution_version
 FROM judgments AS j

@@ -1,6 +1,11 @@
 -- Label layer: one row per judged pair with its vote counts, agreement, position consistency
--- and the majority label. A (judge, principle) "comparison" is position-consistent when it has a
--- valid verdict in both shown orders and the two verdicts name the same winner after mapping back.
+-- and two labels:
+--   vote_label      the strict majority of verdicts (NULL without one);
+--   balanced_label  the sign of balanced_margin, the mean preference logit over calls that have
+--                   one; each comparison is asked in both orders, so a judge's constant preference
+--                   for a position cancels out (balanced position calibration).
+-- A (judge, principle) comparison is position-consistent when it has a valid verdict in both shown
+-- orders and the two name the same winner after mapping back to the pair's orientation.
 CREATE OR REPLACE VIEW pair_labels AS
 WITH comparisons AS (
     SELECT
@@ -35,7 +40,8 @@ votes AS (
         count(*) FILTER (WHERE winner = 'tie') AS votes_tie,
         avg(confidence) FILTER (WHERE winner = 'a') AS confidence_a,
         avg(confidence) FILTER (WHERE winner = 'b') AS confidence_b,
-        avg(confidence) FILTER (WHERE winner = 'tie') AS confidence_tie
+        avg(confidence) FILTER (WHERE winner = 'tie') AS confidence_tie,
+        avg(preference_logit) AS balanced_margin
     FROM judgment_votes
     GROUP BY pair_id
 ),
@@ -46,8 +52,12 @@ labelled AS (
             WHEN votes_a > votes_b AND votes_a > votes_tie THEN 'a'
             WHEN votes_b > votes_a AND votes_b > votes_tie THEN 'b'
             WHEN votes_tie > votes_a AND votes_tie > votes_b THEN 'tie'
-            ELSE NULL  -- no strict majority
-        END AS label
+        END AS vote_label,
+        CASE
+            WHEN balanced_margin > 0 THEN 'a'
+            WHEN balanced_margin < 0 THEN 'b'
+            WHEN balanced_margin = 0 THEN 'tie'
+        END AS balanced_label
     FROM votes AS v
 )
 SELECT
@@ -61,18 +71,20 @@ SELECT
     coalesce(l.votes_a, 0) AS votes_a,
     coalesce(l.votes_b, 0) AS votes_b,
     coalesce(l.votes_tie, 0) AS votes_tie,
-    l.label,
+    l.vote_label,
     greatest(l.votes_a, l.votes_b, l.votes_tie) / l.n_votes AS agreement,
-    CASE l.label
+    CASE l.vote_label
         WHEN 'a' THEN l.confidence_a
         WHEN 'b' THEN l.confidence_b
         WHEN 'tie' THEN l.confidence_tie
-    END AS confidence,
+    END AS vote_confidence,
+    l.balanced_margin,
+    l.balanced_label,
+    -- P(label) under Bradley-Terry with the balanced margin as the logit
+    1.0 / (1.0 + exp(-abs(l.balanced_margin))) AS balanced_confidence,
     coalesce(k.n_comparisons, 0) AS n_comparisons,
     coalesce(k.n_consistent, 0) AS n_consistent,
-    coalesce(k.n_comparisons > 0 AND k.n_consistent = k.n_comparisons, false) AS position_consistent,
-    CASE l.label WHEN 'a' THEN p.candidate_a WHEN 'b' THEN p.candidate_b END AS chosen_candidate,
-    CASE l.label WHEN 'a' THEN p.candidate_b WHEN 'b' THEN p.candidate_a END AS rejected_candidate
+    coalesce(k.n_comparisons > 0 AND k.n_consistent = k.n_comparisons, false) AS position_consistent
 FROM pairs AS p
 JOIN calls AS c USING (pair_id)
 LEFT JOIN labelled AS l USING (pair_id)

@@ -10,7 +10,8 @@ SELECT
     rj.text AS rejected,
     cp.chosen_candidate AS chosen_id,
     cp.rejected_candidate AS rejected_id,
-    pl.confidence,
+    cp.confidence,
+    cp.label_source,
     pl.agreement,
     pl.n_votes
 FROM curated_pairs AS cp
