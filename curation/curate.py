@@ -110,7 +110,7 @@ def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRep
     split_counts = dict(con.execute("SELECT split, count(*) FROM _curation_selected GROUP BY split").fetchall())
     split_counts = {name: split_counts.get(name, 0) for name in ("train", "validation", "test")}
 
-    is_new = store.scalar("SELECT count(*) FROM curation_runs WHERE curation_run_id = ?", [run_id]) == 0
+    is_new = store.scalar("SELECT count(*) FROM curation_funnel WHERE curation_run_id = ?", [run_id]) == 0
     if is_new:
         with store.transaction():
             con.execute("INSERT INTO curated_pairs SELECT ?, pair_id, split, chosen_candidate, rejected_candidate, "

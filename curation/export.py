@@ -33,9 +33,9 @@ def export_curation_run(store: Store, curation_run_id: str, output_root: Path, m
     files, empty = {}, []
     columns = ", ".join(EXPORT_SCHEMA.names)
     for split in SPLITS:
-        table = store.con.execute(
-            f"SELECT {columns} FROM curated_pairs_export WHERE curation_run_id = ? AND split = ? ORDER BY pair_id",
-            [curation_run_id, split]).to_arrow_table()
+        table = store.con.sql(
+            f"SELECT {columns} FROM curated_pairs_export WHERE curation_run_id = $run AND split = $split "
+            "ORDER BY pair_id", params={"run": curation_run_id, "split": split}).to_arrow_table()
         table = table.cast(EXPORT_SCHEMA)
         path = out / f"{split}.parquet"
         if table.num_rows == 0:

@@ -91,12 +91,11 @@ def parse_verdict(text: str | None) -> tuple[str | None, str | None]:
                     return _WORD_TO_VERDICT[value.strip().lower()], None
             return None, f"JSON without a verdict field ({', '.join(_JSON_KEYS)})"
 
+    # Every place a verdict can stand must agree: "A ... [[B]]" is ambiguous, not A.
     first_line = stripped.splitlines()[0].strip()
     match = _FIRST_LINE.match(first_line) or _LEADING.match(first_line)
-    if match:
-        return _WORD_TO_VERDICT[match.group(1).lower()], None
-
-    found = {_WORD_TO_VERDICT[m.lower()] for m in _BRACKETED.findall(stripped)}
+    found = {_WORD_TO_VERDICT[match.group(1).lower()]} if match else set()
+    found |= {_WORD_TO_VERDICT[m.lower()] for m in _BRACKETED.findall(stripped)}
     found |= {m.upper() for m in _SENTENCE.findall(stripped)}
     if len(found) == 1:
         return found.pop(), None

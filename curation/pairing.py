@@ -24,16 +24,17 @@ def pair_id(candidate_a: str, candidate_b: str) -> str:
 
 
 def choose_pairs(candidates: list[tuple[str, str]], config: PairingConfig, prompt_key: str,
-                 already: int = 0) -> list[tuple[str, str]]:
-    """Pick pairs among one prompt's (candidate_id, text); identical texts never pair."""
+                 existing: frozenset[tuple[str, str]] = frozenset()) -> list[tuple[str, str]]:
+    """New pairs among one prompt's (candidate_id, text); identical texts never pair, and pairs
+    already stored (`existing`) are neither repeated nor drawn again, but count toward K."""
     distinct: dict[str, str] = {}
     for candidate_id, text in sorted(candidates):
         distinct.setdefault(text.strip(), candidate_id)
     ids = sorted(distinct.values())
-    possible = list(combinations(ids, 2))  # (a, b) with a < b
+    possible = [pair for pair in combinations(ids, 2) if pair not in existing]  # (a, b) with a < b
     if config.strategy == "all":
         return possible
-    budget = max(config.max_pairs_per_prompt - already, 0)
+    budget = max(config.max_pairs_per_prompt - len(existing), 0)
     rng = random.Random(f"{config.seed}:{prompt_key}")
     return sorted(rng.sample(possible, min(budget, len(possible))))
 
@@ -42,22 +43,18 @@ def build_pairs(store: Store, config: PairingConfig) -> StageReport:
     rows = store.con.execute(
         "SELECT prompt_id, list(struct_pack(id := candidate_id, text := text)) "
         "FROM candidates GROUP BY prompt_id ORDER BY prompt_id").fetchall()
-    existing_per_prompt = dict(store.con.execute(
-        "SELECT prompt_id, count(*) FROM pairs GROUP BY prompt_id").fetchall())
-    existing_ids = {row[0] for row in store.con.execute("SELECT pair_id FROM pairs").fetchall()}
+    existing_per_prompt = {prompt: frozenset((a, b) for a, b in stored) for prompt, stored in store.con.execute(
+        "SELECT prompt_id, list([candidate_a, candidate_b]) FROM pairs GROUP BY prompt_id").fetchall()}
 
     report = StageReport(STAGE, count_in=len(rows), details={"strategy": config.strategy})
     new_rows, too_few = [], 0
     for prompt_id, candidates in rows:
-        chosen = choose_pairs([(c["id"], c["text"]) for c in candidates], config, prompt_id,
-                              already=existing_per_prompt.get(prompt_id, 0))
-        if not chosen and not existing_per_prompt.get(prompt_id):
+        existing = existing_per_prompt.get(prompt_id, frozenset())
+        chosen = choose_pairs([(c["id"], c["text"]) for c in candidates], config, prompt_id, existing)
+        if not chosen and not existing:
             too_few += 1
-        for a, b in chosen:
-            key = pair_id(a, b)
-            if key not in existing_ids:
-                new_rows.append({"pair_id": key, "prompt_id": prompt_id, "candidate_a": a,
-                                 "candidate_b": b, "strategy": config.strategy})
+        new_rows.extend({"pair_id": pair_id(a, b), "prompt_id": prompt_id, "candidate_a": a,
+                         "candidate_b": b, "strategy": config.strategy} for a, b in chosen)
     with store.transaction():
         new = store.insert_new("pairs", pa.Table.from_pylist(new_rows, schema=_SCHEMA))
     report.count_out = store.count("pairs")

@@ -1,0 +1,56 @@
+"""Hand-built store contents for tests: prompts, candidates, pairs and judge calls."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pyarrow as pa
+
+from prefcurate.curation.hashing import content_hash, prompt_id
+from prefcurate.curation.pairing import pair_id
+
+
+def add_prompt(store, text: str) -> str:
+    key = prompt_id(text)
+    store.insert_new("prompts", pa.Table.from_pylist([{"prompt_id": key, "text": text, "source": "test"}]))
+    return key
+
+
+def add_candidates(store, prompt_key: str, texts: list[str]) -> list[str]:
+    rows = [{"candidate_id": content_hash("cand", prompt_key, i), "prompt_id": prompt_key, "generator_key": "g",
+             "generator": "test", "sample_index": i, "text": text} for i, text in enumerate(texts)]
+    store.insert_new("candidates", pa.Table.from_pylist(rows))
+    return [row["candidate_id"] for row in rows]
+
+
+def add_pair(store, prompt_key: str, first: str, second: str) -> tuple[str, str, str]:
+    """Returns (pair_id, candidate_a, candidate_b) in the stored orientation."""
+    a, b = sorted((first, second))
+    key = pair_id(a, b)
+    store.insert_new("pairs", pa.Table.from_pylist([{"pair_id": key, "prompt_id": prompt_key, "candidate_a": a,
+                                                     "candidate_b": b, "strategy": "test"}]))
+    return key, a, b
+
+
+def add_call(store, pair_key: str, order: str, verdict_shown: str | None, *, judge: str = "j",
+             principle: str = "p", p_first: float | None = None) -> None:
+    """One judge call. verdict_shown None stores an invalid call. p_first: P(A) as shown, with P(B)=1-P(A)."""
+    from prefcurate.curation.judge import winner_in_pair_orientation
+
+    valid = verdict_shown is not None
+    logit = None
+    if p_first is not None:
+        logit = math.log(p_first) - math.log(1 - p_first)
+        logit = logit if order == "ab" else -logit
+    row = {
+        "judgment_id": content_hash("call", pair_key, order, judge, principle), "pair_id": pair_key, "judge": judge,
+        "principle_id": principle, "shown_order": order, "template_version": "t", "constitution_version": "c",
+        "raw_response": verdict_shown or "???", "verdict_shown": verdict_shown,
+        "winner": winner_in_pair_orientation(verdict_shown, order) if valid else None,
+        "confidence": None if p_first is None or not valid else (p_first if verdict_shown == "A" else 1 - p_first),
+        "confidence_source": "logprobs" if p_first is not None else "none",
+        "verdict_probs": None if p_first is None else json.dumps({"A": p_first, "B": 1 - p_first, "tie": 0.0}),
+        "preference_logit": logit, "valid": valid, "invalid_reason": None if valid else "unparseable: test",
+    }
+    store.insert_new("judgments", pa.Table.from_pylist([row]))

@@ -1,0 +1,192 @@
+"""A small OpenAI-compatible chat-completions server for tests and benchmarks.
+
+It speaks the real HTTP protocol (POST /v1/chat/completions, GET /v1/models) so the real `openai`
+client talks to it. Its answers are deterministic:
+- a pairwise judge prompt (our template's RESPONSE_A / RESPONSE_B blocks) gets a verdict chosen by
+  `judge_rule` (default: the longer response wins, so verdicts are position-consistent), with
+  first-token logprobs when the request asks for them;
+- anything else gets a reply derived from a hash of the prompt and seed.
+It misbehaves on demand: fixed latency, scripted or random 429 (with Retry-After) / 500 /
+garbage bodies / hangs past the client's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from aiohttp import web
+
+_BLOCK = re.compile(r"<<<RESPONSE_(A|B)\n(.*?)\nRESPONSE_\1>>>", re.DOTALL)
+_WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma "
+          "tau upsilon phi chi psi omega").split()
+
+
+def longer_wins(response_a: str, response_b: str) -> str:
+    if len(response_a) == len(response_b):
+        return "tie"
+    return "A" if len(response_a) > len(response_b) else "B"
+
+
+def always_a(response_a: str, response_b: str) -> str:
+    return "A"
+
+
+@dataclass
+class Behaviour:
+    latency_s: float = 0.0
+    # Scripted faults, consumed one per request in order: "429", "500", "garbage", "hang", "ok".
+    script: list[str] = field(default_factory=list)
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_garbage: float = 0.0
+    rate_hang: float = 0.0
+    hang_s: float = 30.0
+    retry_after_s: float = 0.05
+    logprobs: bool = True
+    judge_rule: Callable[[str, str], str] = longer_wins
+    judge_confidence: float = 0.9
+    seed: int = 0
+
+
+class OpenAICompatServer:
+    """Run with `with OpenAICompatServer() as server:`; `server.base_url` is the /v1 URL."""
+
+    def __init__(self, behaviour: Behaviour | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.behaviour = behaviour or Behaviour()
+        self.host, self.port = host, port
+        self.requests: list[dict] = []  # every chat request body received, in order
+        self.outcomes: list[str] = []
+        self._rng = random.Random(self.behaviour.seed)
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> OpenAICompatServer:
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self._start_site())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="openai-compat-server", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("test server did not start")
+        return self
+
+    async def _start_site(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def __enter__(self) -> OpenAICompatServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- handlers ------------------------------------------------------------------------------
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "test-model", "object": "model"}]})
+
+    def _next_fault(self) -> str:
+        b = self.behaviour
+        with self._lock:
+            if b.script:
+                return b.script.pop(0)
+            roll = self._rng.random()
+        for name, rate in (("429", b.rate_429), ("500", b.rate_500), ("garbage", b.rate_garbage), ("hang", b.rate_hang)):
+            if roll < rate:
+                return name
+            roll -= rate
+        return "ok"
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        with self._lock:
+            self.requests.append(body)
+        if self.behaviour.latency_s:
+            await asyncio.sleep(self.behaviour.latency_s)
+        fault = self._next_fault()
+        with self._lock:
+            self.outcomes.append(fault)
+        if fault == "429":
+            return web.json_response({"error": {"message": "rate limited", "type": "rate_limit"}}, status=429,
+                                     headers={"Retry-After": str(self.behaviour.retry_after_s)})
+        if fault == "500":
+            return web.json_response({"error": {"message": "internal error", "type": "server_error"}}, status=500)
+        if fault == "hang":
+            await asyncio.sleep(self.behaviour.hang_s)
+        if fault == "garbage":
+            return web.Response(text="<html>not json{", content_type="application/json")
+        return web.json_response(self._completion(body))
+
+    def _completion(self, body: dict) -> dict:
+        messages = body.get("messages", [])
+        prompt = "\n".join(str(m.get("content", "")) for m in messages)
+        blocks = dict(_BLOCK.findall(prompt))
+        want_logprobs = bool(body.get("logprobs")) and self.behaviour.logprobs
+        logprobs = None
+        if "A" in blocks and "B" in blocks:
+            verdict = self.behaviour.judge_rule(blocks["A"], blocks["B"])
+            text = f"{verdict}\nThat response follows the principle better."
+            if want_logprobs:
+                logprobs = self._verdict_logprobs(verdict)
+        else:
+            text = self._reply(prompt, body.get("seed"), body.get("max_tokens") or 64)
+        completion_tokens = len(text.split())
+        return {
+            "id": "chatcmpl-" + hashlib.sha1(f"{prompt}{time.time()}".encode()).hexdigest()[:12],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "test-model"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop", "logprobs": logprobs}],
+            "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": completion_tokens,
+                      "total_tokens": len(prompt.split()) + completion_tokens},
+        }
+
+    def _verdict_logprobs(self, verdict: str) -> dict:
+        p = self.behaviour.judge_confidence
+        others = [v for v in ("A", "B", "tie") if v != verdict]
+        probabilities = {verdict: p, others[0]: (1 - p) * 0.7, others[1]: (1 - p) * 0.3}
+        top = [{"token": token, "logprob": math.log(prob), "bytes": list(token.encode())}
+               for token, prob in sorted(probabilities.items(), key=lambda item: -item[1])]
+        return {"content": [{"token": verdict, "logprob": math.log(p), "bytes": list(verdict.encode()),
+                             "top_logprobs": top}]}
+
+    @staticmethod
+    def _reply(prompt: str, seed, max_tokens: int) -> str:
+        digest = hashlib.sha256(f"{prompt}|{seed}".encode()).digest()
+        length = min(max_tokens, 3 + digest[0] % 20)
+        return " ".join(_WORDS[digest[(i % 31) + 1] % len(_WORDS)] for i in range(length)).capitalize() + "."

@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+
+from prefcurate.config import ConfigError, PrefcurateConfig, load_config
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "prefcurate.yaml"
+
+
+def test_defaults_need_no_file():
+    config = load_config(None)
+    assert config.store.path == Path("prefcurate.duckdb")
+    assert config.generate.backend.kind == "transformers"
+
+
+def test_example_config_spells_out_exactly_the_defaults():
+    assert load_config(EXAMPLE) == PrefcurateConfig()
+
+
+def test_yaml_and_toml_give_the_same_config(tmp_path):
+    (tmp_path / "c.yaml").write_text("generate:\n  n_candidates: 6\npairs:\n  max_pairs_per_prompt: 2\n")
+    (tmp_path / "c.toml").write_text("[generate]\nn_candidates = 6\n[pairs]\nmax_pairs_per_prompt = 2\n")
+    assert load_config(tmp_path / "c.yaml") == load_config(tmp_path / "c.toml")
+    assert load_config(tmp_path / "c.yaml").generate.n_candidates == 6
+
+
+@pytest.mark.parametrize("text, field, reason", [
+    ("generate:\n  n_candidates: 0\n", "generate.n_candidates", "greater than 0"),
+    ("curate:\n  min_agreement: 1.5\n", "curate.min_agreement", "less than or equal to 1"),
+    ("judge:\n  backend:\n    kind: vllm\n", "judge.backend.kind", "'transformers' or 'openai'"),
+    ("pairs:\n  stratgy: all\n", "pairs.stratgy", "unknown field"),
+    ("curate:\n  splits:\n    validation: 0.5\n    test: 0.5\n", "curate.splits", "below 1"),
+    ("judge:\n  backend:\n    kind: openai\n", "judge.backend", "needs the served model's name"),
+])
+def test_invalid_values_name_the_field_and_reason(tmp_path, text, field, reason):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert str(path) in message
+    assert field in message
+    assert reason in message
+
+
+def test_unreadable_files_are_refused_clearly(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "c.json").write_text("{}")
+    with pytest.raises(ConfigError, match="must end in"):
+        load_config(tmp_path / "c.json")
+    (tmp_path / "broken.yaml").write_text("generate: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")

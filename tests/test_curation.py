@@ -1,0 +1,135 @@
+import pyarrow.parquet as pq
+import pytest
+
+from prefcurate.config import CurateConfig, SplitConfig
+from prefcurate.curation.curate import curate
+from prefcurate.curation.export import export_curation_run
+from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
+
+
+def make_pair(store, prompt_text="q", texts=("first", "second")):
+    prompt = add_prompt(store, prompt_text)
+    candidates = add_candidates(store, prompt, list(texts))
+    return prompt, add_pair(store, prompt, *candidates[:2])
+
+
+def labels(store):
+    return {row[0]: row[1:] for row in store.con.execute(
+        "SELECT pair_id, vote_label, balanced_label, position_consistent FROM pair_labels").fetchall()}
+
+
+def kept(store, run_id):
+    return {row[0]: row[1:] for row in store.con.execute(
+        "SELECT pair_id, split, chosen_candidate FROM curated_pairs WHERE curation_run_id = ?", [run_id]).fetchall()}
+
+
+def test_a_judge_that_always_answers_a_is_never_position_consistent(store):
+    for i in range(5):
+        _, (pair, _, _) = make_pair(store, f"prompt {i}", (f"x{i}", f"y{i}"))
+        add_call(store, pair, "ab", "A")
+        add_call(store, pair, "ba", "A")
+    rows = labels(store)
+    assert all(vote is None and not consistent for vote, _, consistent in rows.values())
+    result, _ = curate(store, CurateConfig(label_rule="vote"))
+    assert result.split_counts == {"train": 0, "validation": 0, "test": 0}
+    bias = store.one("SELECT consistency_rate, share_first_position_verdicts FROM judge_position_bias")
+    assert bias == (0.0, 1.0)
+
+
+def test_consistent_verdicts_label_the_pair_and_survive_the_strict_filter(store):
+    _, (pair, a, b) = make_pair(store)
+    add_call(store, pair, "ab", "B")  # b shown second wins
+    add_call(store, pair, "ba", "A")  # b shown first wins
+    assert labels(store)[pair] == ("b", None, True)
+    result, _ = curate(store, CurateConfig(label_rule="vote", require_position_consistency=True,
+                                           splits=SplitConfig(validation=0.0, test=0.0)))
+    assert kept(store, result.curation_run_id) == {pair: ("train", b)}
+
+
+def test_balanced_labels_cancel_a_constant_position_bias(store):
+    # The judge prefers the first position (P(A) high) in both orders, a bit more when a is first:
+    # the votes disagree across orders, but the balanced margin still favours a.
+    _, (pair, a, b) = make_pair(store, "q1", ("p", "q"))
+    add_call(store, pair, "ab", "A", p_first=0.9)
+    add_call(store, pair, "ba", "A", p_first=0.8)
+    # Pure bias, identical in both orders: no preference at all -> a tie, which curation drops.
+    _, (biased, _, _) = make_pair(store, "q2", ("r", "s"))
+    add_call(store, biased, "ab", "A", p_first=0.85)
+    add_call(store, biased, "ba", "A", p_first=0.85)
+    rows = labels(store)
+    assert rows[pair] == (None, "a", False)
+    assert rows[biased][1] == "tie"
+    result, _ = curate(store, CurateConfig(splits=SplitConfig(validation=0.0, test=0.0)))
+    assert kept(store, result.curation_run_id) == {pair: ("train", a)}
+    strict, _ = curate(store, CurateConfig(require_position_consistency=True))
+    assert sum(strict.split_counts.values()) == 0
+
+
+def test_invalid_calls_count_but_do_not_vote(store):
+    _, (pair, a, b) = make_pair(store)
+    add_call(store, pair, "ab", "A")
+    add_call(store, pair, "ba", None)
+    row = store.one("SELECT n_calls, n_invalid, n_votes, vote_label, position_consistent FROM pair_labels")
+    assert row == (2, 1, 1, "a", False)
+
+
+def test_cap_keeps_the_most_confident_pairs_per_prompt(store):
+    prompt = add_prompt(store, "one prompt")
+    candidates = add_candidates(store, prompt, [f"answer {i}" for i in range(5)])
+    confidences = {}
+    for i in range(4):
+        pair, _, _ = add_pair(store, prompt, candidates[i], candidates[i + 1])
+        p = 0.6 + 0.1 * i
+        add_call(store, pair, "ab", "A", p_first=p)
+        add_call(store, pair, "ba", "B", p_first=1 - p)
+        confidences[pair] = p
+    result, _ = curate(store, CurateConfig(label_rule="vote", max_pairs_per_prompt=2))
+    assert set(kept(store, result.curation_run_id)) == set(sorted(confidences, key=confidences.get)[-2:])
+    assert result.funnel[-1] == ("cap_2_per_prompt", 4, 2)
+
+
+def test_splits_are_disjoint_by_prompt_and_deterministic(store):
+    for i in range(60):
+        prompt = add_prompt(store, f"prompt number {i}")
+        candidates = add_candidates(store, prompt, [f"{i} a", f"{i} b", f"{i} c"])
+        for first, second in ((0, 1), (1, 2)):
+            pair, _, _ = add_pair(store, prompt, candidates[first], candidates[second])
+            add_call(store, pair, "ab", "A")
+            add_call(store, pair, "ba", "B")
+    config = CurateConfig(label_rule="vote", splits=SplitConfig(validation=0.2, test=0.3), seed=5)
+    result, report = curate(store, config)
+    assert report.count_out == 120
+    splits_per_prompt = store.con.execute("""
+        SELECT p.prompt_id, count(DISTINCT cp.split) FROM curated_pairs cp JOIN pairs p USING (pair_id)
+        WHERE curation_run_id = ? GROUP BY p.prompt_id""", [result.curation_run_id]).fetchall()
+    assert len(splits_per_prompt) == 60 and all(n == 1 for _, n in splits_per_prompt)
+    assert all(result.split_counts[s] > 0 for s in ("train", "validation", "test"))
+    again, _ = curate(store, config)
+    assert again.curation_run_id == result.curation_run_id and not again.is_new
+    other_seed, _ = curate(store, config.model_copy(update={"seed": 6}))
+    assert other_seed.curation_run_id != result.curation_run_id
+    assert store.count("curation_runs") == 0  # curate() alone records only pairs and funnel
+    assert store.scalar("SELECT count(DISTINCT curation_run_id) FROM curated_pairs") == 2
+
+
+def test_export_round_trips_through_datasets_and_is_byte_identical(store, tmp_path):
+    import datasets
+
+    for i in range(30):
+        _, (pair, _, _) = make_pair(store, f"question {i}", (f"short {i}", f"a longer answer {i}"))
+        add_call(store, pair, "ab", "A", p_first=0.8)
+        add_call(store, pair, "ba", "B", p_first=0.3)
+    result, _ = curate(store, CurateConfig(splits=SplitConfig(validation=0.2, test=0.2)))
+    first = export_curation_run(store, result.curation_run_id, tmp_path / "one", {})
+    second = export_curation_run(store, result.curation_run_id, tmp_path / "two", {})
+    written = sorted(p.name for p in first.glob("*.parquet"))
+    assert written
+    for name in written:
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+
+    loaded = datasets.load_dataset("parquet", data_files={p.stem: str(p) for p in first.glob("*.parquet")})
+    assert sum(len(split) for split in loaded.values()) == 30
+    row = loaded["train"][0]
+    assert {"prompt", "chosen", "rejected"} <= set(row)
+    assert row["prompt"].startswith("question") and row["chosen"] != row["rejected"]
+    assert pq.read_schema(first / "train.parquet").field("prompt").type == "string"

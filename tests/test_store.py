@@ -1,0 +1,49 @@
+import duckdb
+import pyarrow as pa
+import pytest
+
+from prefcurate.curation.store import Store, migrations
+
+
+def test_migrations_apply_once_and_are_recorded(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with Store(path) as store:
+        applied = store.con.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+        assert [v for v, _ in applied] == [m.version for m in migrations()]
+        store.con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('p1', 'hello', 'test')")
+    with Store(path) as store:  # reopening applies nothing again and keeps the data
+        assert store.count("schema_migrations") == len(migrations())
+        assert store.scalar("SELECT text FROM prompts WHERE prompt_id = 'p1'") == "hello"
+        assert store.schema_version() == migrations()[-1].version
+
+
+def test_required_tables_and_views_exist(store):
+    names = {row[0] for row in store.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    for table in ("prompts", "candidates", "pairs", "judgments", "annotations", "curation_runs", "rm_runs",
+                  "rejects", "stage_runs", "curation_funnel", "curated_pairs"):
+        assert table in names
+    for view in ("judgment_votes", "pair_labels", "judge_position_bias", "curated_pairs_export",
+                 "curation_run_funnel", "stage_run_counts", "store_counts"):
+        assert view in names
+
+
+def test_insert_new_is_idempotent_by_primary_key(store):
+    rows = pa.table({"prompt_id": ["a", "b"], "text": ["x", "y"], "source": ["s", "s"]})
+    assert store.insert_new("prompts", rows) == 2
+    assert store.insert_new("prompts", rows) == 0
+    assert store.count("prompts") == 2
+
+
+def test_a_failed_transaction_leaves_the_store_as_it_was(store):
+    store.insert_new("prompts", pa.table({"prompt_id": ["a"], "text": ["x"], "source": ["s"]}))
+    with pytest.raises(duckdb.Error):
+        with store.transaction():
+            store.con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('b', 'y', 's')")
+            store.con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('c', NULL, 's')")
+    assert store.count("prompts") == 1
+
+
+def test_rejects_are_kept_once(store):
+    reject = {"source": "f.jsonl", "source_row": 3, "field": "prompt", "reason": "empty prompt"}
+    assert store.add_rejects("ingest", [reject]) == 1
+    assert store.add_rejects("ingest", [reject]) == 0
