@@ -1,0 +1,76 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from prefcurate.cli import app
+
+runner = CliRunner()
+
+
+def test_bad_config_exits_2_naming_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: -1\n")
+    result = runner.invoke(app, ["show-config", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "train.epochs" in result.output and "greater than 0" in result.output
+
+
+def test_show_config_prints_the_effective_config(tmp_path):
+    good = tmp_path / "c.toml"
+    good.write_text("[pairs]\nmax_pairs_per_prompt = 5\n")
+    result = runner.invoke(app, ["show-config", "--config", str(good)])
+    assert result.exit_code == 0 and "max_pairs_per_prompt: 5" in result.output
+
+
+def test_ingest_and_query_through_the_cli(tmp_path, prefect_harness):
+    store = tmp_path / "s.duckdb"
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"text": "hello there"}) + "\n" + json.dumps({"text": ""}) + "\n")
+    result = runner.invoke(app, ["ingest", "--store", str(store), "--source", str(prompts), "--prompt-column", "text"])
+    assert result.exit_code == 0, result.output
+    assert "ingest: in=2 out=1" in result.output and "rejected: 1" in result.output
+
+    result = runner.invoke(app, ["query", "SELECT stage, source_row, reason FROM rejects", "--store", str(store)])
+    assert result.exit_code == 0 and "empty prompt" in result.output
+
+
+@pytest.mark.slow
+def test_a_missing_source_fails_with_its_path_and_keeps_the_store(tmp_path):
+    # A real process: Prefect's console handler outlives CliRunner's captured streams.
+    store = tmp_path / "s.duckdb"
+    good = tmp_path / "p.jsonl"
+    good.write_text(json.dumps({"prompt": "kept"}) + "\n")
+    cli = [sys.executable, "-m", "prefcurate.cli", "ingest", "--store", str(store), "--source"]
+    assert subprocess.run(cli + [str(good)], capture_output=True, timeout=300).returncode == 0
+    missing = subprocess.run(cli + [str(tmp_path / "nope.jsonl")], capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 1
+    assert f"error: {tmp_path / 'nope.jsonl'}: file not found" in missing.stderr
+    query = subprocess.run([sys.executable, "-m", "prefcurate.cli", "query", "SELECT text FROM prompts",
+                            "--store", str(store)], capture_output=True, text=True, timeout=60)
+    assert "kept" in query.stdout
+
+
+@pytest.mark.slow
+def test_main_command_on_the_embedded_model(tmp_path):
+    """`prefcurate run` as a user runs it, on the real embedded SmolLM2 (converted once, ~1 min)."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in
+                               ["Name a color.", "Say hello.", "What is 2+2?", "Name a fruit.", "Name an animal."]))
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"workdir: {tmp_path / 'out'}\nstore: {{path: {tmp_path / 's.duckdb'}}}\ningest: {{source: {prompts}}}\n"
+        "generate: {n_candidates: 3, max_new_tokens: 24}\n"
+        "curate: {splits: {validation: 0.0, test: 0.4}}\n"
+        "train: {epochs: 1, trainable_layers: 1, max_length: 128}\n")
+    env = {**os.environ, "PREFCURATE_MODELS_CACHE": ""}
+    done = subprocess.run([sys.executable, "-m", "prefcurate.cli", "run", "--config", str(config)],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "reward model:" in done.stdout and "curated dataset:" in done.stdout
+    report = json.loads((tmp_path / "out" / "run_report.json").read_text())
+    assert report["stages"]["judge"]["valid"] == report["stages"]["judge"]["calls_planned"]
+    assert os.path.isfile(os.path.join(report["checkpoint"], "model.safetensors"))

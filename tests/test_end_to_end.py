@@ -1,0 +1,66 @@
+"""The whole pipeline through the Prefect flows: tiny local model for generation and training,
+the suite's OpenAI-compatible server as the judge."""
+
+import json
+
+import pytest
+
+from prefcurate.config import config_from_dict
+from tests.support.openai_server import OpenAICompatServer
+
+TABLES = ("prompts", "candidates", "pairs", "judgments", "curation_runs", "curated_pairs", "rm_runs", "stage_runs")
+
+
+def counts(path):
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] for table in TABLES}
+
+
+@pytest.fixture
+def pipeline_config(tmp_path, tiny_model_dir, openai_server):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Tell me fact number {i} about the sea."}) + "\n"
+                               for i in range(24)))
+    return config_from_dict({
+        "workdir": str(tmp_path / "out"),
+        "store": {"path": str(tmp_path / "store.duckdb")},
+        "ingest": {"source": str(prompts)},
+        "generate": {"backend": {"model": str(tiny_model_dir), "batch_size": 16},
+                     "n_candidates": 3, "max_new_tokens": 12, "temperature": 1.0},
+        "judge": {"backend": {"kind": "openai", "model": "test-model", "base_url": openai_server.base_url}},
+        "curate": {"require_position_consistency": True, "splits": {"validation": 0.15, "test": 0.25}},
+        "train": {"base_model": str(tiny_model_dir), "epochs": 1, "trainable_layers": None, "max_length": 96},
+    })
+
+
+def test_pipeline_flow_fills_every_stage_and_reruns_as_a_no_op(pipeline_config, openai_server, prefect_harness):
+    import datasets
+    from prefcurate.flows.stages import pipeline_flow
+    from prefcurate.rm.score import RewardScorer
+
+    stages = pipeline_flow(pipeline_config)
+    filled = counts(pipeline_config.store.path)
+    assert filled["prompts"] == 24 and filled["candidates"] == 72
+    assert filled["pairs"] > 0 and filled["judgments"] == 2 * filled["pairs"]
+    assert filled["curation_runs"] == 1 and filled["curated_pairs"] > 0 and filled["rm_runs"] == 1
+    assert stages["judge"]["position_consistent_pairs"] > 0
+    calls = len(openai_server.requests)
+
+    curated = stages["curate"]["output_dir"]
+    manifest = json.loads(open(f"{curated}/manifest.json").read())
+    loaded = datasets.load_dataset("parquet", data_files={s: f"{curated}/{s}.parquet" for s in manifest["files"]})
+    assert sum(len(split) for split in loaded.values()) == filled["curated_pairs"]
+    assert manifest["funnel"][0]["in"] == filled["pairs"]
+
+    scorer = RewardScorer(stages["train"]["checkpoint"])
+    rewards = scorer.score(["Tell me fact number 1 about the sea."] * 2, ["Salt.", "It covers most of Earth."])
+    assert len(rewards) == 2 and all(isinstance(r, float) for r in rewards)
+    assert stages["evaluate"]["accuracy"] is not None
+
+    again = pipeline_flow(pipeline_config)
+    after = counts(pipeline_config.store.path)
+    assert len(openai_server.requests) == calls  # no judge call repeated
+    assert {t: n for t, n in after.items() if t != "stage_runs"} == {t: n for t, n in filled.items() if t != "stage_runs"}
+    assert again["train"]["reused"] and again["curate"]["curation_run_id"] == stages["curate"]["curation_run_id"]
