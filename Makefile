@@ -1,0 +1,23 @@
+# `make run` sets up and runs the whole pipeline on the embedded defaults;
+# `make test` sets up and runs every test (slow ones included). CI runs `make test`.
+VENV := .venv/bin
+STAMP := .venv/.prefcurate-installed
+
+.PHONY: setup run test test-fast clean
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+run: setup
+	$(VENV)/prefcurate run $(if $(CONFIG),--config $(CONFIG))
+
+test: setup
+	$(VENV)/python -m pytest -m "slow or not slow"
+
+test-fast: setup
+	$(VENV)/python -m pytest
+
+clean:
+	rm -rf prefcurate_out prefcurate.duckdb prefcurate.duckdb.wal
