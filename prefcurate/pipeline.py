@@ -73,7 +73,7 @@ def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None) ->
     base_model = resolve_model(config.train.base_model, config.resolved_models_dir)
     with Store(config.store.path) as store:
         run_id, curated_dir = _curation_run(store, curation_run_id)
-        result, report = train_reward_model(store, run_id, Path(curated_dir), base_model, config.train,
+        _result, report = train_reward_model(store, run_id, Path(curated_dir), base_model, config.train,
                                             config.workdir.resolve() / "rm", pick_device(config.train.device))
         return _finish(store, report)
 

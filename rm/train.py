@@ -87,6 +87,7 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
     # -- loop ----------------------------------------------------------------------------------------
     model.train()
     history = []
+    validation_accuracy = None
     started = time.perf_counter()
     tokens_seen = 0
     order = list(range(len(train)))
@@ -110,9 +111,9 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
                 history.append(loss.item())
                 progress.update()
             if validation is not None and len(validation):
-                accuracy = held_out_accuracy(model, validation, pad_id, config.batch_size, device)
+                validation_accuracy = held_out_accuracy(model, validation, pad_id, config.batch_size, device)
                 log.info("epoch %d: train loss %.4f, validation accuracy %.3f", epoch + 1,
-                         sum(history[-steps_per_epoch:]) / steps_per_epoch, accuracy)
+                         sum(history[-steps_per_epoch:]) / steps_per_epoch, validation_accuracy)
     seconds = time.perf_counter() - started
 
     # -- save (HF layout: from_pretrained(checkpoint, num_labels=1) loads it) ---------------------
@@ -121,8 +122,7 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
         "truncated_sequences": train.truncated + (validation.truncated if validation else 0),
         "epochs": config.epochs, "steps": total_steps, "final_loss": history[-1],
         "mean_loss_last_epoch": sum(history[-steps_per_epoch:]) / steps_per_epoch,
-        "validation_accuracy": held_out_accuracy(model, validation, pad_id, config.batch_size, device)
-        if validation is not None and len(validation) else None,
+        "validation_accuracy": validation_accuracy,
         "trainable_parameters": trainable, "seconds": round(seconds, 2),
         "tokens_per_second": round(tokens_seen / seconds, 1) if seconds else None, "device": device,
     }

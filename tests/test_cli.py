@@ -26,16 +26,22 @@ def test_show_config_prints_the_effective_config(tmp_path):
     assert result.exit_code == 0 and "max_pairs_per_prompt: 5" in result.output
 
 
-def test_ingest_and_query_through_the_cli(tmp_path, prefect_harness):
-    store = tmp_path / "s.duckdb"
+def test_query_prints_results_and_refuses_bad_sql(tmp_path):
+    # CliRunner only for commands that run no flow: Prefect's console handler would keep
+    # CliRunner's swapped stream after it closes. Flow commands run as real processes below.
+    from prefcurate.config import IngestConfig
+    from prefcurate.curation.ingest import ingest_prompts
+    from prefcurate.curation.store import Store
+
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(json.dumps({"text": "hello there"}) + "\n" + json.dumps({"text": ""}) + "\n")
-    result = runner.invoke(app, ["ingest", "--store", str(store), "--source", str(prompts), "--prompt-column", "text"])
-    assert result.exit_code == 0, result.output
-    assert "ingest: in=2 out=1" in result.output and "rejected: 1" in result.output
-
-    result = runner.invoke(app, ["query", "SELECT stage, source_row, reason FROM rejects", "--store", str(store)])
+    with Store(tmp_path / "s.duckdb") as store:
+        ingest_prompts(store, IngestConfig(source=str(prompts), prompt_column="text"))
+    result = runner.invoke(app, ["query", "SELECT stage, source_row, reason FROM rejects", "--store",
+                                 str(tmp_path / "s.duckdb")])
     assert result.exit_code == 0 and "empty prompt" in result.output
+    bad = runner.invoke(app, ["query", "SELECT nope FROM prompts", "--store", str(tmp_path / "s.duckdb")])
+    assert bad.exit_code == 1 and "nope" in bad.output
 
 
 @pytest.mark.slow
@@ -45,7 +51,8 @@ def test_a_missing_source_fails_with_its_path_and_keeps_the_store(tmp_path):
     good = tmp_path / "p.jsonl"
     good.write_text(json.dumps({"prompt": "kept"}) + "\n")
     cli = [sys.executable, "-m", "prefcurate.cli", "ingest", "--store", str(store), "--source"]
-    assert subprocess.run(cli + [str(good)], capture_output=True, timeout=300).returncode == 0
+    ingested = subprocess.run(cli + [str(good)], capture_output=True, text=True, timeout=300)
+    assert ingested.returncode == 0 and "ingest: in=1 out=1" in ingested.stdout
     missing = subprocess.run(cli + [str(tmp_path / "nope.jsonl")], capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1
     assert f"error: {tmp_path / 'nope.jsonl'}: file not found" in missing.stderr

@@ -33,13 +33,20 @@ class TransformersBackend(ChatBackend):
 
         self.config = config
         self.identity = f"transformers:{config.model}"
-        path = resolve_model(config.model, models_dir)
+        self._path = resolve_model(config.model, models_dir)
         self.device = pick_device(config.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+        self.tokenizer = AutoTokenizer.from_pretrained(self._path, padding_side="left")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
+        self._model = None  # weights load on the first request: a re-run with nothing to do skips them
+        self._auto_model = AutoModelForCausalLM
         self._torch = torch
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = self._auto_model.from_pretrained(self._path).to(self.device).eval()
+        return self._model
 
     def complete(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
         prepared = [(request, render_chat(self.tokenizer, request.messages)) for request in requests]
@@ -123,7 +130,7 @@ class TransformersBackend(ChatBackend):
         return results
 
     def close(self) -> None:
-        self.model = None
+        self._model = None
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
