@@ -44,19 +44,21 @@ class _CurrentStderrHandler(logging.StreamHandler):
 
 
 def _setup_logging() -> None:
+    """Call after Prefect is imported: its logging config resets the root logger."""
     root = logging.getLogger()
-    if not any(isinstance(handler, _CurrentStderrHandler) for handler in root.handlers):
+    if not root.handlers:  # Prefect's console handler, when present, prints our records too
         handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    logging.getLogger("prefcurate").setLevel(logging.INFO)  # stage counts and progress lines
     for noisy in ("httpx", "httpcore", "openai", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _run(flow_name: str, config: PrefcurateConfig, **kwargs) -> dict:
-    _setup_logging()
     from prefcurate.flows import stages  # imports prefect; keep `--help` fast
+
+    _setup_logging()
 
     flow = getattr(stages, flow_name)
     try:
