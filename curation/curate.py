@@ -120,10 +120,10 @@ def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRep
     con.execute("DROP TABLE _curation_step")
     con.execute("DROP TABLE _curation_selected")
 
-    judges = con.execute("SELECT judge, consistency_rate, position_bias_logit FROM judge_position_bias").fetchall()
+    judges = con.execute("SELECT judge, consistency_rate FROM judge_position_bias").fetchall()
     report.count_out = sum(split_counts.values())
     report.details["judge_position_consistency"] = {
-        judge: None if rate is None else round(rate, 3) for judge, rate, _ in judges}
+        judge: None if rate is None else round(rate, 3) for judge, rate in judges}
     report.details.update(curation_run_id=run_id, new_run=is_new, **{f"split_{k}": v for k, v in split_counts.items()},
                           funnel={name: [n_in, n_out] for name, n_in, n_out in funnel})
     return CurationResult(run_id, funnel, split_counts, is_new), report.finish()

@@ -31,25 +31,10 @@ def _config(path: Optional[Path], store: Optional[Path] = None) -> PrefcurateCon
     return config
 
 
-class _CurrentStderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time of the record (test runners swap it)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value) -> None:
-        pass
-
-
 def _setup_logging() -> None:
     """Call after Prefect is imported: its logging config resets the root logger."""
-    root = logging.getLogger()
-    if not root.handlers:  # Prefect's console handler, when present, prints our records too
-        handler = _CurrentStderrHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        root.addHandler(handler)
+    # A no-op when Prefect's console handler is on the root logger (it prints our records too).
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("prefcurate").setLevel(logging.INFO)  # stage counts and progress lines
     for noisy in ("httpx", "httpcore", "openai", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
