@@ -36,14 +36,35 @@ class Constitution(BaseModel):
             raise ValueError(f"principle ids must be unique; repeated: {duplicates}")
         return principles
 
+    @property
+    def axes(self) -> list[str]:
+        return sorted({p.axis for p in self.principles})
+
     def sample(self, pair_key: str, k: int, seed: int = 0) -> list[Principle]:
         """k principles without replacement, weighted, fixed for a given pair and seed."""
-        if k >= len(self.principles):
-            return list(self.principles)
+        return _weighted_sample(self.principles, k, random.Random(f"{seed}:{pair_key}"))
+
+    def per_axis(self, pair_key: str, seed: int = 0) -> list[Principle]:
+        """One principle per axis (weighted within the axis), fixed for a given pair and seed."""
         rng = random.Random(f"{seed}:{pair_key}")
-        # Efraimidis-Spirakis: the k largest u^(1/w) are a weighted sample without replacement.
-        keyed = sorted(self.principles, key=lambda p: rng.random() ** (1.0 / p.weight), reverse=True)
-        return keyed[:k]
+        return [_weighted_sample([p for p in self.principles if p.axis == axis], 1, rng)[0] for axis in self.axes]
+
+    def select(self, pair_key: str, mode: str, k: int = 1, seed: int = 0) -> list[Principle]:
+        """The principles a pair is judged under: mode is all / random (k of them) / per_axis."""
+        if mode == "all":
+            return list(self.principles)
+        if mode == "per_axis":
+            return self.per_axis(pair_key, seed)
+        if mode == "random":
+            return self.sample(pair_key, k, seed)
+        raise ValueError(f"unknown principle sampling mode {mode!r} (all, random, per_axis)")
+
+
+def _weighted_sample(principles: list[Principle], k: int, rng: random.Random) -> list[Principle]:
+    if k >= len(principles):
+        return list(principles)
+    # Efraimidis-Spirakis: the k largest u^(1/w) are a weighted sample without replacement.
+    return sorted(principles, key=lambda p: rng.random() ** (1.0 / p.weight), reverse=True)[:k]
 
 
 def default_constitution_path() -> Path:

@@ -24,32 +24,41 @@ class FunnelStep:
     predicate: str  # SQL over pair_labels columns; rows where it is true survive
 
 
+def _judged(predicate: str) -> str:
+    # Judge filters judge judge labels; a label imported with its dataset passes them.
+    return f"(label_source = 'import' OR ({predicate}))"
+
+
 def funnel_steps(config: CurateConfig) -> list[FunnelStep]:
     steps = [
-        FunnelStep("has_valid_judgment", "n_votes > 0"),
+        FunnelStep("has_label_evidence", "n_votes > 0 OR reference_label IS NOT NULL"),
         FunnelStep("has_label", "label IS NOT NULL"),
         FunnelStep("not_tie", "label <> 'tie'"),
     ]
     if config.require_position_consistency:
-        steps.append(FunnelStep("position_consistent", "position_consistent"))
-    steps.append(FunnelStep(f"agreement>={config.min_agreement:g}", f"agreement >= {config.min_agreement!r}"))
+        steps.append(FunnelStep("position_consistent", _judged("position_consistent")))
+    steps.append(FunnelStep(f"agreement>={config.min_agreement:g}", _judged(f"agreement >= {config.min_agreement!r}")))
     if config.min_confidence > 0:
-        # A judge without logprobs gives no confidence; such pairs cannot pass a confidence bar.
+        # A judge without logprobs or a stated confidence gives none; such pairs cannot pass the bar.
         steps.append(FunnelStep(f"confidence>={config.min_confidence:g}",
-                                f"coalesce(confidence, 0) >= {config.min_confidence!r}"))
+                                _judged(f"coalesce(confidence, 0) >= {config.min_confidence!r}")))
     return steps
 
 
 def labelled_pairs_sql(config: CurateConfig) -> str:
-    """pair_labels with the label, its source and confidence under the configured rule."""
+    """pair_labels with the label, its source and confidence: a label imported with its dataset
+    first, then the judges' label under the configured rule."""
     if config.label_rule == "vote":
-        return ("SELECT *, vote_label AS label, 'vote' AS label_source, vote_confidence AS confidence "
-                "FROM pair_labels")
-    return """
+        judge_label, judge_source, judge_confidence = "vote_label", "'vote'", "vote_confidence"
+    else:
+        judge_label = "coalesce(balanced_label, vote_label)"
+        judge_source = "CASE WHEN balanced_label IS NOT NULL THEN 'balanced' ELSE 'vote' END"
+        judge_confidence = "CASE WHEN balanced_label IS NOT NULL THEN balanced_confidence ELSE vote_confidence END"
+    return f"""
         SELECT *,
-               coalesce(balanced_label, vote_label) AS label,
-               CASE WHEN balanced_label IS NOT NULL THEN 'balanced' ELSE 'vote' END AS label_source,
-               CASE WHEN balanced_label IS NOT NULL THEN balanced_confidence ELSE vote_confidence END AS confidence
+               coalesce(reference_label, {judge_label}) AS label,
+               CASE WHEN reference_label IS NOT NULL THEN 'import' ELSE {judge_source} END AS label_source,
+               CASE WHEN reference_label IS NOT NULL THEN NULL ELSE {judge_confidence} END AS confidence
         FROM pair_labels"""
 
 

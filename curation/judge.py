@@ -1,22 +1,29 @@
-"""Judge pairs with a constitutional LLM judge.
+"""Judge pairs with a panel of constitutional LLM judges.
 
-Each pair is judged under k sampled principles, each in both shown orders (A/B and B/A). Every
-call's id hashes everything that determines it, so a re-run (or a resumed, killed run) re-asks
-only what has no stored answer. Calls that failed in transport (timeouts, 429/5xx after retries)
-are stored as invalid with their reason and asked again on the next run; answers that cannot be
+Every pair is judged by every panel member, under the principles sampled for it, in both shown
+orders (A/B and B/A). Each call's id hashes everything that determines its answer (model, template
+and constitution versions, principle, order, texts, output format, sampling), so the id is also a
+cache key: a re-run, or a run resumed after a kill, asks only what has no stored answer. Answers
+are committed every `commit_every` results. Transport failures (timeouts, 429/5xx after retries)
+are stored as invalid with their kind and asked again on the next run; answers that cannot be
 parsed are stored as invalid with the reason and kept.
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections import Counter
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from prefcurate.config import JudgeConfig
-from prefcurate.curation.backends import ChatBackend, ChatRequest
+from prefcurate.config import JudgeConfig, PanelJudgeConfig, judge_name
+from prefcurate.curation.backends import ChatBackend, ChatRequest, ChatResult, backend_identity, make_backend
 from prefcurate.curation.constitution import Constitution, Principle
 from prefcurate.curation.hashing import content_hash
 from prefcurate.curation.judge_prompt import (
@@ -24,15 +31,17 @@ from prefcurate.curation.judge_prompt import (
     VERDICTS,
     first_position_logit,
     judge_messages,
+    parse_self_confidence,
     parse_verdict,
+    response_format_for,
     verdict_confidence,
     verdict_distribution,
+    verdict_token_logprobs,
 )
 from prefcurate.curation.progress import Progress
 from prefcurate.curation.store import StageReport, Store
 
 STAGE = "judge"
-COMMIT_EVERY = 64
 CALL_FAILED = "call_failed"
 
 
@@ -46,115 +55,342 @@ def winner_in_pair_orientation(verdict_shown: str, shown_order: str) -> str:
     return "b" if first_is_a else "a"
 
 
+# -- the panel --------------------------------------------------------------------------------------
+
+@dataclass
+class PanelJudge:
+    """One panel member as the stage sees it: its config, its identity, and how it is asked."""
+
+    config: PanelJudgeConfig
+    output_format: str  # resolved: json_schema / json_object / text / choices
+    backend: ChatBackend | None = None  # None when only planning (estimates)
+
+    @property
+    def name(self) -> str:
+        return judge_name(self.config)
+
+    @property
+    def identity(self) -> str:
+        return backend_identity(self.config.backend)
+
+    @property
+    def sampling(self) -> dict:
+        return {"max_tokens": self.config.max_new_tokens, "temperature": self.config.temperature}
+
+
+def resolve_output_format(config: PanelJudgeConfig, history: str | None = None) -> str:
+    """auto: closed-answer scoring on local models; on endpoints json_schema, unless this judge
+    already fell back to text (`history`, the format its stored judgments used)."""
+    if config.output_format != "auto":
+        return config.output_format
+    if config.backend.kind == "transformers":
+        return "choices"
+    return history if history in ("text", "json_schema") else "json_schema"
+
+
+def format_history(store: Store, judge: PanelJudgeConfig) -> str | None:
+    row = store.one("SELECT output_format FROM judgments WHERE judge_model = ? AND output_format IS NOT NULL "
+                    "ORDER BY created_at DESC LIMIT 1", [backend_identity(judge.backend)])
+    return row[0] if row else None
+
+
+@contextmanager
+def open_panel(store: Store, config: JudgeConfig, models_dir: Path) -> Iterator[list[PanelJudge]]:
+    """The configured panel with its backends open (closed on exit)."""
+    with ExitStack() as backends:
+        yield [PanelJudge(member, resolve_output_format(member, format_history(store, member)),
+                          backends.enter_context(make_backend(member.backend, models_dir)))
+               for member in config.panel]
+
+
+# -- planning ---------------------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class PlannedCall:
     judgment_id: str
     pair_id: str
+    judge: PanelJudge
     principle: Principle
     shown_order: str
     request: ChatRequest
 
+    @property
+    def request_chars(self) -> int:
+        return sum(len(message["content"]) for message in self.request.messages)
 
-def plan_calls(pairs: list[tuple], constitution: Constitution, backend_identity: str,
+
+def plan_calls(pairs: list[tuple], constitution: Constitution, judge: PanelJudge,
                config: JudgeConfig) -> list[PlannedCall]:
-    """pairs: (pair_id, prompt, text_a, text_b). Returns every call the pairs need."""
-    sampling = {"max_tokens": config.max_new_tokens, "temperature": config.temperature, "seed": config.seed}
+    """pairs: (pair_id, prompt, text_a, text_b). Every call one judge needs for them."""
     planned = []
+    sampling = {**judge.sampling, "seed": config.seed}
     for pair_key, prompt, text_a, text_b in pairs:
-        for principle in constitution.sample(pair_key, config.principles_per_pair, config.seed):
+        for principle in constitution.select(pair_key, config.principle_sampling, config.principles_per_pair,
+                                             config.seed):
             for order in ("ab", "ba"):
                 first, second = (text_a, text_b) if order == "ab" else (text_b, text_a)
                 judgment_id = content_hash(
-                    "judgment", backend_identity, TEMPLATE_VERSION, constitution.version,
+                    "judgment", judge.identity, TEMPLATE_VERSION, judge.output_format, constitution.version,
                     principle.id, principle.text, order, prompt, first, second, sampling)
                 request = ChatRequest(
-                    key=judgment_id, messages=judge_messages(principle, prompt, first, second),
-                    max_tokens=config.max_new_tokens, temperature=config.temperature,
-                    seed=config.seed, want_logprobs=True, choices=VERDICTS)
-                planned.append(PlannedCall(judgment_id, pair_key, principle, order, request))
+                    key=judgment_id,
+                    messages=judge_messages(principle, prompt, first, second, judge.output_format),
+                    max_tokens=judge.config.max_new_tokens, temperature=judge.config.temperature,
+                    seed=config.seed, want_logprobs=True,
+                    choices=VERDICTS if judge.output_format == "choices" else None,
+                    response_format=response_format_for(judge.output_format))
+                planned.append(PlannedCall(judgment_id, pair_key, judge, principle, order, request))
     return planned
 
 
-def judge_pairs(store: Store, backend: ChatBackend, constitution: Constitution, config: JudgeConfig) -> StageReport:
-    pairs = store.con.execute("""
+def pairs_to_judge(store: Store) -> list[tuple]:
+    return store.con.execute("""
         SELECT p.pair_id, pr.text, a.text, b.text
         FROM pairs p
         JOIN prompts pr USING (prompt_id)
         JOIN candidates a ON a.candidate_id = p.candidate_a
         JOIN candidates b ON b.candidate_id = p.candidate_b
         ORDER BY p.pair_id""").fetchall()
-    planned = plan_calls(pairs, constitution, backend.identity, config)
-    answered = {row[0] for row in store.con.execute(
-        f"SELECT judgment_id FROM judgments WHERE coalesce(invalid_reason, '') NOT LIKE '{CALL_FAILED}%'").fetchall()}
-    todo = [call for call in planned if call.judgment_id not in answered]
-    by_id = {call.judgment_id: call for call in todo}
 
+
+def answered_ids(store: Store) -> set[str]:
+    """Calls with a stored answer (valid or unparseable); transport failures are asked again."""
+    return {row[0] for row in store.con.execute(
+        "SELECT judgment_id FROM judgments WHERE coalesce(invalid_reason, '') NOT LIKE ?",
+        [f"{CALL_FAILED}%"]).fetchall()}
+
+
+# -- reading an answer ------------------------------------------------------------------------------
+
+def price_of(config: JudgeConfig, judge: PanelJudgeConfig, prompt_tokens: int | None,
+             completion_tokens: int | None) -> float | None:
+    price = config.prices.get(judge.backend.model)
+    if price is None or prompt_tokens is None:
+        return None
+    return (prompt_tokens * price.input_per_million + (completion_tokens or 0) * price.output_per_million) / 1e6
+
+
+def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constitution, config: JudgeConfig) -> dict:
+    row = {
+        "judgment_id": call.judgment_id, "pair_id": call.pair_id, "judge": call.judge.name,
+        "judge_model": call.judge.identity, "principle_id": call.principle.id,
+        "principle_axis": call.principle.axis, "shown_order": call.shown_order,
+        "template_version": TEMPLATE_VERSION, "constitution_version": constitution.version,
+        "output_format": call.judge.output_format,
+        "sampling": json.dumps({**call.judge.sampling, "seed": config.seed}),
+        "raw_response": result.text, "verdict_shown": None, "winner": None, "confidence": None,
+        "confidence_source": "none", "self_confidence": None, "verdict_probs": None, "preference_logit": None,
+        "valid": False, "invalid_reason": None, "error_kind": None, "request_chars": call.request_chars,
+        "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+        "cost_usd": price_of(config, call.judge.config, result.prompt_tokens, result.completion_tokens),
+        "latency_ms": result.latency_ms,
+    }
+    if result.error:
+        row.update(invalid_reason=f"{CALL_FAILED}: {result.error}", error_kind=result.error_kind)
+        return row
+    verdict, reason = parse_verdict(result.text)
+    self_confidence = parse_self_confidence(result.text) if call.judge.output_format != "choices" else None
+    row["self_confidence"] = self_confidence
+    if verdict is None:
+        kind = "truncated" if result.finish_reason == "length" else "unparseable"
+        row.update(invalid_reason=f"{kind}: {reason}", error_kind=kind)
+        return row
+    distribution = verdict_distribution(verdict_token_logprobs(result.token_logprobs) or result.first_token_logprobs)
+    confidence = verdict_confidence(distribution, verdict)
+    row.update(verdict_shown=verdict, winner=winner_in_pair_orientation(verdict, call.shown_order), valid=True)
+    if confidence is not None:
+        logit = first_position_logit(distribution)
+        row.update(confidence=confidence, confidence_source="logprobs", verdict_probs=json.dumps(distribution),
+                   # in the pair's orientation: a is first when shown "ab", second when "ba"
+                   preference_logit=None if logit is None else logit if call.shown_order == "ab" else -logit)
+    elif self_confidence is not None:
+        row.update(confidence=self_confidence, confidence_source="self_report")
+    return row
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+def complete_concurrently(calls: list[PlannedCall]) -> Iterator[tuple[PlannedCall, ChatResult]]:
+    """Each judge's backend works through its own calls in its own thread (one endpoint does not
+    wait for another); results come back as they finish."""
+    by_judge: dict[str, list[PlannedCall]] = {}
+    for call in calls:
+        by_judge.setdefault(call.judge.name, []).append(call)
+    done: queue.Queue = queue.Queue(maxsize=1024)
+    finished = object()
+
+    def work(judge_calls: list[PlannedCall]) -> None:
+        by_id = {call.judgment_id: call for call in judge_calls}
+        try:
+            for result in judge_calls[0].judge.backend.complete(call.request for call in judge_calls):
+                done.put((by_id[result.key], result))
+        except BaseException as error:  # a backend that breaks (not one failed call) ends the stage
+            done.put(error)
+        finally:
+            done.put(finished)
+
+    threads = [threading.Thread(target=work, args=(group,), daemon=True, name=f"judge-{name}")
+               for name, group in by_judge.items()]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    while running:
+        item = done.get()
+        if item is finished:
+            running -= 1
+        elif isinstance(item, BaseException):
+            raise item
+        else:
+            yield item
+
+
+@dataclass
+class RunStats:
+    """What this run spent: for the stage report."""
+
+    outcomes: Counter = field(default_factory=Counter)  # valid / error kinds
+    by_judge: dict = field(default_factory=dict)
+    latencies_ms: list = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
+
+    def add(self, row: dict) -> None:
+        outcome = "valid" if row["valid"] else row["error_kind"] or "invalid"
+        self.outcomes[outcome] += 1
+        self.by_judge.setdefault(row["judge"], Counter())[outcome] += 1
+        if row["latency_ms"] is not None:
+            self.latencies_ms.append(row["latency_ms"])
+        self.prompt_tokens += row["prompt_tokens"] or 0
+        self.completion_tokens += row["completion_tokens"] or 0
+        if row["cost_usd"] is None:
+            self.unpriced_calls += 1
+        else:
+            self.cost_usd += row["cost_usd"]
+
+    def summary(self) -> dict:
+        ordered = sorted(self.latencies_ms)
+
+        def percentile(q: float) -> float | None:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else None
+
+        return {"outcomes": dict(self.outcomes), "outcomes_by_judge": {k: dict(v) for k, v in self.by_judge.items()},
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "cost_usd": round(self.cost_usd, 6), "unpriced_calls": self.unpriced_calls,
+                "latency_ms": {"p50": percentile(0.5), "p90": percentile(0.9), "p99": percentile(0.99),
+                               "max": ordered[-1] if ordered else None}}
+
+
+def run_directly(label: str, work: Callable[[], None]) -> None:
+    work()
+
+
+class JudgeRun:
+    """One judge stage run: plan, ask what is not answered yet, commit as answers arrive."""
+
+    def __init__(self, store: Store, panel: list[PanelJudge], constitution: Constitution, config: JudgeConfig):
+        self.store, self.panel, self.constitution, self.config = store, panel, constitution, config
+        self.stats = RunStats()
+        self._buffer: list[dict] = []
+
+    def plan(self, pairs: list[tuple]) -> tuple[list[PlannedCall], list[PlannedCall]]:
+        """(planned, todo) over the whole panel."""
+        answered = answered_ids(self.store)
+        planned = [call for judge in self.panel for call in plan_calls(pairs, self.constitution, judge, self.config)]
+        return planned, [call for call in planned if call.judgment_id not in answered]
+
+    def probe_output_formats(self, pairs: list[tuple], todo: list[PlannedCall]) -> tuple[list[PlannedCall], int]:
+        """An endpoint asked for json_schema by `auto` may refuse it: ask one real call first, and
+        fall back to text for that judge when the endpoint calls the request bad. Returns what is
+        left to ask and how many calls the probes answered."""
+        probed, fell_back = set(), False
+        for judge in self.panel:
+            if judge.config.output_format != "auto" or judge.output_format != "json_schema":
+                continue
+            first = next((call for call in todo if call.judge is judge), None)
+            if first is None:
+                continue
+            [(_, result)] = list(complete_concurrently([first]))
+            if result.error_kind == "bad_request":
+                judge.output_format = "text"  # its calls change (and so do their ids): plan again
+                fell_back = True
+            else:
+                self._keep(first, result)  # a real answer (or failure) like any other: kept, not re-asked
+                probed.add(first.judgment_id)
+        self.flush()
+        if fell_back:
+            todo = self.plan(pairs)[1]
+        return [call for call in todo if call.judgment_id not in probed], len(probed)
+
+    def _keep(self, call: PlannedCall, result: ChatResult) -> None:
+        row = judgment_row(call, result, self.constitution, self.config)
+        self.stats.add(row)
+        self._buffer.append(row)
+        if len(self._buffer) >= self.config.commit_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buffer:
+            with self.store.transaction():
+                self.store.upsert("judgments", pa.Table.from_pylist(self._buffer, schema=JUDGMENT_SCHEMA))
+            self._buffer.clear()
+
+    def ask(self, calls: list[PlannedCall], progress: Progress) -> None:
+        try:
+            for call, result in complete_concurrently(calls):
+                self._keep(call, result)
+                progress.update()
+        finally:
+            self.flush()  # whatever arrived before an interruption is kept
+
+
+def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitution, config: JudgeConfig,
+                run_batch: Callable[[str, Callable[[], None]], None] = run_directly) -> StageReport:
+    """Judge every pair with every panel member. `run_batch(label, work)` runs one batch of calls
+    (the Prefect flow wraps each in a task); by default it just calls `work()`."""
+    pairs = pairs_to_judge(store)
+    run = JudgeRun(store, panel, constitution, config)
+    planned, todo = run.plan(pairs)
     report = StageReport(STAGE, count_in=len(pairs), details={
-        "judge": backend.identity, "template_version": TEMPLATE_VERSION,
-        "constitution_version": constitution.version, "calls_planned": len(planned),
-        "calls_cached": len(planned) - len(todo)})
-    outcomes: Counter = Counter()
-    buffer: list[dict] = []
-
-    def flush() -> None:
-        if buffer:
-            with store.transaction():
-                store.upsert("judgments", pa.Table.from_pylist(buffer, schema=_SCHEMA))
-            buffer.clear()
+        "judges": {judge.name: {"model": judge.identity, "output_format": judge.output_format} for judge in panel},
+        "template_version": TEMPLATE_VERSION, "constitution_version": constitution.version,
+        "principle_sampling": config.principle_sampling,
+        "calls_planned": len(planned), "calls_cached": len(planned) - len(todo)})
 
     with Progress("judge", len(todo)) as progress:
-        for result in backend.complete(call.request for call in todo):
-            call = by_id[result.key]
-            row = {
-                "judgment_id": call.judgment_id, "pair_id": call.pair_id, "judge": backend.identity,
-                "principle_id": call.principle.id, "shown_order": call.shown_order,
-                "template_version": TEMPLATE_VERSION, "constitution_version": constitution.version,
-                "raw_response": result.text, "verdict_shown": None, "winner": None, "confidence": None,
-                "confidence_source": "none", "verdict_probs": None, "preference_logit": None,
-                "valid": False, "invalid_reason": None,
-                "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                "latency_ms": result.latency_ms,
-            }
-            if result.error:
-                row["invalid_reason"] = f"{CALL_FAILED}: {result.error}"
-                outcomes[f"{CALL_FAILED}:{result.error.split(':', 1)[0]}"] += 1
-            else:
-                verdict, reason = parse_verdict(result.text)
-                if verdict is None:
-                    row["invalid_reason"] = f"unparseable: {reason}"
-                    outcomes["unparseable"] += 1
-                else:
-                    distribution = verdict_distribution(result.first_token_logprobs)
-                    confidence = verdict_confidence(distribution, verdict)
-                    logit = first_position_logit(distribution) if confidence is not None else None
-                    row.update(verdict_shown=verdict, winner=winner_in_pair_orientation(verdict, call.shown_order),
-                               valid=True, confidence=confidence,
-                               confidence_source="logprobs" if confidence is not None else "none",
-                               verdict_probs=json.dumps(distribution) if confidence is not None else None,
-                               # in the pair's orientation: a first when shown "ab", second when "ba"
-                               preference_logit=None if logit is None else logit if call.shown_order == "ab" else -logit)
-                    outcomes["valid"] += 1
-            buffer.append(row)
-            progress.update()
-            if len(buffer) >= COMMIT_EVERY:
-                flush()
-    flush()
+        if todo:
+            todo, probed = run.probe_output_formats(pairs, todo)
+            progress.update(probed)
+        for start in range(0, len(todo), config.calls_per_task):
+            batch = todo[start:start + config.calls_per_task]
+            run_batch(f"{start // config.calls_per_task + 1}-of-{-(-len(todo) // config.calls_per_task)}",
+                      lambda batch=batch: run.ask(batch, progress))
 
+    for judge in panel:  # a fallback chosen during the run shows in the report
+        report.details["judges"][judge.name]["output_format"] = judge.output_format
     labelled = store.one(
-        "SELECT count(*) FILTER (WHERE n_votes > 0), count(*) FILTER (WHERE position_consistent) FROM pair_labels"
-    )
+        "SELECT count(*) FILTER (WHERE n_votes > 0), count(*) FILTER (WHERE position_consistent) FROM pair_labels")
     report.count_out = labelled[0]
-    report.details.update(calls_made=len(todo), outcomes=dict(outcomes),
-                          valid=outcomes["valid"], invalid=len(todo) - outcomes["valid"],
-                          position_consistent_pairs=labelled[1])
+    stats = run.stats.summary()
+    calls_made = sum(stats["outcomes"].values())
+    report.details.update(calls_made=calls_made, valid=stats["outcomes"].get("valid", 0),
+                          invalid=calls_made - stats["outcomes"].get("valid", 0),
+                          position_consistent_pairs=labelled[1],
+                          position_consistency_by_judge=dict(store.con.execute(
+                              "SELECT judge, round(consistency_rate, 3) FROM judge_position_bias").fetchall()),
+                          **stats)
     return report.finish()
 
 
-_SCHEMA = pa.schema([
-    ("judgment_id", pa.string()), ("pair_id", pa.string()), ("judge", pa.string()),
-    ("principle_id", pa.string()), ("shown_order", pa.string()), ("template_version", pa.string()),
-    ("constitution_version", pa.string()), ("raw_response", pa.string()), ("verdict_shown", pa.string()),
+JUDGMENT_SCHEMA = pa.schema([
+    ("judgment_id", pa.string()), ("pair_id", pa.string()), ("judge", pa.string()), ("judge_model", pa.string()),
+    ("principle_id", pa.string()), ("principle_axis", pa.string()), ("shown_order", pa.string()),
+    ("template_version", pa.string()), ("constitution_version", pa.string()), ("output_format", pa.string()),
+    ("sampling", pa.string()), ("raw_response", pa.string()), ("verdict_shown", pa.string()),
     ("winner", pa.string()), ("confidence", pa.float64()), ("confidence_source", pa.string()),
-    ("verdict_probs", pa.string()), ("preference_logit", pa.float64()), ("valid", pa.bool_()), ("invalid_reason", pa.string()), ("prompt_tokens", pa.int32()),
-    ("completion_tokens", pa.int32()), ("latency_ms", pa.float64()),
+    ("self_confidence", pa.float64()), ("verdict_probs", pa.string()), ("preference_logit", pa.float64()),
+    ("valid", pa.bool_()), ("invalid_reason", pa.string()), ("error_kind", pa.string()),
+    ("request_chars", pa.int32()), ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()),
+    ("cost_usd", pa.float64()), ("latency_ms", pa.float64()),
 ])

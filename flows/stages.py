@@ -6,8 +6,11 @@ that server. The work itself is in prefcurate.pipeline.
 
 from __future__ import annotations
 
-from prefect import flow
+from typing import Callable
+
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
 
 from prefcurate import pipeline
 from prefcurate.config import PrefcurateConfig
@@ -28,9 +31,24 @@ def pairs_flow(config: PrefcurateConfig) -> dict:
     return pipeline.pairs_stage(config)
 
 
+@task(name="judge-calls", task_run_name="judge-calls-{label}", cache_policy=NONE)
+def judge_calls_task(label: str, work: Callable[[], None]) -> None:
+    """One batch of judge calls (thousands, fanned out with asyncio inside): a task per batch,
+    not per call, keeps Prefect's overhead off the hot path."""
+    work()
+
+
 @flow(name="judge", log_prints=True)
 def judge_flow(config: PrefcurateConfig) -> dict:
-    return pipeline.judge_stage(config)
+    summary = pipeline.judge_stage(config, run_batch=lambda label, work: judge_calls_task(label, work))
+    create_markdown_artifact(key="judge-quality", description="Judge quality report",
+                             markdown=summary.pop("judge_report_markdown"))
+    return summary
+
+
+@flow(name="import-pairs", log_prints=True)
+def import_pairs_flow(config: PrefcurateConfig, source: str, fmt: str = "auto", split: str = "train") -> dict:
+    return pipeline.import_stage(config, source, fmt, split)
 
 
 @flow(name="curate", log_prints=True)

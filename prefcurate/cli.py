@@ -86,9 +86,58 @@ def pairs(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
 
 
 @app.command()
-def judge(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
-    """Judge pairs in both orders under sampled constitution principles."""
-    _print_summary(_run("judge_flow", _config(config, store)))
+def judge(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+          estimate: bool = typer.Option(False, "--estimate",
+                                        help="Predict calls, tokens and cost; send nothing.")) -> None:
+    """Judge pairs with the judge panel, in both orders, under sampled constitution principles."""
+    cfg = _config(config, store)
+    if not estimate:
+        _print_summary(_run("judge_flow", cfg))
+        return
+    from prefcurate import pipeline
+
+    predicted = _guarded(pipeline.judge_estimate, cfg)
+    typer.echo(f"pairs: {predicted['pairs']}  calls planned: {predicted['calls_planned']}  "
+               f"cached: {predicted['calls_cached']}  to make: {predicted['calls_to_make']}")
+    for name, judge_estimate in predicted["judges"].items():
+        cost = judge_estimate["cost_usd"]
+        basis = (f"calibrated on {judge_estimate['calibrated_on_calls']} stored calls"
+                 if judge_estimate["calibrated_on_calls"] else "uncalibrated: chars/4, completion at max_new_tokens")
+        typer.echo(f"  {name} [{judge_estimate['output_format']}]: {judge_estimate['calls_to_make']} calls, "
+                   f"~{judge_estimate['prompt_tokens']} prompt + ~{judge_estimate['completion_tokens']} completion "
+                   f"tokens, cost {'unpriced (add it to judge.prices)' if cost is None else f'~${cost:.4f}'} ({basis})")
+    total = predicted["cost_usd"]
+    typer.echo(f"total: ~{predicted['prompt_tokens']} prompt + ~{predicted['completion_tokens']} completion tokens, "
+               f"{'no priced judge' if total is None else f'~${total:.4f}'}")
+
+
+@app.command("judge-report")
+def judge_report(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
+    """Write the judge quality report (gold agreement, position consistency, ties, invalid, principles, cost)."""
+    from prefcurate import pipeline
+
+    path, markdown = _guarded(pipeline.judge_report, _config(config, store))
+    typer.echo(markdown)
+    typer.echo(f"written: {path} (and .md)")
+
+
+@app.command("import-pairs")
+def import_pairs(source: str = typer.Argument(..., help="Preference file or dataset: prompt/chosen/rejected, "
+                                                        "HH-RLHF transcripts, or ShareGPT/chat messages."),
+                 config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+                 fmt: str = typer.Option("auto", "--format", help="auto | jsonl | parquet | csv | datasets"),
+                 split: str = typer.Option("train", help="Split, for `datasets` sources.")) -> None:
+    """Import an existing preference dataset as labelled pairs (gold for judges, data for training)."""
+    _print_summary(_run("import_pairs_flow", _config(config, store), source=source, fmt=fmt, split=split))
+
+
+def _guarded(function, *args):
+    """Run a plain (non-flow) stage function, turning expected failures into a clear error."""
+    try:
+        return function(*args)
+    except (ValueError, LookupError, FileNotFoundError, RuntimeError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

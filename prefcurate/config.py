@@ -56,6 +56,10 @@ class BackendConfig(_Section):
     max_concurrency: PositiveInt = 16
     timeout_s: Annotated[float, Field(gt=0)] = 60.0
     max_retries: Annotated[int, Field(ge=0)] = 4
+    # Client-side rate limits (openai only), so a big run stays under the provider's quota
+    # instead of leaning on 429s. Tokens are estimated before sending (prompt chars / 4 + max_tokens).
+    requests_per_minute: PositiveInt | None = None
+    tokens_per_minute: PositiveInt | None = None
     # transformers only
     batch_size: PositiveInt = 8
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -83,14 +87,58 @@ class PairingConfig(_Section):
     seed: int = 0
 
 
-class JudgeConfig(_Section):
+class PanelJudgeConfig(_Section):
+    """One member of the judge panel: a model, where it runs, and how it is asked."""
+
+    # The judge's name in the store and reports; defaults to the backend's `model`. Members that
+    # share a model (e.g. at two temperatures) need names of their own.
+    name: str | None = Field(default=None, min_length=1)
     backend: BackendConfig = BackendConfig()
+    max_new_tokens: PositiveInt = 64
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0
+    # How the verdict is asked for:
+    #   auto        json_schema on openai endpoints (falling back to text if the endpoint refuses it),
+    #               closed-answer scoring of A/B/tie on local transformers models;
+    #   json_schema / json_object   the `response_format` of the chat-completions API;
+    #   text        free text, parsed robustly.
+    output_format: Literal["auto", "json_schema", "json_object", "text"] = "auto"
+
+
+class Price(_Section):
+    """US dollars per million tokens."""
+
+    input_per_million: Annotated[float, Field(ge=0)]
+    output_per_million: Annotated[float, Field(ge=0)]
+
+
+def judge_name(judge: PanelJudgeConfig) -> str:
+    return judge.name or judge.backend.model
+
+
+class JudgeConfig(_Section):
+    # Every pair is judged by every member of the panel.
+    panel: list[PanelJudgeConfig] = Field(default_factory=lambda: [PanelJudgeConfig()], min_length=1)
     # None means the constitution shipped with the package.
     constitution: Path | None = None
-    principles_per_pair: PositiveInt = 1
-    max_new_tokens: PositiveInt = 24
-    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0
+    # Which principles each pair is judged under: all of them; k at random (weighted, seeded by
+    # the pair id); or one per axis (weighted, seeded by the pair id).
+    principle_sampling: Literal["all", "random", "per_axis"] = "random"
+    principles_per_pair: PositiveInt = 1  # k, for principle_sampling = random
     seed: int = 0
+    # Price per model name (the backend's `model`), for cost estimates and the run report.
+    prices: dict[str, Price] = Field(default_factory=dict)
+    # Judged calls are committed every this many answers: a killed run loses at most this many.
+    commit_every: PositiveInt = 64
+    # Calls per Prefect task: the unit of progress (and of retry) in the Prefect UI.
+    calls_per_task: PositiveInt = 2000
+
+    @model_validator(mode="after")
+    def _unique_judge_names(self) -> JudgeConfig:
+        names = [judge_name(judge) for judge in self.panel]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"panel: judges sharing a model need distinct `name`s; repeated: {repeated}")
+        return self
 
 
 class SplitConfig(_Section):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Callable
 
 from prefcurate.config import PrefcurateConfig
 from prefcurate.curation.backends import make_backend
@@ -16,7 +17,10 @@ from prefcurate.curation.curate import curate, latest_curation_run, record_curat
 from prefcurate.curation.export import export_curation_run
 from prefcurate.curation.generate import generate_candidates
 from prefcurate.curation.ingest import ingest_prompts
-from prefcurate.curation.judge import judge_pairs
+from prefcurate.curation.judge import judge_pairs, open_panel, run_directly
+from prefcurate.curation.import_pairs import import_preference_pairs
+from prefcurate.curation.judge_estimate import estimate_judging
+from prefcurate.curation.judge_report import write_judge_report
 from prefcurate.curation.local_models import pick_device, resolve_model
 from prefcurate.curation.pairing import build_pairs
 from prefcurate.curation.store import StageReport, Store
@@ -46,10 +50,35 @@ def pairs_stage(config: PrefcurateConfig) -> dict:
         return _finish(store, build_pairs(store, config.pairs))
 
 
-def judge_stage(config: PrefcurateConfig) -> dict:
+def judge_stage(config: PrefcurateConfig, run_batch: Callable = run_directly) -> dict:
+    """Judge every pair with every panel member; run_batch(label, work) runs one batch of calls."""
     constitution = load_constitution(config.judge.constitution)
-    with Store(config.store.path) as store, make_backend(config.judge.backend, config.resolved_models_dir) as backend:
-        return _finish(store, judge_pairs(store, backend, constitution, config.judge))
+    with Store(config.store.path) as store, open_panel(store, config.judge, config.resolved_models_dir) as panel:
+        summary = _finish(store, judge_pairs(store, panel, constitution, config.judge, run_batch))
+        summary["judge_report"], summary["judge_report_markdown"] = judge_report(config, store)
+        return summary
+
+
+def judge_report(config: PrefcurateConfig, store: Store | None = None) -> tuple[str, str]:
+    """Write the judge quality report under <workdir>/reports; return its path and markdown."""
+    if store is None:
+        with Store(config.store.path) as opened:
+            return judge_report(config, opened)
+    path, markdown = write_judge_report(store, config.workdir.resolve() / "reports")
+    return str(path), markdown
+
+
+def import_stage(config: PrefcurateConfig, source: str, fmt: str = "auto", split: str = "train") -> dict:
+    """Import a preference dataset (plain / HH-RLHF / ShareGPT or chat messages) as labelled pairs."""
+    with Store(config.store.path) as store:
+        return _finish(store, import_preference_pairs(store, source, fmt, split))
+
+
+def judge_estimate(config: PrefcurateConfig) -> dict:
+    """What `judge` would ask and spend now; sends nothing."""
+    constitution = load_constitution(config.judge.constitution)
+    with Store(config.store.path) as store:
+        return estimate_judging(store, constitution, config.judge)
 
 
 def curate_stage(config: PrefcurateConfig) -> dict:

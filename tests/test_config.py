@@ -27,10 +27,16 @@ def test_yaml_and_toml_give_the_same_config(tmp_path):
 @pytest.mark.parametrize("text, field, reason", [
     ("generate:\n  n_candidates: 0\n", "generate.n_candidates", "greater than 0"),
     ("curate:\n  min_agreement: 1.5\n", "curate.min_agreement", "less than or equal to 1"),
-    ("judge:\n  backend:\n    kind: vllm\n", "judge.backend.kind", "'transformers' or 'openai'"),
+    ("judge:\n  panel:\n    - backend:\n        kind: vllm\n", "judge.panel.0.backend.kind", "'transformers' or 'openai'"),
     ("pairs:\n  stratgy: all\n", "pairs.stratgy", "unknown field"),
     ("curate:\n  splits:\n    validation: 0.5\n    test: 0.5\n", "curate.splits", "below 1"),
-    ("judge:\n  backend:\n    kind: openai\n", "judge.backend", "needs the served model's name"),
+    ("judge:\n  panel:\n    - backend:\n        kind: openai\n", "judge.panel.0.backend", "needs the served model's name"),
+    ("judge:\n  panel: []\n", "judge.panel", "at least 1 item"),
+    ("judge:\n  panel:\n    - {backend: {kind: openai, model: m}}\n    - {backend: {kind: openai, model: m}, temperature: 1}\n",
+     "judge", "need distinct `name`s"),
+    ("judge:\n  principle_sampling: some\n", "judge.principle_sampling", "'all', 'random' or 'per_axis'"),
+    ("judge:\n  prices:\n    gpt: {input_per_million: -1, output_per_million: 1}\n", "judge.prices.gpt.input_per_million",
+     "greater than or equal to 0"),
 ])
 def test_invalid_values_name_the_field_and_reason(tmp_path, text, field, reason):
     path = tmp_path / "bad.yaml"

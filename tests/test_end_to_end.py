@@ -29,10 +29,25 @@ def pipeline_config(tmp_path, tiny_model_dir, openai_server):
         "ingest": {"source": str(prompts)},
         "generate": {"backend": {"model": str(tiny_model_dir), "batch_size": 16},
                      "n_candidates": 3, "max_new_tokens": 12, "temperature": 1.0},
-        "judge": {"backend": {"kind": "openai", "model": "test-model", "base_url": openai_server.base_url}},
+        "judge": {"panel": [{"backend": {"kind": "openai", "model": "test-model", "base_url": openai_server.base_url}}],
+                  "calls_per_task": 16},
         "curate": {"require_position_consistency": True, "splits": {"validation": 0.15, "test": 0.25}},
         "train": {"base_model": str(tiny_model_dir), "epochs": 1, "trainable_layers": None, "max_length": 96},
     })
+
+
+def judge_task_runs() -> int:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    async def count() -> int:
+        async with get_client() as client:
+            runs = await client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="judge-calls-")))
+            return sum(1 for run in runs if run.state and run.state.is_completed())
+
+    return asyncio.run(count())
 
 
 def test_pipeline_flow_fills_every_stage_and_reruns_as_a_no_op(pipeline_config, openai_server, prefect_harness):
@@ -47,6 +62,9 @@ def test_pipeline_flow_fills_every_stage_and_reruns_as_a_no_op(pipeline_config, 
     assert filled["curation_runs"] == 1 and filled["curated_pairs"] > 0 and filled["rm_runs"] == 1
     assert stages["judge"]["position_consistent_pairs"] > 0
     calls = len(openai_server.requests)
+    # judge calls ran as a few Prefect tasks of up to 16 calls (the first one probed output formats)
+    assert judge_task_runs() == -(-(calls - 1) // 16)
+    assert json.loads(open(stages["judge"]["judge_report"]).read())["judges"][0]["n_calls"] == calls
 
     curated = stages["curate"]["output_dir"]
     manifest = json.loads(open(f"{curated}/manifest.json").read())

@@ -1,12 +1,10 @@
 """The OpenAI-compatible path: the real `openai` client against the suite's HTTP server."""
 
-from prefcurate.config import BackendConfig, GenerateConfig, JudgeConfig
+from prefcurate.config import BackendConfig, GenerateConfig
 from prefcurate.curation.backends import ChatRequest
 from prefcurate.curation.backends.openai_compat import OpenAIBackend
-from prefcurate.curation.constitution import load_constitution
 from prefcurate.curation.generate import generate_candidates
-from prefcurate.curation.judge import judge_pairs
-from tests.support.builders import add_candidates, add_pair, add_prompt
+from tests.support.builders import add_prompt
 from tests.support.openai_server import Behaviour, OpenAICompatServer
 
 
@@ -61,37 +59,27 @@ def test_generate_stage_through_the_server_is_idempotent(store, openai_server):
     assert store.scalar("SELECT count(DISTINCT text) FROM candidates") > 1
 
 
-def test_judge_stage_reads_verdicts_and_logprob_confidence(store, openai_server):
-    prompt = add_prompt(store, "Explain tides.")
-    short, long = add_candidates(store, prompt, ["The moon.", "The moon's gravity pulls the oceans."])
-    pair, _, _ = add_pair(store, prompt, short, long)
-    constitution = load_constitution(None)
-    config = JudgeConfig(backend=BackendConfig(kind="openai", model="test-model"))
-    with backend_for(openai_server) as backend:
-        report = judge_pairs(store, backend, constitution, config)
-        again = judge_pairs(store, backend, constitution, config)
-    assert report.details["valid"] == 2 and again.details["calls_made"] == 0
-    assert len(openai_server.requests) == 2
-    rows = store.con.execute("SELECT shown_order, verdict_shown, winner, confidence, confidence_source "
-                             "FROM judgments ORDER BY shown_order").fetchall()
-    expected_winner = "a" if long < short else "b"  # the longer text wins in the server's rule
-    assert [r[2] for r in rows] == [expected_winner, expected_winner]
-    assert all(abs(r[3] - 0.9) < 1e-6 and r[4] == "logprobs" for r in rows)
-    assert store.one("SELECT position_consistent, balanced_label FROM pair_labels") == (True, expected_winner)
+def test_rate_limit_in_requests_per_minute_holds_the_rate(openai_server):
+    import time
+
+    # 1200/min = 20/s with one second of burst: 60 requests need at least ~2 s.
+    with backend_for(openai_server, requests_per_minute=1200, max_concurrency=32) as backend:
+        started = time.perf_counter()
+        results = list(backend.complete(request(str(i)) for i in range(60)))
+        elapsed = time.perf_counter() - started
+    assert all(r.ok for r in results)
+    assert elapsed >= 1.8
 
 
-def test_unparseable_and_failed_judge_calls_are_stored_with_reasons(store):
-    prompt = add_prompt(store, "q")
-    a, b = add_candidates(store, prompt, ["one", "two two"])
-    add_pair(store, prompt, a, b)
-    constitution = load_constitution(None)
-    config = JudgeConfig(backend=BackendConfig(kind="openai", model="test-model"))
-    with OpenAICompatServer(Behaviour(script=["garbage", "garbage"])) as server:
-        with backend_for(server, max_retries=0) as backend:
-            first = judge_pairs(store, backend, constitution, config)
-            assert first.details["invalid"] == 2
-            reasons = {r[0] for r in store.con.execute("SELECT invalid_reason FROM judgments").fetchall()}
-            assert all(reason.startswith("call_failed: malformed_response") for reason in reasons)
-            second = judge_pairs(store, backend, constitution, config)  # transport failures are asked again
-    assert second.details["calls_made"] == 2 and second.details["valid"] == 2
-    assert store.count("judgments") == 2
+def test_token_bucket_refills_at_its_rate():
+    from prefcurate.curation.backends.rate_limit import TokenBucket
+
+    now = [0.0]
+    bucket = TokenBucket(per_minute=600, clock=lambda: now[0])  # 10/s, holds 10
+    bucket.take(10)
+    assert bucket.wait_time(5) == 0.5
+    now[0] = 0.5
+    assert bucket.wait_time(5) == 0.0
+    assert bucket.wait_time(50) > 0  # oversized: waits for a full bucket, then may go
+    now[0] = 1.0
+    assert bucket.wait_time(50) == 0.0

@@ -7,7 +7,14 @@ from pathlib import Path
 from prefcurate.config import BackendConfig
 from prefcurate.curation.backends.base import ChatBackend, ChatRequest, ChatResult
 
-__all__ = ["ChatBackend", "ChatRequest", "ChatResult", "make_backend"]
+__all__ = ["ChatBackend", "ChatRequest", "ChatResult", "backend_identity", "make_backend"]
+
+
+def backend_identity(config: BackendConfig) -> str:
+    """A stable name for the model behind a backend config: part of every cache key."""
+    if config.kind == "openai":
+        return f"openai:{config.base_url or 'api.openai.com'}:{config.model}"
+    return f"transformers:{config.model}"
 
 
 def make_backend(config: BackendConfig, models_dir: Path) -> ChatBackend:

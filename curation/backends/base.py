@@ -24,6 +24,8 @@ class ChatRequest:
     # Closed-answer mode: when set, a backend that can score continuations answers with the most
     # likely choice and reports each choice's log-probability (backends that cannot, generate).
     choices: tuple[str, ...] | None = None
+    # The chat-completions `response_format` (json_schema / json_object), for endpoints that take it.
+    response_format: dict | None = None
 
 
 @dataclass
@@ -36,11 +38,18 @@ class ChatResult:
     latency_ms: float | None = None
     # token text (as the tokenizer spells it) -> log-probability, for the first generated token, when asked and available
     first_token_logprobs: dict[str, float] | None = field(default=None)
+    # Every generated token with its top alternatives (token text -> log-probability), when asked
+    # and available: lets a caller find the verdict token inside a JSON answer.
+    token_logprobs: list[tuple[str, dict[str, float]]] | None = field(default=None)
     error: str | None = None  # "<kind>: <message>" when the call failed
 
     @property
     def ok(self) -> bool:
         return self.error is None and self.text is not None
+
+    @property
+    def error_kind(self) -> str | None:
+        return self.error.split(":", 1)[0] if self.error else None
 
 
 class ChatBackend(ABC):

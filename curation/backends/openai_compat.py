@@ -1,7 +1,8 @@
 """Any OpenAI-compatible chat-completions server (vLLM, llama.cpp server, OpenAI) through `openai`.
 
-Requests fan out on one asyncio loop in a background thread, at most `max_concurrency` in flight.
-The openai client retries 429, 5xx, connection errors and timeouts with exponential backoff and
+Requests fan out on one asyncio loop in a background thread, at most `max_concurrency` in flight,
+under optional client-side limits in requests and tokens per minute. The openai client retries 429,
+5xx, connection errors and timeouts (each request has its own timeout) with exponential backoff and
 honours Retry-After; what still fails becomes a result with an error kind, never an exception.
 """
 
@@ -18,7 +19,9 @@ from typing import Iterable, Iterator
 import openai
 
 from prefcurate.config import BackendConfig
+from prefcurate.curation.backends import backend_identity
 from prefcurate.curation.backends.base import ChatBackend, ChatRequest, ChatResult
+from prefcurate.curation.backends.rate_limit import RateLimiter, estimate_request_tokens
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,8 @@ def _error_kind(error: Exception) -> str:
         return "rate_limited"
     if isinstance(error, openai.InternalServerError):
         return "server_error"
+    if isinstance(error, openai.BadRequestError):
+        return "bad_request"
     if isinstance(error, openai.APIConnectionError):
         return "connection"
     if isinstance(error, openai.APIStatusError):
@@ -42,7 +47,7 @@ def _error_kind(error: Exception) -> str:
 class OpenAIBackend(ChatBackend):
     def __init__(self, config: BackendConfig):
         self.config = config
-        self.identity = f"openai:{config.base_url or 'api.openai.com'}:{config.model}"
+        self.identity = backend_identity(config)
         # Local servers ignore the key; the real API needs it from the environment.
         self._api_key = os.environ.get(config.api_key_env) or "unused-local-key"
         self._loop = asyncio.new_event_loop()
@@ -50,6 +55,7 @@ class OpenAIBackend(ChatBackend):
         self._thread.start()
         self._client = self._call_soon(self._make_client()).result()
         self._slots = asyncio.Semaphore(config.max_concurrency)
+        self._limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
 
     async def _make_client(self) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
@@ -65,12 +71,15 @@ class OpenAIBackend(ChatBackend):
 
     async def _one(self, request: ChatRequest) -> ChatResult:
         async with self._slots:
+            await self._limiter.acquire(estimate_request_tokens(request.messages, request.max_tokens))
             started = time.perf_counter()
             options = {}
             if request.seed is not None:
                 options["seed"] = request.seed
             if request.want_logprobs:
                 options.update(logprobs=True, top_logprobs=10)
+            if request.response_format is not None:
+                options["response_format"] = request.response_format
             try:
                 response = await self._client.chat.completions.create(
                     model=self.config.model,
@@ -88,6 +97,7 @@ class OpenAIBackend(ChatBackend):
                 return ChatResult(request.key, error="malformed_response: no choices", latency_ms=latency)
             choice = response.choices[0]
             usage = response.usage
+            tokens = _token_logprobs(choice) if request.want_logprobs else None
             return ChatResult(
                 request.key,
                 text=choice.message.content if choice.message else None,
@@ -95,7 +105,8 @@ class OpenAIBackend(ChatBackend):
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
                 latency_ms=latency,
-                first_token_logprobs=_first_token_logprobs(choice) if request.want_logprobs else None,
+                first_token_logprobs=tokens[0][1] if tokens else None,
+                token_logprobs=tokens,
             )
 
     def complete(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
@@ -112,12 +123,14 @@ class OpenAIBackend(ChatBackend):
         self._loop.close()
 
 
-def _first_token_logprobs(choice) -> dict[str, float] | None:
+def _token_logprobs(choice) -> list[tuple[str, dict[str, float]]] | None:
     logprobs = getattr(choice, "logprobs", None)
     content = getattr(logprobs, "content", None) if logprobs else None
     if not content:
         return None
-    first = content[0]
-    found = {entry.token: entry.logprob for entry in (first.top_logprobs or [])}
-    found.setdefault(first.token, first.logprob)
-    return found
+    tokens = []
+    for entry in content:
+        alternatives = {alt.token: alt.logprob for alt in (entry.top_logprobs or [])}
+        alternatives.setdefault(entry.token, entry.logprob)
+        tokens.append((entry.token, alternatives))
+    return tokens

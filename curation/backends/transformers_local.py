@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from prefcurate.config import BackendConfig
+from prefcurate.curation.backends import backend_identity
 from prefcurate.curation.backends.base import ChatBackend, ChatRequest, ChatResult
 from prefcurate.curation.local_models import pick_device, resolve_model
 
@@ -32,7 +33,7 @@ class TransformersBackend(ChatBackend):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.config = config
-        self.identity = f"transformers:{config.model}"
+        self.identity = backend_identity(config)
         self._path = resolve_model(config.model, models_dir)
         self.device = pick_device(config.device)
         self.tokenizer = AutoTokenizer.from_pretrained(self._path, padding_side="left")

@@ -4,6 +4,9 @@
 --   balanced_label  the sign of balanced_margin, the mean preference logit over calls that have
 --                   one; each comparison is asked in both orders, so a judge's constant preference
 --                   for a position cancels out (balanced position calibration).
+--   reference_label the label an imported preference dataset came with (see reference_labels);
+--                  NULL when none, or when two imported datasets disagree.
+-- Pairs with no judge call yet are listed too (n_calls = 0), so the curation funnel starts from all pairs.
 -- A (judge, principle) comparison is position-consistent when it has a valid verdict in both shown
 -- orders and the two name the same winner after mapping back to the pair's orientation.
 CREATE OR REPLACE VIEW pair_labels AS
@@ -45,6 +48,13 @@ votes AS (
     FROM judgment_votes
     GROUP BY pair_id
 ),
+reference AS (
+    SELECT pair_id,
+           count(*) AS n_reference_labels,
+           CASE WHEN count(DISTINCT winner) = 1 THEN any_value(winner) END AS reference_label
+    FROM reference_labels
+    GROUP BY pair_id
+),
 labelled AS (
     SELECT
         v.*,
@@ -65,8 +75,8 @@ SELECT
     p.prompt_id,
     p.candidate_a,
     p.candidate_b,
-    c.n_calls,
-    c.n_invalid,
+    coalesce(c.n_calls, 0) AS n_calls,
+    coalesce(c.n_invalid, 0) AS n_invalid,
     coalesce(l.n_votes, 0) AS n_votes,
     coalesce(l.votes_a, 0) AS votes_a,
     coalesce(l.votes_b, 0) AS votes_b,
@@ -84,8 +94,11 @@ SELECT
     1.0 / (1.0 + exp(-abs(l.balanced_margin))) AS balanced_confidence,
     coalesce(k.n_comparisons, 0) AS n_comparisons,
     coalesce(k.n_consistent, 0) AS n_consistent,
-    coalesce(k.n_comparisons > 0 AND k.n_consistent = k.n_comparisons, false) AS position_consistent
+    coalesce(k.n_comparisons > 0 AND k.n_consistent = k.n_comparisons, false) AS position_consistent,
+    r.reference_label,
+    coalesce(r.n_reference_labels, 0) AS n_reference_labels
 FROM pairs AS p
-JOIN calls AS c USING (pair_id)
+LEFT JOIN calls AS c USING (pair_id)
+LEFT JOIN reference AS r USING (pair_id)
 LEFT JOIN labelled AS l USING (pair_id)
 LEFT JOIN consistency AS k USING (pair_id);

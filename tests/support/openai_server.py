@@ -4,10 +4,12 @@ It speaks the real HTTP protocol (POST /v1/chat/completions, GET /v1/models) so 
 client talks to it. Its answers are deterministic:
 - a pairwise judge prompt (our template's RESPONSE_A / RESPONSE_B blocks) gets a verdict chosen by
   `judge_rule` (default: the longer response wins, so verdicts are position-consistent), with
-  first-token logprobs when the request asks for them;
+  logprobs when the request asks for them, as JSON when it sets `response_format` (or a 400 when
+  told the endpoint does not support it), else as text with a stated confidence;
 - anything else gets a reply derived from a hash of the prompt and seed.
 It misbehaves on demand: fixed latency, scripted or random 429 (with Retry-After) / 500 /
-garbage bodies / hangs past the client's timeout.
+garbage bodies / hangs past the client's timeout / bad verdicts (empty, malformed, truncated).
+Run it as a process for benchmarks: `python -m tests.support.openai_server --port 8011 --latency 0.2`.
 """
 
 from __future__ import annotations
@@ -43,17 +45,20 @@ def always_a(response_a: str, response_b: str) -> str:
 @dataclass
 class Behaviour:
     latency_s: float = 0.0
-    # Scripted faults, consumed one per request in order: "429", "500", "garbage", "hang", "ok".
+    # Scripted faults, consumed one per request in order: "429", "500", "garbage", "hang", "empty",
+    # "malformed", "truncated", "ok".
     script: list[str] = field(default_factory=list)
     rate_429: float = 0.0
     rate_500: float = 0.0
     rate_garbage: float = 0.0
     rate_hang: float = 0.0
+    rate_bad_verdict: float = 0.0  # split evenly between empty, malformed and truncated answers
     hang_s: float = 30.0
     retry_after_s: float = 0.05
     logprobs: bool = True
     judge_rule: Callable[[str, str], str] = longer_wins
     judge_confidence: float = 0.9
+    supports_response_format: bool = True
     seed: int = 0
 
 
@@ -129,6 +134,8 @@ class OpenAICompatServer:
             if roll < rate:
                 return name
             roll -= rate
+        if roll < b.rate_bad_verdict:
+            return ("empty", "malformed", "truncated")[int(3 * roll / b.rate_bad_verdict)]
         return "ok"
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -149,19 +156,29 @@ class OpenAICompatServer:
             await asyncio.sleep(self.behaviour.hang_s)
         if fault == "garbage":
             return web.Response(text="<html>not json{", content_type="application/json")
-        return web.json_response(self._completion(body))
+        if body.get("response_format") and not self.behaviour.supports_response_format:
+            return web.json_response({"error": {"message": "response_format is not supported by this server",
+                                                "type": "invalid_request_error"}}, status=400)
+        return web.json_response(self._completion(body, fault))
 
-    def _completion(self, body: dict) -> dict:
+    def _completion(self, body: dict, fault: str = "ok") -> dict:
         messages = body.get("messages", [])
         prompt = "\n".join(str(m.get("content", "")) for m in messages)
         blocks = dict(_BLOCK.findall(prompt))
         want_logprobs = bool(body.get("logprobs")) and self.behaviour.logprobs
-        logprobs = None
+        logprobs, finish_reason = None, "stop"
         if "A" in blocks and "B" in blocks:
             verdict = self.behaviour.judge_rule(blocks["A"], blocks["B"])
-            text = f"{verdict}\nThat response follows the principle better."
-            if want_logprobs:
-                logprobs = self._verdict_logprobs(verdict)
+            tokens = self._verdict_tokens(verdict, as_json=bool(body.get("response_format")))
+            if fault == "empty":
+                tokens = []
+            elif fault == "malformed":
+                tokens = [("I cannot decide between these two.", False)]
+            elif fault == "truncated":
+                tokens, finish_reason = tokens[:1], "length"
+            text = "".join(token for token, _ in tokens)
+            if want_logprobs and tokens:
+                logprobs = self._logprobs(tokens, verdict)
         else:
             text = self._reply(prompt, body.get("seed"), body.get("max_tokens") or 64)
         completion_tokens = len(text.split())
@@ -171,22 +188,57 @@ class OpenAICompatServer:
             "created": int(time.time()),
             "model": body.get("model", "test-model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop", "logprobs": logprobs}],
+                         "finish_reason": finish_reason, "logprobs": logprobs}],
             "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": completion_tokens,
                       "total_tokens": len(prompt.split()) + completion_tokens},
         }
 
-    def _verdict_logprobs(self, verdict: str) -> dict:
+    def _verdict_tokens(self, verdict: str, as_json: bool) -> list[tuple[str, bool]]:
+        """The answer as (token, is_the_verdict_token) pieces."""
+        confidence = self.behaviour.judge_confidence
+        if as_json:
+            return [('{"', False), ("verdict", False), ('": "', False), (verdict, True),
+                    (f'", "confidence": {confidence}, "reason": "it follows the principle better"}}', False)]
+        return [(verdict, True), (f"\nConfidence: {round(100 * confidence)}\nIt follows the principle better.", False)]
+
+    def _logprobs(self, tokens: list[tuple[str, bool]], verdict: str) -> dict:
         p = self.behaviour.judge_confidence
         others = [v for v in ("A", "B", "tie") if v != verdict]
         probabilities = {verdict: p, others[0]: (1 - p) * 0.7, others[1]: (1 - p) * 0.3}
         top = [{"token": token, "logprob": math.log(prob), "bytes": list(token.encode())}
                for token, prob in sorted(probabilities.items(), key=lambda item: -item[1])]
-        return {"content": [{"token": verdict, "logprob": math.log(p), "bytes": list(verdict.encode()),
-                             "top_logprobs": top}]}
+        content = []
+        for token, is_verdict in tokens:
+            if is_verdict:
+                content.append({"token": token, "logprob": math.log(p), "bytes": list(token.encode()), "top_logprobs": top})
+            else:
+                content.append({"token": token, "logprob": -0.01, "bytes": list(token.encode()),
+                                "top_logprobs": [{"token": token, "logprob": -0.01, "bytes": list(token.encode())}]})
+        return {"content": content}
 
     @staticmethod
     def _reply(prompt: str, seed, max_tokens: int) -> str:
         digest = hashlib.sha256(f"{prompt}|{seed}".encode()).digest()
         length = min(max_tokens, 3 + digest[0] % 20)
         return " ".join(_WORDS[digest[(i % 31) + 1] % len(_WORDS)] for i in range(length)).capitalize() + "."
+
+
+def main() -> None:
+    """Serve until interrupted: for benchmarks that need the server in its own process."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8011)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    args = parser.parse_args()
+    server = OpenAICompatServer(Behaviour(latency_s=args.latency), host=args.host, port=args.port).start()
+    print(f"serving {server.base_url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Import an existing preference dataset as labelled pairs (reference labels with source "import").
+
+Each row becomes a prompt, two candidates, a pair and a reference label in the pair's orientation.
+Imported labels are gold for judge evaluation (the `judge_quality` view) and training data in their
+own right. Three shapes are read, per row:
+- plain:     `prompt`, `chosen`, `rejected` strings;
+- hh:        HH-RLHF transcripts: `chosen` and `rejected` strings of "\n\nHuman: ... \n\nAssistant: ..."
+             turns that share everything but the last answer;
+- messages:  `chosen` / `rejected` as chat messages ({role, content} or ShareGPT's {from, value}),
+             either whole conversations or just the answer, with the conversation so far in
+             `prompt` or ShareGPT's `conversations`.
+Rows that fit none, or whose two sides do not share their conversation, go to rejects.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from prefcurate.curation.hashing import content_hash, prompt_id
+from prefcurate.curation.ingest import IngestError, SourceRow, detect_format, read_source
+from prefcurate.curation.pairing import pair_id
+from prefcurate.curation.store import StageReport, Store
+
+STAGE = "import"
+IMPORT_GENERATOR_KEY = "import"
+_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
+          "bing": "assistant", "model": "assistant", "system": "system"}
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
+
+
+class RowError(ValueError):
+    def __init__(self, field: str | None, reason: str):
+        super().__init__(reason)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class PreferenceRow:
+    context: list[dict]  # the conversation before the two answers (ends with a user turn)
+    chosen: str
+    rejected: str
+    shape: str
+
+
+# -- reading one row --------------------------------------------------------------------------------
+
+def _message(item, field: str) -> dict:
+    if isinstance(item, dict):
+        role = item.get("role", item.get("from"))
+        content = item.get("content", item.get("value"))
+        if isinstance(role, str) and role.lower() in _ROLES and isinstance(content, str):
+            return {"role": _ROLES[role.lower()], "content": content}
+    raise RowError(field, f"not a chat message ({{role, content}} or {{from, value}}): {str(item)[:80]}")
+
+
+def _messages(value, field: str) -> list[dict]:
+    if isinstance(value, dict):
+        return [_message(value, field)]
+    if isinstance(value, list) and value:
+        return [_message(item, field) for item in value]
+    raise RowError(field, "expected a chat message or a non-empty list of them")
+
+
+def _hh_turns(transcript: str, field: str) -> list[dict]:
+    parts = _HH_TURN.split(transcript if transcript.startswith("\n\n") else "\n\n" + transcript)
+    if parts[0].strip() or len(parts) < 3:
+        raise RowError(field, "not an HH-RLHF transcript (\\n\\nHuman: ... \\n\\nAssistant: ...)")
+    return [{"role": "user" if speaker == "Human" else "assistant", "content": text.strip()}
+            for speaker, text in zip(parts[1::2], parts[2::2])]
+
+
+def _split_answer(conversation: list[dict], field: str) -> tuple[list[dict], str]:
+    if conversation[-1]["role"] != "assistant":
+        raise RowError(field, "the conversation does not end with an assistant answer")
+    return conversation[:-1], conversation[-1]["content"]
+
+
+def _context_from(values: dict) -> list[dict] | None:
+    if isinstance(values.get("conversations"), list):
+        return _messages(values["conversations"], "conversations")
+    prompt = values.get("prompt")
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, list):
+        return _messages(prompt, "prompt")
+    return None
+
+
+def parse_preference_row(values: dict) -> PreferenceRow:
+    for field in ("chosen", "rejected"):
+        if values.get(field) is None:
+            raise RowError(field, "missing field")
+    chosen, rejected = values["chosen"], values["rejected"]
+    context = _context_from(values)
+
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        if context is None:
+            if "\n\nAssistant:" not in "\n\n" + chosen.lstrip("\n"):
+                raise RowError("prompt", "missing field (and chosen is not an HH-RLHF transcript)")
+            chosen_context, chosen_text = _split_answer(_hh_turns(chosen, "chosen"), "chosen")
+            rejected_context, rejected_text = _split_answer(_hh_turns(rejected, "rejected"), "rejected")
+            if chosen_context != rejected_context:
+                raise RowError("rejected", "chosen and rejected transcripts differ before the last answer")
+            return PreferenceRow(chosen_context, chosen_text, rejected_text, "hh")
+        return PreferenceRow(context, chosen, rejected, "plain")
+
+    chosen_messages, rejected_messages = _messages(chosen, "chosen"), _messages(rejected, "rejected")
+    chosen_context, chosen_text = _split_answer(chosen_messages, "chosen")
+    rejected_context, rejected_text = _split_answer(rejected_messages, "rejected")
+    if chosen_context != rejected_context:
+        raise RowError("rejected", "chosen and rejected conversations differ before the last answer")
+    if chosen_context:  # whole conversations: they carry the context themselves
+        if context is not None and context != chosen_context and context != chosen_context[-len(context):]:
+            raise RowError("prompt", "the prompt does not match the conversation in chosen")
+        context = chosen_context
+    if context is None:
+        raise RowError("prompt", "missing field: no prompt, conversations, or conversation in chosen")
+    return PreferenceRow(context, chosen_text, rejected_text, "messages")
+
+
+def prompt_text(context: list[dict]) -> str:
+    """What judges and dedup read: the user's request, or the transcript for a multi-turn context."""
+    turns = [message for message in context if message["role"] != "system"]
+    if len(turns) == 1 and turns[0]["role"] == "user":
+        return turns[0]["content"]
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in turns)
+
+
+def _validate(row: PreferenceRow) -> None:
+    if not row.context or row.context[-1]["role"] != "user":
+        raise RowError("prompt", "the conversation before the answers must end with a user turn")
+    if not prompt_text(row.context).strip():
+        raise RowError("prompt", "empty prompt")
+    for field, text in (("chosen", row.chosen), ("rejected", row.rejected)):
+        if not text.strip():
+            raise RowError(field, "empty response")
+    if row.chosen.strip() == row.rejected.strip():
+        raise RowError("rejected", "chosen and rejected are identical")
+
+
+# -- the stage --------------------------------------------------------------------------------------
+
+def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split: str = "train") -> StageReport:
+    fmt = detect_format(source) if fmt == "auto" else fmt
+    _columns, rows = read_source(source, fmt, split)
+    report = StageReport(STAGE, details={"source": source, "format": fmt})
+    prompts, candidates, pairs, labels, rejects = {}, {}, {}, {}, []
+    shapes: dict[str, int] = {}
+    duplicates = 0
+
+    def reject(item: SourceRow, field: str | None, reason: str) -> None:
+        raw = json.dumps(item.values, default=str)[:500] if item.values is not None else item.raw
+        rejects.append({"source": source, "source_row": item.row, "field": field, "reason": reason, "raw": raw})
+
+    for item in rows:
+        report.count_in += 1
+        if item.values is None:
+            reject(item, item.field, item.error)
+            continue
+        try:
+            parsed = parse_preference_row(item.values)
+            _validate(parsed)
+        except RowError as error:
+            reject(item, error.field, str(error))
+            continue
+        text = prompt_text(parsed.context)
+        key = prompt_id(text)
+        prompts.setdefault(key, {
+            "prompt_id": key, "text": text, "source": source, "source_row": item.row, "external_id": None,
+            "messages": json.dumps(parsed.context) if len(parsed.context) > 1 else None})
+        ids = {}
+        for side, answer in (("chosen", parsed.chosen), ("rejected", parsed.rejected)):
+            candidate_key = content_hash("candidate", key, IMPORT_GENERATOR_KEY, answer)
+            ids[side] = candidate_key
+            candidates.setdefault(candidate_key, {
+                "candidate_id": candidate_key, "prompt_id": key, "generator_key": IMPORT_GENERATOR_KEY,
+                "generator": f"import:{Path(source).name}", "sample_index": 0, "text": answer,
+                "finish_reason": None, "prompt_tokens": None, "completion_tokens": None, "params": None})
+        a, b = sorted((ids["chosen"], ids["rejected"]))
+        pair_key = pair_id(a, b)
+        winner = "a" if ids["chosen"] == a else "b"
+        if pair_key in labels:
+            if labels[pair_key]["winner"] != winner:
+                reject(item, "chosen", f"contradicts row {labels[pair_key]['source_row']} (same pair, other winner)")
+            else:
+                duplicates += 1
+            continue
+        pairs[pair_key] = {"pair_id": pair_key, "prompt_id": key, "candidate_a": a, "candidate_b": b,
+                           "strategy": "import"}
+        labels[pair_key] = {"reference_label_id": content_hash("reference", pair_key, source), "pair_id": pair_key,
+                            "winner": winner, "source": "import", "dataset": source, "dataset_format": parsed.shape,
+                            "source_row": item.row}
+        shapes[parsed.shape] = shapes.get(parsed.shape, 0) + 1
+
+    if report.count_in == 0:
+        raise IngestError(f"{source}: no rows")
+    with store.transaction():
+        new_prompts = store.insert_new("prompts", pa.Table.from_pylist(list(prompts.values()), schema=_PROMPTS))
+        new_candidates = store.insert_new("candidates", pa.Table.from_pylist(list(candidates.values()), schema=_CANDIDATES))
+        new_pairs = store.insert_new("pairs", pa.Table.from_pylist(list(pairs.values()), schema=_PAIRS))
+        new_labels = store.insert_new("reference_labels", pa.Table.from_pylist(list(labels.values()), schema=_LABELS))
+        new_rejects = store.add_rejects(STAGE, rejects)
+    report.count_out = len(labels)
+    report.details.update(shapes=shapes, rejected=len(rejects), duplicates_in_source=duplicates,
+                          new_prompts=new_prompts, new_candidates=new_candidates, new_pairs=new_pairs,
+                          new_reference_labels=new_labels, new_rejects=new_rejects)
+    return report.finish()
+
+
+_PROMPTS = pa.schema([("prompt_id", pa.string()), ("text", pa.string()), ("source", pa.string()),
+                      ("source_row", pa.int64()), ("external_id", pa.string()), ("messages", pa.string())])
+_CANDIDATES = pa.schema([("candidate_id", pa.string()), ("prompt_id", pa.string()), ("generator_key", pa.string()),
+                         ("generator", pa.string()), ("sample_index", pa.int32()), ("text", pa.string()),
+                         ("finish_reason", pa.string()), ("prompt_tokens", pa.int32()),
+                         ("completion_tokens", pa.int32()), ("params", pa.string())])
+_PAIRS = pa.schema([("pair_id", pa.string()), ("prompt_id", pa.string()), ("candidate_a", pa.string()),
+                    ("candidate_b", pa.string()), ("strategy", pa.string())])
+_LABELS = pa.schema([("reference_label_id", pa.string()), ("pair_id", pa.string()), ("winner", pa.string()),
+                     ("source", pa.string()), ("dataset", pa.string()), ("dataset_format", pa.string()),
+                     ("source_row", pa.int64())])

@@ -1,0 +1,75 @@
+-- Label layer: how good each judge is, for the judge quality report.
+--   gold_agreement    share of its valid votes that match an imported reference label (gold), on
+--                     pairs that have one; a tie vote on a decisive gold pair counts as a miss;
+--   consistency_rate  share of its (pair, principle) comparisons whose two orders agree;
+--   tie_rate / invalid_rate / unparseable_rate  over its votes / calls.
+CREATE OR REPLACE VIEW judge_quality AS
+WITH calls AS (
+    SELECT
+        j.judge,
+        any_value(j.judge_model) AS judge_model,
+        count(*) AS n_calls,
+        count(*) FILTER (WHERE j.valid) AS n_valid,
+        count(*) FILTER (WHERE NOT j.valid) AS n_invalid,
+        count(*) FILTER (WHERE j.error_kind IN ('unparseable', 'truncated')) AS n_unreadable,
+        count(*) FILTER (WHERE j.valid AND j.winner = 'tie') AS n_ties,
+        avg(j.confidence) FILTER (WHERE j.valid) AS mean_confidence,
+        count(*) FILTER (WHERE j.confidence_source = 'logprobs') AS n_logprob_confidence,
+        count(*) FILTER (WHERE j.confidence_source = 'self_report') AS n_self_reported_confidence
+    FROM judgments AS j
+    GROUP BY j.judge
+),
+gold AS (
+    SELECT
+        v.judge,
+        count(*) AS n_gold_votes,
+        avg(CASE WHEN v.winner = l.reference_label THEN 1.0 ELSE 0.0 END) AS gold_agreement
+    FROM judgment_votes AS v
+    JOIN pair_labels AS l USING (pair_id)
+    WHERE l.reference_label IN ('a', 'b')
+    GROUP BY v.judge
+)
+SELECT
+    c.judge,
+    c.judge_model,
+    c.n_calls,
+    c.n_valid,
+    c.n_invalid / c.n_calls AS invalid_rate,
+    c.n_unreadable / c.n_calls AS unparseable_rate,
+    c.n_ties / nullif(c.n_valid, 0) AS tie_rate,
+    b.consistency_rate,
+    b.position_bias_logit,
+    b.share_first_position_verdicts,
+    c.mean_confidence,
+    c.n_logprob_confidence,
+    c.n_self_reported_confidence,
+    coalesce(g.n_gold_votes, 0) AS n_gold_votes,
+    g.gold_agreement
+FROM calls AS c
+LEFT JOIN judge_position_bias AS b USING (judge)
+LEFT JOIN gold AS g USING (judge);
+
+-- Label layer: each principle as each judge applies it.
+--   panel_agreement   share of its votes that name the pair's panel majority (vote_label);
+--   longer_win_rate   share of its decisive votes won by the longer response: a principle far
+--                     above 0.5 rewards length;
+--   first_position_rate  share of its decisive verdicts for the response shown first.
+CREATE OR REPLACE VIEW judge_principle_quality AS
+SELECT
+    v.judge,
+    v.principle_id,
+    any_value(j.principle_axis) AS principle_axis,
+    count(*) AS n_votes,
+    avg(CASE WHEN v.winner = 'tie' THEN 1.0 ELSE 0.0 END) AS tie_rate,
+    avg(CASE WHEN v.winner = l.vote_label THEN 1.0 ELSE 0.0 END) AS panel_agreement,
+    avg(CASE WHEN (v.winner = 'a') = (length(ca.text) > length(cb.text)) THEN 1.0 ELSE 0.0 END)
+        FILTER (WHERE v.winner <> 'tie' AND length(ca.text) <> length(cb.text)) AS longer_win_rate,
+    avg(CASE WHEN j.verdict_shown = 'A' THEN 1.0 ELSE 0.0 END) FILTER (WHERE v.winner <> 'tie') AS first_position_rate,
+    avg(CASE WHEN v.winner = l.reference_label THEN 1.0 ELSE 0.0 END)
+        FILTER (WHERE l.reference_label IN ('a', 'b')) AS gold_agreement
+FROM judgment_votes AS v
+JOIN judgments AS j USING (judgment_id)
+JOIN pair_labels AS l ON l.pair_id = v.pair_id
+JOIN candidates AS ca ON ca.candidate_id = l.candidate_a
+JOIN candidates AS cb ON cb.candidate_id = l.candidate_b
+GROUP BY v.judge, v.principle_id;
