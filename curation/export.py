@@ -1,7 +1,7 @@
 """Export a curation run as Parquet per split plus a manifest.
 
 Columns follow TRL's explicit-prompt preference format (`prompt`, `chosen`, `rejected`) with
-metadata beside them, so `datasets.load_dataset("parquet", ...)` and TRL's RewardTrainer read the
+metadata beside them (`prompt_messages` holds a multi-turn prompt's conversation), so `datasets.load_dataset("parquet", ...)` and TRL's RewardTrainer read the
 files as they are. Rows are sorted by pair_id and written without timestamps: the same run
 exports byte-identical files.
 """
@@ -24,6 +24,9 @@ EXPORT_SCHEMA = pa.schema([
     ("pair_id", pa.string()), ("prompt_id", pa.string()), ("chosen_id", pa.string()),
     ("rejected_id", pa.string()), ("label_source", pa.string()), ("confidence", pa.float64()), ("agreement", pa.float64()),
     ("n_votes", pa.int64()),
+    # The conversation before the answers as JSON chat messages, for multi-turn (imported) prompts;
+    # null for single-turn ones, whose `prompt` is the user's message.
+    ("prompt_messages", pa.string()),
 ])
 
 

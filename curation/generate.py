@@ -30,7 +30,7 @@ def generator_params(config: GenerateConfig) -> dict:
 def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConfig) -> StageReport:
     params = generator_params(config)
     generator_key = content_hash("generator", backend.identity, params)
-    prompts = store.con.execute("SELECT prompt_id, text FROM prompts ORDER BY prompt_id").fetchall()
+    prompts = store.con.execute("SELECT prompt_id, text, messages FROM prompts ORDER BY prompt_id").fetchall()
     existing = {row[0] for row in store.con.execute(
         "SELECT candidate_id FROM candidates WHERE generator_key = ?", [generator_key]).fetchall()}
 
@@ -38,9 +38,10 @@ def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConf
                          details={"generator": backend.identity, "generator_key": generator_key,
                                   "n_candidates": config.n_candidates})
     requests, slots = [], {}
-    for prompt_id, text in prompts:
+    for prompt_id, text, conversation in prompts:
         messages = ([{"role": "system", "content": config.system_prompt}] if config.system_prompt else [])
-        messages.append({"role": "user", "content": text})
+        # a multi-turn prompt (imported) continues its conversation; a plain one is the user's turn
+        messages += json.loads(conversation) if conversation else [{"role": "user", "content": text}]
         for index in range(config.n_candidates):
             candidate_id = content_hash("candidate", prompt_id, generator_key, index)
             if candidate_id in existing:

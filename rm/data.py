@@ -7,6 +7,7 @@ read from) is always kept; every truncation is counted.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +28,19 @@ def load_splits(curated_dir: str | Path) -> dict:
     return datasets.load_dataset("parquet", data_files=data_files)
 
 
-def render(tokenizer, prompt: str, response: str) -> str:
+def prompt_conversation(prompt: str, prompt_messages: str | None) -> list[dict]:
+    """The conversation before the response: a multi-turn prompt's messages, else the user's prompt."""
+    return json.loads(prompt_messages) if prompt_messages else [{"role": "user", "content": prompt}]
+
+
+def render(tokenizer, prompt: str, response: str, prompt_messages: str | None = None) -> str:
+    conversation = prompt_conversation(prompt, prompt_messages)
     if tokenizer.chat_template:
         return tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}], tokenize=False)
-    return f"{prompt}\n\n{response}"
+            conversation + [{"role": "assistant", "content": response}], tokenize=False)
+    turns = [message["content"] if len(conversation) == 1 else f"{message['role'].capitalize()}: {message['content']}"
+             for message in conversation]
+    return "\n\n".join(turns) + f"\n\n{response}"
 
 
 @dataclass
@@ -40,8 +49,10 @@ class Encoded:
     truncated: int
 
 
-def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int) -> Encoded:
-    texts = [render(tokenizer, p, r) for p, r in zip(prompts, responses)]
+def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int,
+           prompt_messages: list[str | None] | None = None) -> Encoded:
+    prompt_messages = prompt_messages or [None] * len(prompts)
+    texts = [render(tokenizer, p, r, m) for p, r, m in zip(prompts, responses, prompt_messages)]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     truncated = sum(len(seq) > max_length for seq in ids)
     return Encoded([seq[-max_length:] for seq in ids], truncated)
@@ -69,6 +80,7 @@ class PairData:
 
 
 def encode_pairs(tokenizer, dataset, max_length: int) -> PairData:
-    chosen = encode(tokenizer, dataset["prompt"], dataset["chosen"], max_length)
-    rejected = encode(tokenizer, dataset["prompt"], dataset["rejected"], max_length)
+    messages = dataset["prompt_messages"] if "prompt_messages" in dataset.column_names else None
+    chosen = encode(tokenizer, dataset["prompt"], dataset["chosen"], max_length, messages)
+    rejected = encode(tokenizer, dataset["prompt"], dataset["rejected"], max_length, messages)
     return PairData(chosen.ids, rejected.ids, chosen.truncated + rejected.truncated)

@@ -103,3 +103,24 @@ def test_an_unreadable_source_is_refused_before_anything_is_written(store, tmp_p
     with pytest.raises(IngestError, match="empty"):
         import_preference_pairs(store, str(tmp_path / "empty.jsonl"))
     assert store.count("pairs") == 0
+
+
+def test_multi_turn_context_reaches_the_export_and_the_reward_model_input(store, tmp_path, tiny_model_dir):
+    import datasets
+    from transformers import AutoTokenizer
+
+    from prefcurate.curation.export import export_curation_run
+    from prefcurate.rm.data import encode_pairs
+
+    rows = [{"chosen": HH_CHOSEN.replace("Italy", f"country {i}"), "rejected": HH_REJECTED.replace("Italy", f"country {i}")}
+            for i in range(12)]
+    import_preference_pairs(store, write_jsonl(tmp_path / "hh.jsonl", rows))
+    result, _ = curate(store, CurateConfig())
+    out = export_curation_run(store, result.curation_run_id, tmp_path / "curated", {})
+    train = datasets.load_dataset("parquet", data_files={"train": str(out / "train.parquet")})["train"]
+    conversation = json.loads(train[0]["prompt_messages"])
+    assert [m["role"] for m in conversation] == ["user", "assistant", "user"]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    encoded = encode_pairs(tokenizer, train, max_length=512)
+    rendered = tokenizer.decode(encoded.chosen[0])
+    assert "capital of France" in rendered and "Paris." in rendered and "Rome is the capital" in rendered

@@ -6,6 +6,7 @@ SELECT
     cp.pair_id,
     p.prompt_id,
     pr.text AS prompt,
+    CAST(pr.messages AS VARCHAR) AS prompt_messages,  -- JSON chat messages for multi-turn prompts, else NULL
     ch.text AS chosen,
     rj.text AS rejected,
     cp.chosen_candidate AS chosen_id,
