@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from prefcurate.curation.store import StageReport, Store
 
 STAGE = "judge"
 CALL_FAILED = "call_failed"
+COMMIT_SECONDS = 5.0
 
 
 def winner_in_pair_orientation(verdict_shown: str, shown_order: str) -> str:
@@ -64,6 +66,7 @@ class PanelJudge:
     config: PanelJudgeConfig
     output_format: str  # resolved: json_schema / json_object / text / choices
     backend: ChatBackend | None = None  # None when only planning (estimates)
+    format_confirmed: bool = False  # this judge's stored answers already used output_format
 
     @property
     def name(self) -> str:
@@ -98,9 +101,13 @@ def format_history(store: Store, judge: PanelJudgeConfig) -> str | None:
 def open_panel(store: Store, config: JudgeConfig, models_dir: Path) -> Iterator[list[PanelJudge]]:
     """The configured panel with its backends open (closed on exit)."""
     with ExitStack() as backends:
-        yield [PanelJudge(member, resolve_output_format(member, format_history(store, member)),
-                          backends.enter_context(make_backend(member.backend, models_dir)))
-               for member in config.panel]
+        panel = []
+        for member in config.panel:
+            history = format_history(store, member)
+            output_format = resolve_output_format(member, history)
+            panel.append(PanelJudge(member, output_format, backends.enter_context(make_backend(member.backend, models_dir)),
+                                    format_confirmed=output_format == history))
+        yield panel
 
 
 # -- planning ---------------------------------------------------------------------------------------
@@ -293,6 +300,7 @@ class JudgeRun:
         self.store, self.panel, self.constitution, self.config = store, panel, constitution, config
         self.stats = RunStats()
         self._buffer: list[dict] = []
+        self._flushed_at = time.monotonic()
 
     def plan(self, pairs: list[tuple]) -> tuple[list[PlannedCall], list[PlannedCall]]:
         """(planned, todo) over the whole panel."""
@@ -306,7 +314,7 @@ class JudgeRun:
         left to ask and how many calls the probes answered."""
         probed, fell_back = set(), False
         for judge in self.panel:
-            if judge.config.output_format != "auto" or judge.output_format != "json_schema":
+            if judge.config.output_format != "auto" or judge.output_format != "json_schema" or judge.format_confirmed:
                 continue
             first = next((call for call in todo if call.judge is judge), None)
             if first is None:
@@ -327,7 +335,8 @@ class JudgeRun:
         row = judgment_row(call, result, self.constitution, self.config)
         self.stats.add(row)
         self._buffer.append(row)
-        if len(self._buffer) >= self.config.commit_every:
+        # Commit every `commit_every` answers, and at least every few seconds on a slow endpoint.
+        if len(self._buffer) >= self.config.commit_every or time.monotonic() - self._flushed_at > COMMIT_SECONDS:
             self.flush()
 
     def flush(self) -> None:
@@ -335,6 +344,7 @@ class JudgeRun:
             with self.store.transaction():
                 self.store.upsert("judgments", pa.Table.from_pylist(self._buffer, schema=JUDGMENT_SCHEMA))
             self._buffer.clear()
+        self._flushed_at = time.monotonic()
 
     def ask(self, calls: list[PlannedCall], progress: Progress) -> None:
         try:

@@ -127,8 +127,8 @@ class JudgeConfig(_Section):
     seed: int = 0
     # Price per model name (the backend's `model`), for cost estimates and the run report.
     prices: dict[str, Price] = Field(default_factory=dict)
-    # Judged calls are committed every this many answers: a killed run loses at most this many.
-    commit_every: PositiveInt = 64
+    # Answers are committed every this many (and every 5 s): a killed run loses at most that much.
+    commit_every: PositiveInt = 256
     # Calls per Prefect task: the unit of progress (and of retry) in the Prefect UI.
     calls_per_task: PositiveInt = 2000
 

@@ -1,0 +1,75 @@
+"""A labelling process killed with SIGKILL resumes without re-asking anything it stored."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from prefcurate.config import load_config
+from prefcurate.curation.constitution import load_constitution
+from prefcurate.curation.judge import PanelJudge, pairs_to_judge, plan_calls
+from prefcurate.curation.store import Store
+from tests.support.judging import add_judgeable_pairs
+from tests.support.openai_server import Behaviour, OpenAICompatServer
+
+N_PAIRS = 120  # 240 calls
+COMMIT_EVERY = 8
+CONCURRENCY = 4
+
+
+def request_key(messages: list[dict]) -> str:
+    return json.dumps(messages, sort_keys=True)
+
+
+def judge_command(config_path) -> list[str]:
+    return [sys.executable, "-m", "prefcurate.cli", "judge", "--config", str(config_path)]
+
+
+@pytest.mark.slow
+def test_a_killed_judge_run_resumes_without_repeating_answered_calls(tmp_path):
+    store_path = tmp_path / "store.duckdb"
+    with Store(store_path) as store:
+        add_judgeable_pairs(store, N_PAIRS)
+
+    with OpenAICompatServer(Behaviour(latency_s=0.05)) as server:
+        config_path = tmp_path / "judge.yaml"
+        config_path.write_text(yaml.safe_dump({
+            "workdir": str(tmp_path / "out"), "store": {"path": str(store_path)},
+            "judge": {"commit_every": COMMIT_EVERY, "panel": [{"backend": {
+                "kind": "openai", "model": "test-model", "base_url": server.base_url,
+                "max_concurrency": CONCURRENCY}}]},
+        }))
+        process = subprocess.Popen(judge_command(config_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        deadline = time.monotonic() + 120
+        while len(server.requests) < 80 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert process.poll() is None, process.stdout.read().decode()[-2000:]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        asked_before_kill = len(server.requests)
+
+        with Store(store_path) as store:
+            stored = {row[0] for row in store.con.execute("SELECT judgment_id FROM judgments").fetchall()}
+            config = load_config(config_path).judge
+            planned = plan_calls(pairs_to_judge(store), load_constitution(None),
+                                 PanelJudge(config.panel[0], "json_schema"), config)
+        assert 0 < len(stored) < len(planned) == 2 * N_PAIRS
+        id_of = {request_key(call.request.messages): call.judgment_id for call in planned}
+
+        resumed = subprocess.run(judge_command(config_path), capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    asked_after = [id_of[request_key(body["messages"])] for body in server.requests[asked_before_kill:]]
+    assert not stored & set(asked_after)  # nothing stored before the kill was asked again
+    # what was asked but not yet committed when the kill came is at most one commit batch + in-flight calls
+    asked_before = {id_of[request_key(body["messages"])] for body in server.requests[:asked_before_kill]}
+    assert len(asked_before - stored) <= COMMIT_EVERY + CONCURRENCY
+    with Store(store_path) as store:
+        final = {row[0] for row in store.con.execute("SELECT judgment_id FROM judgments WHERE valid").fetchall()}
+    assert final == {call.judgment_id for call in planned} and stored <= final
