@@ -81,3 +81,29 @@ def test_main_command_on_the_embedded_model(tmp_path):
     report = json.loads((tmp_path / "out" / "run_report.json").read_text())
     assert report["stages"]["judge"]["valid"] == report["stages"]["judge"]["calls_planned"]
     assert os.path.isfile(os.path.join(report["checkpoint"], "model.safetensors"))
+
+
+def test_judge_estimate_predicts_without_calling_and_the_report_prints(tmp_path, openai_server):
+    from prefcurate.curation.store import Store
+    from tests.support.judging import add_judgeable_pairs, judge_config, run_judge
+
+    store_path = tmp_path / "s.duckdb"
+    with Store(store_path) as store:
+        add_judgeable_pairs(store, 5)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"workdir: {tmp_path / 'out'}\nstore: {{path: {store_path}}}\n"
+        f"judge:\n  panel:\n    - backend: {{kind: openai, model: gpt-test, base_url: '{openai_server.base_url}'}}\n"
+        "  prices: {gpt-test: {input_per_million: 1.0, output_per_million: 4.0}}\n")
+    estimate = runner.invoke(app, ["judge", "--estimate", "--config", str(config)])
+    assert estimate.exit_code == 0, estimate.output
+    assert "calls planned: 10" in estimate.output and "to make: 10" in estimate.output
+    assert "gpt-test [json_schema]: 10 calls" in estimate.output and "uncalibrated" in estimate.output
+    assert openai_server.requests == []
+
+    with Store(store_path) as store:
+        run_judge(store, judge_config(openai_server, members=[{"backend": {"model": "gpt-test"}}]))
+    report = runner.invoke(app, ["judge-report", "--config", str(config)])
+    assert report.exit_code == 0, report.output
+    assert "# Judge quality report" in report.output and "| gpt-test | 10 | 10 |" in report.output
+    assert (tmp_path / "out" / "reports" / "judge_report.json").is_file()

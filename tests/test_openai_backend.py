@@ -83,3 +83,14 @@ def test_token_bucket_refills_at_its_rate():
     assert bucket.wait_time(50) > 0  # oversized: waits for a full bucket, then may go
     now[0] = 1.0
     assert bucket.wait_time(50) == 0.0
+
+
+def test_a_429_is_retried_after_its_retry_after():
+    import time
+
+    with OpenAICompatServer(Behaviour(script=["429", "ok"], retry_after_s=1.0)) as server, backend_for(server) as backend:
+        started = time.perf_counter()
+        [result] = list(backend.complete([request("x")]))
+        elapsed = time.perf_counter() - started
+    assert result.ok and server.outcomes == ["429", "ok"]
+    assert elapsed >= 1.0
