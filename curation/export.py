@@ -27,6 +27,8 @@ EXPORT_SCHEMA = pa.schema([
     # The conversation before the answers as JSON chat messages, for multi-turn (imported) prompts;
     # null for single-turn ones, whose `prompt` is the user's message.
     ("prompt_messages", pa.string()),
+    # True for pairs kept as ties (curate.ties: keep): chosen/rejected are then just the two responses.
+    ("tie", pa.bool_()),
 ])
 
 

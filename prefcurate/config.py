@@ -152,19 +152,72 @@ class SplitConfig(_Section):
         return self
 
 
+class NearDuplicateConfig(_Section):
+    """Near-duplicate prompts by MinHash LSH; one representative per cluster is kept."""
+
+    enabled: bool = True
+    shingle: Literal["word", "char"] = "word"
+    shingle_size: PositiveInt = 3  # words or characters per shingle
+    threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7  # estimated Jaccard similarity
+    num_perm: Annotated[int, Field(ge=16, le=1024)] = 128
+    seed: int = 0
+
+
+class DedupConfig(_Section):
+    # Exact: the same text once lower-cased with punctuation and spacing removed (ingest already
+    # collapses texts equal after NFKC, case-folding and whitespace).
+    exact: bool = True
+    near: NearDuplicateConfig = NearDuplicateConfig()
+
+
+class BenchmarkFile(_Section):
+    name: str = Field(min_length=1)
+    path: Path
+    text_column: str = "prompt"
+
+
+class DecontaminationConfig(_Section):
+    """Drop prompts whose word n-grams overlap a benchmark's: overlap = share of the prompt's
+    n-grams found in the benchmark (a prompt shorter than n words is one n-gram)."""
+
+    benchmarks: list[BenchmarkFile] = Field(default_factory=list)
+    ngram: PositiveInt = 8
+    threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+
+
+class LengthConfig(_Section):
+    min_chars: Annotated[int, Field(ge=0)] = 1  # both responses at least this long (1: no empty ones)
+    max_chars: PositiveInt | None = None
+    # Longer response / shorter response, in characters; None: no bound.
+    max_ratio: Annotated[float, Field(ge=1.0)] | None = None
+    # Rebalance so that this share of pairs has the longer response chosen (None: report only).
+    target_chosen_longer: Fraction | None = None
+
+
 class CurateConfig(_Section):
+    # Precedence of labels: human annotations, then labels imported with a dataset, then judges.
     # balanced: the sign of the mean preference logit over both shown orders where the judge gave
     # verdict probabilities (a constant position bias cancels), the majority vote elsewhere.
     # vote: the strict majority of verdicts.
     label_rule: Literal["balanced", "vote"] = "balanced"
+    ties: Literal["drop", "keep"] = "drop"  # keep: exported with tie = true (and skipped by BT training)
     # Keep only pairs whose every (judge, principle) comparison names the same winner in both orders.
     # Off by default because the embedded 135M judge almost never is; turn it on with a real judge.
     require_position_consistency: bool = False
     min_confidence: Fraction = 0.0
     min_agreement: Fraction = 0.5
-    max_pairs_per_prompt: PositiveInt = 4
+    min_human_agreement: Fraction = 0.0  # where pairs have human votes
+    drop_refusals: bool = False  # refusal-only responses are always flagged; drop them too?
+    length: LengthConfig = LengthConfig()
+    dedup: DedupConfig = DedupConfig()
+    decontamination: DecontaminationConfig = DecontaminationConfig()
+    max_pairs_per_prompt: Annotated[int, Field(ge=1, le=64)] = 6
+    # Which pairs a prompt keeps under the cap: the most confident labels, the largest judge
+    # margins, or a seeded random choice.
+    pair_selection: Literal["confidence", "margin", "random"] = "confidence"
     splits: SplitConfig = SplitConfig()
     seed: int = 0
+    samples_per_step: Annotated[int, Field(ge=0, le=100)] = 5  # dropped pairs kept per funnel step
 
 
 class TrainConfig(_Section):

@@ -17,7 +17,8 @@ SPLITS = ("train", "validation", "test")
 
 
 def load_splits(curated_dir: str | Path) -> dict:
-    """The exported splits as `datasets.Dataset`s (empty splits included)."""
+    """The exported splits as `datasets.Dataset`s, without pairs kept as ties (Bradley-Terry needs
+    a preference)."""
     import datasets
 
     curated_dir = Path(curated_dir)
@@ -25,7 +26,10 @@ def load_splits(curated_dir: str | Path) -> dict:
                   if (curated_dir / f"{split}.parquet").is_file()}
     if "train" not in data_files:
         raise FileNotFoundError(f"{curated_dir}: no train.parquet; run `prefcurate curate` first")
-    return datasets.load_dataset("parquet", data_files=data_files)
+    loaded = datasets.load_dataset("parquet", data_files=data_files)
+    if "tie" in loaded["train"].column_names:
+        loaded = loaded.filter(lambda tie: not tie, input_columns="tie")
+    return loaded
 
 
 def prompt_conversation(prompt: str, prompt_messages: str | None) -> list[dict]:

@@ -85,7 +85,7 @@ def test_cap_keeps_the_most_confident_pairs_per_prompt(store):
         confidences[pair] = p
     result, _ = curate(store, CurateConfig(label_rule="vote", max_pairs_per_prompt=2))
     assert set(kept(store, result.curation_run_id)) == set(sorted(confidences, key=confidences.get)[-2:])
-    assert result.funnel[-1] == ("cap_2_per_prompt", 4, 2)
+    assert result.funnel[-1] == ("cap_2_per_prompt_by_confidence", 4, 2)
 
 
 def test_splits_are_disjoint_by_prompt_and_deterministic(store):

@@ -115,7 +115,7 @@ def test_multi_turn_context_reaches_the_export_and_the_reward_model_input(store,
     rows = [{"chosen": HH_CHOSEN.replace("Italy", f"country {i}"), "rejected": HH_REJECTED.replace("Italy", f"country {i}")}
             for i in range(12)]
     import_preference_pairs(store, write_jsonl(tmp_path / "hh.jsonl", rows))
-    result, _ = curate(store, CurateConfig())
+    result, _ = curate(store, CurateConfig(dedup={"near": {"enabled": False}}))  # the rows are near-duplicates
     out = export_curation_run(store, result.curation_run_id, tmp_path / "curated", {})
     train = datasets.load_dataset("parquet", data_files={"train": str(out / "train.parquet")})["train"]
     conversation = json.loads(train[0]["prompt_messages"])

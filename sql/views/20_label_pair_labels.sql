@@ -4,6 +4,8 @@
 --   balanced_label  the sign of balanced_margin, the mean preference logit over calls that have
 --                   one; each comparison is asked in both orders, so a judge's constant preference
 --                   for a position cancels out (balanced position calibration).
+--   human_label     the strict majority of submitted human annotations (Argilla), with
+--                  human_agreement = the share of human votes for the most voted winner;
 --   reference_label the label an imported preference dataset came with (see reference_labels);
 --                  NULL when none, or when two imported datasets disagree.
 -- Pairs with no judge call yet are listed too (n_calls = 0), so the curation funnel starts from all pairs.
@@ -46,6 +48,16 @@ votes AS (
         avg(confidence) FILTER (WHERE winner = 'tie') AS confidence_tie,
         avg(preference_logit) AS balanced_margin
     FROM judgment_votes
+    GROUP BY pair_id
+),
+human AS (
+    SELECT pair_id,
+           count(*) AS n_human_votes,
+           count(*) FILTER (WHERE winner = 'a') AS human_votes_a,
+           count(*) FILTER (WHERE winner = 'b') AS human_votes_b,
+           count(*) FILTER (WHERE winner = 'tie') AS human_votes_tie
+    FROM annotations
+    WHERE status = 'submitted' AND winner IS NOT NULL
     GROUP BY pair_id
 ),
 reference AS (
@@ -96,9 +108,17 @@ SELECT
     coalesce(k.n_consistent, 0) AS n_consistent,
     coalesce(k.n_comparisons > 0 AND k.n_consistent = k.n_comparisons, false) AS position_consistent,
     r.reference_label,
-    coalesce(r.n_reference_labels, 0) AS n_reference_labels
+    coalesce(r.n_reference_labels, 0) AS n_reference_labels,
+    coalesce(h.n_human_votes, 0) AS n_human_votes,
+    CASE
+        WHEN h.human_votes_a > h.human_votes_b AND h.human_votes_a > h.human_votes_tie THEN 'a'
+        WHEN h.human_votes_b > h.human_votes_a AND h.human_votes_b > h.human_votes_tie THEN 'b'
+        WHEN h.human_votes_tie > h.human_votes_a AND h.human_votes_tie > h.human_votes_b THEN 'tie'
+    END AS human_label,
+    greatest(h.human_votes_a, h.human_votes_b, h.human_votes_tie) / h.n_human_votes AS human_agreement
 FROM pairs AS p
 LEFT JOIN calls AS c USING (pair_id)
 LEFT JOIN reference AS r USING (pair_id)
+LEFT JOIN human AS h USING (pair_id)
 LEFT JOIN labelled AS l USING (pair_id)
 LEFT JOIN consistency AS k USING (pair_id);

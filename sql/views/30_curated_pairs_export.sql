@@ -13,6 +13,7 @@ SELECT
     cp.rejected_candidate AS rejected_id,
     cp.confidence,
     cp.label_source,
+    coalesce(cp.is_tie, false) AS tie,                -- kept as a tie (curate.ties = keep): no preference
     pl.agreement,
     pl.n_votes
 FROM curated_pairs AS cp

@@ -1,0 +1,13 @@
+-- Label layer: per candidate response, what the curation filters look at: its length, and whether
+-- it is empty or only a refusal (a short answer that opens by declining).
+CREATE OR REPLACE VIEW candidate_flags AS
+SELECT
+    candidate_id,
+    prompt_id,
+    length(trim(text)) AS n_chars,
+    length(trim(text)) = 0 AS is_empty,
+    length(trim(text)) < 300 AND regexp_matches(
+        lower(trim(text)),
+        '^(i''m sorry|i am sorry|sorry[,.!]|i apologi[sz]e|i can''t|i cannot|i can not|i won''t|i will not|i''m unable|i am unable|i''m not able|i am not able|as an ai|unfortunately,? i (can''t|cannot|am unable))'
+    ) AS is_refusal
+FROM candidates;
