@@ -138,12 +138,22 @@ def _keep_prompts(store: Store, table: str) -> None:
 
 
 def _representatives_sql(cluster_table: str) -> str:
-    """One prompt per cluster: the one with the most surviving pairs, then the smallest id."""
+    """Per prompt of this step's clusters (`cluster_table`: prompt_id, cluster_id, score): the prompt
+    its cluster keeps (the one with the most surviving pairs, then the smallest id) and the merged
+    cluster's key. Keys are prompt ids, the earliest stored member's, so a cluster keeps its key,
+    and with it its split, as new near-duplicates arrive."""
     return f"""
-        SELECT c.prompt_id, c.cluster_id, c.score,
-               first(c.prompt_id ORDER BY n.n_pairs DESC, c.prompt_id) OVER (PARTITION BY c.cluster_id) AS kept
-        FROM {cluster_table} AS c
-        JOIN (SELECT prompt_id, count(*) AS n_pairs FROM _curation_prev GROUP BY prompt_id) AS n USING (prompt_id)"""
+        WITH members AS (
+            SELECT c.prompt_id, c.cluster_id AS group_id, c.score, k.cluster_id AS old_key, kp.created_at AS key_created
+            FROM {cluster_table} AS c
+            JOIN _curation_clusters AS k USING (prompt_id)
+            JOIN prompts AS kp ON kp.prompt_id = k.cluster_id
+        ),
+        pair_counts AS (SELECT prompt_id, count(*) AS n_pairs FROM _curation_prev GROUP BY prompt_id)
+        SELECT m.prompt_id, m.score, m.old_key,
+               first(m.prompt_id ORDER BY n.n_pairs DESC, m.prompt_id) OVER (PARTITION BY m.group_id) AS kept,
+               first(m.old_key ORDER BY m.key_created, m.old_key) OVER (PARTITION BY m.group_id) AS cluster_key
+        FROM members AS m JOIN pair_counts AS n USING (prompt_id)"""
 
 
 def _apply_clusters(store: Store, step: str, cluster_table: str) -> StepOutcome:
@@ -151,12 +161,13 @@ def _apply_clusters(store: Store, step: str, cluster_table: str) -> StepOutcome:
     con.execute(f"CREATE OR REPLACE TEMP TABLE _curation_reps AS {_representatives_sql(cluster_table)}")
     con.execute("INSERT INTO _curation_prompt_drops SELECT ?, prompt_id, kept, score FROM _curation_reps "
                 "WHERE prompt_id <> kept", [step])
-    # Clusters carry over to the split: a dropped member's cluster is its representative's.
-    con.execute("UPDATE _curation_clusters SET cluster_id = r.cluster_id FROM _curation_reps AS r "
-                "WHERE _curation_clusters.prompt_id = r.prompt_id")
+    # Clusters merge across steps: every prompt under an old key moves to the merged cluster's key.
+    con.execute("UPDATE _curation_clusters SET cluster_id = r.cluster_key "
+                "FROM (SELECT DISTINCT old_key, cluster_key FROM _curation_reps) AS r "
+                "WHERE _curation_clusters.cluster_id = r.old_key")
     _keep_prompts(store, "(SELECT prompt_id FROM _curation_reps WHERE prompt_id = kept)")
     dropped, clusters = store.one("SELECT count(*) FILTER (WHERE prompt_id <> kept), "
-                                  "count(DISTINCT cluster_id) FILTER (WHERE prompt_id <> kept) FROM _curation_reps")
+                                  "count(DISTINCT cluster_key) FILTER (WHERE prompt_id <> kept) FROM _curation_reps")
     return StepOutcome({"prompts_dropped": dropped, "duplicate_clusters": clusters})
 
 
@@ -327,7 +338,25 @@ def _run_step(store: Store, config: CurateConfig, order: int, step: Step) -> Ste
     return outcome
 
 
+_WORK_TABLES = ("_curation_step", "_curation_prev", "_curation_selected", "_curation_samples", "_curation_prompt_drops",
+                "_curation_clusters", "_curation_reps", "_curation_exact", "_curation_near", "_curation_prompt_ngrams",
+                "_curation_contaminated")
+
+
+def _drop_work_tables(store: Store) -> None:
+    for table in _WORK_TABLES:
+        store.con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageReport]:
+    _drop_work_tables(store)  # a run that failed half-way may have left some
+    try:
+        return _curate(store, config)
+    finally:
+        _drop_work_tables(store)
+
+
+def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageReport]:
     con = store.con
     report = StageReport(STAGE)
     funnel: list[tuple[str, int, int]] = []
@@ -379,12 +408,10 @@ def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRep
                         [run_id])
             con.execute("INSERT INTO curation_prompt_drops SELECT ?, step, prompt_id, related, score "
                         "FROM _curation_prompt_drops", [run_id])
-            con.execute("INSERT INTO curation_prompt_clusters SELECT DISTINCT ?, prompt_id, cluster_id, split "
-                        "FROM _curation_selected", [run_id])
-    for table in ("_curation_step", "_curation_selected", "_curation_samples", "_curation_prompt_drops",
-                  "_curation_clusters"):
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-
+            # every prompt of a curated cluster, dropped duplicates included, with the cluster's split
+            con.execute("INSERT INTO curation_prompt_clusters SELECT ?, c.prompt_id, c.cluster_id, s.split "
+                        "FROM _curation_clusters AS c "
+                        "JOIN (SELECT DISTINCT cluster_id, split FROM _curation_selected) AS s USING (cluster_id)", [run_id])
     judges = con.execute("SELECT judge, consistency_rate FROM judge_position_bias").fetchall()
     report.count_out = sum(split_counts.values())
     details["chosen_longer_share"] = share

@@ -156,8 +156,9 @@ class NearDuplicateConfig(_Section):
     """Near-duplicate prompts by MinHash LSH; one representative per cluster is kept."""
 
     enabled: bool = True
-    shingle: Literal["word", "char"] = "word"
-    shingle_size: PositiveInt = 3  # words or characters per shingle
+    # Character 5-grams suit prompts: short texts where one changed word moves word shingles a lot.
+    shingle: Literal["word", "char"] = "char"
+    shingle_size: PositiveInt = 5  # characters or words per shingle
     threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7  # estimated Jaccard similarity
     num_perm: Annotated[int, Field(ge=16, le=1024)] = 128
     seed: int = 0
