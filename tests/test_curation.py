@@ -96,7 +96,9 @@ def test_splits_are_disjoint_by_prompt_and_deterministic(store):
             pair, _, _ = add_pair(store, prompt, candidates[first], candidates[second])
             add_call(store, pair, "ab", "A")
             add_call(store, pair, "ba", "B")
-    config = CurateConfig(label_rule="vote", splits=SplitConfig(validation=0.2, test=0.3), seed=5)
+    # "prompt number {i}" are near-duplicates of each other: deduplication would keep one
+    config = CurateConfig(label_rule="vote", splits=SplitConfig(validation=0.2, test=0.3), seed=5,
+                          dedup={"exact": False, "near": {"enabled": False}})
     result, report = curate(store, config)
     assert report.count_out == 120
     splits_per_prompt = store.con.execute("""
@@ -119,7 +121,8 @@ def test_export_round_trips_through_datasets_and_is_byte_identical(store, tmp_pa
         _, (pair, _, _) = make_pair(store, f"question {i}", (f"short {i}", f"a longer answer {i}"))
         add_call(store, pair, "ab", "A", p_first=0.8)
         add_call(store, pair, "ba", "B", p_first=0.3)
-    result, _ = curate(store, CurateConfig(splits=SplitConfig(validation=0.2, test=0.2)))
+    result, _ = curate(store, CurateConfig(splits=SplitConfig(validation=0.2, test=0.2),
+                                           dedup={"near": {"enabled": False}}))  # templated prompts
     first = export_curation_run(store, result.curation_run_id, tmp_path / "one", {})
     second = export_curation_run(store, result.curation_run_id, tmp_path / "two", {})
     written = sorted(p.name for p in first.glob("*.parquet"))

@@ -8,6 +8,17 @@ import pytest
 from prefcurate.config import config_from_dict
 from tests.support.openai_server import OpenAICompatServer
 
+DISTINCT_PROMPTS = [
+    "Why is the sea salty?", "Name three moons of Jupiter.", "How do vaccines train immunity?",
+    "Write a limerick about a cat.", "What does a compiler do?", "Explain inflation to a teenager.",
+    "Suggest a weekend hiking plan.", "What is photosynthesis?", "How are rainbows formed?",
+    "Give me a pasta recipe with garlic.", "Who painted the Mona Lisa?", "What is a prime number?",
+    "Describe the rules of chess briefly.", "How does GPS find my location?", "Recommend a sci-fi novel.",
+    "Why do leaves change color in fall?", "Convert 10 miles to kilometers.", "What causes earthquakes?",
+    "Tips for sleeping better at night?", "How do bees make honey?", "Explain recursion with an example.",
+    "What is the tallest mountain on Earth?", "Draft a polite meeting reminder email.", "How do solar panels work?",
+]
+
 TABLES = ("prompts", "candidates", "pairs", "judgments", "curation_runs", "curated_pairs", "rm_runs", "stage_runs")
 
 
@@ -21,8 +32,7 @@ def counts(path):
 @pytest.fixture
 def pipeline_config(tmp_path, tiny_model_dir, openai_server):
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": f"Tell me fact number {i} about the sea."}) + "\n"
-                               for i in range(24)))
+    prompts.write_text("".join(json.dumps({"prompt": text}) + "\n" for text in DISTINCT_PROMPTS))
     return config_from_dict({
         "workdir": str(tmp_path / "out"),
         "store": {"path": str(tmp_path / "store.duckdb")},

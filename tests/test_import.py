@@ -86,7 +86,8 @@ def test_imported_labels_curate_as_training_data_from_parquet(store, tmp_path):
                                   for i in range(20)])
     pq.write_table(table, tmp_path / "prefs.parquet")
     import_preference_pairs(store, str(tmp_path / "prefs.parquet"))
-    result, _ = curate(store, CurateConfig(min_confidence=0.5, require_position_consistency=True))
+    result, _ = curate(store, CurateConfig(min_confidence=0.5, require_position_consistency=True,
+                                           dedup={"near": {"enabled": False}}))  # "Question {i}?" are near-duplicates
     assert sum(result.split_counts.values()) == 20  # judge filters do not apply to imported labels
     sources = store.con.execute("SELECT DISTINCT label_source FROM curated_pairs").fetchall()
     assert sources == [("import",)]
