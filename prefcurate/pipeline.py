@@ -10,10 +10,13 @@ import logging
 from pathlib import Path
 from typing import Callable
 
+import yaml
+
 from prefcurate.config import PrefcurateConfig
 from prefcurate.curation.backends import make_backend
 from prefcurate.curation.constitution import load_constitution
 from prefcurate.curation.curate import curate, latest_curation_run, record_curation_run
+from prefcurate.curation.dataset_card import write_dataset_card
 from prefcurate.curation.export import export_curation_run
 from prefcurate.curation.generate import generate_candidates
 from prefcurate.curation.ingest import ingest_prompts
@@ -89,10 +92,15 @@ def curate_stage(config: PrefcurateConfig) -> dict:
             "config": config.model_dump(mode="json"),
             "funnel": [{"step": n, "in": i, "out": o} for n, i, o in result.funnel],
             "splits": result.split_counts,
+            "chosen_longer_share": result.chosen_longer_share,
+            "steps": result.step_details,
             "store_counts": counts,
         })
+        card = write_dataset_card(store, result.curation_run_id, output_dir, result.funnel, result.split_counts,
+                                  result.chosen_longer_share,
+                                  yaml.safe_dump({"curate": config.curate.model_dump(mode="json")}, sort_keys=False))
         record_curation_run(store, result, config.curate, str(output_dir), str(output_dir / "manifest.json"))
-        report.details["output_dir"] = str(output_dir)
+        report.details.update(output_dir=str(output_dir), dataset_card=str(card))
         return _finish(store, report)
 
 

@@ -1,8 +1,10 @@
 """Each curation step on small hand-built stores, with exactly the expected survivors."""
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from prefcurate.config import CurateConfig
@@ -85,9 +87,6 @@ def test_ties_can_be_kept_and_training_data_skips_them(store, tmp_path):
     result, _ = curate(store, CurateConfig(ties="keep", splits=NO_SPLITS))
     assert store.one("SELECT is_tie FROM curated_pairs WHERE pair_id = ?", [tie]) == (True,)
     out = export_curation_run(store, result.curation_run_id, tmp_path, {})
-    table = pa.parquet.read_table(out / "train.parquet") if hasattr(pa, "parquet") else None
-    import pyarrow.parquet as pq
-
     table = pq.read_table(out / "train.parquet")
     assert sorted(table.column("tie").to_pylist()) == [False, True]
     assert len(load_splits(out)["train"]) == 1  # Bradley-Terry gets only preferences
@@ -239,3 +238,31 @@ def test_length_rebalancing_reaches_the_target_share(store):
         WHERE curation_run_id = ? AND length(ch.text) > length(rj.text) ORDER BY c.confidence""",
                                     [result.curation_run_id]).fetchall()
     assert len(kept_longer) == 2 and kept_longer[0][0] > 0.8  # the most confident two of the eight
+
+
+def test_the_export_has_a_dataset_card_with_plots_and_is_byte_identical_per_seed(tmp_path):
+    import datasets
+
+    from prefcurate.config import config_from_dict
+    from prefcurate.curation.store import Store
+    from prefcurate.pipeline import curate_stage
+
+    outputs = []
+    for attempt in range(2):  # two separate stores built the same way, curated with the same seed
+        config = config_from_dict({"workdir": str(tmp_path / f"out{attempt}"),
+                                   "store": {"path": str(tmp_path / f"s{attempt}.duckdb")},
+                                   "curate": {"splits": {"validation": 0.2, "test": 0.2}, "seed": 11}})
+        with Store(config.store.path) as store:
+            for index, prompt in enumerate(PROMPTS):
+                preferred(store, prompt, f"A thorough answer to question {index}.", f"Meh {index}.", p=0.7 + index / 50)
+        outputs.append(Path(curate_stage(config)["output_dir"]))
+    first, second = outputs
+    card = (first / "README.md").read_text()
+    assert "## Funnel" in card and "| has_label_evidence | 10 | 10 | 0 |" in card and "![funnel](funnel.png)" in card
+    for name in ("funnel.png", "lengths.png", "agreement.png"):
+        assert (first / name).read_bytes()[:4] == b"\x89PNG"
+    parquet = sorted(path.name for path in first.glob("*.parquet"))
+    assert parquet and all((first / name).read_bytes() == (second / name).read_bytes() for name in parquet)
+    assert (first / "funnel.png").read_bytes() == (second / "funnel.png").read_bytes()
+    loaded = datasets.load_dataset(str(first))  # the card's YAML header names the splits' files
+    assert sum(len(split) for split in loaded.values()) == 10

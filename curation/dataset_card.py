@@ -1,0 +1,125 @@
+"""The curated dataset's card: README.md beside the Parquet files, with the funnel and three plots
+(funnel, chosen vs rejected length, agreement), written from the store and the curation result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefcurate.curation.store import Store
+
+_PNG_METADATA = {"Software": None}  # no version stamp: the same run draws the same bytes
+
+
+def _plots(store: Store, run_id: str, funnel: list[tuple[str, int, int]], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    names = [name for name, _, _ in funnel]
+    figure, axis = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
+    axis.barh(names[::-1], [n_out for _, _, n_out in funnel][::-1], color="#4c72b0")
+    axis.set_xlabel("pairs after the step")
+    axis.set_title("Curation funnel")
+    figure.tight_layout()
+    figure.savefig(out / "funnel.png", dpi=100, metadata=_PNG_METADATA)
+    plt.close(figure)
+    drawn.append("funnel.png")
+
+    lengths = store.con.execute(
+        "SELECT length(chosen), length(rejected) FROM curated_pairs_export WHERE curation_run_id = ?", [run_id]).fetchall()
+    if lengths:
+        chosen, rejected = zip(*lengths)
+        figure, axis = plt.subplots(figsize=(6, 4))
+        top = max(max(chosen), max(rejected), 1)
+        bins = [top * i / 30 for i in range(31)]
+        axis.hist(chosen, bins=bins, alpha=0.6, label="chosen")
+        axis.hist(rejected, bins=bins, alpha=0.6, label="rejected")
+        axis.set_xlabel("characters")
+        axis.set_ylabel("pairs")
+        axis.set_title("Response length: chosen vs rejected")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(out / "lengths.png", dpi=100, metadata=_PNG_METADATA)
+        plt.close(figure)
+        drawn.append("lengths.png")
+
+    agreement = [row[0] for row in store.con.execute(
+        "SELECT agreement FROM curated_pairs_export WHERE curation_run_id = ? AND agreement IS NOT NULL",
+        [run_id]).fetchall()]
+    if agreement:
+        figure, axis = plt.subplots(figsize=(6, 4))
+        axis.hist(agreement, bins=[i / 20 for i in range(21)], color="#55a868")
+        axis.set_xlabel("share of judge votes for the label")
+        axis.set_ylabel("pairs")
+        axis.set_title("Judge agreement of curated pairs")
+        figure.tight_layout()
+        figure.savefig(out / "agreement.png", dpi=100, metadata=_PNG_METADATA)
+        plt.close(figure)
+        drawn.append("agreement.png")
+    return drawn
+
+
+def write_dataset_card(store: Store, run_id: str, out: Path, funnel: list[tuple[str, int, int]],
+                       split_counts: dict[str, int], chosen_longer_share: float | None, config_yaml: str) -> Path:
+    plots = _plots(store, run_id, funnel, out)
+    sources = store.con.execute("SELECT label_source, count(*) FROM curated_pairs_export WHERE curation_run_id = ? "
+                                "GROUP BY ALL ORDER BY 2 DESC", [run_id]).fetchall()
+    stats = store.one("""
+        SELECT count(*), median(length(chosen)), median(length(rejected)), avg(agreement), count(*) FILTER (WHERE tie)
+        FROM curated_pairs_export WHERE curation_run_id = ?""", [run_id])
+    rows = "\n".join(f"| {name} | {n_in} | {n_out} | {n_in - n_out} |" for name, n_in, n_out in funnel)
+    files = [f"{split}.parquet" for split, n in split_counts.items() if n]
+    share = "n/a" if chosen_longer_share is None else f"{chosen_longer_share:.1%}"
+    card = f"""---
+configs:
+- config_name: default
+  data_files:
+{chr(10).join(f'  - split: {Path(f).stem}{chr(10)}    path: {f}' for f in files)}
+tags:
+- preference
+- reward-modeling
+- prefcurate
+---
+
+# Curated preference pairs (curation run `{run_id}`)
+
+Pairs of responses to the same prompt, the preferred one as `chosen`, curated by prefcurate.
+Columns follow TRL's explicit-prompt preference format (`prompt`, `chosen`, `rejected`), with
+metadata beside them (`label_source`, `confidence`, `agreement`, `n_votes`, `tie`, ...).
+
+```python
+import datasets
+ds = datasets.load_dataset("parquet", data_files={{{", ".join(f'"{Path(f).stem}": "{f}"' for f in files)}}})
+```
+
+## Contents
+
+| split | pairs |
+|---|---|
+{chr(10).join(f'| {split} | {n} |' for split, n in split_counts.items())}
+
+- Label sources: {", ".join(f"{source} {n}" for source, n in sources) or "none"}.
+- Median length in characters: chosen {stats[1] or 0:.0f}, rejected {stats[2] or 0:.0f}; the chosen response
+  is the longer one in {share} of the pairs (a share far above 50% invites length hacking).
+- Mean judge agreement: {"n/a" if stats[3] is None else f"{stats[3]:.2f}"}; pairs kept as ties: {stats[4]}.
+- Splits are assigned per prompt cluster: near-duplicate prompts never straddle splits.
+
+## Funnel
+
+| step | in | out | dropped |
+|---|---|---|---|
+{rows}
+
+{chr(10).join(f'![{Path(p).stem}]({p})' for p in plots)}
+
+## Configuration
+
+```yaml
+{config_yaml.rstrip()}
+```
+"""
+    path = out / "README.md"
+    path.write_text(card, encoding="utf-8")
+    return path
