@@ -11,6 +11,7 @@ the same run, not a new one.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -373,8 +374,11 @@ def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRe
     report.count_in = count
     details["refusal_flagged_pairs"] = store.scalar("SELECT count(*) FROM _curation_step WHERE has_refusal")
     details["chosen_longer_share_labelled"] = chosen_longer_share(store, "_curation_step")
+    seconds = details["step_seconds"] = {}
     for order, step in enumerate(funnel_steps(config)):
+        started = time.perf_counter()
         outcome = _run_step(store, config, order, step)
+        seconds[step.name] = round(time.perf_counter() - started, 3)
         survivors = store.scalar("SELECT count(*) FROM _curation_step")
         funnel.append((step.name, count, survivors))
         if outcome.details:
@@ -387,7 +391,7 @@ def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRe
         SELECT s.pair_id, s.prompt_id, c.cluster_id, {split_case(config, 'c.cluster_id')} AS split,
                CASE s.label WHEN 'b' THEN s.candidate_b ELSE s.candidate_a END AS chosen_candidate,
                CASE s.label WHEN 'b' THEN s.candidate_a ELSE s.candidate_b END AS rejected_candidate,
-               s.label_source, s.confidence, s.label = 'tie' AS is_tie
+               s.label_source, s.confidence, s.label = 'tie' AS is_tie, s.agreement, s.n_votes
         FROM _curation_step AS s JOIN _curation_clusters AS c USING (prompt_id)""")
     selection_hash = store.scalar(
         "SELECT coalesce(md5(string_agg(concat_ws('|', pair_id, split, chosen_candidate, label_source, confidence, is_tie), ',' "
@@ -400,8 +404,9 @@ def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRe
     if is_new:
         with store.transaction():
             con.execute("INSERT INTO curated_pairs (curation_run_id, pair_id, split, chosen_candidate, rejected_candidate, "
-                        "label_source, confidence, is_tie) SELECT ?, pair_id, split, chosen_candidate, rejected_candidate, "
-                        "label_source, confidence, is_tie FROM _curation_selected", [run_id])
+                        "label_source, confidence, is_tie, agreement, n_votes) SELECT ?, pair_id, split, chosen_candidate, "
+                        "rejected_candidate, label_source, confidence, is_tie, agreement, n_votes FROM _curation_selected",
+                        [run_id])
             con.executemany("INSERT INTO curation_funnel VALUES (?, ?, ?, ?, ?)",
                             [[run_id, order, name, n_in, n_out] for order, (name, n_in, n_out) in enumerate(funnel)])
             con.execute("INSERT INTO curation_funnel_samples SELECT DISTINCT ?, step_order, pair_id FROM _curation_samples",

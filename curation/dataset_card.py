@@ -27,15 +27,24 @@ def _plots(store: Store, run_id: str, funnel: list[tuple[str, int, int]], out: P
     plt.close(figure)
     drawn.append("funnel.png")
 
-    lengths = store.con.execute(
-        "SELECT length(chosen), length(rejected) FROM curated_pairs_export WHERE curation_run_id = ?", [run_id]).fetchall()
-    if lengths:
-        chosen, rejected = zip(*lengths)
+    # Histograms are binned in DuckDB: a million pairs never travel to Python one by one.
+    top = store.scalar("SELECT max(greatest(length(chosen), length(rejected))) FROM curated_pairs_export "
+                       "WHERE curation_run_id = ?", [run_id])
+    if top:
+        width = max(top / 30, 1)
+        counts = store.con.execute(f"""
+            SELECT side, least(floor(n / {width!r}), 29) AS bin, count(*)
+            FROM (SELECT 'chosen' AS side, length(chosen) AS n FROM curated_pairs_export WHERE curation_run_id = $run
+                  UNION ALL
+                  SELECT 'rejected', length(rejected) FROM curated_pairs_export WHERE curation_run_id = $run)
+            GROUP BY ALL""", {"run": run_id}).fetchall()
         figure, axis = plt.subplots(figsize=(6, 4))
-        top = max(max(chosen), max(rejected), 1)
-        bins = [top * i / 30 for i in range(31)]
-        axis.hist(chosen, bins=bins, alpha=0.6, label="chosen")
-        axis.hist(rejected, bins=bins, alpha=0.6, label="rejected")
+        for side in ("chosen", "rejected"):
+            heights = [0] * 30
+            for name, bin_index, n in counts:
+                if name == side:
+                    heights[int(bin_index)] = n
+            axis.stairs(heights, [width * i for i in range(31)], fill=True, alpha=0.5, label=side)
         axis.set_xlabel("characters")
         axis.set_ylabel("pairs")
         axis.set_title("Response length: chosen vs rejected")
@@ -45,12 +54,13 @@ def _plots(store: Store, run_id: str, funnel: list[tuple[str, int, int]], out: P
         plt.close(figure)
         drawn.append("lengths.png")
 
-    agreement = [row[0] for row in store.con.execute(
-        "SELECT agreement FROM curated_pairs_export WHERE curation_run_id = ? AND agreement IS NOT NULL",
-        [run_id]).fetchall()]
+    agreement = dict(store.con.execute(
+        "SELECT least(floor(agreement * 20), 19) AS bin, count(*) FROM curated_pairs_export "
+        "WHERE curation_run_id = ? AND agreement IS NOT NULL GROUP BY ALL", [run_id]).fetchall())
     if agreement:
         figure, axis = plt.subplots(figsize=(6, 4))
-        axis.hist(agreement, bins=[i / 20 for i in range(21)], color="#55a868")
+        axis.stairs([agreement.get(float(i), 0) for i in range(20)], [i / 20 for i in range(21)], fill=True,
+                    color="#55a868")
         axis.set_xlabel("share of judge votes for the label")
         axis.set_ylabel("pairs")
         axis.set_title("Judge agreement of curated pairs")

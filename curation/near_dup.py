@@ -30,15 +30,25 @@ def shingle_hashes_sql(text_expr: str, config: NearDuplicateConfig) -> str:
     return char_ngram_hashes_sql(text_expr, config.shingle_size)
 
 
-def signatures(shingles: pa.ListArray, config: NearDuplicateConfig) -> np.ndarray:
-    """(n, num_perm) uint32 MinHash signatures from a list array of uint64 shingle hashes."""
+def signatures(shingles: pa.ListArray, config: NearDuplicateConfig, chunk_rows: int = 16384) -> np.ndarray:
+    """(n, num_perm) uint32 MinHash signatures from a list array of uint64 shingle hashes.
+
+    rensa hands its digest matrix back as Python lists; converting a chunk at a time keeps that
+    detour to a few MB instead of a Python int per signature value at once."""
     from rensa import RMinHash
 
     shingles = shingles.combine_chunks() if isinstance(shingles, pa.ChunkedArray) else shingles
     values = np.asarray(shingles.values.to_numpy(zero_copy_only=False), dtype=np.uint64)
     offsets = np.asarray(shingles.offsets.to_numpy(zero_copy_only=False), dtype=np.uint64)
-    matrix = RMinHash.digest_matrix_from_flat_token_hashes(values, offsets, num_perm=config.num_perm, seed=config.seed)
-    return np.array(matrix.to_rows(), dtype=np.uint32).reshape(len(shingles), config.num_perm)
+    out = np.empty((len(shingles), config.num_perm), dtype=np.uint32)
+    for start in range(0, len(shingles), chunk_rows):
+        stop = min(start + chunk_rows, len(shingles))
+        chunk_offsets = offsets[start:stop + 1]
+        chunk_values = values[int(chunk_offsets[0]):int(chunk_offsets[-1])]
+        matrix = RMinHash.digest_matrix_from_flat_token_hashes(
+            chunk_values, chunk_offsets - chunk_offsets[0], num_perm=config.num_perm, seed=config.seed)
+        out[start:stop] = np.array(matrix.to_rows(), dtype=np.uint32)
+    return out
 
 
 @lru_cache(maxsize=64)
@@ -56,20 +66,18 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     return best
 
 
-def _band_hashes(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """(n, bands) uint64: each band's rows mixed into one 64-bit value."""
-    multipliers = np.random.default_rng(12345).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
-    banded = sigs[:, :bands * rows].astype(np.uint64).reshape(len(sigs), bands, rows)
+def _band_hash(sigs: np.ndarray, band: int, rows: int) -> np.ndarray:
+    """(n,) uint64: one band's rows mixed into one 64-bit value (a band at a time keeps memory flat)."""
+    multipliers = np.random.default_rng(12345 + band).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
     with np.errstate(over="ignore"):
-        return (banded * multipliers).sum(axis=2, dtype=np.uint64)
+        return (sigs[:, band * rows:(band + 1) * rows].astype(np.uint64) * multipliers).sum(axis=1, dtype=np.uint64)
 
 
 def candidate_links(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(m, 2) int64 index pairs (member, bucket head) sharing at least one band hash."""
-    hashes = _band_hashes(sigs, bands, rows)
     links = []
     for band in range(bands):
-        column = hashes[:, band]
+        column = _band_hash(sigs, band, rows)
         order = np.argsort(column, kind="stable")
         ordered = column[order]
         starts = np.r_[True, ordered[1:] != ordered[:-1]]

@@ -51,12 +51,15 @@ class Store:
     Use as a context manager; writes that belong together go through `transaction()`.
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False):
+    def __init__(self, path: str | Path, read_only: bool = False, memory_limit: str | None = None):
         self.path = Path(path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        settings = {"preserve_insertion_order": False}  # nothing relies on it; big scans use less memory
+        if memory_limit:
+            settings["memory_limit"] = memory_limit  # DuckDB spills to disk beyond it
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            self.con = duckdb.connect(str(self.path), read_only=read_only, config=settings)
         except duckdb.IOException as error:
             raise StoreBusyError(
                 f"cannot open the store {self.path}: {error}. Another process may be writing to it."

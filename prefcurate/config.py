@@ -30,6 +30,9 @@ class _Section(BaseModel):
 
 class StoreConfig(_Section):
     path: Path = Path("prefcurate.duckdb")
+    # DuckDB's memory limit, e.g. "2GB"; beyond it, big queries spill to a temporary directory.
+    # None: DuckDB's default (80% of RAM).
+    memory_limit: str | None = Field(default="2GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 
 class IngestConfig(_Section):

@@ -31,6 +31,10 @@ from prefcurate.curation.store import StageReport, Store
 log = logging.getLogger("prefcurate")
 
 
+def open_store(config: PrefcurateConfig) -> Store:
+    return Store(config.store.path, memory_limit=config.store.memory_limit)
+
+
 def _finish(store: Store, report: StageReport) -> dict:
     store.record_stage_run(report)
     log.info(report.summary())
@@ -39,24 +43,24 @@ def _finish(store: Store, report: StageReport) -> dict:
 
 
 def ingest_stage(config: PrefcurateConfig) -> dict:
-    with Store(config.store.path) as store:
+    with open_store(config) as store:
         return _finish(store, ingest_prompts(store, config.ingest))
 
 
 def generate_stage(config: PrefcurateConfig) -> dict:
-    with Store(config.store.path) as store, make_backend(config.generate.backend, config.resolved_models_dir) as backend:
+    with open_store(config) as store, make_backend(config.generate.backend, config.resolved_models_dir) as backend:
         return _finish(store, generate_candidates(store, backend, config.generate))
 
 
 def pairs_stage(config: PrefcurateConfig) -> dict:
-    with Store(config.store.path) as store:
+    with open_store(config) as store:
         return _finish(store, build_pairs(store, config.pairs))
 
 
 def judge_stage(config: PrefcurateConfig, run_batch: Callable = run_directly) -> dict:
     """Judge every pair with every panel member; run_batch(label, work) runs one batch of calls."""
     constitution = load_constitution(config.judge.constitution)
-    with Store(config.store.path) as store, open_panel(store, config.judge, config.resolved_models_dir) as panel:
+    with open_store(config) as store, open_panel(store, config.judge, config.resolved_models_dir) as panel:
         summary = _finish(store, judge_pairs(store, panel, constitution, config.judge, run_batch))
         summary["judge_report"], summary["judge_report_markdown"] = judge_report(config, store)
         return summary
@@ -65,7 +69,7 @@ def judge_stage(config: PrefcurateConfig, run_batch: Callable = run_directly) ->
 def judge_report(config: PrefcurateConfig, store: Store | None = None) -> tuple[str, str]:
     """Write the judge quality report under <workdir>/reports; return its path and markdown."""
     if store is None:
-        with Store(config.store.path) as opened:
+        with open_store(config) as opened:
             return judge_report(config, opened)
     path, markdown = write_judge_report(store, config.workdir.resolve() / "reports")
     return str(path), markdown
@@ -73,19 +77,19 @@ def judge_report(config: PrefcurateConfig, store: Store | None = None) -> tuple[
 
 def import_stage(config: PrefcurateConfig, source: str, fmt: str = "auto", split: str = "train") -> dict:
     """Import a preference dataset (plain / HH-RLHF / ShareGPT or chat messages) as labelled pairs."""
-    with Store(config.store.path) as store:
+    with open_store(config) as store:
         return _finish(store, import_preference_pairs(store, source, fmt, split))
 
 
 def judge_estimate(config: PrefcurateConfig) -> dict:
     """What `judge` would ask and spend now; sends nothing."""
     constitution = load_constitution(config.judge.constitution)
-    with Store(config.store.path) as store:
+    with open_store(config) as store:
         return estimate_judging(store, constitution, config.judge)
 
 
 def curate_stage(config: PrefcurateConfig) -> dict:
-    with Store(config.store.path) as store:
+    with open_store(config) as store:
         result, report = curate(store, config.curate)
         counts = dict(store.con.execute("SELECT table_name, n_rows FROM store_counts").fetchall())
         output_dir = export_curation_run(store, result.curation_run_id, config.workdir.resolve() / "curated", {
@@ -108,7 +112,7 @@ def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None) ->
     from prefcurate.rm.train import train_reward_model  # torch-heavy: import when used
 
     base_model = resolve_model(config.train.base_model, config.resolved_models_dir)
-    with Store(config.store.path) as store:
+    with open_store(config) as store:
         run_id, curated_dir = _curation_run(store, curation_run_id)
         _result, report = train_reward_model(store, run_id, Path(curated_dir), base_model, config.train,
                                             config.workdir.resolve() / "rm", pick_device(config.train.device))
@@ -118,7 +122,7 @@ def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None) ->
 def evaluate_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
     from prefcurate.rm.evaluate import evaluate_reward_model
 
-    with Store(config.store.path) as store:
+    with open_store(config) as store:
         query = ("SELECT r.rm_run_id, r.checkpoint_dir, c.output_dir FROM rm_runs r "
                  "JOIN curation_runs c USING (curation_run_id) ")
         row = (store.one(query + "WHERE r.rm_run_id = ?", [rm_run_id]) if rm_run_id

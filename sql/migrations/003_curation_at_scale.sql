@@ -2,6 +2,9 @@
 -- deduplication and decontamination dropped, with what they matched.
 
 ALTER TABLE curated_pairs ADD COLUMN is_tie BOOLEAN DEFAULT false;
+-- The judges' agreement and vote count as curation saw them (the export reads these, not the live labels).
+ALTER TABLE curated_pairs ADD COLUMN agreement DOUBLE;
+ALTER TABLE curated_pairs ADD COLUMN n_votes BIGINT;
 
 -- Up to curate.samples_per_step dropped pairs per funnel step, to see what a filter removes.
 CREATE TABLE curation_funnel_samples (

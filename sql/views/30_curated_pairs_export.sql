@@ -14,11 +14,10 @@ SELECT
     cp.confidence,
     cp.label_source,
     coalesce(cp.is_tie, false) AS tie,                -- kept as a tie (curate.ties = keep): no preference
-    pl.agreement,
-    pl.n_votes
+    cp.agreement,
+    cp.n_votes
 FROM curated_pairs AS cp
 JOIN pairs AS p USING (pair_id)
 JOIN prompts AS pr ON pr.prompt_id = p.prompt_id
 JOIN candidates AS ch ON ch.candidate_id = cp.chosen_candidate
-JOIN candidates AS rj ON rj.candidate_id = cp.rejected_candidate
-LEFT JOIN pair_labels AS pl ON pl.pair_id = cp.pair_id;
+JOIN candidates AS rj ON rj.candidate_id = cp.rejected_candidate;
