@@ -224,16 +224,47 @@ class CurateConfig(_Section):
     samples_per_step: Annotated[int, Field(ge=0, le=100)] = 5  # dropped pairs kept per funnel step
 
 
+class LoraConfig(_Section):
+    """LoRA adapters through peft; the score head is always trained in full."""
+
+    enabled: bool = False
+    r: PositiveInt = 16
+    alpha: PositiveInt = 32
+    dropout: Fraction = 0.05
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class EnsembleConfig(_Section):
+    members: Annotated[int, Field(ge=1, le=16)] = 1
+    # Each member trains on a bootstrap resample of the train split (and its own seed); else seeds only.
+    bootstrap: bool = False
+
+
 class TrainConfig(_Section):
     base_model: str = EMBEDDED_MODEL
     max_length: PositiveInt = 512
     epochs: PositiveInt = 2
-    batch_size: PositiveInt = 4
+    batch_size: PositiveInt = 4  # pairs per device per step (chosen and rejected: twice the sequences)
+    gradient_accumulation_steps: PositiveInt = 1
     learning_rate: Annotated[float, Field(gt=0)] = 2e-5
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
     warmup_ratio: Fraction = 0.1
+    # Bradley-Terry with a margin: loss = -log sigmoid(r_chosen - r_rejected - margin_scale * m), with m
+    # the label's confidence (or judge agreement) mapped to [0, 1] as 2 * (value - 0.5).
+    margin: Literal["none", "confidence", "agreement"] = "none"
+    margin_scale: Annotated[float, Field(ge=0)] = 1.0
+    # Reward centering (Eisenstein et al. 2023): + coefficient * mean((r_chosen + r_rejected)^2).
+    center_rewards_coefficient: Annotated[float, Field(ge=0)] = 0.0
     # Train only the top N transformer blocks and the score head (None: all). Keeps CPU runs short.
     trainable_layers: Annotated[int, Field(ge=0)] | None = 4
+    lora: LoraConfig = LoraConfig()
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPUs that have it, else fp32
+    # auto: flash_attention_2 when installed on a GPU, else sdpa. Packing (padding-free batches) needs
+    # an implementation that reads sequence boundaries from position ids (flash_attention_2).
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
+    packing: Literal["auto", "on", "off"] = "auto"
+    ensemble: EnsembleConfig = EnsembleConfig()
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     seed: int = 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 
 import torch
@@ -78,13 +79,71 @@ class PairData:
     chosen: list[list[int]]
     rejected: list[list[int]]
     truncated: int
+    margins: list[float] | None = None
 
     def __len__(self) -> int:
         return len(self.chosen)
 
 
-def encode_pairs(tokenizer, dataset, max_length: int) -> PairData:
+def label_strength(dataset, source: str) -> list[float] | None:
+    """Per pair, how clear its label is, in [0, 1]: 2 * (value - 0.5) for a confidence or agreement
+    in [0.5, 1]; 0 where the export has no value (imported labels have no confidence)."""
+    if source == "none":
+        return None
+    column = {"confidence": "confidence", "agreement": "agreement"}[source]
+    if column not in dataset.column_names:
+        raise ValueError(f"train.margin = {source}: the export has no {column!r} column")
+    return [0.0 if value is None else max(0.0, min(1.0, 2 * (value - 0.5))) for value in dataset[column]]
+
+
+def encode_pairs(tokenizer, dataset, max_length: int, margin: str = "none") -> PairData:
     messages = dataset["prompt_messages"] if "prompt_messages" in dataset.column_names else None
     chosen = encode(tokenizer, dataset["prompt"], dataset["chosen"], max_length, messages)
     rejected = encode(tokenizer, dataset["prompt"], dataset["rejected"], max_length, messages)
-    return PairData(chosen.ids, rejected.ids, chosen.truncated + rejected.truncated)
+    return PairData(chosen.ids, rejected.ids, chosen.truncated + rejected.truncated, label_strength(dataset, margin))
+
+
+def pair_features(pairs: PairData):
+    """A `datasets.Dataset` of token ids per pair, with `length` for length-grouped batches."""
+    import datasets
+
+    margins = pairs.margins or [0.0] * len(pairs)
+    return datasets.Dataset.from_dict({
+        "chosen_ids": pairs.chosen, "rejected_ids": pairs.rejected, "margin": margins,
+        "length": [len(c) + len(r) for c, r in zip(pairs.chosen, pairs.rejected)],
+    })
+
+
+class PairCollator:
+    """Batches pairs for one forward pass over chosen and rejected together.
+
+    padded: 2B rows, right-padded (chosen rows first, then rejected).
+    packed: one row holding every sequence back to back, position ids restarting at each, no padding
+            at all; the reward is read at each sequence's last token. Needs an attention implementation
+            that separates sequences by position ids (flash_attention_2; sdpa is correct but slower).
+    """
+
+    def __init__(self, pad_id: int, packed: bool = False):
+        self.pad_id, self.packed = pad_id, packed
+
+    def __call__(self, features: list[dict]) -> dict:
+        sequences = [f["chosen_ids"] for f in features] + [f["rejected_ids"] for f in features]
+        batch = {"margin": torch.tensor([f["margin"] for f in features], dtype=torch.float32)}
+        if not self.packed:
+            batch["input_ids"], batch["attention_mask"] = pad_batch(sequences, self.pad_id)
+            return batch
+        batch["input_ids"] = torch.tensor([token for seq in sequences for token in seq], dtype=torch.long)[None]
+        batch["position_ids"] = torch.tensor([i for seq in sequences for i in range(len(seq))], dtype=torch.long)[None]
+        # The reward is read where transformers' own sequence classifier reads it: at the last token
+        # that is not the pad token (so a checkpoint scores the same through from_pretrained).
+        starts = [0, *accumulate(len(seq) for seq in sequences)][:-1]
+        batch["sequence_ends"] = torch.tensor([start + _last_non_pad(seq, self.pad_id)
+                                               for start, seq in zip(starts, sequences)], dtype=torch.long)
+        return batch
+
+
+def _last_non_pad(sequence: list[int], pad_id: int) -> int:
+    for index in range(len(sequence) - 1, -1, -1):
+        if sequence[index] != pad_id:
+            return index
+    return len(sequence) - 1

@@ -1,16 +1,38 @@
-"""Load a backbone as a one-output sequence classifier, and choose which layers train."""
+"""Load a backbone as a one-output sequence classifier; choose what trains (top layers or LoRA);
+read rewards from a padded or a packed batch."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from prefcurate.config import LoraConfig, TrainConfig
 
-def load_reward_model(path: str, device: str = "cpu"):
+
+def resolve_attention(config: TrainConfig, device: str) -> str:
+    if config.attn_implementation != "auto":
+        return config.attn_implementation
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def resolve_precision(config: TrainConfig, device: str) -> str:
+    if config.precision != "auto":
+        return config.precision
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def load_reward_model(path: str, device: str = "cpu", attn_implementation: str | None = None):
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    options = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **options)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer
 
@@ -44,3 +66,38 @@ def freeze_lower_layers(model, trainable_layers: int | None) -> int:
         if name.startswith("score") or (".norm." in f".{name}" and "layers" not in name):
             parameter.requires_grad = True
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def add_lora(model, config: LoraConfig):
+    """Wrap the model with LoRA adapters (peft); the score head trains in full."""
+    import peft
+
+    lora = peft.LoraConfig(task_type=peft.TaskType.SEQ_CLS, r=config.r, lora_alpha=config.alpha,
+                           lora_dropout=config.dropout, target_modules=config.target_modules,
+                           modules_to_save=["score"])
+    return peft.get_peft_model(model, lora)
+
+
+def plain_model(model):
+    """The transformers model to save: LoRA adapters merged in, so from_pretrained needs no peft."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def _classifier(model):
+    """(backbone, score head) of a sequence classifier, looking through a peft wrapper."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return inner.base_model, inner.score
+
+
+def can_pack(model) -> bool:
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return hasattr(inner, "score") and hasattr(inner, "base_model")
+
+
+def batch_rewards(model, batch: dict) -> torch.Tensor:
+    """One reward per sequence of the batch (padded: per row; packed: per sequence end)."""
+    if "sequence_ends" in batch:
+        backbone, score = _classifier(model)
+        hidden = backbone(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).last_hidden_state
+        return score(hidden[0, batch["sequence_ends"]]).squeeze(-1)
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)

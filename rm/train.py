@@ -1,7 +1,12 @@
-"""Train a Bradley-Terry reward model on a curated export. Read it top to bottom.
+"""Train a Bradley-Terry reward model (or an ensemble of them) on a curated export.
 
-The run is keyed by the hash of its curated data and config: training the same data with the
-same config again finds the finished checkpoint and returns it.
+Read top to bottom: key the run, load the pairs, then per ensemble member: pick its data (all, or
+a bootstrap resample) and seed, build the model (top layers or LoRA), train with the Trainer,
+save an HF checkpoint. The run is keyed by the hash of its curated data and config: training the
+same data with the same config again finds the finished checkpoint and returns it.
+
+Layout: one member is a plain HF folder (`from_pretrained(path, num_labels=1)`); an ensemble is a
+folder with `ensemble.json` and one HF folder per member under `members/`.
 """
 
 from __future__ import annotations
@@ -10,23 +15,33 @@ import json
 import logging
 import math
 import random
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import TrainingArguments, set_seed
 
 from prefcurate.config import TrainConfig
 from prefcurate.curation.hashing import content_hash
-from prefcurate.curation.progress import Progress
 from prefcurate.curation.store import StageReport, Store
-from prefcurate.rm.data import encode_pairs, load_splits, pad_batch
-from prefcurate.rm.loss import bradley_terry_loss
-from prefcurate.rm.model import freeze_lower_layers, load_reward_model
+from prefcurate.rm.data import PairCollator, PairData, encode_pairs, load_splits, pair_features
+from prefcurate.rm.model import (
+    add_lora,
+    can_pack,
+    freeze_lower_layers,
+    load_reward_model,
+    plain_model,
+    resolve_attention,
+    resolve_precision,
+)
 from prefcurate.rm.score import score_sequences
+from prefcurate.rm.trainer import BradleyTerryTrainer, ProgressCallback, mean_last_epoch
 
 log = logging.getLogger(__name__)
 STAGE = "train"
+ENSEMBLE_FILE = "ensemble.json"
 
 
 @dataclass
@@ -43,6 +58,97 @@ def rm_run_id(curated_dir: Path, config: TrainConfig, base_model_path: str) -> s
     return content_hash("rm", data_hashes, config.model_dump(mode="json"), base_model_path)
 
 
+def member_dirs(checkpoint_dir: Path) -> list[Path]:
+    """The HF folders of a checkpoint: itself, or its ensemble members."""
+    ensemble = Path(checkpoint_dir) / ENSEMBLE_FILE
+    if ensemble.is_file():
+        return [Path(checkpoint_dir) / member for member in json.loads(ensemble.read_text())["members"]]
+    return [Path(checkpoint_dir)]
+
+
+def _resample(pairs: PairData, indices: list[int]) -> PairData:
+    return PairData([pairs.chosen[i] for i in indices], [pairs.rejected[i] for i in indices], pairs.truncated,
+                    [pairs.margins[i] for i in indices] if pairs.margins else None)
+
+
+def _training_arguments(config: TrainConfig, seed: int, device: str, precision: str, n_pairs: int,
+                        output_dir: str) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of the steps
+        lr_scheduler_type="linear",
+        optim="adamw_torch",
+        max_grad_norm=1.0,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        train_sampling_strategy="group_by_length" if n_pairs > config.batch_size else "random",
+        length_column_name="length",
+        remove_unused_columns=False,
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=device == "cpu",
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+    )
+
+
+def train_member(base_model_path: str, pairs: PairData, config: TrainConfig, seed: int, device: str,
+                 out_dir: Path, label: str) -> dict:
+    """Train one reward model on `pairs` and save it as an HF folder in `out_dir`."""
+    set_seed(seed)
+    attention = resolve_attention(config, device)
+    precision = resolve_precision(config, device)
+    model, tokenizer = load_reward_model(base_model_path, device, attention)
+    if config.lora.enabled:
+        model = add_lora(model, config.lora)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    else:
+        trainable = freeze_lower_layers(model, config.trainable_layers)
+    packed = config.packing == "on" or (config.packing == "auto" and attention == "flash_attention_2")
+    if packed and not can_pack(model):
+        raise ValueError(f"train.packing: {type(model).__name__} has no separate score head to read packed rewards from")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = BradleyTerryTrainer(
+            model=model,
+            args=_training_arguments(config, seed, device, precision, len(pairs), scratch),
+            train_dataset=pair_features(pairs),
+            data_collator=PairCollator(tokenizer.pad_token_id, packed=packed),
+            callbacks=[ProgressCallback(label)],
+            margin_scale=config.margin_scale if config.margin != "none" else 0.0,
+            center_coefficient=config.center_rewards_coefficient,
+        )
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+
+    model = plain_model(trainer.model).eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    steps_per_epoch = math.ceil(len(pairs) / (config.batch_size * config.gradient_accumulation_steps))
+    peak_memory = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    return {
+        "seed": seed, "pairs": len(pairs), "steps": trainer.state.global_step,
+        "final_loss": trainer.losses[-1] if trainer.losses else None,
+        "mean_loss_last_epoch": mean_last_epoch(trainer.losses, steps_per_epoch),
+        "trainable_parameters": trainable, "seconds": round(seconds, 2),
+        "tokens_per_second": round(trainer.tokens_seen / seconds, 1) if seconds else None,
+        "attention": attention, "precision": precision, "packed": packed,
+        "peak_gpu_memory_gb": None if peak_memory is None else round(peak_memory, 2),
+    }
+
+
 def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, base_model_path: str,
                        config: TrainConfig, output_root: Path, device: str) -> tuple[TrainResult, StageReport]:
     run_id = rm_run_id(curated_dir, config, base_model_path)
@@ -50,85 +156,56 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
     report = StageReport(STAGE, details={"rm_run_id": run_id, "checkpoint": str(checkpoint_dir), "device": device})
 
     stored = store.one("SELECT train_metrics FROM rm_runs WHERE rm_run_id = ?", [run_id])
-    if stored and (checkpoint_dir / "config.json").is_file():
+    if stored and all((member / "config.json").is_file() for member in member_dirs(checkpoint_dir)):
         metrics = json.loads(stored[0])
         report.count_in = report.count_out = metrics["train_pairs"]
         report.details.update(reused=True)
         return TrainResult(run_id, checkpoint_dir, metrics, reused=True), report.finish()
 
-    # -- data ------------------------------------------------------------------------------------
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
+    # -- data ----------------------------------------------------------------------------------------
     splits = load_splits(curated_dir)
-    model, tokenizer = load_reward_model(base_model_path, device)
-    train = encode_pairs(tokenizer, splits["train"], config.max_length)
-    validation = encode_pairs(tokenizer, splits["validation"], config.max_length) if "validation" in splits else None
+    tokenizer = _tokenizer(base_model_path)
+    train = encode_pairs(tokenizer, splits["train"], config.max_length, config.margin)
+    validation = (encode_pairs(tokenizer, splits["validation"], config.max_length)
+                  if "validation" in splits and len(splits["validation"]) else None)
     report.count_in = len(train)
     if len(train) == 0:
         raise ValueError(f"{curated_dir}/train.parquet has no pairs: nothing to train on "
                          "(see the curation funnel: `SELECT * FROM curation_run_funnel`)")
 
-    # -- model and optimizer ------------------------------------------------------------------------
-    trainable = freeze_lower_layers(model, config.trainable_layers)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    warmup = max(1, int(config.warmup_ratio * total_steps))
+    # -- members -------------------------------------------------------------------------------------
+    members, names = [], []
+    for index in range(config.ensemble.members):
+        seed = config.seed + index
+        data = train
+        if config.ensemble.bootstrap and config.ensemble.members > 1:
+            rng = random.Random(seed)
+            data = _resample(train, [rng.randrange(len(train)) for _ in range(len(train))])
+        name = "." if config.ensemble.members == 1 else f"members/{index}"
+        label = "train" if config.ensemble.members == 1 else f"train member {index + 1}/{config.ensemble.members}"
+        member = train_member(base_model_path, data, config, seed, device, checkpoint_dir / name, label)
+        if validation is not None:
+            member["validation_accuracy"] = held_out_accuracy(checkpoint_dir / name, validation, config, device)
+            log.info("%s: validation accuracy %.3f", label, member["validation_accuracy"])
+        members.append(member)
+        names.append(name)
+    if config.ensemble.members > 1:
+        (checkpoint_dir / ENSEMBLE_FILE).write_text(json.dumps(
+            {"members": names, "bootstrap": config.ensemble.bootstrap, "combine": "mean"}, indent=2) + "\n")
 
-    def lr_factor(step: int) -> float:  # linear warmup, then linear decay to zero
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    pad_id = tokenizer.pad_token_id
-
-    # -- loop ----------------------------------------------------------------------------------------
-    model.train()
-    history = []
-    validation_accuracy = None
-    started = time.perf_counter()
-    tokens_seen = 0
-    order = list(range(len(train)))
-    with Progress("train", total_steps) as progress:
-        for epoch in range(config.epochs):
-            random.Random(config.seed + epoch).shuffle(order)
-            for start in range(0, len(order), config.batch_size):
-                index = order[start:start + config.batch_size]
-                # chosen and rejected of a batch go through the model in one forward pass
-                sequences = [train.chosen[i] for i in index] + [train.rejected[i] for i in index]
-                ids, mask = pad_batch(sequences, pad_id)
-                rewards = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.squeeze(-1)
-                chosen, rejected = rewards[:len(index)], rewards[len(index):]
-                loss = bradley_terry_loss(chosen.float(), rejected.float())
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                tokens_seen += int(mask.sum())
-                history.append(loss.item())
-                progress.update()
-            if validation is not None and len(validation):
-                validation_accuracy = held_out_accuracy(model, validation, pad_id, config.batch_size, device)
-                log.info("epoch %d: train loss %.4f, validation accuracy %.3f", epoch + 1,
-                         sum(history[-steps_per_epoch:]) / steps_per_epoch, validation_accuracy)
-    seconds = time.perf_counter() - started
-
-    # -- save (HF layout: from_pretrained(checkpoint, num_labels=1) loads it) ---------------------
+    # -- record ----------------------------------------------------------------------------------------
+    first = members[0]
     metrics = {
         "train_pairs": len(train), "validation_pairs": len(validation) if validation else 0,
         "truncated_sequences": train.truncated + (validation.truncated if validation else 0),
-        "epochs": config.epochs, "steps": total_steps, "final_loss": history[-1],
-        "mean_loss_last_epoch": sum(history[-steps_per_epoch:]) / steps_per_epoch,
-        "validation_accuracy": validation_accuracy,
-        "trainable_parameters": trainable, "seconds": round(seconds, 2),
-        "tokens_per_second": round(tokens_seen / seconds, 1) if seconds else None, "device": device,
+        "epochs": config.epochs, "steps": sum(m["steps"] for m in members),
+        "final_loss": first["final_loss"], "mean_loss_last_epoch": first["mean_loss_last_epoch"],
+        "validation_accuracy": first.get("validation_accuracy"),
+        "trainable_parameters": first["trainable_parameters"],
+        "seconds": round(sum(m["seconds"] for m in members), 2),
+        "tokens_per_second": first["tokens_per_second"], "device": device,
+        "ensemble_members": len(members), "members": members,
     }
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(checkpoint_dir)
-    tokenizer.save_pretrained(checkpoint_dir)
     (checkpoint_dir / "training_config.json").write_text(json.dumps({
         "rm_run_id": run_id, "curation_run_id": curation_run_id, "curated_dir": str(curated_dir),
         "base_model": base_model_path, "config": config.model_dump(mode="json")}, indent=2) + "\n")
@@ -139,13 +216,23 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
         [run_id, curation_run_id, base_model_path, str(checkpoint_dir), json.dumps(config.model_dump(mode="json")),
          json.dumps(metrics)])
     report.count_out = len(train)
-    report.details.update(reused=False, final_loss=round(metrics["final_loss"], 4),
-                          validation_accuracy=metrics["validation_accuracy"],
-                          truncated=metrics["truncated_sequences"])
+    report.details.update(reused=False, final_loss=None if first["final_loss"] is None else round(first["final_loss"], 4),
+                          validation_accuracy=metrics["validation_accuracy"], truncated=metrics["truncated_sequences"],
+                          members=len(members), tokens_per_second=first["tokens_per_second"])
     return TrainResult(run_id, checkpoint_dir, metrics, reused=False), report.finish()
 
 
-def held_out_accuracy(model, pairs, pad_id: int, batch_size: int, device: str) -> float:
-    chosen = score_sequences(model, pairs.chosen, pad_id, batch_size, device)
-    rejected = score_sequences(model, pairs.rejected, pad_id, batch_size, device)
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def held_out_accuracy(member_dir: Path, pairs: PairData, config: TrainConfig, device: str) -> float:
+    model, tokenizer = load_reward_model(str(member_dir), device)
+    chosen = score_sequences(model, pairs.chosen, tokenizer.pad_token_id, config.batch_size * 2, device)
+    rejected = score_sequences(model, pairs.rejected, tokenizer.pad_token_id, config.batch_size * 2, device)
     return sum(c > r for c, r in zip(chosen, rejected)) / len(chosen)

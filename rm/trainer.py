@@ -1,0 +1,60 @@
+"""Bradley-Terry training on transformers' Trainer.
+
+The Trainer brings what a GPU node needs without home-made distribution: `accelerate launch` /
+`torchrun` for several GPUs, DeepSpeed and FSDP through an accelerate config, bf16, gradient
+checkpointing, gradient accumulation. What is ours: the pair collator (chosen and rejected in one
+forward pass, padded or packed), the loss (margin, centering), and counting real tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+from transformers import Trainer, TrainerCallback
+
+from prefcurate.curation.progress import Progress
+from prefcurate.rm.loss import bradley_terry_loss
+from prefcurate.rm.model import batch_rewards
+
+
+class BradleyTerryTrainer(Trainer):
+    def __init__(self, *args, margin_scale: float = 1.0, center_coefficient: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.margin_scale = margin_scale
+        self.center_coefficient = center_coefficient
+        self.tokens_seen = 0  # non-pad tokens through the model, for tokens/s
+        self.losses: list[float] = []
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        margin = inputs.pop("margin")
+        rewards = batch_rewards(model, inputs).float()
+        pairs = margin.shape[0]
+        loss = bradley_terry_loss(rewards[:pairs], rewards[pairs:], self.margin_scale * margin,
+                                  self.center_coefficient)
+        if model.training:
+            mask = inputs.get("attention_mask")
+            self.tokens_seen += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+            self.losses.append(loss.item())
+        return (loss, {"rewards": rewards}) if return_outputs else loss
+
+
+class ProgressCallback(TrainerCallback):
+    """Our progress line (a bar on a terminal, log lines otherwise) instead of the Trainer's tqdm."""
+
+    def __init__(self, label: str = "train"):
+        self.label = label
+        self.progress: Progress | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.progress = Progress(self.label, state.max_steps or 0).__enter__()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.progress.update()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.progress.__exit__(None, None, None)
+
+
+def mean_last_epoch(losses: list[float], steps_per_epoch: int) -> float:
+    tail = losses[-max(1, steps_per_epoch):]
+    return sum(tail) / len(tail) if tail else math.nan
