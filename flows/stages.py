@@ -70,6 +70,11 @@ def evaluate_flow(config: PrefcurateConfig, rm_run_id: str | None = None) -> dic
     return pipeline.evaluate_stage(config, rm_run_id)
 
 
+@flow(name="score", log_prints=True)
+def score_flow(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
+    return pipeline.score_stage(config, rm_run_id)
+
+
 @flow(name="prefcurate-pipeline", log_prints=True)
 def pipeline_flow(config: PrefcurateConfig) -> dict:
     """prompts -> candidates -> pairs -> judge labels -> curated Parquet -> reward model -> report."""

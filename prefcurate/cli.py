@@ -161,6 +161,13 @@ def evaluate(config: Optional[Path] = ConfigOption, store: Optional[Path] = Stor
 
 
 @app.command()
+def score(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+          rm_run: Optional[str] = typer.Option(None, help="Reward-model run id (default: the latest).")) -> None:
+    """Score stored candidates with a reward model (or ensemble) into `candidate_rewards`."""
+    _print_summary(_run("score_flow", _config(config, store), rm_run_id=rm_run))
+
+
+@app.command()
 def run(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Run every stage: prompts -> candidates -> pairs -> labels -> curated set -> reward model -> report."""
     cfg = _config(config, store)

@@ -134,6 +134,24 @@ def evaluate_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> di
         return _finish(store, report)
 
 
+def score_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
+    """Score every stored candidate without a reward from this reward model (or ensemble)."""
+    from prefcurate.rm.score import RewardScorer, score_candidates
+
+    with open_store(config) as store:
+        query = "SELECT rm_run_id, checkpoint_dir FROM rm_runs "
+        row = (store.one(query + "WHERE rm_run_id = ?", [rm_run_id]) if rm_run_id
+               else store.one(query + "ORDER BY updated_at DESC LIMIT 1"))
+        if row is None:
+            raise LookupError(f"{config.store.path}: no reward model run {rm_run_id or ''}; run `prefcurate train` first")
+        report = StageReport("score", count_in=store.count("candidates"), details={"rm_run_id": row[0]})
+        scorer = RewardScorer(row[1], pick_device(config.train.device), config.train.max_length)
+        outcome = score_candidates(store, scorer, row[0], config.evaluate.batch_size)
+        report.count_out = outcome["scored"]
+        report.details.update(outcome)
+        return _finish(store, report.finish())
+
+
 def _curation_run(store: Store, curation_run_id: str | None) -> tuple[str, str]:
     if curation_run_id is None:
         return latest_curation_run(store)

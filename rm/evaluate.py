@@ -1,4 +1,7 @@
-"""Evaluate a reward model on a held-out split: pairwise accuracy and reward margins."""
+"""Evaluate a reward model (or ensemble) on a held-out split, as a teacher for RL would need it:
+accuracy overall and by difficulty, calibration, reward spread across candidates of the same
+prompt, length bias, and ensemble disagreement. Written as JSON, markdown and plots beside the
+checkpoint, and into rm_runs.eval_metrics."""
 
 from __future__ import annotations
 
@@ -8,10 +11,38 @@ from pathlib import Path
 
 from prefcurate.config import EvaluateConfig
 from prefcurate.curation.store import StageReport, Store
+from prefcurate.rm import metrics as m
 from prefcurate.rm.data import load_splits
 from prefcurate.rm.score import RewardScorer
 
 STAGE = "evaluate"
+_PNG_METADATA = {"Software": None}
+
+
+def _label_strength(data) -> list[float | None]:
+    """How clear each label was: its confidence, else judge agreement, else unknown."""
+    confidence = data["confidence"] if "confidence" in data.column_names else [None] * len(data)
+    agreement = data["agreement"] if "agreement" in data.column_names else [None] * len(data)
+    return [c if c is not None else a for c, a in zip(confidence, agreement)]
+
+
+def _candidate_spread(store: Store, scorer: RewardScorer, prompt_ids: list[str], batch_size: int) -> dict:
+    """Score every stored candidate of the held-out prompts (what the current policy wrote)."""
+    if not prompt_ids:
+        return m.within_prompt_reward_spread({})
+    rows = store.con.sql("""
+        SELECT c.prompt_id, p.text, CAST(p.messages AS VARCHAR), c.text
+        FROM candidates c JOIN prompts p USING (prompt_id)
+        WHERE c.prompt_id IN (SELECT unnest($ids)) AND c.generator_key <> 'import'
+        ORDER BY c.candidate_id""", params={"ids": sorted(set(prompt_ids))}).fetchall()
+    if not rows:
+        return m.within_prompt_reward_spread({})
+    prompt_keys, prompts, messages, responses = map(list, zip(*rows))
+    rewards = scorer.score(prompts, responses, batch_size, messages)
+    by_prompt: dict[str, list[float]] = {}
+    for key, reward in zip(prompt_keys, rewards):
+        by_prompt.setdefault(key, []).append(reward)
+    return m.within_prompt_reward_spread(by_prompt)
 
 
 def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, curated_dir: Path,
@@ -20,22 +51,34 @@ def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, cu
     split = config.split if config.split in splits and len(splits[config.split]) else "validation"
     data = splits[split] if split in splits else None
     report = StageReport(STAGE, details={"rm_run_id": rm_run_id, "split": split})
-    metrics: dict = {"rm_run_id": rm_run_id, "split": split, "pairs": 0, "accuracy": None,
-                     "mean_margin": None, "median_margin": None, "margin_std": None}
+    metrics: dict = {"rm_run_id": rm_run_id, "split": split, "pairs": 0, "accuracy": None}
     if data is not None and len(data):
         scorer = RewardScorer(str(checkpoint_dir), device, max_length)
-        chosen = scorer.score(data["prompt"], data["chosen"], config.batch_size)
-        rejected = scorer.score(data["prompt"], data["rejected"], config.batch_size)
+        messages = data["prompt_messages"] if "prompt_messages" in data.column_names else None
+        chosen_members = scorer.score_members(data["prompt"], data["chosen"], config.batch_size, messages, "evaluate chosen")
+        rejected_members = scorer.score_members(data["prompt"], data["rejected"], config.batch_size, messages,
+                                                "evaluate rejected")
+        chosen = [statistics.fmean(values) for values in zip(*chosen_members)]
+        rejected = [statistics.fmean(values) for values in zip(*rejected_members)]
         margins = [c - r for c, r in zip(chosen, rejected)]
         metrics.update(
             pairs=len(margins),
-            accuracy=sum(m > 0 for m in margins) / len(margins),
+            accuracy=m.accuracy(margins),
             mean_margin=statistics.fmean(margins),
             median_margin=statistics.median(margins),
             margin_std=statistics.pstdev(margins),
             mean_reward_chosen=statistics.fmean(chosen),
             mean_reward_rejected=statistics.fmean(rejected),
+            by_difficulty=m.accuracy_by_difficulty(margins, _label_strength(data)),
+            calibration=m.expected_calibration_error(margins),
+            length=m.length_bias(chosen, rejected, [len(t) for t in data["chosen"]], [len(t) for t in data["rejected"]]),
+            candidate_reward_spread=_candidate_spread(
+                store, scorer, data["prompt_id"] if "prompt_id" in data.column_names else [], config.batch_size),
+            ensemble=m.ensemble_disagreement([[c - r for c, r in zip(cm, rm)]
+                                              for cm, rm in zip(chosen_members, rejected_members)]),
         )
+        metrics["alarms"] = metrics["by_difficulty"]["alarms"]
+        _plots(Path(checkpoint_dir), margins, metrics["calibration"])
     else:
         metrics["warning"] = "no held-out pairs survived curation; nothing to evaluate"
     report.count_in = metrics["pairs"]
@@ -46,8 +89,33 @@ def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, cu
     (Path(checkpoint_dir) / "eval_report.md").write_text(render_markdown(metrics))
     store.con.execute("UPDATE rm_runs SET eval_metrics = ?, status = 'evaluated', updated_at = current_timestamp "
                       "WHERE rm_run_id = ?", [json.dumps(metrics), rm_run_id])
-    report.details.update(accuracy=metrics["accuracy"], mean_margin=metrics["mean_margin"], report=str(report_json))
+    report.details.update(accuracy=metrics["accuracy"], mean_margin=metrics.get("mean_margin"),
+                          ece=(metrics.get("calibration") or {}).get("ece"), alarms=metrics.get("alarms", []),
+                          report=str(report_json))
     return metrics, report.finish()
+
+
+def _plots(folder: Path, margins: list[float], calibration: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.hist(margins, bins=30, color="#4c72b0")
+    left.axvline(0, color="black", linewidth=1)
+    left.set_xlabel("r(chosen) - r(rejected)")
+    left.set_ylabel("pairs")
+    left.set_title("Held-out reward margins")
+    bins = calibration["bins"]
+    right.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    right.plot([b["confidence"] for b in bins], [b["observed"] for b in bins], marker="o")
+    right.set_xlabel("sigmoid(margin)")
+    right.set_ylabel("observed preference")
+    right.set_title(f"Calibration (ECE {calibration['ece']:.3f})")
+    figure.tight_layout()
+    figure.savefig(folder / "eval_plots.png", dpi=100, metadata=_PNG_METADATA)
+    plt.close(figure)
 
 
 def render_markdown(metrics: dict) -> str:
@@ -60,6 +128,22 @@ def render_markdown(metrics: dict) -> str:
     for key in ("accuracy", "mean_margin", "median_margin", "margin_std", "mean_reward_chosen", "mean_reward_rejected"):
         if key in metrics:
             lines.append(f"| {key} | {fmt(metrics[key])} |")
+    if "calibration" in metrics:
+        lines.append(f"| calibration ECE | {fmt(metrics['calibration']['ece'])} |")
+        for key, value in metrics["length"].items():
+            lines.append(f"| {key} | {fmt(value)} |")
+        for key, value in metrics["candidate_reward_spread"].items():
+            lines.append(f"| candidates: {key} | {fmt(value)} |")
+        if metrics.get("ensemble"):
+            for key, value in metrics["ensemble"].items():
+                lines.append(f"| ensemble: {key} | {fmt(value)} |")
+        lines += ["", "## Accuracy by difficulty (label confidence or judge agreement)", "",
+                  "| bucket | pairs | accuracy |", "|---|---|---|"]
+        for name, bucket in metrics["by_difficulty"]["buckets"].items():
+            lines.append(f"| {name} | {bucket['pairs']} | {fmt(bucket['accuracy'])} |")
+        lines += ["", "![margins and calibration](eval_plots.png)"]
+    for alarm in metrics.get("alarms", []):
+        lines += ["", f"**Alarm:** {alarm}"]
     if "warning" in metrics:
         lines += ["", f"**Warning:** {metrics['warning']}"]
     return "\n".join(lines) + "\n"

@@ -98,6 +98,7 @@ def batch_rewards(model, batch: dict) -> torch.Tensor:
     """One reward per sequence of the batch (padded: per row; packed: per sequence end)."""
     if "sequence_ends" in batch:
         backbone, score = _classifier(model)
-        hidden = backbone(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).last_hidden_state
+        # no cache: transformers reads packed sequence boundaries from position ids only without one
+        hidden = backbone(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).last_hidden_state
         return score(hidden[0, batch["sequence_ends"]]).squeeze(-1)
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)

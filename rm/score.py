@@ -1,15 +1,21 @@
-"""Score (prompt, response) pairs with a trained reward model, batched and length-sorted."""
+"""Score (prompt, response) pairs with a trained reward model or ensemble, batched and length-sorted."""
 
 from __future__ import annotations
 
+import statistics
+from pathlib import Path
+
+import pyarrow as pa
 import torch
 
+from prefcurate.curation.progress import Progress
 from prefcurate.rm.data import encode, pad_batch
 from prefcurate.rm.model import load_reward_model
 
 
 @torch.inference_mode()
-def score_sequences(model, sequences: list[list[int]], pad_id: int, batch_size: int, device: str) -> list[float]:
+def score_sequences(model, sequences: list[list[int]], pad_id: int, batch_size: int, device: str,
+                    progress: Progress | None = None) -> list[float]:
     # Sorting by length keeps padding (wasted compute) low; results go back in input order.
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     rewards = [0.0] * len(sequences)
@@ -21,19 +27,69 @@ def score_sequences(model, sequences: list[list[int]], pad_id: int, batch_size: 
         values = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.squeeze(-1).float().cpu()
         for i, value in zip(index, values.tolist()):
             rewards[i] = value
+        if progress is not None:
+            progress.update(len(index))
     model.train(was_training)
     return rewards
 
 
-class RewardScorer:
-    """A checkpoint loaded once, scoring many (prompt, response) pairs."""
+def _member_dirs(checkpoint: Path) -> list[Path]:
+    from prefcurate.rm.train import member_dirs  # train imports this module
 
-    def __init__(self, checkpoint: str, device: str = "cpu", max_length: int = 512):
-        self.model, self.tokenizer = load_reward_model(checkpoint, device)
-        self.model.eval()
+    return member_dirs(checkpoint)
+
+
+class RewardScorer:
+    """A checkpoint (one model or an ensemble) loaded once, scoring many (prompt, response) pairs."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", max_length: int = 512):
+        self.members = []
+        for member in _member_dirs(Path(checkpoint)):
+            model, tokenizer = load_reward_model(str(member), device)
+            self.members.append(model.eval())
+            self.tokenizer = tokenizer
+        self.model = self.members[0]
         self.device = device
         self.max_length = max_length
 
-    def score(self, prompts: list[str], responses: list[str], batch_size: int = 8) -> list[float]:
-        encoded = encode(self.tokenizer, prompts, responses, self.max_length)
-        return score_sequences(self.model, encoded.ids, self.tokenizer.pad_token_id, batch_size, self.device)
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.members) > 1
+
+    def score_members(self, prompts: list[str], responses: list[str], batch_size: int = 8,
+                      prompt_messages: list[str | None] | None = None, label: str | None = None) -> list[list[float]]:
+        """rewards[k][i]: member k's reward for pair i."""
+        encoded = encode(self.tokenizer, prompts, responses, self.max_length, prompt_messages)
+        with Progress(label or "score", len(encoded.ids) * len(self.members)) as progress:
+            return [score_sequences(model, encoded.ids, self.tokenizer.pad_token_id, batch_size, self.device,
+                                    progress if label else None) for model in self.members]
+
+    def score(self, prompts: list[str], responses: list[str], batch_size: int = 8,
+              prompt_messages: list[str | None] | None = None) -> list[float]:
+        """The mean reward over members."""
+        per_member = self.score_members(prompts, responses, batch_size, prompt_messages)
+        return [statistics.fmean(values) for values in zip(*per_member)]
+
+
+def score_candidates(store, scorer: RewardScorer, rm_run_id: str, batch_size: int = 16,
+                     only_new: bool = True) -> dict:
+    """Score every stored candidate (those without a reward from this run, by default) into
+    candidate_rewards; ensembles store mean, min and std."""
+    skip = "AND c.candidate_id NOT IN (SELECT candidate_id FROM candidate_rewards WHERE rm_run_id = $run)" if only_new else ""
+    rows = store.con.sql(f"""
+        SELECT c.candidate_id, p.text, CAST(p.messages AS VARCHAR), c.text
+        FROM candidates c JOIN prompts p USING (prompt_id) WHERE true {skip} ORDER BY c.candidate_id""",
+                         params={"run": rm_run_id} if only_new else None).fetchall()
+    if not rows:
+        return {"scored": 0, "members": len(scorer.members)}
+    ids, prompts, messages, responses = map(list, zip(*rows))
+    per_member = scorer.score_members(prompts, responses, batch_size, messages, label="score")
+    table = pa.table({
+        "rm_run_id": [rm_run_id] * len(ids), "candidate_id": ids,
+        "reward": [statistics.fmean(values) for values in zip(*per_member)],
+        "reward_min": [min(values) for values in zip(*per_member)],
+        "reward_std": [statistics.pstdev(values) if len(values) > 1 else None for values in zip(*per_member)],
+    })
+    with store.transaction():
+        store.upsert("candidate_rewards", table)
+    return {"scored": len(ids), "members": len(scorer.members)}

@@ -66,6 +66,13 @@ def test_training_learns_a_planted_preference_and_the_checkpoint_reloads(tmp_pat
     rejected = scorer.score(prompts, [f"A terrible answer {i}." for i in range(100, 110)])
     assert sum(c > r for c, r in zip(chosen, rejected)) >= 9
 
+    from prefcurate.config import EvaluateConfig
+    from prefcurate.rm.evaluate import evaluate_reward_model
+
+    metrics, _ = evaluate_reward_model(store, result.rm_run_id, result.checkpoint_dir, curated, EvaluateConfig(), "cpu", 64)
+    assert metrics["pairs"] == 16 and metrics["accuracy"] >= 0.9
+    assert metrics["calibration"]["ece"] is not None and "easy" in metrics["by_difficulty"]["buckets"]
+
     # HF layout: a plain from_pretrained with one label gives the same rewards.
     from transformers import AutoModelForSequenceClassification
 
@@ -80,3 +87,81 @@ def test_training_learns_a_planted_preference_and_the_checkpoint_reloads(tmp_pat
     again, _ = train_reward_model(store, "run-1", curated, str(tiny_model_dir), config, tmp_path / "rm", "cpu")
     assert again.reused and again.rm_run_id == result.rm_run_id
     assert store.count("rm_runs") == 1
+
+
+def test_margin_and_centering_terms_follow_their_formulas():
+    chosen, rejected = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0])
+    margin = torch.tensor([0.5, 0.0])
+    expected = (-math.log(1 / (1 + math.exp(-0.5))) - math.log(1 / (1 + math.exp(-1.0)))) / 2
+    assert bradley_terry_loss(chosen, rejected, margin).item() == pytest.approx(expected)
+    centred = bradley_terry_loss(chosen, rejected, 0.0, center_coefficient=0.1).item()
+    assert centred - bradley_terry_loss(chosen, rejected).item() == pytest.approx(0.1 * (1 + 9) / 2)
+
+
+def test_packed_batches_give_the_rewards_of_padded_ones(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from prefcurate.rm.data import PairCollator, PairData, pair_features
+    from prefcurate.rm.model import batch_rewards, load_reward_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model, tokenizer = load_reward_model(str(tiny_model_dir), "cpu", "sdpa")
+    model.eval()
+    chosen = encode(tokenizer, ["Hi?", "Name a colour."], ["Hello there, friend.", "Blue."], 64).ids
+    rejected = encode(tokenizer, ["Hi?", "Name a colour."], ["Go away.", "I do not know any colours at all."], 64).ids
+    features = [pair_features(PairData(chosen, rejected, 0))[i] for i in range(2)]
+    with torch.inference_mode():
+        padded = batch_rewards(model, {k: v for k, v in PairCollator(tokenizer.pad_token_id)(features).items()
+                                       if k != "margin"})
+        packed_batch = PairCollator(tokenizer.pad_token_id, packed=True)(features)
+        assert packed_batch["input_ids"].shape[0] == 1  # one row, no padding
+        packed = batch_rewards(model, {k: v for k, v in packed_batch.items() if k != "margin"})
+    assert packed.tolist() == pytest.approx(padded.tolist(), abs=1e-4)
+
+
+def test_an_ensemble_is_saved_together_and_scores_mean_min_and_std(tmp_path, store, tiny_model_dir):
+    from prefcurate.config import EvaluateConfig
+    from prefcurate.rm.evaluate import evaluate_reward_model
+    from prefcurate.rm.score import score_candidates
+    from tests.support.builders import add_candidates, add_prompt
+
+    curated = write_export(tmp_path / "curated", n_train=24, n_test=12)
+    config = TrainConfig(epochs=2, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64,
+                         ensemble={"members": 2, "bootstrap": True})
+    result, report = train_reward_model(store, "run-e", curated, str(tiny_model_dir), config, tmp_path / "rm", "cpu")
+    assert report.details["members"] == 2
+    assert json.loads((result.checkpoint_dir / "ensemble.json").read_text())["members"] == ["members/0", "members/1"]
+    scorer = RewardScorer(str(result.checkpoint_dir))
+    per_member = scorer.score_members(["Question 1?"] * 2, ["An excellent answer.", "A terrible answer."])
+    assert len(per_member) == 2 and per_member[0] != per_member[1]  # different seeds and data, different models
+    mean = scorer.score(["Question 1?"] * 2, ["An excellent answer.", "A terrible answer."])
+    assert mean == pytest.approx([(a + b) / 2 for a, b in zip(*per_member)])
+
+    prompt = add_prompt(store, "Question 1?")
+    add_candidates(store, prompt, ["An excellent answer.", "A terrible answer.", "Meh."])
+    first = score_candidates(store, scorer, result.rm_run_id)
+    again = score_candidates(store, scorer, result.rm_run_id)
+    assert first == {"scored": 3, "members": 2} and again["scored"] == 0
+    rows = store.con.execute("SELECT reward, reward_min, reward_std FROM candidate_rewards").fetchall()
+    assert all(std > 0 and low <= reward for reward, low, std in rows)
+
+    metrics, _ = evaluate_reward_model(store, result.rm_run_id, result.checkpoint_dir, curated, EvaluateConfig(),
+                                       "cpu", 64)
+    assert metrics["ensemble"]["members"] == 2 and metrics["ensemble"]["mean_margin_std"] > 0
+    assert (result.checkpoint_dir / "eval_plots.png").is_file()
+
+
+def test_lora_trains_the_score_head_and_saves_a_plain_checkpoint(tmp_path, store, tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    curated = write_export(tmp_path / "curated", n_train=32, n_test=8)
+    config = TrainConfig(epochs=3, batch_size=8, learning_rate=5e-3, max_length=64,
+                         lora={"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0})
+    result, _ = train_reward_model(store, "run-l", curated, str(tiny_model_dir), config, tmp_path / "rm", "cpu")
+    member = result.metrics["members"][0]
+    full = sum(p.numel() for p in AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1).parameters())
+    assert 0 < member["trainable_parameters"] < full / 2
+    assert not (result.checkpoint_dir / "adapter_config.json").exists()  # merged: no peft needed to load it
+    reloaded = AutoModelForSequenceClassification.from_pretrained(result.checkpoint_dir, num_labels=1)
+    assert reloaded.config.num_labels == 1
+    assert result.metrics["mean_loss_last_epoch"] < math.log(2)
