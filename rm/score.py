@@ -39,14 +39,26 @@ def _member_dirs(checkpoint: Path) -> list[Path]:
     return member_dirs(checkpoint)
 
 
+def scoring_dtype(precision: str, device: str) -> torch.dtype:
+    """auto: bf16 on GPUs that compute it natively (where reward models are trained in bf16 too),
+    fp32 elsewhere: on CPU, bf16 is ~3x faster on AMX machines but moves rewards visibly."""
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    native = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if native else torch.float32
+
+
 class RewardScorer:
     """A checkpoint (one model or an ensemble) loaded once, scoring many (prompt, response) pairs."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu", max_length: int = 512):
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", max_length: int = 512, precision: str = "fp32"):
         self.members = []
+        self.dtype = scoring_dtype(precision, device)
         for member in _member_dirs(Path(checkpoint)):
             model, tokenizer = load_reward_model(str(member), device)
-            self.members.append(model.eval())
+            self.members.append(model.to(self.dtype).eval())
             self.tokenizer = tokenizer
         self.model = self.members[0]
         self.device = device
