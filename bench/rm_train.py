@@ -1,12 +1,13 @@
 """Reward-model training: our trainer vs TRL's RewardTrainer, same backbone, data and machine.
 
 Backbone: SmolLM2-135M-Instruct (from the embedded GGUF, converted once under bench/.cache), full
-fine-tune on both sides, fp32 on CPU (bf16 and flash-attention on a GPU when one runs it), same
-variable-length pairs in chat format, same batch size, one epoch. Each trainer runs in its own
+fine-tune on both sides, same settings: bf16 mixed precision (TRL's default; `--precision fp32` for
+both in fp32), no gradient checkpointing, same learning rate, same variable-length pairs in chat
+format, same batch size, one epoch. Each trainer runs in its own
 process (TRL in its own virtual environment, bench/.venvs/trl, created on first use) and reports
 non-pad tokens per second over its training loop and its own peak RSS.
 
-    python bench/rm_train.py [--pairs 64] [--batch-size 8]
+    python bench/rm_train.py [--pairs 256] [--batch-size 8] [--precision bf16|fp32]
 
 Ends with: RESULT ratio=<our non-pad tokens/s over TRL's> tokens_per_s=... trl_tokens_per_s=... peak_rss_gb=...
 """
@@ -43,14 +44,15 @@ def write_pairs(path: Path, n: int, seed: int = 0) -> None:
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
-def run_ours(data: Path, base: str, batch_size: int, out: Path) -> dict:
+def run_ours(data: Path, base: str, batch_size: int, out: Path, precision: str) -> dict:
     import datasets
 
     from prefcurate.config import TrainConfig
     from prefcurate.rm.data import encode_pairs
     from prefcurate.rm.train import _tokenizer, train_member
 
-    config = TrainConfig(epochs=1, batch_size=batch_size, trainable_layers=None, max_length=512, learning_rate=1e-5)
+    config = TrainConfig(epochs=1, batch_size=batch_size, trainable_layers=None, max_length=512, learning_rate=1e-5,
+                         precision=precision)
     pairs = encode_pairs(_tokenizer(base), datasets.load_dataset("parquet", data_files=str(data))["train"], 512)
     metrics = train_member(base, pairs, config, 0, "cpu", out, "ours")
     return {"tokens_per_second": metrics["tokens_per_second"], "seconds": metrics["seconds"],
@@ -61,14 +63,14 @@ TRL_SCRIPT = r'''
 import json, resource, sys, time
 import datasets, torch
 from trl import RewardConfig, RewardTrainer
-data, base, batch_size, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+data, base, batch_size, out, precision = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 rows = datasets.load_dataset("parquet", data_files=data)["train"]
 conversational = rows.map(lambda r: {"prompt": [{"role": "user", "content": r["prompt"]}],
                                      "chosen": [{"role": "assistant", "content": r["chosen"]}],
                                      "rejected": [{"role": "assistant", "content": r["rejected"]}]})
 args = RewardConfig(output_dir=out, per_device_train_batch_size=batch_size, num_train_epochs=1, max_length=512,
                     learning_rate=1e-5, report_to="none", save_strategy="no", logging_strategy="no",
-                    use_cpu=True, disable_tqdm=True, seed=0)
+                    use_cpu=True, disable_tqdm=True, seed=0, bf16=precision == "bf16", gradient_checkpointing=False)
 trainer = RewardTrainer(model=base, args=args, train_dataset=conversational)
 trainer.model.config.pad_token_id = trainer.processing_class.pad_token_id
 started = time.perf_counter()
@@ -97,13 +99,16 @@ def child(command: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pairs", type=int, default=64)
+    # Length grouping sorts within mega-batches of up to 50 batches (at least 4 of them): it needs a
+    # few hundred pairs to show.
+    parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--ours", nargs=3, metavar=("DATA", "BASE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ours:
         data, base, out = args.ours
-        print(json.dumps(run_ours(Path(data), base, args.batch_size, Path(out))))
+        print(json.dumps(run_ours(Path(data), base, args.batch_size, Path(out), args.precision)))
         return
 
     from prefcurate.curation.local_models import resolve_model
@@ -112,19 +117,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_pairs(tmp / "pairs.parquet", args.pairs)
-        ours = child([sys.executable, __file__, "--batch-size", str(args.batch_size), "--ours",
+        ours = child([sys.executable, __file__, "--batch-size", str(args.batch_size), "--precision", args.precision, "--ours",
                       str(tmp / "pairs.parquet"), base, str(tmp / "ours")])
         print(f"ours: {ours['tokens_per_second']:.0f} non-pad tokens/s, {ours['seconds']:.1f} s, "
               f"peak RSS {ours['peak_rss_gb']:.2f} GB", flush=True)
         (tmp / "trl_bench.py").write_text(TRL_SCRIPT)
         trl = child([str(ensure_trl()), str(tmp / "trl_bench.py"), str(tmp / "pairs.parquet"), base,
-                     str(args.batch_size), str(tmp / "trl")])
+                     str(args.batch_size), str(tmp / "trl"), args.precision])
         print(f"TRL RewardTrainer: {trl['tokens_per_second']:.0f} non-pad tokens/s, {trl['seconds']:.1f} s, "
               f"peak RSS {trl['peak_rss_gb']:.2f} GB", flush=True)
     print(f"RESULT ratio={ours['tokens_per_second'] / trl['tokens_per_second']:.2f} "
           f"tokens_per_s={ours['tokens_per_second']:.0f} trl_tokens_per_s={trl['tokens_per_second']:.0f} "
           f"seconds={ours['seconds']:.1f} trl_seconds={trl['seconds']:.1f} peak_rss_gb={ours['peak_rss_gb']:.2f} "
-          f"trl_peak_rss_gb={trl['peak_rss_gb']:.2f} pairs={args.pairs} batch_size={args.batch_size} device=cpu")
+          f"trl_peak_rss_gb={trl['peak_rss_gb']:.2f} pairs={args.pairs} batch_size={args.batch_size} "
+          f"precision={args.precision} device=cpu")
 
 
 if __name__ == "__main__":

@@ -110,7 +110,8 @@ def pair_features(pairs: PairData):
     margins = pairs.margins or [0.0] * len(pairs)
     return datasets.Dataset.from_dict({
         "chosen_ids": pairs.chosen, "rejected_ids": pairs.rejected, "margin": margins,
-        "length": [len(c) + len(r) for c, r in zip(pairs.chosen, pairs.rejected)],
+        # A batch is padded to its longest sequence, chosen or rejected: group pairs by that.
+        "length": [max(len(c), len(r)) for c, r in zip(pairs.chosen, pairs.rejected)],
     })
 
 

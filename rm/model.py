@@ -98,7 +98,8 @@ def batch_rewards(model, batch: dict) -> torch.Tensor:
     """One reward per sequence of the batch (padded: per row; packed: per sequence end)."""
     if "sequence_ends" in batch:
         backbone, score = _classifier(model)
-        # no cache: transformers reads packed sequence boundaries from position ids only without one
+        # No cache (a reward needs none, and it costs memory and time); without one, transformers also
+        # reads packed sequence boundaries from the position ids.
         hidden = backbone(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).last_hidden_state
         return score(hidden[0, batch["sequence_ends"]]).squeeze(-1)
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits.squeeze(-1)

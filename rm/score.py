@@ -24,7 +24,8 @@ def score_sequences(model, sequences: list[list[int]], pad_id: int, batch_size: 
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         ids, mask = pad_batch([sequences[i] for i in index], pad_id)
-        values = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.squeeze(-1).float().cpu()
+        values = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                       use_cache=False).logits.squeeze(-1).float().cpu()
         for i, value in zip(index, values.tolist()):
             rewards[i] = value
         if progress is not None:
