@@ -260,9 +260,11 @@ class TrainConfig(_Section):
     lora: LoraConfig = LoraConfig()
     gradient_checkpointing: bool = False
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPUs that have it, else fp32
-    # auto: flash_attention_2 when installed on a GPU, else sdpa. Packing (padding-free batches) needs
-    # an implementation that reads sequence boundaries from position ids (flash_attention_2).
+    # auto: flash_attention_2 when installed on a GPU, else sdpa.
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
+    # Packed batches: the pairs' sequences share rows back to back (position ids restart at each), so
+    # almost no compute goes to padding. auto: with flash_attention_2 (on CPU with sdpa, the block mask
+    # made steps slower than length-grouped padding).
     packing: Literal["auto", "on", "off"] = "auto"
     ensemble: EnsembleConfig = EnsembleConfig()
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"

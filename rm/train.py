@@ -34,6 +34,7 @@ from prefcurate.rm.model import (
     load_reward_model,
     plain_model,
     resolve_attention,
+    resolve_packing,
     resolve_precision,
 )
 from prefcurate.rm.score import score_sequences
@@ -114,8 +115,8 @@ def train_member(base_model_path: str, pairs: PairData, config: TrainConfig, see
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     else:
         trainable = freeze_lower_layers(model, config.trainable_layers)
-    packed = config.packing == "on" or (config.packing == "auto" and attention == "flash_attention_2")
-    if packed and not can_pack(model):
+    packed = resolve_packing(config, attention) and can_pack(model)
+    if config.packing == "on" and not packed:
         raise ValueError(f"train.packing: {type(model).__name__} has no separate score head to read packed rewards from")
 
     with tempfile.TemporaryDirectory() as scratch:

@@ -107,14 +107,16 @@ def test_packed_batches_give_the_rewards_of_padded_ones(tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model, tokenizer = load_reward_model(str(tiny_model_dir), "cpu", "sdpa")
     model.eval()
-    chosen = encode(tokenizer, ["Hi?", "Name a colour."], ["Hello there, friend.", "Blue."], 64).ids
-    rejected = encode(tokenizer, ["Hi?", "Name a colour."], ["Go away.", "I do not know any colours at all."], 64).ids
+    chosen = encode(tokenizer, ["Hi?", "Name a colour."], ["Hello there, friend.", "Blue."], 128).ids
+    rejected = encode(tokenizer, ["Hi?", "Name a colour."], ["Go away.", "I do not know any colours at all. " * 6], 128).ids
     features = [pair_features(PairData(chosen, rejected, 0))[i] for i in range(2)]
     with torch.inference_mode():
         padded = batch_rewards(model, {k: v for k, v in PairCollator(tokenizer.pad_token_id)(features).items()
                                        if k != "margin"})
         packed_batch = PairCollator(tokenizer.pad_token_id, packed=True)(features)
-        assert packed_batch["input_ids"].shape[0] == 1  # one row, no padding
+        longest = max(len(seq) for seq in chosen + rejected)
+        rows, width = packed_batch["input_ids"].shape
+        assert width == longest and rows < 4  # four sequences share fewer rows than padding would need
         packed = batch_rewards(model, {k: v for k, v in packed_batch.items() if k != "margin"})
     assert packed.tolist() == pytest.approx(padded.tolist(), abs=1e-4)
 
