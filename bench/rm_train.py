@@ -21,7 +21,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,11 +48,12 @@ def run_ours(data: Path, base: str, batch_size: int, out: Path, precision: str) 
 
     from prefcurate.config import TrainConfig
     from prefcurate.rm.data import encode_pairs
-    from prefcurate.rm.train import _tokenizer, train_member
+    from prefcurate.rm.model import load_tokenizer
+    from prefcurate.rm.train import train_member
 
     config = TrainConfig(epochs=1, batch_size=batch_size, trainable_layers=None, max_length=512, learning_rate=1e-5,
                          precision=precision)
-    pairs = encode_pairs(_tokenizer(base), datasets.load_dataset("parquet", data_files=str(data))["train"], 512)
+    pairs = encode_pairs(load_tokenizer(base), datasets.load_dataset("parquet", data_files=str(data))["train"], 512)
     metrics = train_member(base, pairs, config, 0, "cpu", out, "ours")
     return {"tokens_per_second": metrics["tokens_per_second"], "seconds": metrics["seconds"],
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2}

@@ -4,6 +4,8 @@ read rewards from a padded or a packed batch."""
 from __future__ import annotations
 
 import importlib.util
+import json
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -36,10 +38,26 @@ def resolve_precision(config: TrainConfig, device: str) -> str:
     return "fp32"
 
 
-def load_reward_model(path: str, device: str = "cpu", attn_implementation: str | None = None):
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def member_dirs(checkpoint_dir: str | Path) -> list[Path]:
+    """The HF folders of a checkpoint: itself, or its ensemble members (listed in ensemble.json)."""
+    ensemble = Path(checkpoint_dir) / ENSEMBLE_FILE
+    if ensemble.is_file():
+        return [Path(checkpoint_dir) / member for member in json.loads(ensemble.read_text())["members"]]
+    return [Path(checkpoint_dir)]
+
+
+def load_tokenizer(path: str):
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_reward_model(path: str, device: str = "cpu", attn_implementation: str | None = None):
+    tokenizer = load_tokenizer(path)
     options = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **options)
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -10,7 +10,7 @@ import torch
 
 from prefcurate.curation.progress import Progress
 from prefcurate.rm.data import encode, pad_batch
-from prefcurate.rm.model import load_reward_model
+from prefcurate.rm.model import load_reward_model, member_dirs
 
 
 @torch.inference_mode()
@@ -34,12 +34,6 @@ def score_sequences(model, sequences: list[list[int]], pad_id: int, batch_size: 
     return rewards
 
 
-def _member_dirs(checkpoint: Path) -> list[Path]:
-    from prefcurate.rm.train import member_dirs  # train imports this module
-
-    return member_dirs(checkpoint)
-
-
 def scoring_dtype(precision: str, device: str) -> torch.dtype:
     """auto: bf16 on GPUs that compute it natively (where reward models are trained in bf16 too),
     fp32 elsewhere: on CPU, bf16 is ~3x faster on AMX machines but moves rewards visibly."""
@@ -57,7 +51,7 @@ class RewardScorer:
     def __init__(self, checkpoint: str | Path, device: str = "cpu", max_length: int = 512, precision: str = "fp32"):
         self.members = []
         self.dtype = scoring_dtype(precision, device)
-        for member in _member_dirs(Path(checkpoint)):
+        for member in member_dirs(checkpoint):
             model, tokenizer = load_reward_model(str(member), device)
             self.members.append(model.to(self.dtype).eval())
             self.tokenizer = tokenizer

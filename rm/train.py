@@ -28,10 +28,13 @@ from prefcurate.curation.hashing import content_hash
 from prefcurate.curation.store import StageReport, Store
 from prefcurate.rm.data import PairCollator, PairData, encode_pairs, load_splits, pair_features
 from prefcurate.rm.model import (
+    ENSEMBLE_FILE,
     add_lora,
     can_pack,
     freeze_lower_layers,
     load_reward_model,
+    load_tokenizer,
+    member_dirs,
     plain_model,
     resolve_attention,
     resolve_packing,
@@ -42,7 +45,6 @@ from prefcurate.rm.trainer import BradleyTerryTrainer, ProgressCallback, mean_la
 
 log = logging.getLogger(__name__)
 STAGE = "train"
-ENSEMBLE_FILE = "ensemble.json"
 
 
 @dataclass
@@ -57,14 +59,6 @@ def rm_run_id(curated_dir: Path, config: TrainConfig, base_model_path: str) -> s
     manifest = json.loads((Path(curated_dir) / "manifest.json").read_text())
     data_hashes = {split: entry["sha256"] for split, entry in manifest["files"].items()}
     return content_hash("rm", data_hashes, config.model_dump(mode="json"), base_model_path)
-
-
-def member_dirs(checkpoint_dir: Path) -> list[Path]:
-    """The HF folders of a checkpoint: itself, or its ensemble members."""
-    ensemble = Path(checkpoint_dir) / ENSEMBLE_FILE
-    if ensemble.is_file():
-        return [Path(checkpoint_dir) / member for member in json.loads(ensemble.read_text())["members"]]
-    return [Path(checkpoint_dir)]
 
 
 def _resample(pairs: PairData, indices: list[int]) -> PairData:
@@ -165,7 +159,7 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
 
     # -- data ----------------------------------------------------------------------------------------
     splits = load_splits(curated_dir)
-    tokenizer = _tokenizer(base_model_path)
+    tokenizer = load_tokenizer(base_model_path)
     train = encode_pairs(tokenizer, splits["train"], config.max_length, config.margin)
     validation = (encode_pairs(tokenizer, splits["validation"], config.max_length)
                   if "validation" in splits and len(splits["validation"]) else None)
@@ -221,15 +215,6 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
                           validation_accuracy=metrics["validation_accuracy"], truncated=metrics["truncated_sequences"],
                           members=len(members), tokens_per_second=first["tokens_per_second"])
     return TrainResult(run_id, checkpoint_dir, metrics, reused=False), report.finish()
-
-
-def _tokenizer(path: str):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def held_out_accuracy(member_dir: Path, pairs: PairData, config: TrainConfig, device: str) -> float:
