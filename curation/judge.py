@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -119,7 +120,22 @@ class PlannedCall:
     judge: PanelJudge
     principle: Principle
     shown_order: str
-    request: ChatRequest
+    output_format: str  # as planned: the id hashes it, so the request must use the same one
+    prompt: str
+    first: str  # the response shown first
+    second: str
+    seed: int
+
+    @cached_property
+    def request(self) -> ChatRequest:
+        """Built when asked: a re-run plans every call but sends only what is not stored."""
+        return ChatRequest(
+            key=self.judgment_id,
+            messages=judge_messages(self.principle, self.prompt, self.first, self.second, self.output_format),
+            max_tokens=self.judge.config.max_new_tokens, temperature=self.judge.config.temperature,
+            seed=self.seed, want_logprobs=True,
+            choices=VERDICTS if self.output_format == "choices" else None,
+            response_format=response_format_for(self.output_format))
 
     @property
     def request_chars(self) -> int:
@@ -139,14 +155,8 @@ def plan_calls(pairs: list[tuple], constitution: Constitution, judge: PanelJudge
                 judgment_id = content_hash(
                     "judgment", judge.identity, TEMPLATE_VERSION, judge.output_format, constitution.version,
                     principle.id, principle.text, order, prompt, first, second, sampling)
-                request = ChatRequest(
-                    key=judgment_id,
-                    messages=judge_messages(principle, prompt, first, second, judge.output_format),
-                    max_tokens=judge.config.max_new_tokens, temperature=judge.config.temperature,
-                    seed=config.seed, want_logprobs=True,
-                    choices=VERDICTS if judge.output_format == "choices" else None,
-                    response_format=response_format_for(judge.output_format))
-                planned.append(PlannedCall(judgment_id, pair_key, judge, principle, order, request))
+                planned.append(PlannedCall(judgment_id, pair_key, judge, principle, order, judge.output_format,
+                                           prompt, first, second, config.seed))
     return planned
 
 
@@ -183,7 +193,7 @@ def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constituti
         "judge_model": call.judge.identity, "principle_id": call.principle.id,
         "principle_axis": call.principle.axis, "shown_order": call.shown_order,
         "template_version": TEMPLATE_VERSION, "constitution_version": constitution.version,
-        "output_format": call.judge.output_format,
+        "output_format": call.output_format,
         "sampling": json.dumps({**call.judge.sampling, "seed": config.seed}),
         "raw_response": result.text, "verdict_shown": None, "winner": None, "confidence": None,
         "confidence_source": "none", "self_confidence": None, "verdict_probs": None, "preference_logit": None,
@@ -196,7 +206,7 @@ def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constituti
         row.update(invalid_reason=f"{CALL_FAILED}: {result.error}", error_kind=result.error_kind)
         return row
     verdict, reason = parse_verdict(result.text)
-    self_confidence = parse_self_confidence(result.text) if call.judge.output_format != "choices" else None
+    self_confidence = parse_self_confidence(result.text) if call.output_format != "choices" else None
     row["self_confidence"] = self_confidence
     if verdict is None:
         kind = "truncated" if result.finish_reason == "length" else "unparseable"
