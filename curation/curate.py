@@ -35,16 +35,22 @@ class CurationError(ValueError):
 
 # -- labels -----------------------------------------------------------------------------------------
 
+def judge_label_sql(label_rule: str) -> tuple[str, str, str]:
+    """SQL over pair_labels for the judges' label under a rule: (label, rule used, confidence)."""
+    if label_rule == "vote":
+        return "vote_label", "'vote'", "vote_confidence"
+    return (
+        "coalesce(balanced_label, vote_label)",
+        "CASE WHEN balanced_label IS NOT NULL THEN 'balanced' ELSE 'vote' END",
+        "CASE WHEN balanced_label IS NOT NULL THEN balanced_confidence ELSE vote_confidence END",
+    )
+
+
 def labelled_pairs_sql(config: CurateConfig) -> str:
     """Every pair with its label and where it came from: human annotations first, then a label
     imported with its dataset, then the judges' label under the configured rule; plus the texts'
     lengths and flags the filters read."""
-    if config.label_rule == "vote":
-        judge_label, judge_source, judge_confidence = "vote_label", "'vote'", "vote_confidence"
-    else:
-        judge_label = "coalesce(balanced_label, vote_label)"
-        judge_source = "CASE WHEN balanced_label IS NOT NULL THEN 'balanced' ELSE 'vote' END"
-        judge_confidence = "CASE WHEN balanced_label IS NOT NULL THEN balanced_confidence ELSE vote_confidence END"
+    judge_label, judge_source, judge_confidence = judge_label_sql(config.label_rule)
     return f"""
         SELECT l.*,
                coalesce(l.human_label, l.reference_label, {judge_label}) AS label,

@@ -75,6 +75,24 @@ def score_flow(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
     return pipeline.score_stage(config, rm_run_id)
 
 
+@flow(name="push-for-annotation", log_prints=True)
+def push_for_annotation_flow(config: PrefcurateConfig, round_index: int = 0) -> dict:
+    """Send pairs chosen by argilla.push.policy to annotators in Argilla."""
+    return pipeline.annotate_push_stage(config, round_index)
+
+
+@flow(name="collect-annotations", log_prints=True, retries=1, retry_delay_seconds=30)
+def collect_annotations_flow(config: PrefcurateConfig) -> dict:
+    """Pull annotators' answers into the store. Idempotent, so safe on a schedule; a server that
+    is down fails the run after the client timeout (and one retry), it never hangs."""
+    summary = pipeline.annotate_pull_stage(config)
+    agreement = summary.get("agreement") or {}
+    rows = "\n".join(f"| {key} | {value} |" for key, value in agreement.items())
+    create_markdown_artifact(key="annotation-agreement", description="Human agreement",
+                             markdown=f"| metric | value |\n|---|---|\n{rows}\n")
+    return summary
+
+
 @flow(name="prefcurate-pipeline", log_prints=True)
 def pipeline_flow(config: PrefcurateConfig) -> dict:
     """prompts -> candidates -> pairs -> judge labels -> curated Parquet -> reward model -> report."""

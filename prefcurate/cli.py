@@ -212,6 +212,82 @@ def query(sql: str = typer.Argument(..., help="SQL to run against the store, e.g
         con.close()
 
 
+argilla_app = typer.Typer(no_args_is_help=True, help="Run the Argilla server annotators work in.")
+app.add_typer(argilla_app, name="argilla")
+annotate_app = typer.Typer(no_args_is_help=True, help="Send pairs to annotators and collect their answers.")
+app.add_typer(annotate_app, name="annotate")
+
+
+def _argilla_guarded(function, *args):
+    from prefcurate.curation.annotation_server import AnnotationServerError
+
+    try:
+        return function(*args)
+    except AnnotationServerError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+@argilla_app.command("start")
+def argilla_start(config: Optional[Path] = ConfigOption) -> None:
+    """Start argilla-server (its own venv, migrations, owner, workspace, annotators); reuse it if running."""
+    from prefcurate.curation.annotation_dataset import connect, ensure_team
+    from prefcurate.curation.annotation_server import start_server
+
+    _setup_logging()
+    settings = _config(config)
+    status = _argilla_guarded(start_server, settings.argilla, settings.resolved_argilla_home)
+    _argilla_guarded(lambda: ensure_team(connect(settings.argilla, settings.resolved_argilla_home), settings.argilla))
+    typer.echo(json.dumps(status, indent=2))
+    typer.echo(f"annotators sign in at {status['url']} (workspace {settings.argilla.workspace!r})")
+
+
+@argilla_app.command("stop")
+def argilla_stop(config: Optional[Path] = ConfigOption) -> None:
+    """Stop the server (and the redis-server it started)."""
+    from prefcurate.curation.annotation_server import stop_server
+
+    stopped = stop_server(_config(config).resolved_argilla_home)
+    typer.echo("stopped" if stopped else "not running")
+
+
+@argilla_app.command("status")
+def argilla_status(config: Optional[Path] = ConfigOption) -> None:
+    """Whether the server answers, where it keeps its data, which search engine and Redis it uses."""
+    from prefcurate.curation.annotation_server import server_status
+
+    settings = _config(config)
+    status = server_status(settings.argilla, settings.resolved_argilla_home)
+    typer.echo(json.dumps(status, indent=2))
+    raise typer.Exit(0 if status["running"] else 1)
+
+
+@argilla_app.command("add-annotators")
+def argilla_add_annotators(config: Optional[Path] = ConfigOption) -> None:
+    """Create the annotators listed in argilla.annotators (passwords from their env vars) and add them
+    to the workspace; existing ones are kept."""
+    from prefcurate.curation.annotation_dataset import connect, ensure_team
+
+    _setup_logging()
+    settings = _config(config)
+    workspace = _argilla_guarded(
+        lambda: ensure_team(connect(settings.argilla, settings.resolved_argilla_home), settings.argilla))
+    typer.echo(f"workspace {workspace.name!r}: {sorted(user.username for user in workspace.users)}")
+
+
+@annotate_app.command("push")
+def annotate_push(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+                  round_index: int = typer.Option(0, "--round", help="Refresh round the pairs belong to.")) -> None:
+    """Send pairs (argilla.push.policy: all or uncertain) to the Argilla dataset."""
+    _print_summary(_run("push_for_annotation_flow", _config(config, store), round_index=round_index))
+
+
+@annotate_app.command("pull")
+def annotate_pull(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
+    """Collect submitted, discarded and draft answers into the store; print agreement."""
+    _print_summary(_run("collect_annotations_flow", _config(config, store)))
+
+
 @app.command("show-config")
 def show_config(config: Optional[Path] = ConfigOption) -> None:
     """Print the effective configuration (defaults merged with the file) as YAML."""

@@ -281,6 +281,81 @@ class EvaluateConfig(_Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
+class ArgillaAccount(_Section):
+    """An Argilla user. Secrets are never in the config: only the names of the environment
+    variables that hold them."""
+
+    username: str = Field(min_length=1, pattern=r"^[a-z0-9._-]+$")
+    password_env: str | None = None  # annotators sign in to the UI with this password
+    api_key_env: str | None = None  # the owner's API key (annotators get theirs from Argilla)
+
+
+class ArgillaServerConfig(_Section):
+    """The argilla-server prefcurate starts (`prefcurate argilla start`)."""
+
+    # Loopback unless you mean to expose it (then put TLS in front of it).
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 6900
+    home: Path | None = None  # its database, logs and secrets; defaults to <workdir>/argilla
+    # argilla-server pins libraries that clash with prefcurate's, so it gets a venv of its own.
+    venv: Path | None = None  # defaults to ~/.cache/prefcurate/argilla-server-2.8.0
+    # auto: a real redis-server when one is on PATH, else an in-process stand-in (fakeredis).
+    # Or a redis:// URL of a Redis you run.
+    redis: Literal["auto", "redis-server", "fakeredis"] | Annotated[str, Field(pattern=r"^rediss?://")] = "auto"
+    # sql: prefcurate's engine that answers searches from Argilla's own database (offline, no
+    # Elasticsearch). Production with big datasets: elasticsearch + elasticsearch_url.
+    search_engine: Literal["sql", "elasticsearch", "opensearch"] = "sql"
+    elasticsearch_url: str | None = None
+    database_url: str | None = None  # None: SQLite in home; e.g. postgresql+asyncpg://... in production
+    start_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+
+
+class AnnotationPushConfig(_Section):
+    """Which pairs go to annotators."""
+
+    # all: every labelled-or-not pair not pushed yet; uncertain: pairs the judges are unsure about.
+    policy: Literal["all", "uncertain"] = "uncertain"
+    # A pair is uncertain when any of these holds (each can be switched off with None/False).
+    max_agreement: Fraction | None = 0.75  # judge votes agree at most this much
+    max_confidence: Fraction | None = 0.7  # the judge label's confidence at most this
+    position_inconsistent: bool = True  # some (judge, principle) flips with the shown order
+    unjudged: bool = False  # pairs no judge has seen yet
+    # RM ensemble members disagree on which response is better (needs `prefcurate score` with an
+    # ensemble): max(r_std) over both responses at least this much, relative to |mean margin|.
+    ensemble_disagreement: bool = True
+    max_records: PositiveInt | None = 500  # per push, most uncertain first
+    seed: int = 0  # shown order (A/B) per record is random, seeded by this and the pair id
+
+
+class ArgillaConfig(_Section):
+    # Route uncertain pairs to annotators as part of refresh rounds.
+    enabled: bool = False
+    url: str | None = None  # an Argilla you run elsewhere; default: the server below
+    server: ArgillaServerConfig = ArgillaServerConfig()
+    workspace: str = Field(default="prefcurate", min_length=1)
+    dataset: str = Field(default="preference-pairs", min_length=1)
+    owner: ArgillaAccount = ArgillaAccount(
+        username="owner", password_env="PREFCURATE_ARGILLA_OWNER_PASSWORD", api_key_env="PREFCURATE_ARGILLA_API_KEY"
+    )
+    annotators: list[ArgillaAccount] = Field(default_factory=list)
+    # Each record stays in the queue until this many annotators submitted it, so agreement can be measured.
+    min_submitted: Annotated[int, Field(ge=1, le=20)] = 2
+    push: AnnotationPushConfig = AnnotationPushConfig()
+    timeout_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @property
+    def resolved_url(self) -> str:
+        return self.url or f"http://{self.server.host}:{self.server.port}"
+
+    @model_validator(mode="after")
+    def _unique_usernames(self) -> ArgillaConfig:
+        names = [self.owner.username] + [account.username for account in self.annotators]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"annotators: usernames must be unique and differ from the owner's; repeated: {repeated}")
+        return self
+
+
 class PrefcurateConfig(_Section):
     # Everything the pipeline writes (curated sets, checkpoints, reports, converted models).
     workdir: Path = Path("prefcurate_out")
@@ -293,10 +368,15 @@ class PrefcurateConfig(_Section):
     curate: CurateConfig = CurateConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    argilla: ArgillaConfig = ArgillaConfig()
 
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir or self.workdir / "models"
+
+    @property
+    def resolved_argilla_home(self) -> Path:
+        return self.argilla.server.home or self.workdir / "argilla"
 
 
 def _describe(error: ValidationError, source: str) -> str:

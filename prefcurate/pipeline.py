@@ -161,3 +161,34 @@ def _curation_run(store: Store, curation_run_id: str | None) -> tuple[str, str]:
     if row is None:
         raise LookupError(f"{store.path}: no curation run {curation_run_id}")
     return row
+
+
+# -- human annotation (Argilla) ---------------------------------------------------------------------
+
+def annotate_push_stage(config: PrefcurateConfig, round_index: int = 0) -> dict:
+    """Send pairs chosen by argilla.push.policy to the Argilla dataset (creating team and dataset)."""
+    from prefcurate.config import judge_name
+    from prefcurate.curation.annotation_dataset import connect, ensure_dataset, ensure_team
+    from prefcurate.curation.annotation_push import push_pairs
+
+    client = connect(config.argilla, config.resolved_argilla_home)
+    dataset = ensure_dataset(client, config.argilla, ensure_team(client, config.argilla))
+    judges = "prefcurate-judges:" + ",".join(judge_name(judge) for judge in config.judge.panel)
+    with open_store(config) as store:
+        return _finish(store, push_pairs(store, dataset, config.argilla, config.curate, judges, round_index))
+
+
+def annotate_pull_stage(config: PrefcurateConfig) -> dict:
+    """Collect annotators' answers into the store (idempotent; safe on a schedule)."""
+    from prefcurate.curation.annotation_dataset import connect, find_dataset
+    from prefcurate.curation.annotation_pull import ArgillaReader, pull_annotations
+    from prefcurate.curation.annotation_server import owner_api_key
+
+    dataset = find_dataset(connect(config.argilla, config.resolved_argilla_home), config.argilla)
+    api_key = owner_api_key(config.argilla, config.resolved_argilla_home)
+    with open_store(config) as store, ArgillaReader(config.argilla.resolved_url, api_key, config.argilla.timeout_s) as reader:
+        summary = _finish(store, pull_annotations(store, reader, str(dataset.id), config.argilla.workspace,
+                                                  config.argilla.dataset))
+        agreement = store.con.sql("SELECT * FROM annotation_agreement").to_arrow_table().to_pylist()
+        summary["agreement"] = agreement[0] if agreement else {}
+        return summary

@@ -56,8 +56,7 @@ human AS (
            count(*) FILTER (WHERE winner = 'a') AS human_votes_a,
            count(*) FILTER (WHERE winner = 'b') AS human_votes_b,
            count(*) FILTER (WHERE winner = 'tie') AS human_votes_tie
-    FROM annotations
-    WHERE status = 'submitted' AND winner IS NOT NULL
+    FROM annotation_votes
     GROUP BY pair_id
 ),
 reference AS (

@@ -1,0 +1,10 @@
+-- Label layer: one row per submitted human vote, in the pair's orientation (Argilla responses are
+-- mapped back from the order they were shown in). An annotator who saw the same pair twice (two
+-- datasets) counts once: their latest answer.
+CREATE OR REPLACE VIEW annotation_votes AS
+SELECT annotation_id, pair_id, annotator, winner, strength, rationale, source_record, response_updated_at
+FROM annotations
+WHERE status = 'submitted' AND winner IS NOT NULL
+QUALIFY row_number() OVER (
+    PARTITION BY pair_id, annotator ORDER BY response_updated_at DESC NULLS LAST, annotation_id
+) = 1;

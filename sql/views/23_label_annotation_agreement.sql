@@ -1,0 +1,132 @@
+-- Human agreement, per pair and over the whole annotation set.
+--
+-- annotation_pair_agreement: per pair, submitted votes by winner, the strict majority
+-- (NULL without one), the majority's share, and how many answers were discarded or left in draft.
+CREATE OR REPLACE VIEW annotation_pair_agreement AS
+WITH votes AS (
+    SELECT pair_id,
+           count(*) AS n_votes,
+           count(*) FILTER (WHERE winner = 'a') AS votes_a,
+           count(*) FILTER (WHERE winner = 'b') AS votes_b,
+           count(*) FILTER (WHERE winner = 'tie') AS votes_tie,
+           avg(strength) AS mean_strength
+    FROM annotation_votes
+    GROUP BY pair_id
+),
+other AS (
+    SELECT pair_id,
+           count(*) FILTER (WHERE status = 'discarded') AS n_discarded,
+           count(*) FILTER (WHERE status = 'draft') AS n_draft
+    FROM annotations
+    GROUP BY pair_id
+)
+SELECT
+    o.pair_id,
+    coalesce(v.n_votes, 0) AS n_votes,
+    coalesce(v.votes_a, 0) AS votes_a,
+    coalesce(v.votes_b, 0) AS votes_b,
+    coalesce(v.votes_tie, 0) AS votes_tie,
+    CASE
+        WHEN v.votes_a > v.votes_b AND v.votes_a > v.votes_tie THEN 'a'
+        WHEN v.votes_b > v.votes_a AND v.votes_b > v.votes_tie THEN 'b'
+        WHEN v.votes_tie > v.votes_a AND v.votes_tie > v.votes_b THEN 'tie'
+    END AS majority_label,
+    greatest(v.votes_a, v.votes_b, v.votes_tie) / v.n_votes AS agreement,
+    v.mean_strength,
+    o.n_discarded,
+    o.n_draft
+FROM other AS o
+LEFT JOIN votes AS v USING (pair_id);
+
+-- annotation_agreement: one row for the whole set, over pairs with at least two votes (a single
+-- vote cannot agree or disagree with anything). Categories: a, b, tie.
+--   observed_agreement  Fleiss' P-bar: the chance that two votes on the same pair agree.
+--   expected_agreement  Fleiss' P_e: the same chance if votes fell at the overall category rates.
+--   fleiss_kappa        (P-bar - P_e) / (1 - P_e), with per-pair vote counts allowed to differ.
+--   krippendorff_alpha  nominal alpha: 1 - (n - 1) * (n - sum_c o_cc) / (n^2 - sum_c n_c^2), from the
+--                       coincidence matrix o (o_cc = sum over pairs of n_uc (n_uc - 1) / (m_u - 1)),
+--                       n_c the votes in category c and n all pairable votes.
+-- Both are 1 for perfect agreement, about 0 for agreement at chance, below 0 for systematic
+-- disagreement; NULL when undefined (no pair with two votes, or every vote in one category).
+CREATE OR REPLACE VIEW annotation_agreement AS
+WITH units AS (
+    SELECT pair_id, count(*) AS m
+    FROM annotation_votes
+    GROUP BY pair_id
+    HAVING count(*) >= 2
+),
+cells AS (
+    SELECT v.pair_id, v.winner, count(*) AS n_uc, any_value(u.m) AS m
+    FROM annotation_votes AS v
+    JOIN units AS u USING (pair_id)
+    GROUP BY v.pair_id, v.winner
+),
+per_unit AS (
+    SELECT pair_id, m,
+           sum(n_uc * (n_uc - 1)) / (m * (m - 1)) AS p_agree,
+           sum(n_uc * (n_uc - 1)) / (m - 1) AS o_diagonal
+    FROM cells
+    GROUP BY pair_id, m
+),
+categories AS (
+    SELECT winner, sum(n_uc) AS n_c FROM cells GROUP BY winner
+),
+totals AS (
+    SELECT sum(n_c) AS n, sum(n_c * n_c) AS sum_sq FROM categories
+),
+observed AS (
+    SELECT count(*) AS n_pairs, avg(p_agree) AS p_bar, sum(o_diagonal) AS o_diagonal FROM per_unit
+)
+SELECT
+    o.n_pairs,
+    (SELECT count(DISTINCT annotator) FROM annotation_votes) AS n_annotators,
+    t.n AS n_votes,
+    o.p_bar AS observed_agreement,
+    t.sum_sq / (t.n * t.n) AS expected_agreement,
+    CASE WHEN t.sum_sq < t.n * t.n
+         THEN (o.p_bar - t.sum_sq / (t.n * t.n)) / (1 - t.sum_sq / (t.n * t.n)) END AS fleiss_kappa,
+    CASE WHEN t.sum_sq < t.n * t.n
+         THEN 1 - (t.n - 1) * (t.n - o.o_diagonal) / (t.n * t.n - t.sum_sq) END AS krippendorff_alpha
+FROM observed AS o, totals AS t;
+
+-- annotator_quality: per annotator, how much they answer and how often they side with the other
+-- annotators' majority (leave-one-out) and with the judges' label, to spot careless or confused raters.
+CREATE OR REPLACE VIEW annotator_quality AS
+WITH answers AS (
+    SELECT annotator,
+           count(*) FILTER (WHERE status = 'submitted') AS n_submitted,
+           count(*) FILTER (WHERE status = 'discarded') AS n_discarded,
+           count(*) FILTER (WHERE status = 'draft') AS n_draft
+    FROM annotations
+    GROUP BY annotator
+),
+peers AS (
+    SELECT v.annotator, v.pair_id, v.winner,
+           a.votes_a - (v.winner = 'a')::INT AS others_a,
+           a.votes_b - (v.winner = 'b')::INT AS others_b,
+           a.votes_tie - (v.winner = 'tie')::INT AS others_tie
+    FROM annotation_votes AS v
+    JOIN annotation_pair_agreement AS a USING (pair_id)
+),
+with_peer_majority AS (
+    SELECT *,
+           CASE
+               WHEN others_a > others_b AND others_a > others_tie THEN 'a'
+               WHEN others_b > others_a AND others_b > others_tie THEN 'b'
+               WHEN others_tie > others_a AND others_tie > others_b THEN 'tie'
+           END AS peer_majority
+    FROM peers
+)
+SELECT
+    a.annotator,
+    a.n_submitted,
+    a.n_discarded,
+    a.n_draft,
+    avg((w.winner = w.peer_majority)::INT) FILTER (WHERE w.peer_majority IS NOT NULL) AS agreement_with_peers,
+    count(w.peer_majority) AS n_peer_comparisons,
+    avg((w.winner = coalesce(l.balanced_label, l.vote_label))::INT)
+        FILTER (WHERE coalesce(l.balanced_label, l.vote_label) IS NOT NULL) AS agreement_with_judges
+FROM answers AS a
+LEFT JOIN with_peer_majority AS w USING (annotator)
+LEFT JOIN pair_labels AS l ON l.pair_id = w.pair_id
+GROUP BY ALL;
