@@ -59,3 +59,48 @@ def prefect_harness():
 
     with prefect_test_harness():
         yield
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- Argilla -----------------------------------------------------------------------------------------
+
+ANNOTATORS = {"ann1": "ann1-password", "ann2": "ann2-password", "ann3": "ann3-password"}
+
+
+@pytest.fixture(scope="session")
+def argilla_server(tmp_path_factory):
+    """A real argilla-server (its own venv, the SQL search engine) on a free loopback port, with a
+    workspace of three annotators. Yields (ArgillaConfig, home). Skips, saying why, only when
+    argilla-server cannot be installed on this machine."""
+    from prefcurate.config import ArgillaConfig
+    from prefcurate.curation.annotation_dataset import connect, ensure_team
+    from prefcurate.curation.annotation_server import (
+        AnnotationServerError, ensure_server_venv, server_venv, start_server, stop_server,
+    )
+    for name, password in ANNOTATORS.items():
+        os.environ[f"PREFCURATE_TEST_{name.upper()}_PASSWORD"] = password
+    config = ArgillaConfig.model_validate({
+        "server": {"port": _free_port()},
+        # An unset variable: the server generates the owner's key and keeps it in its home.
+        "owner": {"username": "owner", "password_env": None, "api_key_env": "PREFCURATE_TEST_UNSET_OWNER_KEY"},
+        "annotators": [{"username": name, "password_env": f"PREFCURATE_TEST_{name.upper()}_PASSWORD"}
+                       for name in ANNOTATORS],
+    })
+    try:
+        ensure_server_venv(server_venv(config))
+    except AnnotationServerError as error:
+        pytest.skip(f"argilla-server cannot be installed on this machine: {error}")
+    home = tmp_path_factory.mktemp("argilla-home")
+    start_server(config, home)
+    try:
+        ensure_team(connect(config, home), config)
+        yield config, home
+    finally:
+        stop_server(home)
