@@ -14,6 +14,7 @@ run: setup
 	$(VENV)/prefcurate run $(if $(CONFIG),--config $(CONFIG))
 
 test: setup
+	bash scripts/setup_test_services.sh
 	$(VENV)/python -m pytest -m "slow or not slow"
 
 test-fast: setup

@@ -227,3 +227,20 @@ def test_annotators_see_only_their_workspace_and_never_the_owner_key(argilla_ser
     # Starting a running server is a no-op (same process).
     before = start_server(argilla, home)["pid"]
     assert start_server(argilla, home)["pid"] == before
+
+
+def test_a_server_on_the_redis_stand_in_starts_logs_its_choice_and_stops(argilla_server, tmp_path, caplog):
+    from prefcurate.curation.annotation_server import server_status, stop_server
+    from tests.conftest import _free_port
+
+    caplog.set_level(logging.INFO, logger="prefcurate.argilla")
+    config = argilla_server[0].model_copy(deep=True)
+    config.server.port = _free_port()
+    config.server.redis = "fakeredis"
+    home = tmp_path / "argilla"
+    status = start_server(config, home)
+    assert status["running"] and status["redis"] == "fakeredis" and status["search_engine"] == "sql"
+    assert "in-process stand-in (fakeredis)" in caplog.text
+    assert stop_server(home)
+    assert not server_status(config, home)["running"]
+    assert not stop_server(home)  # stopping twice is harmless
