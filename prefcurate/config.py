@@ -320,8 +320,8 @@ class AnnotationPushConfig(_Section):
     max_confidence: Fraction | None = 0.7  # the judge label's confidence at most this
     position_inconsistent: bool = True  # some (judge, principle) flips with the shown order
     unjudged: bool = False  # pairs no judge has seen yet
-    # RM ensemble members disagree on which response is better (needs `prefcurate score` with an
-    # ensemble): max(r_std) over both responses at least this much, relative to |mean margin|.
+    # RM ensemble members disagree on which response is better (after `prefcurate score` with an
+    # ensemble): the mean reward margin |r_a - r_b| is below the sum of the two rewards' member std.
     ensemble_disagreement: bool = True
     max_records: PositiveInt | None = 500  # per push, most uncertain first
     seed: int = 0  # shown order (A/B) per record is random, seeded by this and the pair id

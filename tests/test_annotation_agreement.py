@@ -185,3 +185,18 @@ def test_unreadable_answers_and_foreign_records_are_rejected_with_the_field():
     rows, rejects = annotation_rows([{"external_id": "known", "responses": discarded}], {"known": ("pair", "ba")}, {},
                                     source="s")
     assert rows[0]["status"] == "discarded" and rows[0]["winner"] is None and not rejects
+
+
+def test_ensemble_disagreement_sends_pairs_the_judges_were_sure_about(store):
+    keys = pairs_with_judge_votes(store, 2)  # judges confident on both: not uncertain by judge criteria
+    rows = []
+    for key, spread in zip(keys, (0.8, 0.05)):
+        a, b = store.one("SELECT candidate_a, candidate_b FROM pairs WHERE pair_id = ?", [key])
+        rows += [{"rm_run_id": "rm1", "candidate_id": a, "reward": 0.3, "reward_min": 0.0, "reward_std": spread},
+                 {"rm_run_id": "rm1", "candidate_id": b, "reward": 0.0, "reward_min": -0.5, "reward_std": spread}]
+    store.insert_new("candidate_rewards", pa.Table.from_pylist(rows))
+    selected = select_pairs(store, ArgillaConfig(), "balanced")
+    # Members' spread (0.8 + 0.8) exceeds the mean margin 0.3 on the first pair only.
+    assert [(row["pair_id"], row["reasons"]) for row in selected] == [(keys[0], ["ensemble_disagreement"])]
+    off = ArgillaConfig.model_validate({"push": {"ensemble_disagreement": False}})
+    assert select_pairs(store, off, "balanced") == []
