@@ -142,6 +142,11 @@ def _alive(pid_file: Path) -> int | None:
         os.kill(pid, 0)
     except (ValueError, ProcessLookupError, PermissionError):
         return None
+    try:  # our own child that exited is a zombie until reaped: reap it, and it is gone
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return None
+    except ChildProcessError:  # started by another process (e.g. an earlier `argilla start`)
+        pass
     return pid
 
 

@@ -63,8 +63,12 @@ def labelled_pairs_sql(config: CurateConfig) -> str:
                pr.text AS prompt_text,
                fa.n_chars AS chars_a, fb.n_chars AS chars_b,
                fa.is_refusal OR fb.is_refusal AS has_refusal,
-               {normalized_sql('ca.text')} = {normalized_sql('cb.text')} AS identical_texts
+               {normalized_sql('ca.text')} = {normalized_sql('cb.text')} AS identical_texts,
+               rp.refresh_round,
+               coalesce(rp.refresh_heldout, false) AS refresh_heldout
         FROM pair_labels AS l
+        LEFT JOIN (SELECT pair_id, min(round_index) AS refresh_round, bool_or(heldout) AS refresh_heldout
+                   FROM round_pairs GROUP BY pair_id) AS rp USING (pair_id)
         JOIN prompts AS pr USING (prompt_id)
         JOIN candidates AS ca ON ca.candidate_id = l.candidate_a
         JOIN candidates AS cb ON cb.candidate_id = l.candidate_b
@@ -124,8 +128,19 @@ def _filter_steps(config: CurateConfig) -> list[Step]:
     return steps
 
 
-def funnel_steps(config: CurateConfig) -> list[Step]:
-    steps = _filter_steps(config)
+def _refresh_steps(config: CurateConfig) -> list[Step]:
+    """With refresh rounds in the store: on-policy held-out pairs never train, and older rounds'
+    pairs are kept with probability older_round_weight ** (rounds ago), seeded per pair."""
+    steps = [Step("not_on_policy_heldout", "NOT refresh_heldout")]
+    if config.older_round_weight < 1.0:
+        keep = (f"refresh_round IS NULL OR (hash(pair_id || '{config.seed}') % 1000000) / 1e6 < "
+                f"pow({config.older_round_weight!r}, (SELECT max(round_index) FROM round_pairs) - refresh_round)")
+        steps.append(Step(f"older_rounds_weighted_{config.older_round_weight:g}", keep))
+    return steps
+
+
+def funnel_steps(config: CurateConfig, has_rounds: bool = False) -> list[Step]:
+    steps = _filter_steps(config) + (_refresh_steps(config) if has_rounds else [])
     if config.decontamination.benchmarks:
         steps.append(Step("decontaminated", rewrite=_decontaminate))
     if config.dedup.exact:
@@ -381,7 +396,8 @@ def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRe
     details["refusal_flagged_pairs"] = store.scalar("SELECT count(*) FROM _curation_step WHERE has_refusal")
     details["chosen_longer_share_labelled"] = chosen_longer_share(store, "_curation_step")
     seconds = details["step_seconds"] = {}
-    for order, step in enumerate(funnel_steps(config)):
+    has_rounds = store.scalar("SELECT count(*) > 0 FROM round_pairs")
+    for order, step in enumerate(funnel_steps(config, has_rounds)):
         started = time.perf_counter()
         outcome = _run_step(store, config, order, step)
         seconds[step.name] = round(time.perf_counter() - started, 3)

@@ -27,10 +27,19 @@ def generator_params(config: GenerateConfig) -> dict:
             "top_p": config.top_p, "seed": config.seed, "system_prompt": config.system_prompt}
 
 
-def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConfig) -> StageReport:
-    params = generator_params(config)
-    generator_key = content_hash("generator", backend.identity, params)
-    prompts = store.con.execute("SELECT prompt_id, text, messages FROM prompts ORDER BY prompt_id").fetchall()
+def generator_key_for(backend_identity: str, config: GenerateConfig) -> str:
+    return content_hash("generator", backend_identity, generator_params(config))
+
+
+def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConfig,
+                        prompt_ids: list[str] | None = None) -> StageReport:
+    """n_candidates per prompt (all prompts, or only prompt_ids) for slots not filled yet."""
+    generator_key = generator_key_for(backend.identity, config)
+    if prompt_ids is None:
+        prompts = store.con.execute("SELECT prompt_id, text, messages FROM prompts ORDER BY prompt_id").fetchall()
+    else:
+        prompts = store.con.execute("SELECT prompt_id, text, messages FROM prompts WHERE list_contains(?, prompt_id) "
+                                    "ORDER BY prompt_id", [prompt_ids]).fetchall()
     existing = {row[0] for row in store.con.execute(
         "SELECT candidate_id FROM candidates WHERE generator_key = ?", [generator_key]).fetchall()}
 
@@ -72,7 +81,7 @@ def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConf
                     "candidate_id": result.key, "prompt_id": prompt_id, "generator_key": generator_key,
                     "generator": backend.identity, "sample_index": index, "text": result.text,
                     "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
-                    "completion_tokens": result.completion_tokens, "params": json.dumps(params),
+                    "completion_tokens": result.completion_tokens, "params": json.dumps(generator_params(config)),
                 })
             else:
                 kind = result.error.split(":", 1)[0]

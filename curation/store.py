@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +17,8 @@ import duckdb
 import pyarrow as pa
 
 from prefcurate.curation.hashing import content_hash
+
+log = logging.getLogger("prefcurate")
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
@@ -51,22 +55,38 @@ class Store:
     Use as a context manager; writes that belong together go through `transaction()`.
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False, memory_limit: str | None = None):
+    def __init__(self, path: str | Path, read_only: bool = False, memory_limit: str | None = None,
+                 lock_timeout_s: float = 0.0):
         self.path = Path(path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         settings = {"preserve_insertion_order": False}  # nothing relies on it; big scans use less memory
         if memory_limit:
             settings["memory_limit"] = memory_limit  # DuckDB spills to disk beyond it
-        try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only, config=settings)
-        except duckdb.IOException as error:
-            raise StoreBusyError(
-                f"cannot open the store {self.path}: {error}. Another process may be writing to it."
-            ) from None
+        self.con = self._connect(read_only, settings, lock_timeout_s)
         if not read_only:
             self._migrate()
             self._create_views()
+
+    def _connect(self, read_only: bool, settings: dict, lock_timeout_s: float) -> duckdb.DuckDBPyConnection:
+        """DuckDB lets one process write a file at a time (it locks the file): wait up to
+        lock_timeout_s for another writer to let go, then fail naming the file."""
+        deadline = time.monotonic() + lock_timeout_s
+        waited = False
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only, config=settings)
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() >= deadline:
+                    raise StoreBusyError(
+                        f"cannot open the store {self.path}: {error}. Another process is writing to it"
+                        + (f"; waited {lock_timeout_s:g} s (store.lock_timeout_s)" if waited else "") + "."
+                    ) from None
+                if not waited:
+                    log.info("store %s is busy (another writer); waiting up to %g s", self.path, lock_timeout_s)
+                    waited = True
+                time.sleep(0.25)
+
 
     # -- schema -----------------------------------------------------------------------------
     def _migrate(self) -> None:

@@ -33,6 +33,9 @@ class StoreConfig(_Section):
     # DuckDB's memory limit, e.g. "2GB"; beyond it, big queries spill to a temporary directory.
     # None: DuckDB's default (80% of RAM).
     memory_limit: str | None = Field(default="2GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    # DuckDB allows one writing process per file. A flow that finds the store busy waits up to this
+    # long for the other writer to finish its stage, then fails with a clear error.
+    lock_timeout_s: Annotated[float, Field(ge=0)] = 600.0
 
 
 class IngestConfig(_Section):
@@ -222,6 +225,9 @@ class CurateConfig(_Section):
     splits: SplitConfig = SplitConfig()
     seed: int = 0
     samples_per_step: Annotated[int, Field(ge=0, le=100)] = 5  # dropped pairs kept per funnel step
+    # Refresh rounds curate cumulatively: a pair from k rounds ago is kept with probability
+    # older_round_weight ** k (seeded per pair); 1.0 keeps every round's data.
+    older_round_weight: Fraction = 1.0
 
 
 class LoraConfig(_Section):
@@ -356,6 +362,62 @@ class ArgillaConfig(_Section):
         return self
 
 
+class PromotionGate(_Section):
+    """When a retrained reward model replaces the current one."""
+
+    # Accuracy on this round's on-policy held-out pairs must rise by more than this ...
+    min_on_policy_gain: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.0
+    # ... and accuracy on the fixed held-out set may fall by at most this much.
+    max_fixed_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
+    # Too few held-out pairs make accuracies noise: below this, the round refuses to promote.
+    min_heldout_pairs: Annotated[int, Field(ge=1)] = 4
+
+
+class RefreshConfig(_Section):
+    """On-policy refresh rounds (`prefcurate refresh`)."""
+
+    # Prompts per round, drawn from the pool: never-drawn prompts first (seeded order); once every
+    # prompt has been drawn, the least recently drawn ones are reused.
+    prompts_per_round: PositiveInt = 16
+    seed: int = 0
+    # The policy per round: a backend (an OpenAI-compatible endpoint, or a local checkpoint as
+    # kind=transformers); rounds not listed use the built-in policy: best-of-N sampling of
+    # generate.backend under the current reward model.
+    policies: dict[int, BackendConfig] = Field(default_factory=dict)
+    samples_per_prompt: Annotated[int, Field(ge=2)] = 4  # policy responses per prompt
+    best_of_n: Annotated[int, Field(ge=1)] = 4  # base samples behind each best-of-N response
+    # Pairs per prompt among the policy's responses: the highest- vs lowest-reward response, the
+    # pair the RM ensemble is least sure about (member spread vs margin), or a seeded random pair.
+    pair_selection: Literal["max_min", "ensemble_uncertain", "random"] = "max_min"
+    # Share of each round's prompts whose pairs are held out (never trained on) to measure
+    # on-policy accuracy.
+    on_policy_heldout: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.25
+    # Retrain from the current reward model (warm start) or from train.base_model.
+    warm_start: bool = True
+    gate: PromotionGate = PromotionGate()
+
+
+class ScheduleConfig(_Section):
+    flow: Literal["judge", "collect-annotations", "refresh", "curate", "pipeline"]
+    cron: str = Field(min_length=9)  # five fields, e.g. "0 2 * * *"
+    enabled: bool = True
+
+
+def _default_schedules() -> dict[str, ScheduleConfig]:
+    return {
+        "judge-nightly": ScheduleConfig(flow="judge", cron="0 2 * * *"),
+        "collect-annotations-hourly": ScheduleConfig(flow="collect-annotations", cron="15 * * * *"),
+        "refresh-weekly": ScheduleConfig(flow="refresh", cron="0 4 * * 1"),
+    }
+
+
+class ServeConfig(_Section):
+    """Scheduled deployments served by `prefcurate serve` against a Prefect server."""
+
+    schedules: dict[str, ScheduleConfig] = Field(default_factory=_default_schedules)
+    timezone: str = "UTC"
+
+
 class PrefcurateConfig(_Section):
     # Everything the pipeline writes (curated sets, checkpoints, reports, converted models).
     workdir: Path = Path("prefcurate_out")
@@ -369,6 +431,8 @@ class PrefcurateConfig(_Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     argilla: ArgillaConfig = ArgillaConfig()
+    refresh: RefreshConfig = RefreshConfig()
+    serve: ServeConfig = ServeConfig()
 
     @property
     def resolved_models_dir(self) -> Path:

@@ -32,10 +32,11 @@ log = logging.getLogger("prefcurate")
 
 
 def open_store(config: PrefcurateConfig) -> Store:
-    return Store(config.store.path, memory_limit=config.store.memory_limit)
+    return Store(config.store.path, memory_limit=config.store.memory_limit,
+                 lock_timeout_s=config.store.lock_timeout_s)
 
 
-def _finish(store: Store, report: StageReport) -> dict:
+def finish_stage(store: Store, report: StageReport) -> dict:
     store.record_stage_run(report)
     log.info(report.summary())
     return {"stage": report.stage, "count_in": report.count_in, "count_out": report.count_out,
@@ -44,24 +45,24 @@ def _finish(store: Store, report: StageReport) -> dict:
 
 def ingest_stage(config: PrefcurateConfig) -> dict:
     with open_store(config) as store:
-        return _finish(store, ingest_prompts(store, config.ingest))
+        return finish_stage(store, ingest_prompts(store, config.ingest))
 
 
 def generate_stage(config: PrefcurateConfig) -> dict:
     with open_store(config) as store, make_backend(config.generate.backend, config.resolved_models_dir) as backend:
-        return _finish(store, generate_candidates(store, backend, config.generate))
+        return finish_stage(store, generate_candidates(store, backend, config.generate))
 
 
 def pairs_stage(config: PrefcurateConfig) -> dict:
     with open_store(config) as store:
-        return _finish(store, build_pairs(store, config.pairs))
+        return finish_stage(store, build_pairs(store, config.pairs))
 
 
 def judge_stage(config: PrefcurateConfig, run_batch: Callable = run_directly) -> dict:
     """Judge every pair with every panel member; run_batch(label, work) runs one batch of calls."""
     constitution = load_constitution(config.judge.constitution)
     with open_store(config) as store, open_panel(store, config.judge, config.resolved_models_dir) as panel:
-        summary = _finish(store, judge_pairs(store, panel, constitution, config.judge, run_batch))
+        summary = finish_stage(store, judge_pairs(store, panel, constitution, config.judge, run_batch))
         summary["judge_report"], summary["judge_report_markdown"] = judge_report(config, store)
         return summary
 
@@ -78,7 +79,7 @@ def judge_report(config: PrefcurateConfig, store: Store | None = None) -> tuple[
 def import_stage(config: PrefcurateConfig, source: str, fmt: str = "auto", split: str = "train") -> dict:
     """Import a preference dataset (plain / HH-RLHF / ShareGPT or chat messages) as labelled pairs."""
     with open_store(config) as store:
-        return _finish(store, import_preference_pairs(store, source, fmt, split))
+        return finish_stage(store, import_preference_pairs(store, source, fmt, split))
 
 
 def judge_estimate(config: PrefcurateConfig) -> dict:
@@ -105,7 +106,7 @@ def curate_stage(config: PrefcurateConfig) -> dict:
                                   yaml.safe_dump({"curate": config.curate.model_dump(mode="json")}, sort_keys=False))
         record_curation_run(store, result, config.curate, str(output_dir), str(output_dir / "manifest.json"))
         report.details.update(output_dir=str(output_dir), dataset_card=str(card))
-        return _finish(store, report)
+        return finish_stage(store, report)
 
 
 def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None) -> dict:
@@ -113,10 +114,10 @@ def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None) ->
 
     base_model = resolve_model(config.train.base_model, config.resolved_models_dir)
     with open_store(config) as store:
-        run_id, curated_dir = _curation_run(store, curation_run_id)
+        run_id, curated_dir = curation_run(store, curation_run_id)
         _result, report = train_reward_model(store, run_id, Path(curated_dir), base_model, config.train,
                                             config.workdir.resolve() / "rm", pick_device(config.train.device))
-        return _finish(store, report)
+        return finish_stage(store, report)
 
 
 def evaluate_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
@@ -131,7 +132,7 @@ def evaluate_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> di
             raise LookupError(f"{config.store.path}: no reward model run {rm_run_id or ''}; run `prefcurate train` first")
         _metrics, report = evaluate_reward_model(store, row[0], Path(row[1]), Path(row[2]), config.evaluate,
                                                  pick_device(config.train.device), config.train.max_length)
-        return _finish(store, report)
+        return finish_stage(store, report)
 
 
 def score_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
@@ -150,10 +151,10 @@ def score_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
         outcome = score_candidates(store, scorer, row[0], config.evaluate.batch_size)
         report.count_out = outcome["scored"]
         report.details.update(outcome)
-        return _finish(store, report.finish())
+        return finish_stage(store, report.finish())
 
 
-def _curation_run(store: Store, curation_run_id: str | None) -> tuple[str, str]:
+def curation_run(store: Store, curation_run_id: str | None) -> tuple[str, str]:
     if curation_run_id is None:
         return latest_curation_run(store)
     row = store.one("SELECT curation_run_id, output_dir FROM curation_runs WHERE curation_run_id = ?",
@@ -175,7 +176,7 @@ def annotate_push_stage(config: PrefcurateConfig, round_index: int = 0) -> dict:
     dataset = ensure_dataset(client, config.argilla, ensure_team(client, config.argilla))
     judges = "prefcurate-judges:" + ",".join(judge_name(judge) for judge in config.judge.panel)
     with open_store(config) as store:
-        return _finish(store, push_pairs(store, dataset, config.argilla, config.curate, judges, round_index))
+        return finish_stage(store, push_pairs(store, dataset, config.argilla, config.curate, judges, round_index))
 
 
 def annotate_pull_stage(config: PrefcurateConfig) -> dict:
@@ -187,7 +188,7 @@ def annotate_pull_stage(config: PrefcurateConfig) -> dict:
     dataset = find_dataset(connect(config.argilla, config.resolved_argilla_home), config.argilla)
     api_key = owner_api_key(config.argilla, config.resolved_argilla_home)
     with open_store(config) as store, ArgillaReader(config.argilla.resolved_url, api_key, config.argilla.timeout_s) as reader:
-        summary = _finish(store, pull_annotations(store, reader, str(dataset.id), config.argilla.workspace,
+        summary = finish_stage(store, pull_annotations(store, reader, str(dataset.id), config.argilla.workspace,
                                                   config.argilla.dataset))
         agreement = store.con.sql("SELECT * FROM annotation_agreement").to_arrow_table().to_pylist()
         summary["agreement"] = agreement[0] if agreement else {}

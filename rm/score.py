@@ -79,14 +79,21 @@ class RewardScorer:
 
 
 def score_candidates(store, scorer: RewardScorer, rm_run_id: str, batch_size: int = 16,
-                     only_new: bool = True) -> dict:
-    """Score every stored candidate (those without a reward from this run, by default) into
-    candidate_rewards; ensembles store mean, min and std."""
-    skip = "AND c.candidate_id NOT IN (SELECT candidate_id FROM candidate_rewards WHERE rm_run_id = $run)" if only_new else ""
+                     only_new: bool = True, prompt_ids: list[str] | None = None) -> dict:
+    """Score stored candidates (those without a reward from this run, by default; of prompt_ids
+    only, if given) into candidate_rewards; ensembles store mean, min and std."""
+    params: dict = {}
+    where = ["true"]
+    if only_new:
+        where.append("c.candidate_id NOT IN (SELECT candidate_id FROM candidate_rewards WHERE rm_run_id = $run)")
+        params["run"] = rm_run_id
+    if prompt_ids is not None:
+        where.append("list_contains($prompts, c.prompt_id)")
+        params["prompts"] = prompt_ids
     rows = store.con.sql(f"""
         SELECT c.candidate_id, p.text, CAST(p.messages AS VARCHAR), c.text
-        FROM candidates c JOIN prompts p USING (prompt_id) WHERE true {skip} ORDER BY c.candidate_id""",
-                         params={"run": rm_run_id} if only_new else None).fetchall()
+        FROM candidates c JOIN prompts p USING (prompt_id) WHERE {' AND '.join(where)} ORDER BY c.candidate_id""",
+                         params=params or None).fetchall()
     if not rows:
         return {"scored": 0, "members": len(scorer.members)}
     ids, prompts, messages, responses = map(list, zip(*rows))

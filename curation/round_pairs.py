@@ -1,0 +1,99 @@
+"""A refresh round's policy responses and the pairs chosen among them.
+
+Built-in policy, best-of-N: each policy response is the highest-reward one of best_of_n base
+samples (sample indices k*N .. k*N+N-1 of a prompt), under the round's incumbent reward model.
+With a policy backend of its own, every sample is a policy response.
+
+Pair selection per prompt, among the policy responses (rewards from the incumbent model):
+- max_min: the highest- against the lowest-reward response, the pair the model ranks most clearly;
+- ensemble_uncertain: the pair whose margin is smallest against the members' spread;
+- random: a seeded random pair.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pyarrow as pa
+
+from prefcurate.curation.hashing import content_hash
+from prefcurate.curation.pairing import pair_id
+from prefcurate.curation.store import Store
+
+CANDIDATE_SCHEMA = pa.schema([
+    ("round_index", pa.int32()), ("candidate_id", pa.string()), ("prompt_id", pa.string()),
+    ("policy", pa.string()), ("reward", pa.float64()), ("reward_std", pa.float64()),
+])
+PAIR_SCHEMA = pa.schema([("pair_id", pa.string()), ("prompt_id", pa.string()), ("candidate_a", pa.string()),
+                         ("candidate_b", pa.string()), ("strategy", pa.string())])
+ROUND_PAIR_SCHEMA = pa.schema([("round_index", pa.int32()), ("pair_id", pa.string()), ("selection", pa.string()),
+                               ("heldout", pa.bool_())])
+
+
+def record_policy_candidates(store: Store, round_index: int, prompt_ids: list[str], generator_key: str,
+                             rm_run_id: str, best_of_n: int, policy: str) -> int:
+    """Store the round's policy responses (best-of-N winners, or every sample when best_of_n = 1)."""
+    table = store.con.sql("""
+        WITH samples AS (
+            SELECT c.candidate_id, c.prompt_id, c.sample_index // $n AS grp, r.reward, r.reward_std
+            FROM candidates AS c
+            JOIN candidate_rewards AS r ON r.candidate_id = c.candidate_id AND r.rm_run_id = $run
+            WHERE c.generator_key = $key AND list_contains($prompts, c.prompt_id)
+        )
+        SELECT CAST($round AS INTEGER) AS round_index,
+               arg_max(candidate_id, reward) AS candidate_id, prompt_id, $policy AS policy,
+               max(reward) AS reward, arg_max(reward_std, reward) AS reward_std
+        FROM samples
+        GROUP BY prompt_id, grp""", params={"n": best_of_n, "run": rm_run_id, "key": generator_key,
+                                             "prompts": prompt_ids, "round": round_index, "policy": policy}
+    ).to_arrow_table().cast(CANDIDATE_SCHEMA)
+    with store.transaction():
+        return store.insert_new("round_candidates", table)
+
+
+def _choose(responses: list[tuple[str, str, float, float | None]], rule: str, key: str):
+    """(candidate, candidate) among one prompt's distinct (id, text, reward, std) responses."""
+    if rule == "max_min":
+        ranked = sorted(responses, key=lambda r: (r[2], r[0]))
+        return ranked[-1][0], ranked[0][0]
+    if rule == "ensemble_uncertain":
+        def doubt(pair):
+            (a, _, ra, sa), (b, _, rb, sb) = pair
+            return ((sa or 0.0) + (sb or 0.0)) / (abs(ra - rb) + 1e-6), a, b
+        pairs = [(x, y) for i, x in enumerate(responses) for y in responses[i + 1:]]
+        first, second = max(pairs, key=doubt)
+        return first[0], second[0]
+    first, second = random.Random(key).sample(responses, 2)
+    return first[0], second[0]
+
+
+def select_round_pairs(store: Store, round_index: int, rule: str, seed: int) -> dict:
+    """One pair per prompt of the round (identical texts never pair); stored in pairs and round_pairs."""
+    rows = store.con.execute("""
+        SELECT rc.prompt_id, rp.heldout,
+               list(struct_pack(id := rc.candidate_id, text := c.text, reward := rc.reward, std := rc.reward_std)
+                    ORDER BY rc.candidate_id)
+        FROM round_candidates AS rc
+        JOIN candidates AS c USING (candidate_id)
+        JOIN round_prompts AS rp ON rp.round_index = rc.round_index AND rp.prompt_id = rc.prompt_id
+        WHERE rc.round_index = ?
+        GROUP BY ALL ORDER BY rc.prompt_id""", [round_index]).fetchall()
+    pairs, round_pairs, too_few = [], [], 0
+    for prompt_id, heldout, candidates in rows:
+        distinct = {}
+        for c in candidates:
+            distinct.setdefault(c["text"].strip(), (c["id"], c["text"], c["reward"], c["std"]))
+        if len(distinct) < 2:
+            too_few += 1
+            continue
+        first, second = _choose(list(distinct.values()), rule, content_hash("round-pair", seed, round_index, prompt_id))
+        a, b = sorted((first, second))
+        key = pair_id(a, b)
+        pairs.append({"pair_id": key, "prompt_id": prompt_id, "candidate_a": a, "candidate_b": b,
+                      "strategy": f"refresh:{rule}"})
+        round_pairs.append({"round_index": round_index, "pair_id": key, "selection": rule, "heldout": heldout})
+    with store.transaction():
+        store.insert_new("pairs", pa.Table.from_pylist(pairs, schema=PAIR_SCHEMA))
+        new = store.insert_new("round_pairs", pa.Table.from_pylist(round_pairs, schema=ROUND_PAIR_SCHEMA))
+    return {"prompts": len(rows), "pairs": len(round_pairs), "new_pairs": new, "too_few_distinct": too_few,
+            "heldout_pairs": sum(r["heldout"] for r in round_pairs)}

@@ -1,0 +1,92 @@
+"""On-policy refresh rounds end to end through the Prefect flows, on tiny models: the built-in
+best-of-N policy, RM-guided pair selection, judging, cumulative curation, retraining, the gate."""
+
+from __future__ import annotations
+
+import pytest
+
+from prefcurate.config import PromotionGate
+from prefcurate.curation.store import Store
+from prefcurate.rm.gate import decide
+from tests.test_end_to_end import counts, pipeline_config  # noqa: F401  (fixture)
+
+REFRESH_TABLES = ("round_prompts", "round_candidates", "round_pairs", "refresh_rounds", "rm_promotions",
+                  "candidates", "pairs", "judgments", "rm_runs", "curated_pairs")
+
+
+def table_counts(path) -> dict:
+    with Store(path, read_only=True) as store:
+        return {table: store.count(table) for table in REFRESH_TABLES}
+
+
+@pytest.mark.slow
+def test_two_refresh_rounds_promote_then_refuse_and_rerun_as_a_no_op(pipeline_config, prefect_harness):  # noqa: F811
+    from prefcurate.flows.refresh import refresh_flow
+    from prefcurate.flows.stages import pipeline_flow
+
+    config = pipeline_config
+    config.refresh.prompts_per_round = 8
+    config.refresh.on_policy_heldout = 0.5
+    config.refresh.samples_per_prompt = 2
+    config.refresh.best_of_n = 2
+    pipeline_flow(config)
+    with Store(config.store.path, read_only=True) as store:
+        initial_rm = store.scalar("SELECT rm_run_id FROM rm_runs")
+
+    # Round 1, a gate that any model passes: promoted.
+    config.refresh.gate = PromotionGate(min_on_policy_gain=-1.0, max_fixed_drop=1.0, min_heldout_pairs=1)
+    first = refresh_flow(config)
+    assert first["round"] == 1 and first["decision"] == "promoted", first["reason"]
+    assert first["incumbent_rm_run_id"] == initial_rm
+    assert first["counts"]["pairs"] > 0 and first["counts"]["heldout_pairs"] > 0
+    assert first["counts"]["policy"].startswith("best_of_2:")
+    assert first["candidate_metrics"]["fixed_pairs"] > 0 and first["candidate_metrics"]["on_policy_accuracy"] is not None
+
+    # Round 2, a gate no model passes (a gain above 1.0 is impossible): refused, with the reason.
+    config.refresh.gate = PromotionGate(min_on_policy_gain=1.0, max_fixed_drop=1.0, min_heldout_pairs=1)
+    second = refresh_flow(config)
+    assert second["round"] == 2 and second["decision"] == "refused"
+    assert "on-policy gain" in second["reason"]
+    assert second["incumbent_rm_run_id"] == first["candidate_rm_run_id"]  # round 1's promotion took effect
+
+    with Store(config.store.path, read_only=True) as store:
+        assert store.scalar("SELECT rm_run_id FROM current_reward_model") == first["candidate_rm_run_id"]
+        rounds = store.con.sql("SELECT * FROM refresh_round_metrics ORDER BY round_index").to_arrow_table().to_pylist()
+        assert [(r["round_index"], r["decision"]) for r in rounds] == [(1, "promoted"), (2, "refused")]
+        assert all(r["candidate_on_policy_accuracy"] is not None and r["reason"] for r in rounds)
+        # Best-of-2: each policy response is the higher-reward sample of its group under the incumbent.
+        losers = store.scalar("""
+            SELECT count(*) FROM round_candidates rc JOIN candidates c USING (candidate_id)
+            JOIN candidates o ON o.prompt_id = c.prompt_id AND o.generator_key = c.generator_key
+                 AND o.sample_index // 2 = c.sample_index // 2 AND o.candidate_id <> c.candidate_id
+            JOIN candidate_rewards r ON r.candidate_id = o.candidate_id AND r.rm_run_id = $rm
+            WHERE rc.round_index = 1 AND r.reward > rc.reward""", params={"rm": initial_rm})
+        assert losers == 0
+        # On-policy held-out pairs never reach a curated set.
+        leaked = store.scalar("SELECT count(*) FROM curated_pairs JOIN round_pairs USING (pair_id) WHERE heldout")
+        assert leaked == 0
+        # Round 2 drew prompts round 1 had not (the pool's never-drawn-first rule).
+        overlap = store.scalar("SELECT count(*) FROM round_prompts a JOIN round_prompts b USING (prompt_id) "
+                               "WHERE a.round_index = 1 AND b.round_index = 2")
+        assert overlap == 0
+    assert (config.workdir / "reports" / "refresh_rounds.png").exists()
+
+    # Re-running a finished round changes nothing.
+    before = table_counts(config.store.path)
+    again = refresh_flow(config, round_index=2)
+    assert again["reused"] and again["decision"] == "refused"
+    assert table_counts(config.store.path) == before
+
+
+def test_the_gate_promotes_a_better_model_and_refuses_a_worse_or_unmeasured_one():
+    gate = PromotionGate(min_on_policy_gain=0.0, max_fixed_drop=0.02, min_heldout_pairs=4)
+    incumbent = {"on_policy_accuracy": 0.60, "fixed_accuracy": 0.80, "on_policy_pairs": 50, "fixed_pairs": 50}
+    better = {**incumbent, "on_policy_accuracy": 0.70, "fixed_accuracy": 0.79}
+    assert decide(better, incumbent, gate).promote
+    forgets = {**incumbent, "on_policy_accuracy": 0.75, "fixed_accuracy": 0.70}
+    refused = decide(forgets, incumbent, gate)
+    assert not refused.promote and "fixed held-out accuracy fell 0.100" in refused.reason
+    flat = {**incumbent}
+    assert not decide(flat, incumbent, gate).promote  # "up" means strictly up
+    tiny = {**better, "on_policy_pairs": 3}
+    assert "fewer than" in decide(tiny, incumbent, gate).reason
