@@ -107,9 +107,28 @@ class Store:
                 )
 
     def _create_views(self) -> None:
-        with self.transaction():
-            for _name, sql in _sql_files("views"):
-                self.con.execute(sql)
+        """(Re)create the views when their SQL changed since the store last saw it. Skipping the
+        catalog write otherwise lets several connections open the store at once without
+        write-write conflicts on the views."""
+        views = _sql_files("views")
+        wanted = content_hash("views", [sql for _name, sql in views])
+        self.con.execute("CREATE TABLE IF NOT EXISTS schema_views (views_hash VARCHAR NOT NULL)")
+        if self.scalar("SELECT any_value(views_hash) FROM schema_views") == wanted:
+            return
+        for attempt in range(5):
+            try:
+                with self.transaction():
+                    for _name, sql in views:
+                        self.con.execute(sql)
+                    self.con.execute("DELETE FROM schema_views")
+                    self.con.execute("INSERT INTO schema_views VALUES (?)", [wanted])
+                return
+            except duckdb.TransactionException:
+                # another connection is upgrading them right now: let it finish, then check again
+                time.sleep(0.2 * (attempt + 1))
+                if self.scalar("SELECT any_value(views_hash) FROM schema_views") == wanted:
+                    return
+        raise StoreBusyError(f"{self.path}: could not update the store's views (another writer kept them busy)")
 
     def schema_version(self) -> int:
         return self.scalar("SELECT coalesce(max(version), 0) FROM schema_migrations")

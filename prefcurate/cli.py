@@ -40,11 +40,11 @@ def _setup_logging() -> None:
 
 
 def _run(flow_name: str, config: PrefcurateConfig, **kwargs) -> dict:
-    from prefcurate.flows import stages  # imports prefect; keep `--help` fast
+    from prefcurate.flows import refresh, stages  # imports prefect; keep `--help` fast
 
     _setup_logging()
 
-    flow = getattr(stages, flow_name)
+    flow = getattr(stages, flow_name, None) or getattr(refresh, flow_name)
     try:
         return flow(config, **kwargs)
     except (ValueError, LookupError, FileNotFoundError, RuntimeError) as error:
@@ -286,6 +286,32 @@ def annotate_push(config: Optional[Path] = ConfigOption, store: Optional[Path] =
 def annotate_pull(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Collect submitted, discarded and draft answers into the store; print agreement."""
     _print_summary(_run("collect_annotations_flow", _config(config, store)))
+
+
+@app.command()
+def refresh(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+            round_index: Optional[int] = typer.Option(None, "--round", help="Round to run (default: the next one). "
+                                                      "A finished round is returned as stored.")) -> None:
+    """One on-policy refresh round: generate, score, select, judge, re-curate, retrain, gate."""
+    summary = _run("refresh_flow", _config(config, store), round_index=round_index)
+    for key in ("round", "decision", "reason", "incumbent_rm_run_id", "candidate_rm_run_id", "round_report", "reused"):
+        if key in summary:
+            typer.echo(f"{key}: {summary[key]}")
+
+
+@app.command()
+def serve(config: Optional[Path] = ConfigOption,
+          limit: Optional[int] = typer.Option(None, help="Most flow runs at once (default: no limit).")) -> None:
+    """Serve the scheduled deployments of serve.schedules against the Prefect server at PREFECT_API_URL."""
+    from prefcurate.flows.deployments import ServeError, serve_deployments
+
+    _setup_logging()
+    settings = _config(config)
+    try:
+        serve_deployments(settings, limit)
+    except ServeError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command("show-config")

@@ -1,0 +1,181 @@
+"""Scheduled deployments against a real `prefect server`: `prefcurate serve` registers them, the
+server's scheduler plans their cron runs, and a run triggered through the API completes. Plus the
+store's writer lock: a second writer waits (bounded) or fails clearly, and nothing is corrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from prefcurate.curation.store import Store, StoreBusyError
+from tests.conftest import _free_port
+from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
+
+BIN = Path(sys.executable).parent
+
+
+def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.5):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    """A real `prefect server start` on a free loopback port with its own home (and database)."""
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "DO_NOT_TRACK": "1", "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
+    env.pop("PREFECT_API_URL", None)
+    log = open(tmp_path / "prefect-server.log", "wb")
+    process = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+
+    def healthy():
+        try:
+            return httpx.get(f"{api}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(healthy, 90, "prefect server health")
+        yield api, env
+    finally:
+        stop(process)
+        log.close()
+
+
+def judged_store(path: Path, n: int = 6) -> None:
+    with Store(path) as store:
+        for index in range(n):
+            prompt = add_prompt(store, f"Deployment test question {'ABCDEFGH'[index]}: why is {index} special?")
+            first, second = add_candidates(store, prompt, [f"Because {index} is a number.", f"No, {index}!"])
+            key, _, _ = add_pair(store, prompt, first, second)
+            add_call(store, key, "ab", "A", p_first=0.9)
+            add_call(store, key, "ba", "B", p_first=0.1)
+
+
+@pytest.mark.slow
+def test_serve_registers_scheduled_deployments_and_a_triggered_run_completes(prefect_server, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    api, env = prefect_server
+    store_path = tmp_path / "store.duckdb"
+    judged_store(store_path)
+    config_path = tmp_path / "prefcurate.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "workdir": str(tmp_path / "out"),
+        "store": {"path": str(store_path)},
+        "curate": {"dedup": {"near": {"enabled": False}}, "splits": {"validation": 0.0, "test": 0.0}},
+        "serve": {"schedules": {
+            "curate-nightly": {"flow": "curate", "cron": "0 3 * * *"},
+            "refresh-weekly": {"flow": "refresh", "cron": "0 4 * * 1"},
+            "collect-annotations-hourly": {"flow": "collect-annotations", "cron": "15 * * * *", "enabled": False},
+        }},
+    }))
+    serve_log = open(tmp_path / "serve.log", "wb")
+    server = subprocess.Popen([str(BIN / "prefcurate"), "serve", "--config", str(config_path)],
+                              env={**env, "PREFECT_API_URL": api}, stdout=serve_log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            async def deployments():
+                async with get_client() as client:
+                    return {d.name: d for d in await client.read_deployments()}
+
+            registered = wait_until(lambda: (found := asyncio.run(deployments())) and len(found) == 3 and found,
+                                    120, "three deployments served")
+            assert registered["curate-nightly"].schedules[0].schedule.cron == "0 3 * * *"
+            assert not registered["collect-annotations-hourly"].schedules[0].active
+
+            async def scheduled_runs(deployment_id):
+                async with get_client() as client:
+                    return await client.read_flow_runs(flow_run_filter=FlowRunFilter(),
+                                                       deployment_filter=DeploymentFilter(
+                                                           id=DeploymentFilterId(any_=[deployment_id])))
+
+            # The server's scheduler plans upcoming cron runs (needs the SQLAlchemy pin, see README).
+            planned = wait_until(lambda: asyncio.run(scheduled_runs(registered["curate-nightly"].id)), 60,
+                                 "scheduled runs of curate-nightly")
+            assert all(run.state.is_scheduled() for run in planned)
+
+            run = run_deployment("curate/curate-nightly", timeout=300)
+            assert run.state.is_completed(), run.state
+    finally:
+        stop(server)
+        serve_log.close()
+    with Store(store_path, read_only=True) as store:
+        assert store.count("curation_runs") == 1 and store.count("curated_pairs") == 6
+
+
+def test_a_second_writer_waits_for_the_store_then_proceeds_or_fails_naming_the_file(tmp_path):
+    path = tmp_path / "store.duckdb"
+    judged_store(path, n=2)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from prefcurate.curation.store import Store\n"
+        f"s = Store({str(path)!r}); print('locked', flush=True); time.sleep(float(sys.argv[1])); s.close()"), "3"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(StoreBusyError, match=f"{path}.*Another process is writing.*waited 0.5 s"):
+        Store(path, lock_timeout_s=0.5)
+    started = time.monotonic()
+    with Store(path, lock_timeout_s=30) as store:  # waits for the holder to finish, then writes
+        waited = time.monotonic() - started
+        add_prompt(store, "written after the wait")
+        assert store.count("pairs") == 2
+    holder.wait()
+    assert waited > 0.5
+    with Store(path, read_only=True) as store:
+        assert store.count("prompts") == 3
+
+
+def test_two_threads_writing_through_one_store_file_keep_every_row(tmp_path):
+    path = tmp_path / "store.duckdb"
+    Store(path).close()
+    errors = []
+
+    def writer(prefix: str):
+        try:
+            with Store(path) as store:
+                for index in range(20):
+                    with store.transaction():
+                        add_prompt(store, f"{prefix} prompt {index}")
+        except Exception as error:  # noqa: BLE001  (reported below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(name,)) for name in ("left", "right")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    with Store(path, read_only=True) as store:
+        assert store.count("prompts") == 40
