@@ -9,6 +9,8 @@ serve refuses to start without PREFECT_API_URL.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from prefect import serve
 from prefect.schedules import Cron
@@ -44,6 +46,27 @@ def build_deployments(config: PrefcurateConfig) -> list:
         )
         for name, schedule in config.serve.schedules.items()
     ]
+
+
+def deploy_to_work_pool(config: PrefcurateConfig, work_pool: str) -> list[str]:
+    """Register the same scheduled deployments on a work pool instead of serving them here: a
+    worker of that pool (process here; Kubernetes or Docker in production) runs the flow runs.
+    The flows' code is read from where prefcurate is installed on the worker's machine."""
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ServeError("deploying to a work pool needs a Prefect server: export PREFECT_API_URL")
+    source = str(Path(__file__).resolve().parent)
+    parameters = {"config": config.model_dump(mode="json")}
+    ids = []
+    for name, schedule in config.serve.schedules.items():
+        flow = FLOWS[schedule.flow]
+        module = Path(sys.modules[flow.fn.__module__].__file__).name
+        loaded = flow.from_source(source=source, entrypoint=f"{module}:{flow.fn.__name__}")
+        ids.append(str(loaded.deploy(
+            name=name, work_pool_name=work_pool, parameters=parameters, tags=["prefcurate", schedule.flow],
+            schedules=[Cron(schedule.cron, timezone=config.serve.timezone, active=schedule.enabled)],
+            print_next_steps=False,
+        )))
+    return ids
 
 
 def serve_deployments(config: PrefcurateConfig, limit: int | None = None) -> None:

@@ -314,6 +314,23 @@ def serve(config: Optional[Path] = ConfigOption,
         raise typer.Exit(2) from None
 
 
+@app.command()
+def deploy(work_pool: str = typer.Option(..., "--work-pool", help="A Prefect work pool (e.g. `prefect work-pool "
+                                         "create local --type process`)."),
+           config: Optional[Path] = ConfigOption) -> None:
+    """Register the serve.schedules deployments on a work pool; its workers run them (scale-out)."""
+    from prefcurate.flows.deployments import ServeError, deploy_to_work_pool
+
+    _setup_logging()
+    try:
+        ids = deploy_to_work_pool(_config(config), work_pool)
+    except ServeError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{len(ids)} deployments on work pool {work_pool!r}; start a worker: "
+               f"prefect worker start --pool {work_pool}")
+
+
 @app.command("show-config")
 def show_config(config: Optional[Path] = ConfigOption) -> None:
     """Print the effective configuration (defaults merged with the file) as YAML."""

@@ -179,3 +179,37 @@ def test_two_threads_writing_through_one_store_file_keep_every_row(tmp_path):
     assert not errors
     with Store(path, read_only=True) as store:
         assert store.count("prompts") == 40
+
+
+@pytest.mark.slow
+def test_the_same_flows_run_under_a_process_work_pool(prefect_server, tmp_path):
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    api, env = prefect_server
+    env = {**env, "PREFECT_API_URL": api}
+    store_path = tmp_path / "store.duckdb"
+    judged_store(store_path, n=3)
+    config_path = tmp_path / "prefcurate.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "workdir": str(tmp_path / "out"), "store": {"path": str(store_path)},
+        "curate": {"dedup": {"near": {"enabled": False}}, "splits": {"validation": 0.0, "test": 0.0}},
+        "serve": {"schedules": {"curate-nightly": {"flow": "curate", "cron": "0 3 * * *"}}},
+    }))
+    subprocess.run([str(BIN / "prefect"), "work-pool", "create", "local-processes", "--type", "process"],
+                   env=env, check=True, capture_output=True)
+    deployed = subprocess.run([str(BIN / "prefcurate"), "deploy", "--work-pool", "local-processes",
+                               "--config", str(config_path)], env=env, capture_output=True, text=True)
+    assert deployed.returncode == 0, deployed.stderr
+    worker_log = open(tmp_path / "worker.log", "wb")
+    worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "local-processes"], env=env,
+                              stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            run = run_deployment("curate/curate-nightly", timeout=300)
+        assert run.state.is_completed(), run.state
+    finally:
+        stop(worker)
+        worker_log.close()
+    with Store(store_path, read_only=True) as store:
+        assert store.count("curated_pairs") == 3
