@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import argilla as rg
+from argilla._exceptions import ArgillaCredentialsError
 
 from prefcurate.config import ArgillaConfig
 from prefcurate.curation.annotation_server import AnnotationServerError, owner_api_key
@@ -44,6 +45,11 @@ def connect(config: ArgillaConfig, home: Path) -> rg.Argilla:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return rg.Argilla(api_url=config.resolved_url, api_key=api_key, timeout=int(config.timeout_s), retries=2)
+    except ArgillaCredentialsError:
+        raise AnnotationServerError(
+            f"Argilla at {config.resolved_url} refused the owner's API key: check {config.owner.api_key_env} "
+            "(or the key kept in the server home's secrets/)"
+        ) from None
     except Exception as error:  # the SDK raises several types for "cannot reach"
         raise AnnotationServerError(
             f"cannot reach Argilla at {config.resolved_url}: {error}. Is it running? (`prefcurate argilla status`)"

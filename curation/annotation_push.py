@@ -72,7 +72,9 @@ def candidates_sql(push: AnnotationPushConfig, label_rule: str) -> str:
     reasons = reason_sql(push)
     return f"""
         WITH latest_run AS (
-            SELECT rm_run_id FROM candidate_rewards GROUP BY rm_run_id ORDER BY max(created_at) DESC LIMIT 1
+            -- the latest scoring by an ensemble (single models have no member spread)
+            SELECT rm_run_id FROM candidate_rewards WHERE reward_std IS NOT NULL
+            GROUP BY rm_run_id ORDER BY max(created_at) DESC LIMIT 1
         ),
         rewards AS (
             SELECT candidate_id, reward, reward_std FROM candidate_rewards WHERE rm_run_id = (SELECT rm_run_id FROM latest_run)

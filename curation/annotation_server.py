@@ -38,6 +38,7 @@ SERVER_REQUIREMENTS = (
     "datasets<4",
     "fakeredis>=2.20",  # the in-process Redis stand-in (redis = fakeredis or auto without redis-server)
 )
+SERVICE_ENV = {"PATH", "HOME", "LANG", "TMPDIR", "TZ", "USER", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"}
 LAUNCHER = Path(__file__).parent / "argilla_service" / "launcher.py"
 DEFAULT_VENV = Path.home() / ".cache" / "prefcurate" / "argilla-server-2.8.0"
 
@@ -135,12 +136,17 @@ def owner_api_key(config: ArgillaConfig, home: Path) -> str:
 # -- processes ----------------------------------------------------------------------------------
 
 def _alive(pid_file: Path) -> int | None:
+    """The pid recorded in pid_file if that process still runs and is ours (a launcher or a
+    redis-server: after a reboot the number may belong to something else)."""
     if not pid_file.exists():
         return None
     try:
         pid = int(pid_file.read_text().strip())
         os.kill(pid, 0)
     except (ValueError, ProcessLookupError, PermissionError):
+        return None
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists() and not any(name in cmdline.read_bytes() for name in (b"launcher.py", b"redis-server")):
         return None
     try:  # our own child that exited is a zombie until reaped: reap it, and it is gone
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
@@ -204,17 +210,27 @@ def start_server(config: ArgillaConfig, home: Path) -> dict:
     """Start the server (a no-op when it already runs); return its status."""
     paths = ServerPaths(home.resolve())
     paths.home.mkdir(parents=True, exist_ok=True)
+    paths.home.chmod(0o700)  # Argilla's database there holds every user's API key
     api_key = _kept_secret(paths, "owner_api_key", config.owner.api_key_env)
-    if _alive(paths.pid) and health(config, api_key):
+    running = _alive(paths.pid)
+    if running and health(config, api_key):
         return server_status(config, home)
+    if running:
+        raise AnnotationServerError(
+            f"an argilla-server (pid {running}) from {paths.home} is running but does not answer at "
+            f"{config.resolved_url} with the configured owner key (still starting, or the key changed): "
+            "wait, or `prefcurate argilla stop` and start again"
+        )
     if config.server.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("argilla will listen on %s, beyond this machine: put TLS in front of it", config.server.host)
 
     python = ensure_server_venv(server_venv(config))
     mode, redis_url = _choose_redis(config, paths)
     paths.redis_choice.write_text("fakeredis" if mode == "fakeredis" else redis_url.split("@")[-1])
+    # Only what a service needs from our environment: nothing else (API keys of other services,
+    # annotators' passwords) reaches the server process.
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("ARGILLA_", "PREFCURATE_"))},
+        **{k: v for k, v in os.environ.items() if k in SERVICE_ENV or k.startswith("LC_")},
         "ARGILLA_HOME_PATH": str(paths.home),
         "ARGILLA_SEARCH_ENGINE": config.server.search_engine,
         "ARGILLA_AUTH_SECRET_KEY": _kept_secret(paths, "auth_secret_key", None),
@@ -266,12 +282,15 @@ def _stop_pid_file(pid_file: Path, grace_s: float = 15.0) -> bool:
     if pid is None:
         pid_file.unlink(missing_ok=True)
         return False
-    os.killpg(pid, signal.SIGTERM)  # the launcher leads its own process group
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and _alive(pid_file):
-        time.sleep(0.1)
-    if _alive(pid_file):
-        os.killpg(pid, signal.SIGKILL)
+    try:
+        os.killpg(pid, signal.SIGTERM)  # the launcher leads its own process group
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and _alive(pid_file):
+            time.sleep(0.1)
+        if _alive(pid_file):
+            os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # it exited meanwhile
+        pass
     pid_file.unlink(missing_ok=True)
     return True
 

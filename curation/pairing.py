@@ -41,8 +41,10 @@ def choose_pairs(candidates: list[tuple[str, str]], config: PairingConfig, promp
 
 def build_pairs(store: Store, config: PairingConfig) -> StageReport:
     rows = store.con.execute(
-        "SELECT prompt_id, list(struct_pack(id := candidate_id, text := text)) "
-        "FROM candidates GROUP BY prompt_id ORDER BY prompt_id").fetchall()
+        "SELECT prompt_id, list(struct_pack(id := candidate_id, text := text)) FROM candidates "
+        # refresh rounds pair their own samples (see round_pairs)
+        "WHERE generator_key NOT IN (SELECT generator_key FROM round_generators) "
+        "GROUP BY prompt_id ORDER BY prompt_id").fetchall()
     existing_per_prompt = {prompt: frozenset((a, b) for a, b in stored) for prompt, stored in store.con.execute(
         "SELECT prompt_id, list([candidate_a, candidate_b]) FROM pairs GROUP BY prompt_id").fetchall()}
 

@@ -32,7 +32,11 @@ ROUND_PAIR_SCHEMA = pa.schema([("round_index", pa.int32()), ("pair_id", pa.strin
 
 def record_policy_candidates(store: Store, round_index: int, prompt_ids: list[str], generator_key: str,
                              rm_run_id: str, best_of_n: int, policy: str) -> int:
-    """Store the round's policy responses (best-of-N winners, or every sample when best_of_n = 1)."""
+    """Store the round's policy responses (best-of-N winners, or every sample when best_of_n = 1).
+    A round's responses are fixed once stored: a resumed round reuses them."""
+    store.con.execute("INSERT OR IGNORE INTO round_generators VALUES (?, ?)", [round_index, generator_key])
+    if store.scalar("SELECT count(*) FROM round_candidates WHERE round_index = ?", [round_index]):
+        return 0
     table = store.con.sql("""
         WITH samples AS (
             SELECT c.candidate_id, c.prompt_id, c.sample_index // $n AS grp, r.reward, r.reward_std
@@ -68,7 +72,12 @@ def _choose(responses: list[tuple[str, str, float, float | None]], rule: str, ke
 
 
 def select_round_pairs(store: Store, round_index: int, rule: str, seed: int) -> dict:
-    """One pair per prompt of the round (identical texts never pair); stored in pairs and round_pairs."""
+    """One pair per prompt of the round (identical texts never pair); stored in pairs and round_pairs.
+    A round's pairs are fixed once stored: a resumed round reuses them."""
+    stored = store.one("SELECT count(*), count(*) FILTER (WHERE heldout) FROM round_pairs WHERE round_index = ?",
+                       [round_index])
+    if stored[0]:
+        return {"pairs": stored[0], "new_pairs": 0, "heldout_pairs": stored[1], "reused": True}
     rows = store.con.execute("""
         SELECT rc.prompt_id, rp.heldout,
                list(struct_pack(id := rc.candidate_id, text := c.text, reward := rc.reward, std := rc.reward_std)

@@ -77,7 +77,9 @@ class Store:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only, config=settings)
             except duckdb.IOException as error:
-                if "lock" not in str(error).lower() or time.monotonic() >= deadline:
+                if "lock" not in str(error).lower():
+                    raise StoreError(f"cannot open the store {self.path}: {error}") from None
+                if time.monotonic() >= deadline:
                     raise StoreBusyError(
                         f"cannot open the store {self.path}: {error}. Another process is writing to it"
                         + (f"; waited {lock_timeout_s:g} s (store.lock_timeout_s)" if waited else "") + "."
@@ -214,7 +216,11 @@ REJECT_SCHEMA = pa.schema([
 ])
 
 
-class StoreBusyError(RuntimeError):
+class StoreError(RuntimeError):
+    """The store file cannot be opened (not a DuckDB file, written by a newer DuckDB, no permission)."""
+
+
+class StoreBusyError(StoreError):
     """The store file is locked by another process."""
 
 

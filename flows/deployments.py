@@ -32,14 +32,39 @@ class ServeError(RuntimeError):
     """Deployments cannot be served (no Prefect server configured, ...)."""
 
 
+def _active(schedule, config: PrefcurateConfig) -> bool:
+    # Collecting annotations needs Argilla: without argilla.enabled the schedule is kept but paused.
+    return schedule.enabled and (schedule.flow != "collect-annotations" or config.argilla.enabled)
+
+
+def deployment_parameters(config: PrefcurateConfig) -> dict:
+    """The config as the deployments' default parameters (a run from the UI can override any field):
+    paths made absolute, since a worker runs flows from another directory, and the annotation
+    server's own connection strings left out, since they may carry passwords and flows never need
+    them (secrets otherwise live in the environment: the config only names the variables)."""
+    data = config.model_dump(mode="json")
+    for section, key in (("store", "path"), (None, "workdir"), (None, "models_dir")):
+        holder = data[section] if section else data
+        if holder.get(key):
+            holder[key] = str(Path(holder[key]).expanduser().resolve())
+    server = data["argilla"]["server"]
+    if server.get("home"):
+        server["home"] = str(Path(server["home"]).expanduser().resolve())
+    elif not data["argilla"].get("url"):
+        server["home"] = str((Path(data["workdir"]) / "argilla").resolve())
+    for secret_bearing in ("database_url", "elasticsearch_url"):
+        server[secret_bearing] = None
+    if str(server.get("redis", "")).startswith("redis"):
+        server["redis"] = "auto"
+    return {"config": data}
+
+
 def build_deployments(config: PrefcurateConfig) -> list:
-    # The whole config travels as the deployment's default parameters (it holds no secrets: only
-    # the names of the environment variables that do); a run from the UI can override any field.
-    parameters = {"config": config.model_dump(mode="json")}
+    parameters = deployment_parameters(config)
     return [
         FLOWS[schedule.flow].to_deployment(
             name=name,
-            schedules=[Cron(schedule.cron, timezone=config.serve.timezone, active=schedule.enabled)],
+            schedules=[Cron(schedule.cron, timezone=config.serve.timezone, active=_active(schedule, config))],
             parameters=parameters,
             tags=["prefcurate", schedule.flow],
             description=f"prefcurate {schedule.flow}, cron {schedule.cron!r} ({config.serve.timezone})",
@@ -55,7 +80,7 @@ def deploy_to_work_pool(config: PrefcurateConfig, work_pool: str) -> list[str]:
     if not os.environ.get("PREFECT_API_URL"):
         raise ServeError("deploying to a work pool needs a Prefect server: export PREFECT_API_URL")
     source = str(Path(__file__).resolve().parent)
-    parameters = {"config": config.model_dump(mode="json")}
+    parameters = deployment_parameters(config)
     ids = []
     for name, schedule in config.serve.schedules.items():
         flow = FLOWS[schedule.flow]
@@ -63,7 +88,7 @@ def deploy_to_work_pool(config: PrefcurateConfig, work_pool: str) -> list[str]:
         loaded = flow.from_source(source=source, entrypoint=f"{module}:{flow.fn.__name__}")
         ids.append(str(loaded.deploy(
             name=name, work_pool_name=work_pool, parameters=parameters, tags=["prefcurate", schedule.flow],
-            schedules=[Cron(schedule.cron, timezone=config.serve.timezone, active=schedule.enabled)],
+            schedules=[Cron(schedule.cron, timezone=config.serve.timezone, active=_active(schedule, config))],
             print_next_steps=False,
         )))
     return ids

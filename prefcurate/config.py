@@ -378,7 +378,7 @@ class RefreshConfig(_Section):
 
     # Prompts per round, drawn from the pool: never-drawn prompts first (seeded order); once every
     # prompt has been drawn, the least recently drawn ones are reused.
-    prompts_per_round: PositiveInt = 16
+    prompts_per_round: PositiveInt = 32  # with on_policy_heldout 0.25: 8 on-policy held-out pairs
     seed: int = 0
     # The policy per round: a backend (an OpenAI-compatible endpoint, or a local checkpoint as
     # kind=transformers); rounds not listed use the built-in policy: best-of-N sampling of

@@ -22,7 +22,7 @@ from prefcurate import pipeline
 from prefcurate.config import PrefcurateConfig
 from prefcurate.curation.backends import make_backend
 from prefcurate.curation.curate import labelled_pairs_sql
-from prefcurate.curation.generate import generate_candidates
+from prefcurate.curation.generate import generate_candidates, generator_key_for
 from prefcurate.curation.hashing import content_hash
 from prefcurate.curation.judge import run_directly
 from prefcurate.curation.local_models import pick_device, resolve_model
@@ -129,14 +129,12 @@ def _round_generate_config(config: PrefcurateConfig, round_index: int, best_of_n
 def _route_to_annotators(config: PrefcurateConfig, round_index: int) -> dict:
     """Collect earlier answers, push this round's uncertain pairs; an unreachable Argilla is
     reported and skipped, never waited on."""
-    from prefcurate.curation.annotation_server import AnnotationServerError
-
     outcome = {}
     for name, step in (("collected", lambda: pipeline.annotate_pull_stage(config)),
                        ("pushed", lambda: pipeline.annotate_push_stage(config, round_index))):
         try:
             outcome[name] = step()["count_out"]
-        except (AnnotationServerError, OSError) as error:
+        except Exception as error:  # noqa: BLE001  (down, refusing, timing out, 5xx: the round goes on)
             log.warning("refresh round %d: argilla %s skipped: %s", round_index, name, error)
             outcome[name] = f"skipped: {error}"
     return outcome
@@ -162,6 +160,12 @@ def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
             incumbent_id, incumbent_dir = incumbent(store)
             store.con.execute("INSERT INTO refresh_rounds (round_index, status, incumbent_rm_run_id) "
                               "VALUES (?, 'running', ?)", [round_index, incumbent_id])
+        n_fixed = store.count("refresh_fixed_heldout")
+        if n_fixed < refresh.gate.min_heldout_pairs:
+            raise RefreshError(
+                f"the fixed held-out set has {n_fixed} pairs, fewer than refresh.gate.min_heldout_pairs = "
+                f"{refresh.gate.min_heldout_pairs}: no round could be promoted. It is the test split of the first "
+                "model's curation run: curate with a test split (curate.splits.test) and train before refreshing")
         drawn = draw_prompts(store, round_index, refresh.prompts_per_round, refresh.on_policy_heldout, refresh.seed)
     prompt_ids = [prompt_id for prompt_id, _ in drawn]
     log.info("refresh round %d: incumbent %s, %d prompts (%d held out)", round_index, incumbent_id[:12],
@@ -173,6 +177,9 @@ def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
     backend_config = own_policy or config.generate.backend
     generate_config = _round_generate_config(config, round_index, best_of_n)
     with pipeline.open_store(config) as store, make_backend(backend_config, config.resolved_models_dir) as backend:
+        # Registered first, so that `prefcurate pairs` never pairs this round's samples, even half-made.
+        store.con.execute("INSERT OR IGNORE INTO round_generators VALUES (?, ?)",
+                          [round_index, generator_key_for(backend.identity, generate_config)])
         generated = generate_candidates(store, backend, generate_config, prompt_ids)
         store.record_stage_run(generated)
         generator_key = generated.details["generator_key"]

@@ -4,7 +4,6 @@ through the REST API (as the UI does) -> pull -> agreement -> curation. Plus the
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from pathlib import Path
 
@@ -188,16 +187,15 @@ def test_push_annotate_pull_agreement_and_curation(annotation_config, prefect_ha
     assert owner_key not in ServerPaths(home).log.read_text(errors="replace")
 
 
-def test_annotators_see_only_their_workspace_and_never_the_owner_key(argilla_server, annotation_config):
+def test_annotators_see_only_their_workspace_and_never_the_owner_key(argilla_server, annotation_config, monkeypatch):
     import argilla as rg
 
     argilla, home = argilla_server
     url = argilla.resolved_url
     client = connect(argilla, home)
-    os.environ["PREFCURATE_TEST_OUTSIDER_PASSWORD"] = "outsider-password"
     if client.users(username="outsider") is None:
         rg.User(username="outsider", password="outsider-password", role="annotator", client=client).create()
-    ANNOTATORS.setdefault("outsider", "outsider-password")
+    monkeypatch.setitem(ANNOTATORS, "outsider", "outsider-password")
     from prefcurate.pipeline import annotate_push_stage
 
     build_store(annotation_config.store.path)
@@ -223,6 +221,7 @@ def test_annotators_see_only_their_workspace_and_never_the_owner_key(argilla_ser
     # Secrets kept by the server are readable by their owner only.
     for name in ("owner_api_key", "owner_password", "auth_secret_key"):
         assert ServerPaths(home).secret(name).stat().st_mode & 0o077 == 0
+    assert home.stat().st_mode & 0o077 == 0  # Argilla's database there holds users' API keys
 
     # Starting a running server is a no-op (same process).
     before = start_server(argilla, home)["pid"]

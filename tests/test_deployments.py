@@ -213,3 +213,24 @@ def test_the_same_flows_run_under_a_process_work_pool(prefect_server, tmp_path):
         worker_log.close()
     with Store(store_path, read_only=True) as store:
         assert store.count("curated_pairs") == 3
+
+
+def test_deployment_parameters_are_absolute_and_carry_no_connection_secrets(tmp_path, monkeypatch):
+    import json
+
+    from prefcurate.config import PrefcurateConfig
+    from prefcurate.flows.deployments import build_deployments
+
+    monkeypatch.chdir(tmp_path)
+    config = PrefcurateConfig.model_validate({"argilla": {"server": {
+        "redis": "redis://:hunter22@cache.internal:6379/0",
+        "database_url": "postgresql+asyncpg://argilla:hunter22@db.internal/argilla"}}})
+    deployments = build_deployments(config)
+    parameters = deployments[0].parameters["config"]
+    # A worker runs flows from another directory: relative paths would open another store.
+    assert parameters["store"]["path"] == str(tmp_path / "prefcurate.duckdb")
+    assert parameters["workdir"] == str(tmp_path / "prefcurate_out")
+    assert "hunter22" not in json.dumps(parameters)
+    # Collecting annotations is paused unless Argilla is part of the loop.
+    assert {d.name: d.schedules[0].active for d in deployments} == {
+        "judge-nightly": True, "collect-annotations-hourly": False, "refresh-weekly": True}

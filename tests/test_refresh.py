@@ -8,7 +8,7 @@ import pytest
 from prefcurate.config import PromotionGate
 from prefcurate.curation.store import Store
 from prefcurate.rm.gate import decide
-from tests.test_end_to_end import counts, pipeline_config  # noqa: F401  (fixture)
+from tests.test_end_to_end import pipeline_config  # noqa: F401  (the fixture)
 
 REFRESH_TABLES = ("round_prompts", "round_candidates", "round_pairs", "refresh_rounds", "rm_promotions",
                   "candidates", "pairs", "judgments", "rm_runs", "curated_pairs")
@@ -90,3 +90,26 @@ def test_the_gate_promotes_a_better_model_and_refuses_a_worse_or_unmeasured_one(
     assert not decide(flat, incumbent, gate).promote  # "up" means strictly up
     tiny = {**better, "on_policy_pairs": 3}
     assert "fewer than" in decide(tiny, incumbent, gate).reason
+
+
+def test_an_unreachable_argilla_is_reported_and_skipped_never_waited_on(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    from prefcurate.config import PrefcurateConfig
+    from prefcurate.refresh import _route_to_annotators
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("PREFCURATE_TEST_ARGILLA_KEY", "owner.key.for.a.server.that.is.down")
+    config = PrefcurateConfig.model_validate({
+        "workdir": str(tmp_path / "out"), "store": {"path": str(tmp_path / "store.duckdb")},
+        "argilla": {"enabled": True, "url": f"http://127.0.0.1:{port}", "timeout_s": 5,
+                    "owner": {"username": "owner", "api_key_env": "PREFCURATE_TEST_ARGILLA_KEY"}},
+    })
+    started = time.monotonic()
+    outcome = _route_to_annotators(config, round_index=3)
+    assert time.monotonic() - started < 60
+    assert outcome["collected"].startswith("skipped:") and outcome["pushed"].startswith("skipped:")
+    assert "owner.key.for.a.server" not in str(outcome)

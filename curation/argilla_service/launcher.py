@@ -75,7 +75,8 @@ def main() -> None:
         use_fakeredis()
         log.info("redis: in-process stand-in (fakeredis); background jobs will not run")
     else:
-        log.info("redis: %s", os.environ.get("ARGILLA_REDIS_URL", "redis://localhost:6379/0"))
+        # a URL may carry a password before '@': log only where it points
+        log.info("redis: %s", os.environ.get("ARGILLA_REDIS_URL", "redis://localhost:6379/0").split("@")[-1])
 
     engine = os.environ.get("ARGILLA_SEARCH_ENGINE", "sql")
     if engine == "sql":
