@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefcurate.config import PromotionGate
+from prefcurate.config import BackendConfig, PromotionGate
 from prefcurate.curation.store import Store
 from prefcurate.rm.gate import decide
 from tests.test_end_to_end import pipeline_config  # noqa: F401  (the fixture)
@@ -20,7 +20,8 @@ def table_counts(path) -> dict:
 
 
 @pytest.mark.slow
-def test_two_refresh_rounds_promote_then_refuse_and_rerun_as_a_no_op(pipeline_config, prefect_harness):  # noqa: F811
+def test_two_refresh_rounds_promote_then_refuse_and_rerun_as_a_no_op(pipeline_config, openai_server,  # noqa: F811
+                                                                     prefect_harness):
     from prefcurate.flows.refresh import refresh_flow
     from prefcurate.flows.stages import pipeline_flow
 
@@ -42,10 +43,16 @@ def test_two_refresh_rounds_promote_then_refuse_and_rerun_as_a_no_op(pipeline_co
     assert first["counts"]["policy"].startswith("best_of_2:")
     assert first["candidate_metrics"]["fixed_pairs"] > 0 and first["candidate_metrics"]["on_policy_accuracy"] is not None
 
-    # Round 2, a gate no model passes (a gain above 1.0 is impossible): refused, with the reason.
+    # Round 2: the policy is an OpenAI-compatible endpoint named for this round; a gate no model
+    # passes (a gain above 1.0 is impossible): refused, with the reason.
+    config.refresh.policies = {2: BackendConfig(kind="openai", model="policy-v2", base_url=openai_server.base_url)}
     config.refresh.gate = PromotionGate(min_on_policy_gain=1.0, max_fixed_drop=1.0, min_heldout_pairs=1)
+    served_before = len(openai_server.requests)
     second = refresh_flow(config)
     assert second["round"] == 2 and second["decision"] == "refused"
+    assert "policy-v2" in second["counts"]["policy"] and not second["counts"]["policy"].startswith("best_of")
+    policy_requests = [r for r in openai_server.requests[served_before:] if r.get("model") == "policy-v2"]
+    assert len(policy_requests) == 8 * 2  # 8 prompts x 2 samples, no best-of-N behind an explicit policy
     assert "on-policy gain" in second["reason"]
     assert second["incumbent_rm_run_id"] == first["candidate_rm_run_id"]  # round 1's promotion took effect
 
