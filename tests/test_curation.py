@@ -1,5 +1,4 @@
 import pyarrow.parquet as pq
-import pytest
 
 from prefcurate.config import CurateConfig, SplitConfig
 from prefcurate.curation.curate import curate

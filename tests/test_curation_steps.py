@@ -127,6 +127,7 @@ def test_near_duplicate_prompts_keep_one_representative_per_cluster(store):
     result, report = curate(store, CurateConfig(splits={"validation": 0.3, "test": 0.3}))
     survivors = kept(store, result.curation_run_id)
     assert survivors == set(pairs[variants[2]]) | set(exact_a) | set(distinct)
+    assert exact_b not in survivors  # its prompt is an exact duplicate of exact_a's
     drops = store.con.execute("SELECT step, p.text, k.text FROM curation_prompt_drops d JOIN prompts p USING (prompt_id) "
                               "JOIN prompts k ON k.prompt_id = d.related WHERE curation_run_id = ? ORDER BY p.text",
                               [result.curation_run_id]).fetchall()

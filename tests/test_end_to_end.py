@@ -6,7 +6,6 @@ import json
 import pytest
 
 from prefcurate.config import config_from_dict
-from tests.support.openai_server import OpenAICompatServer
 
 DISTINCT_PROMPTS = [
     "Why is the sea salty?", "Name three moons of Jupiter.", "How do vaccines train immunity?",
