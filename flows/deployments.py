@@ -67,6 +67,7 @@ def build_deployments(config: PrefcurateConfig) -> list:
             schedules=[Cron(schedule.cron, timezone=config.serve.timezone, active=_active(schedule, config))],
             parameters=parameters,
             tags=["prefcurate", schedule.flow],
+            concurrency_limit=1,  # a due run and a manual one of the same deployment never overlap
             description=f"prefcurate {schedule.flow}, cron {schedule.cron!r} ({config.serve.timezone})",
         )
         for name, schedule in config.serve.schedules.items()
@@ -88,6 +89,7 @@ def deploy_to_work_pool(config: PrefcurateConfig, work_pool: str) -> list[str]:
         loaded = flow.from_source(source=source, entrypoint=f"{module}:{flow.fn.__name__}")
         ids.append(str(loaded.deploy(
             name=name, work_pool_name=work_pool, parameters=parameters, tags=["prefcurate", schedule.flow],
+            concurrency_limit=1,
             schedules=[Cron(schedule.cron, timezone=config.serve.timezone, active=_active(schedule, config))],
             print_next_steps=False,
         )))

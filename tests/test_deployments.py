@@ -234,3 +234,5 @@ def test_deployment_parameters_are_absolute_and_carry_no_connection_secrets(tmp_
     # Collecting annotations is paused unless Argilla is part of the loop.
     assert {d.name: d.schedules[0].active for d in deployments} == {
         "judge-nightly": True, "collect-annotations-hourly": False, "refresh-weekly": True}
+    # A weekly refresh that overruns is not joined by the next one (nor by a manual run of it).
+    assert all(d.concurrency_limit == 1 for d in deployments)
