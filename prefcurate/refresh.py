@@ -103,12 +103,15 @@ def policy_responses(store: Store, round_index: int) -> list[dict]:
         WHERE rc.round_index = $round ORDER BY rc.candidate_id""", params={"round": round_index}).to_arrow_table().to_pylist()
 
 
-def measure(checkpoint: str, config: PrefcurateConfig, fixed: list[dict], on_policy: list[dict],
-            responses: list[dict]) -> dict:
-    from prefcurate.rm.heldout import pair_accuracy, policy_reward_figures
+def open_scorer(checkpoint: str, config: PrefcurateConfig):
     from prefcurate.rm.score import RewardScorer
 
-    scorer = RewardScorer(checkpoint, pick_device(config.train.device), config.train.max_length, config.evaluate.precision)
+    return RewardScorer(checkpoint, pick_device(config.train.device), config.train.max_length, config.evaluate.precision)
+
+
+def measure(scorer, config: PrefcurateConfig, fixed: list[dict], on_policy: list[dict], responses: list[dict]) -> dict:
+    from prefcurate.rm.heldout import pair_accuracy, policy_reward_figures
+
     batch = config.evaluate.batch_size
     fixed_figures = pair_accuracy(scorer, fixed, batch)
     on_policy_figures = pair_accuracy(scorer, on_policy, batch)
@@ -185,12 +188,12 @@ def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
         generator_key = generated.details["generator_key"]
         policy = backend.identity if own_policy else f"best_of_{best_of_n}:{backend.identity}"
 
-    from prefcurate.rm.score import RewardScorer, score_candidates
+    from prefcurate.rm.score import score_candidates
 
     with pipeline.open_store(config) as store:
-        scorer = RewardScorer(incumbent_dir, pick_device(config.train.device), config.train.max_length,
-                              config.evaluate.precision)
-        score_candidates(store, scorer, incumbent_id, config.evaluate.batch_size, prompt_ids=prompt_ids)
+        # Not kept for the measurements after training: a big model would sit in memory meanwhile.
+        score_candidates(store, open_scorer(incumbent_dir, config), incumbent_id, config.evaluate.batch_size,
+                         prompt_ids=prompt_ids)
         record_policy_candidates(store, round_index, prompt_ids, generator_key, incumbent_id, best_of_n, policy)
         selected = select_round_pairs(store, round_index, refresh.pair_selection, refresh.seed)
     log.info("refresh round %d: %d pairs selected (%s), %d held out", round_index, selected["pairs"],
@@ -213,8 +216,8 @@ def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
         responses = policy_responses(store, round_index)
         agreement = store.scalar("SELECT avg(agreement) FROM pair_labels JOIN round_pairs USING (pair_id) "
                                  "WHERE round_index = ?", [round_index])
-    incumbent_metrics = measure(incumbent_dir, config, fixed, on_policy, responses)
-    candidate_metrics = measure(candidate_dir, config, fixed, on_policy, responses)
+    incumbent_metrics = measure(open_scorer(incumbent_dir, config), config, fixed, on_policy, responses)
+    candidate_metrics = measure(open_scorer(candidate_dir, config), config, fixed, on_policy, responses)
     from prefcurate.rm.gate import decide
 
     decision = decide(candidate_metrics, incumbent_metrics, refresh.gate)

@@ -80,6 +80,17 @@ def judged_store(path: Path, n: int = 6) -> None:
             add_call(store, key, "ba", "B", p_first=0.1)
 
 
+def curate_config_file(tmp_path: Path, store_path: Path, schedules: dict) -> Path:
+    """A config whose curation keeps every judged pair of judged_store, with these schedules."""
+    path = tmp_path / "prefcurate.yaml"
+    path.write_text(yaml.safe_dump({
+        "workdir": str(tmp_path / "out"), "store": {"path": str(store_path)},
+        "curate": {"dedup": {"near": {"enabled": False}}, "splits": {"validation": 0.0, "test": 0.0}},
+        "serve": {"schedules": schedules},
+    }))
+    return path
+
+
 @pytest.mark.slow
 def test_serve_registers_scheduled_deployments_and_a_triggered_run_completes(prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
@@ -90,17 +101,11 @@ def test_serve_registers_scheduled_deployments_and_a_triggered_run_completes(pre
     api, env = prefect_server
     store_path = tmp_path / "store.duckdb"
     judged_store(store_path)
-    config_path = tmp_path / "prefcurate.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "workdir": str(tmp_path / "out"),
-        "store": {"path": str(store_path)},
-        "curate": {"dedup": {"near": {"enabled": False}}, "splits": {"validation": 0.0, "test": 0.0}},
-        "serve": {"schedules": {
-            "curate-nightly": {"flow": "curate", "cron": "0 3 * * *"},
-            "refresh-weekly": {"flow": "refresh", "cron": "0 4 * * 1"},
-            "collect-annotations-hourly": {"flow": "collect-annotations", "cron": "15 * * * *", "enabled": False},
-        }},
-    }))
+    config_path = curate_config_file(tmp_path, store_path, {
+        "curate-nightly": {"flow": "curate", "cron": "0 3 * * *"},
+        "refresh-weekly": {"flow": "refresh", "cron": "0 4 * * 1"},
+        "collect-annotations-hourly": {"flow": "collect-annotations", "cron": "15 * * * *", "enabled": False},
+    })
     serve_log = open(tmp_path / "serve.log", "wb")
     server = subprocess.Popen([str(BIN / "prefcurate"), "serve", "--config", str(config_path)],
                               env={**env, "PREFECT_API_URL": api}, stdout=serve_log, stderr=subprocess.STDOUT,
@@ -190,12 +195,8 @@ def test_the_same_flows_run_under_a_process_work_pool(prefect_server, tmp_path):
     env = {**env, "PREFECT_API_URL": api}
     store_path = tmp_path / "store.duckdb"
     judged_store(store_path, n=3)
-    config_path = tmp_path / "prefcurate.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "workdir": str(tmp_path / "out"), "store": {"path": str(store_path)},
-        "curate": {"dedup": {"near": {"enabled": False}}, "splits": {"validation": 0.0, "test": 0.0}},
-        "serve": {"schedules": {"curate-nightly": {"flow": "curate", "cron": "0 3 * * *"}}},
-    }))
+    config_path = curate_config_file(tmp_path, store_path,
+                                     {"curate-nightly": {"flow": "curate", "cron": "0 3 * * *"}})
     subprocess.run([str(BIN / "prefect"), "work-pool", "create", "local-processes", "--type", "process"],
                    env=env, check=True, capture_output=True)
     deployed = subprocess.run([str(BIN / "prefcurate"), "deploy", "--work-pool", "local-processes",

@@ -5,7 +5,8 @@
 --                   one; each comparison is asked in both orders, so a judge's constant preference
 --                   for a position cancels out (balanced position calibration).
 --   human_label     the strict majority of submitted human annotations (Argilla), with
---                  human_agreement = the share of human votes for the most voted winner;
+--                  human_agreement = the share of human votes for the most voted winner
+--                  (both from annotation_pair_agreement);
 --   reference_label the label an imported preference dataset came with (see reference_labels);
 --                  NULL when none, or when two imported datasets disagree.
 -- Pairs with no judge call yet are listed too (n_calls = 0), so the curation funnel starts from all pairs.
@@ -50,15 +51,6 @@ votes AS (
     FROM judgment_votes
     GROUP BY pair_id
 ),
-human AS (
-    SELECT pair_id,
-           count(*) AS n_human_votes,
-           count(*) FILTER (WHERE winner = 'a') AS human_votes_a,
-           count(*) FILTER (WHERE winner = 'b') AS human_votes_b,
-           count(*) FILTER (WHERE winner = 'tie') AS human_votes_tie
-    FROM annotation_votes
-    GROUP BY pair_id
-),
 reference AS (
     SELECT pair_id,
            count(*) AS n_reference_labels,
@@ -69,11 +61,7 @@ reference AS (
 labelled AS (
     SELECT
         v.*,
-        CASE
-            WHEN votes_a > votes_b AND votes_a > votes_tie THEN 'a'
-            WHEN votes_b > votes_a AND votes_b > votes_tie THEN 'b'
-            WHEN votes_tie > votes_a AND votes_tie > votes_b THEN 'tie'
-        END AS vote_label,
+        strict_majority(votes_a, votes_b, votes_tie) AS vote_label,
         CASE
             WHEN balanced_margin > 0 THEN 'a'
             WHEN balanced_margin < 0 THEN 'b'
@@ -108,16 +96,12 @@ SELECT
     coalesce(k.n_comparisons > 0 AND k.n_consistent = k.n_comparisons, false) AS position_consistent,
     r.reference_label,
     coalesce(r.n_reference_labels, 0) AS n_reference_labels,
-    coalesce(h.n_human_votes, 0) AS n_human_votes,
-    CASE
-        WHEN h.human_votes_a > h.human_votes_b AND h.human_votes_a > h.human_votes_tie THEN 'a'
-        WHEN h.human_votes_b > h.human_votes_a AND h.human_votes_b > h.human_votes_tie THEN 'b'
-        WHEN h.human_votes_tie > h.human_votes_a AND h.human_votes_tie > h.human_votes_b THEN 'tie'
-    END AS human_label,
-    greatest(h.human_votes_a, h.human_votes_b, h.human_votes_tie) / h.n_human_votes AS human_agreement
+    coalesce(h.n_votes, 0) AS n_human_votes,
+    h.majority_label AS human_label,
+    h.agreement AS human_agreement
 FROM pairs AS p
 LEFT JOIN calls AS c USING (pair_id)
 LEFT JOIN reference AS r USING (pair_id)
-LEFT JOIN human AS h USING (pair_id)
+LEFT JOIN annotation_pair_agreement AS h USING (pair_id)
 LEFT JOIN labelled AS l USING (pair_id)
 LEFT JOIN consistency AS k USING (pair_id);

@@ -1,43 +1,5 @@
--- Human agreement, per pair and over the whole annotation set.
+-- Human agreement over the whole annotation set, and per annotator (per pair: 13_...).
 --
--- annotation_pair_agreement: per pair, submitted votes by winner, the strict majority
--- (NULL without one), the majority's share, and how many answers were discarded or left in draft.
-CREATE OR REPLACE VIEW annotation_pair_agreement AS
-WITH votes AS (
-    SELECT pair_id,
-           count(*) AS n_votes,
-           count(*) FILTER (WHERE winner = 'a') AS votes_a,
-           count(*) FILTER (WHERE winner = 'b') AS votes_b,
-           count(*) FILTER (WHERE winner = 'tie') AS votes_tie,
-           avg(strength) AS mean_strength
-    FROM annotation_votes
-    GROUP BY pair_id
-),
-other AS (
-    SELECT pair_id,
-           count(*) FILTER (WHERE status = 'discarded') AS n_discarded,
-           count(*) FILTER (WHERE status = 'draft') AS n_draft
-    FROM annotations
-    GROUP BY pair_id
-)
-SELECT
-    o.pair_id,
-    coalesce(v.n_votes, 0) AS n_votes,
-    coalesce(v.votes_a, 0) AS votes_a,
-    coalesce(v.votes_b, 0) AS votes_b,
-    coalesce(v.votes_tie, 0) AS votes_tie,
-    CASE
-        WHEN v.votes_a > v.votes_b AND v.votes_a > v.votes_tie THEN 'a'
-        WHEN v.votes_b > v.votes_a AND v.votes_b > v.votes_tie THEN 'b'
-        WHEN v.votes_tie > v.votes_a AND v.votes_tie > v.votes_b THEN 'tie'
-    END AS majority_label,
-    greatest(v.votes_a, v.votes_b, v.votes_tie) / v.n_votes AS agreement,
-    v.mean_strength,
-    o.n_discarded,
-    o.n_draft
-FROM other AS o
-LEFT JOIN votes AS v USING (pair_id);
-
 -- annotation_agreement: one row for the whole set, over pairs with at least two votes (a single
 -- vote cannot agree or disagree with anything). Categories: a, b, tie.
 --   observed_agreement  Fleiss' P-bar: the chance that two votes on the same pair agree.
@@ -109,12 +71,7 @@ peers AS (
     JOIN annotation_pair_agreement AS a USING (pair_id)
 ),
 with_peer_majority AS (
-    SELECT *,
-           CASE
-               WHEN others_a > others_b AND others_a > others_tie THEN 'a'
-               WHEN others_b > others_a AND others_b > others_tie THEN 'b'
-               WHEN others_tie > others_a AND others_tie > others_b THEN 'tie'
-           END AS peer_majority
+    SELECT *, strict_majority(others_a, others_b, others_tie) AS peer_majority
     FROM peers
 )
 SELECT

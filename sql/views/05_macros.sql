@@ -1,0 +1,10 @@
+-- Shared expressions for the views.
+
+-- The strict majority of three vote counts: 'a', 'b' or 'tie' when one count beats both others,
+-- NULL on a tie for first place (or no votes).
+CREATE OR REPLACE MACRO strict_majority(votes_a, votes_b, votes_tie) AS
+    CASE
+        WHEN votes_a > votes_b AND votes_a > votes_tie THEN 'a'
+        WHEN votes_b > votes_a AND votes_b > votes_tie THEN 'b'
+        WHEN votes_tie > votes_a AND votes_tie > votes_b THEN 'tie'
+    END;

@@ -1,0 +1,35 @@
+-- Label layer: human agreement per pair.
+--
+-- annotation_pair_agreement: per pair, submitted votes by winner, the strict majority
+-- (NULL without one), the majority's share, and how many answers were discarded or left in draft.
+CREATE OR REPLACE VIEW annotation_pair_agreement AS
+WITH votes AS (
+    SELECT pair_id,
+           count(*) AS n_votes,
+           count(*) FILTER (WHERE winner = 'a') AS votes_a,
+           count(*) FILTER (WHERE winner = 'b') AS votes_b,
+           count(*) FILTER (WHERE winner = 'tie') AS votes_tie,
+           avg(strength) AS mean_strength
+    FROM annotation_votes
+    GROUP BY pair_id
+),
+other AS (
+    SELECT pair_id,
+           count(*) FILTER (WHERE status = 'discarded') AS n_discarded,
+           count(*) FILTER (WHERE status = 'draft') AS n_draft
+    FROM annotations
+    GROUP BY pair_id
+)
+SELECT
+    o.pair_id,
+    coalesce(v.n_votes, 0) AS n_votes,
+    coalesce(v.votes_a, 0) AS votes_a,
+    coalesce(v.votes_b, 0) AS votes_b,
+    coalesce(v.votes_tie, 0) AS votes_tie,
+    strict_majority(v.votes_a, v.votes_b, v.votes_tie) AS majority_label,
+    greatest(v.votes_a, v.votes_b, v.votes_tie) / v.n_votes AS agreement,
+    v.mean_strength,
+    o.n_discarded,
+    o.n_draft
+FROM other AS o
+LEFT JOIN votes AS v USING (pair_id);
