@@ -130,7 +130,9 @@ class PairCollator:
 
     def __call__(self, features: list[dict]) -> dict:
         sequences = [f["chosen_ids"] for f in features] + [f["rejected_ids"] for f in features]
-        batch = {"margin": torch.tensor([f["margin"] for f in features], dtype=torch.float32)}
+        batch = {"margin": torch.tensor([f["margin"] for f in features], dtype=torch.float32),
+                 # Tokens that are not padding, for an honest tokens/s whichever the layout.
+                 "real_tokens": torch.tensor(sum(len(seq) for seq in sequences))}
         if not self.packed:
             batch["input_ids"], batch["attention_mask"] = pad_batch(sequences, self.pad_id)
             return batch

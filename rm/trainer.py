@@ -27,13 +27,13 @@ class BradleyTerryTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         margin = inputs.pop("margin")
+        real_tokens = inputs.pop("real_tokens")
         rewards = batch_rewards(model, inputs).float()
         pairs = margin.shape[0]
         loss = bradley_terry_loss(rewards[:pairs], rewards[pairs:], self.margin_scale * margin,
                                   self.center_coefficient)
         if model.training:
-            mask = inputs.get("attention_mask")
-            self.tokens_seen += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+            self.tokens_seen += int(real_tokens)
             self.losses.append(loss.item())
         return (loss, {"rewards": rewards}) if return_outputs else loss
 

@@ -121,6 +121,29 @@ def test_packed_batches_give_the_rewards_of_padded_ones(tiny_model_dir):
     assert packed.tolist() == pytest.approx(padded.tolist(), abs=1e-4)
 
 
+def test_packed_batches_run_in_the_trainers_mixed_precision(tiny_model_dir):
+    """accelerate applies bf16 autocast on the model's top-level forward; a packed batch must go
+    through it (it once called the backbone directly and trained in fp32 under bf16)."""
+    from accelerate import Accelerator
+
+    from prefcurate.rm.data import PairCollator, PairData, pair_features
+    from prefcurate.rm.model import batch_rewards, load_reward_model
+
+    model, tokenizer = load_reward_model(str(tiny_model_dir), "cpu", "sdpa")
+    model = Accelerator(cpu=True, mixed_precision="bf16").prepare_model(model)
+    matmul_dtypes = []
+    linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda module, args, output: matmul_dtypes.append(output.dtype))
+    chosen = encode(tokenizer, ["Hi?"], ["Hello there, friend."], 64).ids
+    rejected = encode(tokenizer, ["Hi?"], ["Go away."], 64).ids
+    features = [pair_features(PairData(chosen, rejected, 0))[0]]
+    for packed in (False, True):
+        batch = PairCollator(tokenizer.pad_token_id, packed=packed)(features)
+        rewards = batch_rewards(model, batch)
+        assert rewards.shape == (2,) and rewards.requires_grad
+    assert matmul_dtypes == [torch.bfloat16, torch.bfloat16]
+
+
 def test_an_ensemble_is_saved_together_and_scores_mean_min_and_std(tmp_path, store, tiny_model_dir):
     from prefcurate.config import EvaluateConfig
     from prefcurate.rm.evaluate import evaluate_reward_model
