@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import os
+import shutil
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from prefcurate.config import LoraConfig, TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 def resolve_attention(config: TrainConfig, device: str) -> str:
@@ -27,6 +32,41 @@ def resolve_packing(config: TrainConfig) -> bool:
     still beat length-grouped padded ones (bench/rm_train.py): the MLPs, most of the compute, see
     ~1.1x the real tokens instead of ~1.5x."""
     return config.packing != "off"
+
+
+# Below this a model's steps are too short for fused kernels to repay ~20 s of compiling.
+COMPILE_MIN_PARAMETERS = 50_000_000
+
+
+def resolve_compile(config: TrainConfig, device: str, parameters: int) -> bool:
+    """auto compiles models of COMPILE_MIN_PARAMETERS or more where inductor can build kernels: a
+    C++ compiler on CPU, triton on CUDA."""
+    if config.compile != "auto":
+        return config.compile == "on"
+    if parameters < COMPILE_MIN_PARAMETERS:
+        return False
+    if device == "cpu":
+        return any(shutil.which(name) for name in (os.environ.get("CXX", "g++"), "g++", "clang++", "c++"))
+    if device.startswith("cuda"):
+        return importlib.util.find_spec("triton") is not None
+    return False
+
+
+def compile_blocks(model, fall_back_to_eager: bool) -> int:
+    """Regional compilation: compile each transformer block in place (the model and its state dict
+    keep their names). The blocks share one code object, so dynamo compiles once and every layer
+    reuses it; dynamic shapes keep varying batch widths from recompiling. Returns the blocks compiled."""
+    blocks = _transformer_blocks(model)
+    if blocks is None:
+        log.warning("compile: cannot find the transformer blocks of %s; running eagerly", type(model).__name__)
+        return 0
+    if fall_back_to_eager:
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True  # a failing compile runs that block eagerly
+    for block in blocks:
+        block.compile(dynamic=True)
+    return len(blocks)
 
 
 def resolve_precision(config: TrainConfig, device: str) -> str:

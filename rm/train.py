@@ -31,12 +31,14 @@ from prefcurate.rm.model import (
     ENSEMBLE_FILE,
     add_lora,
     can_pack,
+    compile_blocks,
     freeze_lower_layers,
     load_reward_model,
     load_tokenizer,
     member_dirs,
     plain_model,
     resolve_attention,
+    resolve_compile,
     resolve_packing,
     resolve_precision,
 )
@@ -115,6 +117,7 @@ def train_member(base_model_path: str, pairs: PairData, config: TrainConfig, see
     packed = resolve_packing(config) and can_pack(model)
     if config.packing == "on" and not packed:
         raise ValueError(f"train.packing: {type(model).__name__} has no separate score head to read packed rewards from")
+    compiled = resolve_compile(config, device, model.num_parameters()) and compile_blocks(model, fall_back_to_eager=config.compile == "auto") > 0
 
     with tempfile.TemporaryDirectory() as scratch:
         trainer = BradleyTerryTrainer(
@@ -142,7 +145,7 @@ def train_member(base_model_path: str, pairs: PairData, config: TrainConfig, see
         "mean_loss_last_epoch": mean_last_epoch(trainer.losses, steps_per_epoch),
         "trainable_parameters": trainable, "seconds": round(seconds, 2),
         "tokens_per_second": round(trainer.tokens_seen / seconds, 1) if seconds else None,
-        "attention": attention, "precision": precision, "packed": packed,
+        "attention": attention, "precision": precision, "packed": packed, "compiled": compiled,
         "peak_gpu_memory_gb": None if peak_memory is None else round(peak_memory, 2),
     }
 

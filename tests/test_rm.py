@@ -89,6 +89,28 @@ def test_training_learns_a_planted_preference_and_the_checkpoint_reloads(tmp_pat
     assert store.count("rm_runs") == 1
 
 
+@pytest.mark.slow
+def test_compiled_blocks_train_the_same_preference_and_save_plain_names(tmp_path, store, tiny_model_dir):
+    """Regional compilation (~15 s to compile even a tiny block, hence slow): same learning, and the
+    checkpoint's weights keep their plain names (no _orig_mod) so from_pretrained loads all of them."""
+    from transformers import AutoModelForSequenceClassification
+
+    curated = write_export(tmp_path / "curated")
+    config = TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64,
+                         compile="on", precision="bf16")
+    result, _ = train_reward_model(store, "run-1", curated, str(tiny_model_dir), config, tmp_path / "rm", "cpu")
+    assert result.metrics["members"][0]["compiled"] and result.metrics["members"][0]["packed"]
+    assert result.metrics["mean_loss_last_epoch"] < math.log(2) - 0.1
+    _, info = AutoModelForSequenceClassification.from_pretrained(result.checkpoint_dir, num_labels=1,
+                                                                 output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    scorer = RewardScorer(str(result.checkpoint_dir))
+    prompts = [f"Question {i}?" for i in range(100, 110)]
+    chosen = scorer.score(prompts, [f"An excellent answer {i}." for i in range(100, 110)])
+    rejected = scorer.score(prompts, [f"A terrible answer {i}." for i in range(100, 110)])
+    assert sum(c > r for c, r in zip(chosen, rejected)) >= 9
+
+
 def test_margin_and_centering_terms_follow_their_formulas():
     chosen, rejected = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0])
     margin = torch.tensor([0.5, 0.0])
@@ -124,13 +146,15 @@ def test_packed_batches_give_the_rewards_of_padded_ones(tiny_model_dir):
 def test_packed_batches_run_in_the_trainers_mixed_precision(tiny_model_dir):
     """accelerate applies bf16 autocast on the model's top-level forward; a packed batch must go
     through it (it once called the backbone directly and trained in fp32 under bf16)."""
-    from accelerate import Accelerator
+    from types import MethodType
 
     from prefcurate.rm.data import PairCollator, PairData, pair_features
     from prefcurate.rm.model import batch_rewards, load_reward_model
 
     model, tokenizer = load_reward_model(str(tiny_model_dir), "cpu", "sdpa")
-    model = Accelerator(cpu=True, mixed_precision="bf16").prepare_model(model)
+    # What accelerate's prepare_model does for mixed precision (done by hand: its state is a
+    # process-wide singleton that earlier Trainers in the session have already fixed to fp32).
+    model.forward = MethodType(torch.autocast("cpu", dtype=torch.bfloat16)(type(model).forward), model)
     matmul_dtypes = []
     linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
     linear.register_forward_hook(lambda module, args, output: matmul_dtypes.append(output.dtype))
