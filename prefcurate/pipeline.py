@@ -147,7 +147,7 @@ def score_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
             raise LookupError(f"{config.store.path}: no reward model run {rm_run_id or ''}; run `prefcurate train` first")
         report = StageReport("score", count_in=store.count("candidates"), details={"rm_run_id": row[0]})
         scorer = RewardScorer(row[1], pick_device(config.train.device), config.train.max_length,
-                              config.evaluate.precision)
+                              config.evaluate.precision, config.evaluate.compile)
         outcome = score_candidates(store, scorer, row[0], config.evaluate.batch_size)
         report.count_out = outcome["scored"]
         report.details.update(outcome)

@@ -106,7 +106,8 @@ def policy_responses(store: Store, round_index: int) -> list[dict]:
 def open_scorer(checkpoint: str, config: PrefcurateConfig):
     from prefcurate.rm.score import RewardScorer
 
-    return RewardScorer(checkpoint, pick_device(config.train.device), config.train.max_length, config.evaluate.precision)
+    return RewardScorer(checkpoint, pick_device(config.train.device), config.train.max_length, config.evaluate.precision,
+                        config.evaluate.compile)
 
 
 def measure(scorer, config: PrefcurateConfig, fixed: list[dict], on_policy: list[dict], responses: list[dict]) -> dict:

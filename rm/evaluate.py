@@ -53,7 +53,7 @@ def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, cu
     report = StageReport(STAGE, details={"rm_run_id": rm_run_id, "split": split})
     metrics: dict = {"rm_run_id": rm_run_id, "split": split, "pairs": 0, "accuracy": None, "precision": None}
     if data is not None and len(data):
-        scorer = RewardScorer(str(checkpoint_dir), device, max_length, config.precision)
+        scorer = RewardScorer(str(checkpoint_dir), device, max_length, config.precision, config.compile)
         messages = data["prompt_messages"] if "prompt_messages" in data.column_names else None
         chosen_members = scorer.score_members(data["prompt"], data["chosen"], config.batch_size, messages, "evaluate chosen")
         rejected_members = scorer.score_members(data["prompt"], data["rejected"], config.batch_size, messages,
@@ -62,7 +62,7 @@ def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, cu
         rejected = [statistics.fmean(values) for values in zip(*rejected_members)]
         margins = [c - r for c, r in zip(chosen, rejected)]
         metrics.update(
-            pairs=len(margins), precision=str(scorer.dtype).removeprefix("torch."),
+            pairs=len(margins), precision=scorer.precision,
             accuracy=m.accuracy(margins),
             mean_margin=statistics.fmean(margins),
             median_margin=statistics.median(margins),

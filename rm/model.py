@@ -38,11 +38,11 @@ def resolve_packing(config: TrainConfig) -> bool:
 COMPILE_MIN_PARAMETERS = 50_000_000
 
 
-def resolve_compile(config: TrainConfig, device: str, parameters: int) -> bool:
+def resolve_compile(setting: str, device: str, parameters: int) -> bool:
     """auto compiles models of COMPILE_MIN_PARAMETERS or more where inductor can build kernels: a
     C++ compiler on CPU, triton on CUDA."""
-    if config.compile != "auto":
-        return config.compile == "on"
+    if setting != "auto":
+        return setting == "on"
     if parameters < COMPILE_MIN_PARAMETERS:
         return False
     if device == "cpu":
@@ -69,12 +69,22 @@ def compile_blocks(model, fall_back_to_eager: bool) -> int:
     return len(blocks)
 
 
+def native_bf16(device: str) -> bool:
+    """Whether the device multiplies bf16 natively: a GPU with bf16, or a CPU with AMX or AVX512-BF16
+    (elsewhere bf16 is emulated, and slower than fp32)."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device == "cpu":
+        return any(getattr(torch.cpu, check, lambda: False)()
+                   for check in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return False
+
+
 def resolve_precision(config: TrainConfig, device: str) -> str:
+    """auto: bf16 mixed precision (fp32 master weights, bf16 matmuls) where bf16 is native, else fp32."""
     if config.precision != "auto":
         return config.precision
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 ENSEMBLE_FILE = "ensemble.json"

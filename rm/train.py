@@ -117,7 +117,7 @@ def train_member(base_model_path: str, pairs: PairData, config: TrainConfig, see
     packed = resolve_packing(config) and can_pack(model)
     if config.packing == "on" and not packed:
         raise ValueError(f"train.packing: {type(model).__name__} has no separate score head to read packed rewards from")
-    compiled = resolve_compile(config, device, model.num_parameters()) and compile_blocks(model, fall_back_to_eager=config.compile == "auto") > 0
+    compiled = resolve_compile(config.compile, device, model.num_parameters()) and compile_blocks(model, fall_back_to_eager=config.compile == "auto") > 0
 
     with tempfile.TemporaryDirectory() as scratch:
         trainer = BradleyTerryTrainer(

@@ -109,6 +109,10 @@ def test_compiled_blocks_train_the_same_preference_and_save_plain_names(tmp_path
     chosen = scorer.score(prompts, [f"An excellent answer {i}." for i in range(100, 110)])
     rejected = scorer.score(prompts, [f"A terrible answer {i}." for i in range(100, 110)])
     assert sum(c > r for c, r in zip(chosen, rejected)) >= 9
+    # Scoring with compiled blocks gives the eager rewards.
+    compiled = RewardScorer(str(result.checkpoint_dir), compile="on")
+    assert compiled.score(prompts, [f"An excellent answer {i}." for i in range(100, 110)]) == pytest.approx(chosen, abs=1e-4)
+    assert compiled.compiled
 
 
 def test_margin_and_centering_terms_follow_their_formulas():
@@ -166,6 +170,28 @@ def test_packed_batches_run_in_the_trainers_mixed_precision(tiny_model_dir):
         rewards = batch_rewards(model, batch)
         assert rewards.shape == (2,) and rewards.requires_grad
     assert matmul_dtypes == [torch.bfloat16, torch.bfloat16]
+
+
+def test_bf16_scoring_is_mixed_precision_and_stays_close_to_fp32(tiny_model_dir):
+    from prefcurate.rm.score import score_sequences
+
+    def scorer(precision):
+        torch.manual_seed(0)  # the tiny checkpoint has no score head: the same random one each time
+        return RewardScorer(str(tiny_model_dir), precision=precision)
+
+    fp32, bf16 = scorer("fp32"), scorer("bf16")
+    assert bf16.precision == "bf16" and bf16.model.score.weight.dtype == torch.bfloat16
+    assert bf16.model.model.embed_tokens.weight.dtype == torch.float32
+    assert bf16.model.model.norm.weight.dtype == torch.float32
+    prompts = [f"Question {i}?" for i in range(12)]
+    responses = [("A long answer. " * i) + str(i) for i in range(12)]
+    exact, mixed = fp32.score(prompts, responses), bf16.score(prompts, responses)
+    spread = max(exact) - min(exact)
+    assert max(abs(a - b) for a, b in zip(exact, mixed)) < 0.05 * spread
+    # bf16 weights stored ahead change nothing: autocast over the fp32 weights gives the same rewards.
+    ids = encode(fp32.tokenizer, prompts, responses, 512).ids
+    autocast = score_sequences(fp32.model, ids, fp32.tokenizer.pad_token_id, 8, "cpu", autocast_bf16=True)
+    assert autocast == mixed
 
 
 def test_an_ensemble_is_saved_together_and_scores_mean_min_and_std(tmp_path, store, tiny_model_dir):
