@@ -1,9 +1,9 @@
 """Bradley-Terry training on transformers' Trainer.
 
-The Trainer brings what a GPU node needs without home-made distribution: `accelerate launch` /
-`torchrun` for several GPUs, DeepSpeed and FSDP through an accelerate config, bf16, gradient
-checkpointing, gradient accumulation. What is ours: the pair collator (chosen and rejected in one
-forward pass, padded or packed), the loss (margin, centering), and counting real tokens.
+The Trainer brings bf16, gradient checkpointing and accumulation, and the accelerate plumbing for
+DDP/FSDP (the entry point is not rank-aware yet: see README, Reward models). What is ours: the pair
+collator (chosen and rejected in one forward pass, padded or packed), the loss (margin, centering),
+and counting real tokens.
 """
 
 from __future__ import annotations
