@@ -149,8 +149,19 @@ def curate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreO
 @app.command()
 def train(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
           curation_run: Optional[str] = typer.Option(None, help="Curation run id (default: the latest).")) -> None:
-    """Train a Bradley-Terry reward model on a curated export."""
-    _print_summary(_run("train_flow", _config(config, store), curation_run_id=curation_run))
+    """Train a Bradley-Terry reward model on a curated export.
+
+    Under `torchrun` / `accelerate launch` rank 0 runs the flow and the other ranks join its training."""
+    from prefcurate.rm import distributed
+
+    cfg = _config(config, store)
+    if distributed.is_distributed() and distributed.rank() != 0:
+        from prefcurate.curation.local_models import pick_device
+        from prefcurate.rm.train import follow_training
+
+        follow_training(pick_device(cfg.train.device))
+        return
+    _print_summary(_run("train_flow", cfg, curation_run_id=curation_run))
 
 
 @app.command()

@@ -26,6 +26,7 @@ from transformers import TrainingArguments, set_seed
 from prefcurate.config import TrainConfig
 from prefcurate.curation.hashing import content_hash
 from prefcurate.curation.store import StageReport, Store
+from prefcurate.rm import distributed
 from prefcurate.rm.data import PairCollator, PairData, encode_pairs, load_splits, pair_features
 from prefcurate.rm.model import (
     ENSEMBLE_FILE,
@@ -133,10 +134,11 @@ def train_member(base_model_path: str, pairs: PairData, config: TrainConfig, see
         trainer.train()
         seconds = time.perf_counter() - started
 
-    model = plain_model(trainer.model).eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    if trainer.is_world_process_zero():
+        model = plain_model(trainer.model).eval()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
     steps_per_epoch = math.ceil(len(pairs) / (config.batch_size * config.gradient_accumulation_steps))
     peak_memory = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
     return {
@@ -161,6 +163,8 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
         metrics = json.loads(stored[0])
         report.count_in = report.count_out = metrics["train_pairs"]
         report.details.update(reused=True)
+        if distributed.is_distributed():
+            distributed.share_plan(None, device)
         return TrainResult(run_id, checkpoint_dir, metrics, reused=True), report.finish()
 
     # -- data ----------------------------------------------------------------------------------------
@@ -171,25 +175,16 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
                   if "validation" in splits and len(splits["validation"]) else None)
     report.count_in = len(train)
     if len(train) == 0:
+        if distributed.is_distributed():
+            distributed.share_plan(None, device)  # release the other ranks before failing
         raise ValueError(f"{curated_dir}/train.parquet has no pairs: nothing to train on "
                          "(see the curation funnel: `SELECT * FROM curation_run_funnel`)")
 
     # -- members -------------------------------------------------------------------------------------
-    members, names = [], []
-    for index in range(config.ensemble.members):
-        seed = config.seed + index
-        data = train
-        if config.ensemble.bootstrap and config.ensemble.members > 1:
-            rng = random.Random(seed)
-            data = _resample(train, [rng.randrange(len(train)) for _ in range(len(train))])
-        name = "." if config.ensemble.members == 1 else f"members/{index}"
-        label = "train" if config.ensemble.members == 1 else f"train member {index + 1}/{config.ensemble.members}"
-        member = train_member(base_model_path, data, config, seed, device, checkpoint_dir / name, label)
-        if validation is not None:
-            member["validation_accuracy"] = held_out_accuracy(checkpoint_dir / name, validation, config, device)
-            log.info("%s: validation accuracy %.3f", label, member["validation_accuracy"])
-        members.append(member)
-        names.append(name)
+    if distributed.is_distributed():
+        distributed.share_plan({"curated_dir": str(curated_dir), "base_model": base_model_path,
+                                "config": config.model_dump(mode="json"), "checkpoint_dir": str(checkpoint_dir)}, device)
+    members, names = train_members(base_model_path, train, validation, config, device, checkpoint_dir)
     if config.ensemble.members > 1:
         (checkpoint_dir / ENSEMBLE_FILE).write_text(json.dumps(
             {"members": names, "bootstrap": config.ensemble.bootstrap, "combine": "mean"}, indent=2) + "\n")
@@ -221,6 +216,40 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
                           validation_accuracy=metrics["validation_accuracy"], truncated=metrics["truncated_sequences"],
                           members=len(members), tokens_per_second=first["tokens_per_second"])
     return TrainResult(run_id, checkpoint_dir, metrics, reused=False), report.finish()
+
+
+def train_members(base_model_path: str, train: PairData, validation: PairData | None, config: TrainConfig,
+                  device: str, checkpoint_dir: Path) -> tuple[list[dict], list[str]]:
+    """Each ensemble member: its seed, its data (all, or a bootstrap resample), trained and saved."""
+    members, names = [], []
+    for index in range(config.ensemble.members):
+        seed = config.seed + index
+        data = train
+        if config.ensemble.bootstrap and config.ensemble.members > 1:
+            rng = random.Random(seed)  # the same resample on every rank
+            data = _resample(train, [rng.randrange(len(train)) for _ in range(len(train))])
+        name = "." if config.ensemble.members == 1 else f"members/{index}"
+        label = "train" if config.ensemble.members == 1 else f"train member {index + 1}/{config.ensemble.members}"
+        member = train_member(base_model_path, data, config, seed, device, checkpoint_dir / name, label)
+        if validation is not None:
+            member["validation_accuracy"] = held_out_accuracy(checkpoint_dir / name, validation, config, device)
+            log.info("%s: validation accuracy %.3f", label, member["validation_accuracy"])
+        members.append(member)
+        names.append(name)
+    return members, names
+
+
+def follow_training(device: str) -> bool:
+    """A rank other than 0 under a launcher: train what rank 0 planned, touching no store and saving
+    nothing. Returns whether there was anything to train."""
+    plan = distributed.share_plan(None, device)
+    if plan is None:
+        return False
+    config = TrainConfig.model_validate(plan["config"])
+    train = encode_pairs(load_tokenizer(plan["base_model"]), load_splits(plan["curated_dir"])["train"],
+                         config.max_length, config.margin)
+    train_members(plan["base_model"], train, None, config, device, Path(plan["checkpoint_dir"]))
+    return True
 
 
 def held_out_accuracy(member_dir: Path, pairs: PairData, config: TrainConfig, device: str) -> float:

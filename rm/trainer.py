@@ -1,9 +1,9 @@
 """Bradley-Terry training on transformers' Trainer.
 
 The Trainer brings bf16, gradient checkpointing and accumulation, and the accelerate plumbing for
-DDP/FSDP (the entry point is not rank-aware yet: see README, Reward models). What is ours: the pair
-collator (chosen and rejected in one forward pass, padded or packed), the loss (margin, centering),
-and counting real tokens.
+DDP/FSDP under `torchrun` / `accelerate launch` (rm/distributed.py keeps the store to rank 0). What
+is ours: the pair collator (chosen and rejected in one forward pass, padded or packed), the loss
+(margin, centering), and counting real tokens.
 """
 
 from __future__ import annotations

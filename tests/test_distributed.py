@@ -1,0 +1,55 @@
+"""Training under a launcher: two processes on CPU (gloo) through torchrun, as on a multi-GPU node.
+
+Rank 0 runs train_reward_model with the store; rank 1 follows with no store. The Trainer splits
+the batches between them and all-reduces gradients every step."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_rm import write_export
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = r'''
+import json, sys
+from pathlib import Path
+from prefcurate.config import TrainConfig
+from prefcurate.rm import distributed
+from prefcurate.rm.train import follow_training, train_reward_model
+
+curated, base, out, report = map(Path, sys.argv[1:5])
+config = TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64)
+if distributed.rank() == 0:
+    from prefcurate.curation.store import Store
+    with Store(out / "store.duckdb") as store:
+        result, _ = train_reward_model(store, "run-1", curated, str(base), config, out / "rm", "cpu")
+        rows = store.count("rm_runs")
+    report.write_text(json.dumps({"metrics": result.metrics, "checkpoint": str(result.checkpoint_dir), "rows": rows}))
+else:
+    assert follow_training("cpu")
+'''
+
+
+@pytest.mark.slow
+def test_two_ranks_train_one_model_and_only_rank_0_touches_the_store(tmp_path, tiny_model_dir):
+    curated = write_export(tmp_path / "curated")
+    script = tmp_path / "launch.py"
+    script.write_text(SCRIPT)
+    report = tmp_path / "report.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                           str(script), str(curated), str(tiny_model_dir), str(tmp_path), str(report)],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(report.read_text())
+    # 48 pairs, 8 per rank per step, 2 ranks: 3 steps an epoch (one process alone takes 6).
+    assert outcome["metrics"]["steps"] == 4 * 3
+    assert outcome["metrics"]["mean_loss_last_epoch"] < 0.6
+    assert outcome["rows"] == 1
+    assert (Path(outcome["checkpoint"]) / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".duckdb") == ["store.duckdb"]
