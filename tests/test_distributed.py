@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_end_to_end import pipeline_config  # noqa: F401  (the fixture)
 from tests.test_rm import write_export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,3 +54,34 @@ def test_two_ranks_train_one_model_and_only_rank_0_touches_the_store(tmp_path, t
     assert outcome["rows"] == 1
     assert (Path(outcome["checkpoint"]) / "config.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".duckdb") == ["store.duckdb"]
+
+
+@pytest.mark.slow
+def test_prefcurate_train_under_torchrun_records_one_run(tmp_path, pipeline_config, openai_server,  # noqa: F811
+                                                        prefect_harness):
+    """The command a multi-GPU node runs: `torchrun -m prefcurate.cli train` on a pipeline's store.
+    Rank 0 runs the Prefect flow; rank 1 joins the training without opening the store."""
+    import duckdb
+    import yaml
+
+    from prefcurate.flows.stages import pipeline_flow
+
+    pipeline_flow(pipeline_config)  # one process: a curated set and a first reward model
+    config = pipeline_config.model_dump(mode="json")
+    config["train"]["epochs"] = 2  # a new run id: train again, this time under the launcher
+    config_file = tmp_path / "launch.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("PREFECT_API_URL", None)  # rank 0 starts its own temporary Prefect server, as a user's would
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+                           "-m", "prefcurate.cli", "train", "--config", str(config_file)],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
+    with duckdb.connect(str(pipeline_config.store.path), read_only=True) as con:
+        runs = con.execute("SELECT train_metrics FROM rm_runs").fetchall()
+    assert len(runs) == 2
+    epochs_two = [json.loads(row[0]) for row in runs if json.loads(row[0])["epochs"] == 2]
+    assert len(epochs_two) == 1
+    pairs = epochs_two[0]["train_pairs"]
+    per_rank_batch = pipeline_config.train.batch_size
+    assert epochs_two[0]["steps"] == 2 * -(-pairs // (2 * per_rank_batch))  # batches split between the 2 ranks
