@@ -23,7 +23,9 @@ def is_distributed() -> bool:
 
 
 def share_plan(plan: dict | None, device: str) -> dict | None:
-    """Rank 0's plan (None: nothing to train) on every rank."""
+    """Rank 0's plan (None: nothing to train) on every rank; in a single process, the plan as is."""
+    if not is_distributed():
+        return plan
     import torch.distributed as dist
 
     if not dist.is_initialized():

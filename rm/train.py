@@ -163,8 +163,7 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
         metrics = json.loads(stored[0])
         report.count_in = report.count_out = metrics["train_pairs"]
         report.details.update(reused=True)
-        if distributed.is_distributed():
-            distributed.share_plan(None, device)
+        distributed.share_plan(None, device)  # under a launcher: nothing for the other ranks to train
         return TrainResult(run_id, checkpoint_dir, metrics, reused=True), report.finish()
 
     # -- data ----------------------------------------------------------------------------------------
@@ -175,15 +174,13 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
                   if "validation" in splits and len(splits["validation"]) else None)
     report.count_in = len(train)
     if len(train) == 0:
-        if distributed.is_distributed():
-            distributed.share_plan(None, device)  # release the other ranks before failing
+        distributed.share_plan(None, device)  # release the other ranks before failing
         raise ValueError(f"{curated_dir}/train.parquet has no pairs: nothing to train on "
                          "(see the curation funnel: `SELECT * FROM curation_run_funnel`)")
 
     # -- members -------------------------------------------------------------------------------------
-    if distributed.is_distributed():
-        distributed.share_plan({"curated_dir": str(curated_dir), "base_model": base_model_path,
-                                "config": config.model_dump(mode="json"), "checkpoint_dir": str(checkpoint_dir)}, device)
+    distributed.share_plan({"curated_dir": str(curated_dir), "base_model": base_model_path,
+                            "config": config.model_dump(mode="json"), "checkpoint_dir": str(checkpoint_dir)}, device)
     members, names = train_members(base_model_path, train, validation, config, device, checkpoint_dir)
     if config.ensemble.members > 1:
         (checkpoint_dir / ENSEMBLE_FILE).write_text(json.dumps(
