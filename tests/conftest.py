@@ -1,7 +1,10 @@
-"""Shared fixtures: a fresh store, the suite's OpenAI-compatible server, a tiny local model."""
+"""Shared fixtures: a fresh store, the suite's OpenAI-compatible server, a tiny local model, the
+end-to-end pipeline's config, a Prefect API, a real argilla-server. Test modules never import each
+other or this file; helpers they share live in tests/support/."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,6 +16,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from prefcurate.config import config_from_dict  # noqa: E402
 from prefcurate.curation.store import Store  # noqa: E402
 from tests.support.openai_server import Behaviour, OpenAICompatServer  # noqa: E402
 
@@ -52,6 +56,37 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return target
 
 
+# The prompts of the end-to-end pipeline tests: distinct, so deduplication keeps them all.
+DISTINCT_PROMPTS = [
+    "Why is the sea salty?", "Name three moons of Jupiter.", "How do vaccines train immunity?",
+    "Write a limerick about a cat.", "What does a compiler do?", "Explain inflation to a teenager.",
+    "Suggest a weekend hiking plan.", "What is photosynthesis?", "How are rainbows formed?",
+    "Give me a pasta recipe with garlic.", "Who painted the Mona Lisa?", "What is a prime number?",
+    "Describe the rules of chess briefly.", "How does GPS find my location?", "Recommend a sci-fi novel.",
+    "Why do leaves change color in fall?", "Convert 10 miles to kilometers.", "What causes earthquakes?",
+    "Tips for sleeping better at night?", "How do bees make honey?", "Explain recursion with an example.",
+    "What is the tallest mountain on Earth?", "Draft a polite meeting reminder email.", "How do solar panels work?",
+]
+
+
+@pytest.fixture
+def pipeline_config(tmp_path, tiny_model_dir, openai_server):
+    """The whole pipeline on 24 prompts: the tiny model generates and trains, the suite's server judges."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": text}) + "\n" for text in DISTINCT_PROMPTS))
+    return config_from_dict({
+        "workdir": str(tmp_path / "out"),
+        "store": {"path": str(tmp_path / "store.duckdb")},
+        "ingest": {"source": str(prompts)},
+        "generate": {"backend": {"model": str(tiny_model_dir), "batch_size": 16},
+                     "n_candidates": 3, "max_new_tokens": 12, "temperature": 1.0},
+        "judge": {"panel": [{"backend": {"kind": "openai", "model": "test-model", "base_url": openai_server.base_url}}],
+                  "calls_per_task": 16},
+        "curate": {"require_position_consistency": True, "splits": {"validation": 0.15, "test": 0.25}},
+        "train": {"base_model": str(tiny_model_dir), "epochs": 1, "trainable_layers": None, "max_length": 96},
+    })
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """An ephemeral Prefect API for tests that run real flows (starts once, ~10 s)."""
@@ -61,18 +96,7 @@ def prefect_harness():
         yield
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # -- Argilla -----------------------------------------------------------------------------------------
-
-ANNOTATORS = {"ann1": "ann1-password", "ann2": "ann2-password", "ann3": "ann3-password"}
-
 
 @pytest.fixture(scope="session")
 def argilla_server(tmp_path_factory):
@@ -80,6 +104,8 @@ def argilla_server(tmp_path_factory):
     workspace of three annotators. Yields (ArgillaConfig, home). Skips, saying why, only when
     argilla-server cannot be installed on this machine."""
     from prefcurate.config import ArgillaConfig
+    from tests.support.annotation import ANNOTATORS
+    from tests.support.network import free_port
     from prefcurate.curation.annotation_dataset import connect, ensure_team
     from prefcurate.curation.annotation_server import (
         AnnotationServerError, ensure_server_venv, server_venv, start_server, stop_server,
@@ -87,7 +113,7 @@ def argilla_server(tmp_path_factory):
     for name, password in ANNOTATORS.items():
         os.environ[f"PREFCURATE_TEST_{name.upper()}_PASSWORD"] = password
     config = ArgillaConfig.model_validate({
-        "server": {"port": _free_port()},
+        "server": {"port": free_port()},
         # An unset variable: the server generates the owner's key and keeps it in its home.
         "owner": {"username": "owner", "password_env": None, "api_key_env": "PREFCURATE_TEST_UNSET_OWNER_KEY"},
         "annotators": [{"username": name, "password_env": f"PREFCURATE_TEST_{name.upper()}_PASSWORD"}

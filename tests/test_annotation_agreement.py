@@ -3,7 +3,6 @@ selection and A/B mapping (no Argilla server: see test_argilla.py for the real o
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import pyarrow as pa
@@ -14,6 +13,7 @@ from prefcurate.curation.annotation_pull import ANNOTATION_SCHEMA, annotation_ro
 from prefcurate.curation.annotation_push import build_record, select_pairs, shown_order_for, to_shown
 from prefcurate.curation.curate import curate
 from prefcurate.curation.hashing import content_hash
+from tests.support.annotation import reference_alpha_and_kappa
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
 
 
@@ -34,19 +34,6 @@ def agreement(store) -> dict:
     return store.con.sql("SELECT * FROM annotation_agreement").to_arrow_table().to_pylist()[0]
 
 
-def reference_alpha_and_kappa(votes: dict[str, list[str | None]]) -> tuple[float, float]:
-    """Krippendorff's alpha from its definition over ordered pairs of values (D_o / D_e), and
-    Fleiss' kappa from per-item agreeing pairs: independent of the view's closed forms."""
-    units = [[v for v in values if v is not None] for values in votes.values()]
-    units = [u for u in units if len(u) >= 2]
-    pooled = [v for u in units for v in u]
-    n = len(pooled)
-    d_o = sum(sum(a != b for a, b in itertools.permutations(u, 2)) / (len(u) - 1) for u in units) / n
-    d_e = sum(a != b for a, b in itertools.permutations(pooled, 2)) / (n * (n - 1))
-    alpha = 1 - d_o / d_e
-    p_bar = sum(sum(a == b for a, b in itertools.permutations(u, 2)) / (len(u) * (len(u) - 1)) for u in units) / len(units)
-    p_e = sum((pooled.count(c) / n) ** 2 for c in set(pooled))
-    return alpha, (p_bar - p_e) / (1 - p_e)
 
 
 def test_agreement_on_a_hand_computed_case(store):

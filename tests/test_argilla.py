@@ -14,9 +14,7 @@ from prefcurate.config import PrefcurateConfig
 from prefcurate.curation.annotation_dataset import connect, find_dataset
 from prefcurate.curation.annotation_server import ServerPaths, owner_api_key, start_server
 from prefcurate.curation.store import Store
-from tests.conftest import ANNOTATORS
-from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
-from tests.test_annotation_agreement import reference_alpha_and_kappa
+from tests.support.annotation import ANNOTATORS, build_store, reference_alpha_and_kappa
 
 pytestmark = pytest.mark.slow
 
@@ -55,25 +53,6 @@ class Annotator:
         return response.json()
 
 
-def build_store(path: Path) -> dict[str, str]:
-    """Four pairs the judges are unsure about (the first position always wins) and two they are
-    sure about; returns the better response's text per uncertain pair (what annotators know)."""
-    truths = {}
-    with Store(path) as store:
-        for index in range(6):
-            prompt = add_prompt(store, f"Question {'ABCDEF'[index]}: how do {'wxyzuv'[index]}-trees balance?")
-            good, bad = f"A careful answer about tree {index}.", f"No idea, tree {index}."
-            first, second = add_candidates(store, prompt, [good, bad])
-            key, a, _ = add_pair(store, prompt, first, second)
-            good_is_a = a == first
-            if index < 4:
-                add_call(store, key, "ab", "A", p_first=0.6)
-                add_call(store, key, "ba", "A", p_first=0.6)
-                truths[key] = good
-            else:
-                add_call(store, key, "ab", "A" if good_is_a else "B", p_first=0.95 if good_is_a else 0.05)
-                add_call(store, key, "ba", "B" if good_is_a else "A", p_first=0.05 if good_is_a else 0.95)
-    return truths
 
 
 def shown_label_of(record: dict, text: str) -> str:
@@ -230,11 +209,11 @@ def test_annotators_see_only_their_workspace_and_never_the_owner_key(argilla_ser
 
 def test_a_server_on_the_redis_stand_in_starts_logs_its_choice_and_stops(argilla_server, tmp_path, caplog):
     from prefcurate.curation.annotation_server import server_status, stop_server
-    from tests.conftest import _free_port
+    from tests.support.network import free_port
 
     caplog.set_level(logging.INFO, logger="prefcurate.argilla")
     config = argilla_server[0].model_copy(deep=True)
-    config.server.port = _free_port()
+    config.server.port = free_port()
     config.server.redis = "fakeredis"
     home = tmp_path / "argilla"
     status = start_server(config, home)

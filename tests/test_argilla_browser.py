@@ -11,8 +11,7 @@ import pytest
 from prefcurate.config import PrefcurateConfig
 from prefcurate.curation.store import Store
 from prefcurate.pipeline import annotate_pull_stage, annotate_push_stage
-from tests.conftest import ANNOTATORS
-from tests.test_argilla import build_store
+from tests.support.annotation import ANNOTATORS, build_store
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from prefcurate.curation.store import Store, StoreBusyError
-from tests.conftest import _free_port
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
+from tests.support.network import free_port
 
 BIN = Path(sys.executable).parent
 
@@ -47,7 +47,7 @@ def stop(process: subprocess.Popen) -> None:
 @pytest.fixture
 def prefect_server(tmp_path):
     """A real `prefect server start` on a free loopback port with its own home (and database)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "DO_NOT_TRACK": "1", "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
     env.pop("PREFECT_API_URL", None)

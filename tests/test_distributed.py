@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_end_to_end import pipeline_config  # noqa: F401  (the fixture)
-from tests.test_rm import write_export
+from tests.support.exports import write_export
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +56,7 @@ def test_two_ranks_train_one_model_and_only_rank_0_touches_the_store(tmp_path, t
 
 
 @pytest.mark.slow
-def test_prefcurate_train_under_torchrun_records_one_run(tmp_path, pipeline_config, openai_server,  # noqa: F811
+def test_prefcurate_train_under_torchrun_records_one_run(tmp_path, pipeline_config, openai_server,
                                                         prefect_harness):
     """The command a multi-GPU node runs: `torchrun -m prefcurate.cli train` on a pipeline's store.
     Rank 0 runs the Prefect flow; rank 1 joins the training without opening the store."""

@@ -3,21 +3,6 @@ the suite's OpenAI-compatible server as the judge."""
 
 import json
 
-import pytest
-
-from prefcurate.config import config_from_dict
-
-DISTINCT_PROMPTS = [
-    "Why is the sea salty?", "Name three moons of Jupiter.", "How do vaccines train immunity?",
-    "Write a limerick about a cat.", "What does a compiler do?", "Explain inflation to a teenager.",
-    "Suggest a weekend hiking plan.", "What is photosynthesis?", "How are rainbows formed?",
-    "Give me a pasta recipe with garlic.", "Who painted the Mona Lisa?", "What is a prime number?",
-    "Describe the rules of chess briefly.", "How does GPS find my location?", "Recommend a sci-fi novel.",
-    "Why do leaves change color in fall?", "Convert 10 miles to kilometers.", "What causes earthquakes?",
-    "Tips for sleeping better at night?", "How do bees make honey?", "Explain recursion with an example.",
-    "What is the tallest mountain on Earth?", "Draft a polite meeting reminder email.", "How do solar panels work?",
-]
-
 TABLES = ("prompts", "candidates", "pairs", "judgments", "curation_runs", "curated_pairs", "rm_runs", "stage_runs")
 
 
@@ -26,23 +11,6 @@ def counts(path):
 
     with duckdb.connect(str(path), read_only=True) as con:
         return {table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] for table in TABLES}
-
-
-@pytest.fixture
-def pipeline_config(tmp_path, tiny_model_dir, openai_server):
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": text}) + "\n" for text in DISTINCT_PROMPTS))
-    return config_from_dict({
-        "workdir": str(tmp_path / "out"),
-        "store": {"path": str(tmp_path / "store.duckdb")},
-        "ingest": {"source": str(prompts)},
-        "generate": {"backend": {"model": str(tiny_model_dir), "batch_size": 16},
-                     "n_candidates": 3, "max_new_tokens": 12, "temperature": 1.0},
-        "judge": {"panel": [{"backend": {"kind": "openai", "model": "test-model", "base_url": openai_server.base_url}}],
-                  "calls_per_task": 16},
-        "curate": {"require_position_consistency": True, "splits": {"validation": 0.15, "test": 0.25}},
-        "train": {"base_model": str(tiny_model_dir), "epochs": 1, "trainable_layers": None, "max_length": 96},
-    })
 
 
 def judge_task_runs() -> int:

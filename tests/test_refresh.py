@@ -8,7 +8,6 @@ import pytest
 from prefcurate.config import BackendConfig, PromotionGate
 from prefcurate.curation.store import Store
 from prefcurate.rm.gate import decide
-from tests.test_end_to_end import pipeline_config  # noqa: F401  (the fixture)
 
 REFRESH_TABLES = ("round_prompts", "round_candidates", "round_pairs", "refresh_rounds", "rm_promotions",
                   "candidates", "pairs", "judgments", "rm_runs", "curated_pairs")
@@ -20,7 +19,7 @@ def table_counts(path) -> dict:
 
 
 @pytest.mark.slow
-def test_two_refresh_rounds_promote_then_refuse_and_rerun_as_a_no_op(pipeline_config, openai_server,  # noqa: F811
+def test_two_refresh_rounds_promote_then_refuse_and_rerun_as_a_no_op(pipeline_config, openai_server,
                                                                      prefect_harness):
     from prefcurate.flows.refresh import refresh_flow
     from prefcurate.flows.stages import pipeline_flow

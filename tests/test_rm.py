@@ -1,8 +1,6 @@
 import json
 import math
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -11,6 +9,7 @@ from prefcurate.rm.data import encode
 from prefcurate.rm.loss import bradley_terry_loss, pairwise_accuracy
 from prefcurate.rm.score import RewardScorer
 from prefcurate.rm.train import train_reward_model
+from tests.support.exports import write_export
 
 
 def test_bradley_terry_loss_matches_the_formula():
@@ -40,17 +39,6 @@ def test_truncation_keeps_the_end_and_is_counted(tiny_model_dir):
     assert "END" in tokenizer.decode(encoded.ids[0])
 
 
-def write_export(folder, n_train=48, n_test=16):
-    """A planted preference: the chosen response says 'excellent', the rejected one 'terrible'."""
-    folder.mkdir(parents=True)
-    files = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        rows = [{"prompt": f"Question {i}?", "chosen": f"An excellent answer {i}.",
-                 "rejected": f"A terrible answer {i}."} for i in range(n)]
-        pq.write_table(pa.Table.from_pylist(rows), folder / f"{split}.parquet")
-        files[split] = {"sha256": str(hash(split)), "rows": n}
-    (folder / "manifest.json").write_text(json.dumps({"files": files}))
-    return folder
 
 
 def test_training_learns_a_planted_preference_and_the_checkpoint_reloads(tmp_path, store, tiny_model_dir):
