@@ -90,7 +90,7 @@ def synthesize_prompts(n_prompts: int, seed: int = 0) -> tuple[list[str], np.nda
         kinds.append("contaminated")
     next_cluster = n_clusters
     # Two variants can come out the same text; the store keeps one prompt per normalized text.
-    from prefcurate.curation.hashing import prompt_id
+    from prefcurate.core.hashing import prompt_id
 
     seen, unique = set(), []
     for i, text in enumerate(texts):
@@ -111,8 +111,8 @@ def build_store(path: Path, texts: list[str]) -> None:
     import duckdb
     import pyarrow as pa
 
-    from prefcurate.curation.hashing import prompt_id
-    from prefcurate.curation.store import Store
+    from prefcurate.core.hashing import prompt_id
+    from prefcurate.core.store import Store
 
     with Store(path):
         pass  # schema
@@ -153,7 +153,7 @@ def build_store(path: Path, texts: list[str]) -> None:
 
 def run_curation(store: Path, workdir: Path, benchmark: Path) -> dict:
     """In this (fresh) process: the curate stage as `prefcurate curate` runs it."""
-    from prefcurate.config import config_from_dict
+    from prefcurate.core.config import config_from_dict
     from prefcurate.pipeline import curate_stage
 
     config = config_from_dict({"workdir": str(workdir), "store": {"path": str(store)}, "curate": {
@@ -168,7 +168,7 @@ def near_duplicate_quality(store: Path, run_id: str, texts: list[str], truth: np
     (contaminated prompts, dropped before dedup, are left out)."""
     import duckdb
 
-    from prefcurate.curation.hashing import prompt_id
+    from prefcurate.core.hashing import prompt_id
 
     index = {prompt_id(text): i for i, text in enumerate(texts)}
     con = duckdb.connect(str(store), read_only=True)

@@ -64,7 +64,7 @@ def synthetic_pairs(n: int) -> list[dict]:
 
 
 def fill_store(store, pairs: list[dict]) -> None:
-    from prefcurate.curation.hashing import content_hash, prompt_id
+    from prefcurate.core.hashing import content_hash, prompt_id
     from prefcurate.curation.pairing import pair_id
 
     prompts, candidates, pair_rows = [], [], []
@@ -86,10 +86,10 @@ def fill_store(store, pairs: list[dict]) -> None:
 
 
 def run_ours(pairs: list[dict], base_url: str, concurrency: int, workdir: Path) -> dict:
-    from prefcurate.config import JudgeConfig
+    from prefcurate.core.config import JudgeConfig
     from prefcurate.curation.constitution import load_constitution
     from prefcurate.curation.judge import judge_pairs, open_panel
-    from prefcurate.curation.store import Store
+    from prefcurate.core.store import Store
 
     config = JudgeConfig(panel=[{"backend": {"kind": "openai", "model": "test-model", "base_url": base_url,
                                              "max_concurrency": concurrency, "max_retries": 2}}])

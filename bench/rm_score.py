@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="a trained reward model (default: the embedded SmolLM2 with an untrained head)")
     args = parser.parse_args()
 
-    from prefcurate.curation.local_models import resolve_model
+    from prefcurate.core.local_models import resolve_model
     from prefcurate.rm.data import encode
     from prefcurate.rm.score import RewardScorer
 

@@ -47,7 +47,7 @@ def write_pairs(path: Path, n: int, seed: int = 0) -> None:
 def run_ours(data: Path, base: str, batch_size: int, out: Path, precision: str) -> dict:
     import datasets
 
-    from prefcurate.config import TrainConfig
+    from prefcurate.core.config import TrainConfig
     from prefcurate.rm.data import encode_pairs
     from prefcurate.rm.model import load_tokenizer
     from prefcurate.rm.train import train_member
@@ -113,7 +113,7 @@ def main() -> None:
         print(json.dumps(run_ours(Path(data), base, args.batch_size, Path(out), args.precision)))
         return
 
-    from prefcurate.curation.local_models import resolve_model
+    from prefcurate.core.local_models import resolve_model
 
     base = resolve_model("embedded:smollm2-135m-instruct", ROOT / "bench" / ".cache" / "models")
     with tempfile.TemporaryDirectory() as tmp:

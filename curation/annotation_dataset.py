@@ -14,7 +14,7 @@ from pathlib import Path
 import argilla as rg
 from argilla._exceptions import ArgillaCredentialsError
 
-from prefcurate.config import ArgillaConfig
+from prefcurate.core.config import ArgillaConfig
 from prefcurate.curation.annotation_server import AnnotationServerError, owner_api_key
 
 log = logging.getLogger("prefcurate.argilla")

@@ -17,8 +17,8 @@ import httpx
 import pyarrow as pa
 
 from prefcurate.curation.annotation_push import to_shown
-from prefcurate.curation.hashing import content_hash
-from prefcurate.curation.store import StageReport, Store
+from prefcurate.core.hashing import content_hash
+from prefcurate.core.store import StageReport, Store
 
 log = logging.getLogger("prefcurate.argilla")
 

@@ -20,10 +20,10 @@ import logging
 import argilla as rg
 import pyarrow as pa
 
-from prefcurate.config import AnnotationPushConfig, ArgillaConfig, CurateConfig
+from prefcurate.core.config import AnnotationPushConfig, ArgillaConfig, CurateConfig
 from prefcurate.curation.curate import judge_label_sql
-from prefcurate.curation.hashing import content_hash
-from prefcurate.curation.store import StageReport, Store
+from prefcurate.core.hashing import content_hash
+from prefcurate.core.store import StageReport, Store
 
 log = logging.getLogger("prefcurate.argilla")
 

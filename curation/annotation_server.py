@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from prefcurate.config import ArgillaConfig
+from prefcurate.core.config import ArgillaConfig
 
 log = logging.getLogger("prefcurate.argilla")
 

@@ -18,11 +18,11 @@ from typing import Callable
 
 import pyarrow as pa
 
-from prefcurate.config import CurateConfig
-from prefcurate.curation.hashing import content_hash
+from prefcurate.core.config import CurateConfig
+from prefcurate.core.hashing import content_hash
 from prefcurate.curation.near_dup import near_duplicate_clusters, shingle_hashes_sql, signatures
 from prefcurate.curation.shingles import normalized_sql, word_ngram_hashes_sql
-from prefcurate.curation.store import StageReport, Store
+from prefcurate.core.store import StageReport, Store
 
 STAGE = "curate"
 _TWO_TO_64 = 18446744073709551616.0

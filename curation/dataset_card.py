@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefcurate.curation.store import Store
+from prefcurate.core.store import Store
 
 _PNG_METADATA = {"Software": None}  # no version stamp: the same run draws the same bytes
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prefcurate.curation.hashing import file_sha256
-from prefcurate.curation.store import Store
+from prefcurate.core.hashing import file_sha256
+from prefcurate.core.store import Store
 
 SPLITS = ("train", "validation", "test")
 EXPORT_SCHEMA = pa.schema([

@@ -12,11 +12,11 @@ from collections import Counter
 
 import pyarrow as pa
 
-from prefcurate.config import GenerateConfig
+from prefcurate.core.config import GenerateConfig
 from prefcurate.curation.backends import ChatBackend, ChatRequest
-from prefcurate.curation.hashing import content_hash
-from prefcurate.curation.progress import Progress
-from prefcurate.curation.store import StageReport, Store
+from prefcurate.core.hashing import content_hash
+from prefcurate.core.progress import Progress
+from prefcurate.core.store import StageReport, Store
 
 STAGE = "generate"
 COMMIT_EVERY = 64

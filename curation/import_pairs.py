@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from prefcurate.curation.hashing import content_hash, prompt_id
+from prefcurate.core.hashing import content_hash, prompt_id
 from prefcurate.curation.ingest import IngestError, SourceRow, detect_format, read_source
 from prefcurate.curation.pairing import pair_id
-from prefcurate.curation.store import StageReport, Store
+from prefcurate.core.store import StageReport, Store
 
 STAGE = "import"
 IMPORT_GENERATOR_KEY = "import"

@@ -19,9 +19,9 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prefcurate.config import IngestConfig
-from prefcurate.curation.hashing import prompt_id
-from prefcurate.curation.store import StageReport, Store
+from prefcurate.core.config import IngestConfig
+from prefcurate.core.hashing import prompt_id
+from prefcurate.core.store import StageReport, Store
 
 STAGE = "ingest"
 

@@ -24,10 +24,10 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from prefcurate.config import JudgeConfig, PanelJudgeConfig, judge_name
+from prefcurate.core.config import JudgeConfig, PanelJudgeConfig, judge_name
 from prefcurate.curation.backends import ChatBackend, ChatRequest, ChatResult, backend_identity, make_backend
 from prefcurate.curation.constitution import Constitution, Principle
-from prefcurate.curation.hashing import content_hash
+from prefcurate.core.hashing import content_hash
 from prefcurate.curation.judge_prompt import (
     TEMPLATE_VERSION,
     VERDICTS,
@@ -40,8 +40,8 @@ from prefcurate.curation.judge_prompt import (
     verdict_distribution,
     verdict_token_logprobs,
 )
-from prefcurate.curation.progress import Progress
-from prefcurate.curation.store import StageReport, Store
+from prefcurate.core.progress import Progress
+from prefcurate.core.store import StageReport, Store
 
 STAGE = "judge"
 CALL_FAILED = "call_failed"

@@ -7,7 +7,7 @@ are taken as characters / 4 and completion tokens at max_new_tokens, an upper bo
 
 from __future__ import annotations
 
-from prefcurate.config import JudgeConfig
+from prefcurate.core.config import JudgeConfig
 from prefcurate.curation.constitution import Constitution
 from prefcurate.curation.judge import (
     JudgeRun,
@@ -16,7 +16,7 @@ from prefcurate.curation.judge import (
     pairs_to_judge,
     resolve_output_format,
 )
-from prefcurate.curation.store import Store
+from prefcurate.core.store import Store
 
 DEFAULT_CHARS_PER_TOKEN = 4.0
 

@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from prefcurate.curation.store import Store
+from prefcurate.core.store import Store
 
 _SECTIONS = {
     "judges": "SELECT * FROM judge_quality ORDER BY judge",

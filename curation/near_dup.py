@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
-from prefcurate.config import NearDuplicateConfig
+from prefcurate.core.config import NearDuplicateConfig
 from prefcurate.curation.shingles import char_ngram_hashes_sql, word_ngram_hashes_sql
 
 

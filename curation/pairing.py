@@ -11,9 +11,9 @@ from itertools import combinations
 
 import pyarrow as pa
 
-from prefcurate.config import PairingConfig
-from prefcurate.curation.hashing import content_hash
-from prefcurate.curation.store import StageReport, Store
+from prefcurate.core.config import PairingConfig
+from prefcurate.core.hashing import content_hash
+from prefcurate.core.store import StageReport, Store
 
 STAGE = "pairs"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from prefcurate.curation.hashing import content_hash
-from prefcurate.curation.store import Store
+from prefcurate.core.hashing import content_hash
+from prefcurate.core.store import Store
 
 SCHEMA = pa.schema([("round_index", pa.int32()), ("prompt_id", pa.string()), ("heldout", pa.bool_())])
 

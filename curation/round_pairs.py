@@ -16,9 +16,9 @@ import random
 
 import pyarrow as pa
 
-from prefcurate.curation.hashing import content_hash
+from prefcurate.core.hashing import content_hash
 from prefcurate.curation.pairing import pair_id
-from prefcurate.curation.store import Store
+from prefcurate.core.store import Store
 
 CANDIDATE_SCHEMA = pa.schema([
     ("round_index", pa.int32()), ("candidate_id", pa.string()), ("prompt_id", pa.string()),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefcurate.curation.store import Store
+from prefcurate.core.store import Store
 
 COLUMNS = ("round_index", "decision", "incumbent_fixed_accuracy", "candidate_fixed_accuracy",
            "incumbent_on_policy_accuracy", "candidate_on_policy_accuracy", "reward_variance",

@@ -15,7 +15,7 @@ from pathlib import Path
 from prefect import serve
 from prefect.schedules import Cron
 
-from prefcurate.config import PrefcurateConfig
+from prefcurate.core.config import PrefcurateConfig
 from prefcurate.flows.refresh import refresh_flow
 from prefcurate.flows.stages import collect_annotations_flow, curate_flow, judge_flow, pipeline_flow
 

@@ -6,7 +6,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from prefcurate import refresh
-from prefcurate.config import PrefcurateConfig
+from prefcurate.core.config import PrefcurateConfig
 from prefcurate.flows.stages import judge_calls_task
 
 

@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from prefcurate import pipeline
-from prefcurate.config import PrefcurateConfig
+from prefcurate.core.config import PrefcurateConfig
 
 
 @flow(name="ingest", log_prints=True)

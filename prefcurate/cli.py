@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 import yaml
 
-from prefcurate.config import ConfigError, PrefcurateConfig, load_config
+from prefcurate.core.config import ConfigError, PrefcurateConfig, load_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Turn prompts into a curated preference set and a reward model.")
@@ -156,7 +156,7 @@ def train(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
 
     cfg = _config(config, store)
     if distributed.is_distributed() and distributed.rank() != 0:
-        from prefcurate.curation.local_models import pick_device
+        from prefcurate.core.local_models import pick_device
         from prefcurate.rm.train import follow_training
 
         follow_training(pick_device(cfg.train.device))

@@ -12,7 +12,7 @@ from typing import Callable
 
 import yaml
 
-from prefcurate.config import PrefcurateConfig
+from prefcurate.core.config import PrefcurateConfig
 from prefcurate.curation.backends import make_backend
 from prefcurate.curation.constitution import load_constitution
 from prefcurate.curation.curate import curate, latest_curation_run, record_curation_run
@@ -24,9 +24,9 @@ from prefcurate.curation.judge import judge_pairs, open_panel, run_directly
 from prefcurate.curation.import_pairs import import_preference_pairs
 from prefcurate.curation.judge_estimate import estimate_judging
 from prefcurate.curation.judge_report import write_judge_report
-from prefcurate.curation.local_models import pick_device, resolve_model
+from prefcurate.core.local_models import pick_device, resolve_model
 from prefcurate.curation.pairing import build_pairs
-from prefcurate.curation.store import StageReport, Store
+from prefcurate.core.store import StageReport, Store
 
 log = logging.getLogger("prefcurate")
 
@@ -168,7 +168,7 @@ def curation_run(store: Store, curation_run_id: str | None) -> tuple[str, str]:
 
 def annotate_push_stage(config: PrefcurateConfig, round_index: int = 0) -> dict:
     """Send pairs chosen by argilla.push.policy to the Argilla dataset (creating team and dataset)."""
-    from prefcurate.config import judge_name
+    from prefcurate.core.config import judge_name
     from prefcurate.curation.annotation_dataset import connect, ensure_dataset, ensure_team
     from prefcurate.curation.annotation_push import push_pairs
 

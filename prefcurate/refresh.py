@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Callable
 
 from prefcurate import pipeline
-from prefcurate.config import PrefcurateConfig
+from prefcurate.core.config import PrefcurateConfig
 from prefcurate.curation.backends import make_backend
 from prefcurate.curation.curate import labelled_pairs_sql
 from prefcurate.curation.generate import generate_candidates, generator_key_for
-from prefcurate.curation.hashing import content_hash
+from prefcurate.core.hashing import content_hash
 from prefcurate.curation.judge import run_directly
-from prefcurate.curation.local_models import pick_device, resolve_model
+from prefcurate.core.local_models import pick_device, resolve_model
 from prefcurate.curation.prompt_pool import draw_prompts
 from prefcurate.curation.round_pairs import record_policy_candidates, select_round_pairs
 from prefcurate.curation.round_report import write_round_report
-from prefcurate.curation.store import Store
+from prefcurate.core.store import Store
 
 log = logging.getLogger("prefcurate")
 

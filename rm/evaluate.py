@@ -9,8 +9,8 @@ import json
 import statistics
 from pathlib import Path
 
-from prefcurate.config import EvaluateConfig
-from prefcurate.curation.store import StageReport, Store
+from prefcurate.core.config import EvaluateConfig
+from prefcurate.core.store import StageReport, Store
 from prefcurate.rm import metrics as m
 from prefcurate.rm.data import load_splits
 from prefcurate.rm.score import RewardScorer

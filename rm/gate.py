@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prefcurate.config import PromotionGate
+from prefcurate.core.config import PromotionGate
 
 
 @dataclass(frozen=True)

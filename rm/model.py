@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from prefcurate.config import LoraConfig, TrainConfig
+from prefcurate.core.config import LoraConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from prefcurate.curation.progress import Progress
+from prefcurate.core.progress import Progress
 from prefcurate.rm.data import encode, pad_batch
 from prefcurate.rm.model import compile_blocks, load_reward_model, member_dirs, native_bf16, resolve_compile
 

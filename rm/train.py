@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, set_seed
 
-from prefcurate.config import TrainConfig
-from prefcurate.curation.hashing import content_hash
-from prefcurate.curation.store import StageReport, Store
+from prefcurate.core.config import TrainConfig
+from prefcurate.core.hashing import content_hash
+from prefcurate.core.store import StageReport, Store
 from prefcurate.rm import distributed
 from prefcurate.rm.data import PairCollator, PairData, encode_pairs, load_splits, pair_features
 from prefcurate.rm.model import (

@@ -12,7 +12,7 @@ import math
 
 from transformers import Trainer, TrainerCallback
 
-from prefcurate.curation.progress import Progress
+from prefcurate.core.progress import Progress
 from prefcurate.rm.loss import bradley_terry_loss
 from prefcurate.rm.model import batch_rewards
 

@@ -16,8 +16,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from prefcurate.config import config_from_dict  # noqa: E402
-from prefcurate.curation.store import Store  # noqa: E402
+from prefcurate.core.config import config_from_dict  # noqa: E402
+from prefcurate.core.store import Store  # noqa: E402
 from tests.support.openai_server import Behaviour, OpenAICompatServer  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from prefcurate.curation.local_models import embedded_gguf
+    from prefcurate.core.local_models import embedded_gguf
 
     folder, filename = embedded_gguf("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
@@ -103,7 +103,7 @@ def argilla_server(tmp_path_factory):
     """A real argilla-server (its own venv, the SQL search engine) on a free loopback port, with a
     workspace of three annotators. Yields (ArgillaConfig, home). Skips, saying why, only when
     argilla-server cannot be installed on this machine."""
-    from prefcurate.config import ArgillaConfig
+    from prefcurate.core.config import ArgillaConfig
     from tests.support.annotation import ANNOTATORS
     from tests.support.network import free_port
     from prefcurate.curation.annotation_dataset import connect, ensure_team

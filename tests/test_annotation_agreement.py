@@ -8,11 +8,11 @@ import random
 import pyarrow as pa
 import pytest
 
-from prefcurate.config import ArgillaConfig, CurateConfig
+from prefcurate.core.config import ArgillaConfig, CurateConfig
 from prefcurate.curation.annotation_pull import ANNOTATION_SCHEMA, annotation_rows
 from prefcurate.curation.annotation_push import build_record, select_pairs, shown_order_for, to_shown
 from prefcurate.curation.curate import curate
-from prefcurate.curation.hashing import content_hash
+from prefcurate.core.hashing import content_hash
 from tests.support.annotation import reference_alpha_and_kappa
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
 

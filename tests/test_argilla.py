@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prefcurate.config import PrefcurateConfig
+from prefcurate.core.config import PrefcurateConfig
 from prefcurate.curation.annotation_dataset import connect, find_dataset
 from prefcurate.curation.annotation_server import ServerPaths, owner_api_key, start_server
-from prefcurate.curation.store import Store
+from prefcurate.core.store import Store
 from tests.support.annotation import ANNOTATORS, build_store, reference_alpha_and_kappa
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from prefcurate.config import PrefcurateConfig
-from prefcurate.curation.store import Store
+from prefcurate.core.config import PrefcurateConfig
+from prefcurate.core.store import Store
 from prefcurate.pipeline import annotate_pull_stage, annotate_push_stage
 from tests.support.annotation import ANNOTATORS, build_store
 

@@ -29,9 +29,9 @@ def test_show_config_prints_the_effective_config(tmp_path):
 def test_query_prints_results_and_refuses_bad_sql(tmp_path):
     # CliRunner only for commands that run no flow: Prefect's console handler would keep
     # CliRunner's swapped stream after it closes. Flow commands run as real processes below.
-    from prefcurate.config import IngestConfig
+    from prefcurate.core.config import IngestConfig
     from prefcurate.curation.ingest import ingest_prompts
-    from prefcurate.curation.store import Store
+    from prefcurate.core.store import Store
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(json.dumps({"text": "hello there"}) + "\n" + json.dumps({"text": ""}) + "\n")
@@ -84,7 +84,7 @@ def test_main_command_on_the_embedded_model(tmp_path):
 
 
 def test_judge_estimate_predicts_without_calling_and_the_report_prints(tmp_path, openai_server):
-    from prefcurate.curation.store import Store
+    from prefcurate.core.store import Store
     from tests.support.judging import add_judgeable_pairs, judge_config, run_judge
 
     store_path = tmp_path / "s.duckdb"

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from prefcurate.config import ConfigError, PrefcurateConfig, load_config
+from prefcurate.core.config import ConfigError, PrefcurateConfig, load_config
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "prefcurate.yaml"
 

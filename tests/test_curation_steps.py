@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from prefcurate.config import CurateConfig
+from prefcurate.core.config import CurateConfig
 from prefcurate.curation.curate import CurationError, curate
-from prefcurate.curation.hashing import content_hash
+from prefcurate.core.hashing import content_hash
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
 
 NO_SPLITS = {"validation": 0.0, "test": 0.0}
@@ -244,8 +244,8 @@ def test_length_rebalancing_reaches_the_target_share(store):
 def test_the_export_has_a_dataset_card_with_plots_and_is_byte_identical_per_seed(tmp_path):
     import datasets
 
-    from prefcurate.config import config_from_dict
-    from prefcurate.curation.store import Store
+    from prefcurate.core.config import config_from_dict
+    from prefcurate.core.store import Store
     from prefcurate.pipeline import curate_stage
 
     outputs = []

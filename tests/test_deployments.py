@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from prefcurate.curation.store import Store, StoreBusyError
+from prefcurate.core.store import Store, StoreBusyError
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
 from tests.support.network import free_port
 
@@ -145,7 +145,7 @@ def test_a_second_writer_waits_for_the_store_then_proceeds_or_fails_naming_the_f
     path = tmp_path / "store.duckdb"
     judged_store(path, n=2)
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from prefcurate.curation.store import Store\n"
+        "import sys, time; from prefcurate.core.store import Store\n"
         f"s = Store({str(path)!r}); print('locked', flush=True); time.sleep(float(sys.argv[1])); s.close()"), "3"],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
@@ -219,7 +219,7 @@ def test_the_same_flows_run_under_a_process_work_pool(prefect_server, tmp_path):
 def test_deployment_parameters_are_absolute_and_carry_no_connection_secrets(tmp_path, monkeypatch):
     import json
 
-    from prefcurate.config import PrefcurateConfig
+    from prefcurate.core.config import PrefcurateConfig
     from prefcurate.flows.deployments import build_deployments
 
     monkeypatch.chdir(tmp_path)

@@ -18,14 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = r'''
 import json, sys
 from pathlib import Path
-from prefcurate.config import TrainConfig
+from prefcurate.core.config import TrainConfig
 from prefcurate.rm import distributed
 from prefcurate.rm.train import follow_training, train_reward_model
 
 curated, base, out, report = map(Path, sys.argv[1:5])
 config = TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64)
 if distributed.rank() == 0:
-    from prefcurate.curation.store import Store
+    from prefcurate.core.store import Store
     with Store(out / "store.duckdb") as store:
         result, _ = train_reward_model(store, "run-1", curated, str(base), config, out / "rm", "cpu")
         rows = store.count("rm_runs")

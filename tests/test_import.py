@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from prefcurate.config import CurateConfig
+from prefcurate.core.config import CurateConfig
 from prefcurate.curation.curate import curate
 from prefcurate.curation.import_pairs import import_preference_pairs
 

@@ -4,8 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from prefcurate.config import IngestConfig
-from prefcurate.curation.hashing import normalize_text, prompt_id
+from prefcurate.core.config import IngestConfig
+from prefcurate.core.hashing import normalize_text, prompt_id
 from prefcurate.curation.ingest import IngestError, ingest_prompts
 
 

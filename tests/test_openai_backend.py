@@ -1,6 +1,6 @@
 """The OpenAI-compatible path: the real `openai` client against the suite's HTTP server."""
 
-from prefcurate.config import BackendConfig, GenerateConfig
+from prefcurate.core.config import BackendConfig, GenerateConfig
 from prefcurate.curation.backends import ChatRequest
 from prefcurate.curation.backends.openai_compat import OpenAIBackend
 from prefcurate.curation.generate import generate_candidates

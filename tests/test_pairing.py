@@ -1,4 +1,4 @@
-from prefcurate.config import PairingConfig
+from prefcurate.core.config import PairingConfig
 from prefcurate.curation.pairing import build_pairs, choose_pairs
 from tests.support.builders import add_candidates, add_prompt
 

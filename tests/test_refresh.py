@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from prefcurate.config import BackendConfig, PromotionGate
-from prefcurate.curation.store import Store
+from prefcurate.core.config import BackendConfig, PromotionGate
+from prefcurate.core.store import Store
 from prefcurate.rm.gate import decide
 
 REFRESH_TABLES = ("round_prompts", "round_candidates", "round_pairs", "refresh_rounds", "rm_promotions",
@@ -102,7 +102,7 @@ def test_an_unreachable_argilla_is_reported_and_skipped_never_waited_on(tmp_path
     import socket
     import time
 
-    from prefcurate.config import PrefcurateConfig
+    from prefcurate.core.config import PrefcurateConfig
     from prefcurate.refresh import _route_to_annotators
 
     with socket.socket() as sock:  # a port nothing listens on

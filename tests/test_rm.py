@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from prefcurate.config import TrainConfig
+from prefcurate.core.config import TrainConfig
 from prefcurate.rm.data import encode
 from prefcurate.rm.loss import bradley_terry_loss, pairwise_accuracy
 from prefcurate.rm.score import RewardScorer
@@ -54,7 +54,7 @@ def test_training_learns_a_planted_preference_and_the_checkpoint_reloads(tmp_pat
     rejected = scorer.score(prompts, [f"A terrible answer {i}." for i in range(100, 110)])
     assert sum(c > r for c, r in zip(chosen, rejected)) >= 9
 
-    from prefcurate.config import EvaluateConfig
+    from prefcurate.core.config import EvaluateConfig
     from prefcurate.rm.evaluate import evaluate_reward_model
 
     metrics, _ = evaluate_reward_model(store, result.rm_run_id, result.checkpoint_dir, curated, EvaluateConfig(), "cpu", 64)
@@ -183,7 +183,7 @@ def test_bf16_scoring_is_mixed_precision_and_stays_close_to_fp32(tiny_model_dir)
 
 
 def test_an_ensemble_is_saved_together_and_scores_mean_min_and_std(tmp_path, store, tiny_model_dir):
-    from prefcurate.config import EvaluateConfig
+    from prefcurate.core.config import EvaluateConfig
     from prefcurate.rm.evaluate import evaluate_reward_model
     from prefcurate.rm.score import score_candidates
     from tests.support.builders import add_candidates, add_prompt

@@ -2,7 +2,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from prefcurate.curation.store import Store, migrations
+from prefcurate.core.store import Store, migrations
 
 
 def test_migrations_apply_once_and_are_recorded(tmp_path):

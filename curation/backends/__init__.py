@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefcurate.config import BackendConfig
+from prefcurate.core.config import BackendConfig
 from prefcurate.curation.backends.base import ChatBackend, ChatRequest, ChatResult
 
 __all__ = ["ChatBackend", "ChatRequest", "ChatResult", "backend_identity", "make_backend"]

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 
 import openai
 
-from prefcurate.config import BackendConfig
+from prefcurate.core.config import BackendConfig
 from prefcurate.curation.backends import backend_identity
 from prefcurate.curation.backends.base import ChatBackend, ChatRequest, ChatResult
 from prefcurate.curation.backends.rate_limit import RateLimiter, estimate_request_tokens

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from prefcurate.curation.store import Store
+from prefcurate.core.store import Store
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
 
 ANNOTATORS = {"ann1": "ann1-password", "ann2": "ann2-password", "ann3": "ann3-password"}

@@ -7,7 +7,7 @@ import math
 
 import pyarrow as pa
 
-from prefcurate.curation.hashing import content_hash, prompt_id
+from prefcurate.core.hashing import content_hash, prompt_id
 from prefcurate.curation.pairing import pair_id
 
 

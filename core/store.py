@@ -16,7 +16,7 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
-from prefcurate.curation.hashing import content_hash
+from prefcurate.core.hashing import content_hash
 
 log = logging.getLogger("prefcurate")
 
