@@ -4,7 +4,7 @@ The suite's server (tests/support/openai_server.py) runs in its own process and 
 request after a fixed latency, so the bound on calls/s is concurrency / latency; each pair is two
 calls (both shown orders), so the bound on pairs/s is concurrency / latency / 2.
 
-Ours: the real judge stage (prefcurate.curation.judge) on a DuckDB store of N pairs: planning,
+Ours: the real judge stage (prefcurate.curation.judging.judge) on a DuckDB store of N pairs: planning,
 the openai client, parsing, commits to the store, the report. Baseline: distilabel's UltraFeedback
 task through its OpenAILLM on the same pairs in both orders (one call per row), input_batch_size =
 the concurrency, in its own virtual environment (created on first use).
@@ -65,7 +65,7 @@ def synthetic_pairs(n: int) -> list[dict]:
 
 def fill_store(store, pairs: list[dict]) -> None:
     from prefcurate.core.hashing import content_hash, prompt_id
-    from prefcurate.curation.pairing import pair_id
+    from prefcurate.curation.generation.pairing import pair_id
 
     prompts, candidates, pair_rows = [], [], []
     for row in pairs:
@@ -87,8 +87,8 @@ def fill_store(store, pairs: list[dict]) -> None:
 
 def run_ours(pairs: list[dict], base_url: str, concurrency: int, workdir: Path) -> dict:
     from prefcurate.core.config import JudgeConfig
-    from prefcurate.curation.constitution import load_constitution
-    from prefcurate.curation.judge import judge_pairs, open_panel
+    from prefcurate.curation.judging.constitution import load_constitution
+    from prefcurate.curation.judging.judge import judge_pairs, open_panel
     from prefcurate.core.store import Store
 
     config = JudgeConfig(panel=[{"backend": {"kind": "openai", "model": "test-model", "base_url": base_url,

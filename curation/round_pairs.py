@@ -17,7 +17,7 @@ import random
 import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash
-from prefcurate.curation.pairing import pair_id
+from prefcurate.curation.generation.pairing import pair_id
 from prefcurate.core.store import Store
 
 CANDIDATE_SCHEMA = pa.schema([

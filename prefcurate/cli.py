@@ -230,7 +230,7 @@ app.add_typer(annotate_app, name="annotate")
 
 
 def _argilla_guarded(function, *args):
-    from prefcurate.curation.annotation_server import AnnotationServerError
+    from prefcurate.curation.annotation.server import AnnotationServerError
 
     try:
         return function(*args)
@@ -242,8 +242,8 @@ def _argilla_guarded(function, *args):
 @argilla_app.command("start")
 def argilla_start(config: Optional[Path] = ConfigOption) -> None:
     """Start argilla-server (its own venv, migrations, owner, workspace, annotators); reuse it if running."""
-    from prefcurate.curation.annotation_dataset import connect, ensure_team
-    from prefcurate.curation.annotation_server import start_server
+    from prefcurate.curation.annotation.dataset import connect, ensure_team
+    from prefcurate.curation.annotation.server import start_server
 
     _setup_logging()
     settings = _config(config)
@@ -256,7 +256,7 @@ def argilla_start(config: Optional[Path] = ConfigOption) -> None:
 @argilla_app.command("stop")
 def argilla_stop(config: Optional[Path] = ConfigOption) -> None:
     """Stop the server (and the redis-server it started)."""
-    from prefcurate.curation.annotation_server import stop_server
+    from prefcurate.curation.annotation.server import stop_server
 
     stopped = stop_server(_config(config).resolved_argilla_home)
     typer.echo("stopped" if stopped else "not running")
@@ -265,7 +265,7 @@ def argilla_stop(config: Optional[Path] = ConfigOption) -> None:
 @argilla_app.command("status")
 def argilla_status(config: Optional[Path] = ConfigOption) -> None:
     """Whether the server answers, where it keeps its data, which search engine and Redis it uses."""
-    from prefcurate.curation.annotation_server import server_status
+    from prefcurate.curation.annotation.server import server_status
 
     settings = _config(config)
     status = server_status(settings.argilla, settings.resolved_argilla_home)
@@ -277,7 +277,7 @@ def argilla_status(config: Optional[Path] = ConfigOption) -> None:
 def argilla_add_annotators(config: Optional[Path] = ConfigOption) -> None:
     """Create the annotators listed in argilla.annotators (passwords from their env vars) and add them
     to the workspace; existing ones are kept."""
-    from prefcurate.curation.annotation_dataset import connect, ensure_team
+    from prefcurate.curation.annotation.dataset import connect, ensure_team
 
     _setup_logging()
     settings = _config(config)

@@ -14,18 +14,18 @@ import yaml
 
 from prefcurate.core.config import PrefcurateConfig
 from prefcurate.curation.backends import make_backend
-from prefcurate.curation.constitution import load_constitution
-from prefcurate.curation.curate import curate, latest_curation_run, record_curation_run
-from prefcurate.curation.dataset_card import write_dataset_card
-from prefcurate.curation.export import export_curation_run
-from prefcurate.curation.generate import generate_candidates
-from prefcurate.curation.ingest import ingest_prompts
-from prefcurate.curation.judge import judge_pairs, open_panel, run_directly
-from prefcurate.curation.import_pairs import import_preference_pairs
-from prefcurate.curation.judge_estimate import estimate_judging
-from prefcurate.curation.judge_report import write_judge_report
+from prefcurate.curation.judging.constitution import load_constitution
+from prefcurate.curation.funnel.curate import curate, latest_curation_run, record_curation_run
+from prefcurate.curation.export.card import write_dataset_card
+from prefcurate.curation.export.parquet import export_curation_run
+from prefcurate.curation.generation.generate import generate_candidates
+from prefcurate.curation.intake.prompts import ingest_prompts
+from prefcurate.curation.judging.judge import judge_pairs, open_panel, run_directly
+from prefcurate.curation.intake.preference_pairs import import_preference_pairs
+from prefcurate.curation.judging.estimate import estimate_judging
+from prefcurate.curation.judging.report import write_judge_report
 from prefcurate.core.local_models import pick_device, resolve_model
-from prefcurate.curation.pairing import build_pairs
+from prefcurate.curation.generation.pairing import build_pairs
 from prefcurate.core.store import StageReport, Store
 
 log = logging.getLogger("prefcurate")
@@ -169,8 +169,8 @@ def curation_run(store: Store, curation_run_id: str | None) -> tuple[str, str]:
 def annotate_push_stage(config: PrefcurateConfig, round_index: int = 0) -> dict:
     """Send pairs chosen by argilla.push.policy to the Argilla dataset (creating team and dataset)."""
     from prefcurate.core.config import judge_name
-    from prefcurate.curation.annotation_dataset import connect, ensure_dataset, ensure_team
-    from prefcurate.curation.annotation_push import push_pairs
+    from prefcurate.curation.annotation.dataset import connect, ensure_dataset, ensure_team
+    from prefcurate.curation.annotation.push import push_pairs
 
     client = connect(config.argilla, config.resolved_argilla_home)
     dataset = ensure_dataset(client, config.argilla, ensure_team(client, config.argilla))
@@ -181,9 +181,9 @@ def annotate_push_stage(config: PrefcurateConfig, round_index: int = 0) -> dict:
 
 def annotate_pull_stage(config: PrefcurateConfig) -> dict:
     """Collect annotators' answers into the store (idempotent; safe on a schedule)."""
-    from prefcurate.curation.annotation_dataset import connect, find_dataset
-    from prefcurate.curation.annotation_pull import ArgillaReader, pull_annotations
-    from prefcurate.curation.annotation_server import owner_api_key
+    from prefcurate.curation.annotation.dataset import connect, find_dataset
+    from prefcurate.curation.annotation.pull import ArgillaReader, pull_annotations
+    from prefcurate.curation.annotation.server import owner_api_key
 
     dataset = find_dataset(connect(config.argilla, config.resolved_argilla_home), config.argilla)
     api_key = owner_api_key(config.argilla, config.resolved_argilla_home)

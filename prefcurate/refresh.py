@@ -21,10 +21,10 @@ from typing import Callable
 from prefcurate import pipeline
 from prefcurate.core.config import PrefcurateConfig
 from prefcurate.curation.backends import make_backend
-from prefcurate.curation.curate import labelled_pairs_sql
-from prefcurate.curation.generate import generate_candidates, generator_key_for
+from prefcurate.curation.funnel.curate import labelled_pairs_sql
+from prefcurate.curation.generation.generate import generate_candidates, generator_key_for
 from prefcurate.core.hashing import content_hash
-from prefcurate.curation.judge import run_directly
+from prefcurate.curation.judging.judge import run_directly
 from prefcurate.core.local_models import pick_device, resolve_model
 from prefcurate.curation.prompt_pool import draw_prompts
 from prefcurate.curation.round_pairs import record_policy_candidates, select_round_pairs

@@ -106,8 +106,8 @@ def argilla_server(tmp_path_factory):
     from prefcurate.core.config import ArgillaConfig
     from tests.support.annotation import ANNOTATORS
     from tests.support.network import free_port
-    from prefcurate.curation.annotation_dataset import connect, ensure_team
-    from prefcurate.curation.annotation_server import (
+    from prefcurate.curation.annotation.dataset import connect, ensure_team
+    from prefcurate.curation.annotation.server import (
         AnnotationServerError, ensure_server_venv, server_venv, start_server, stop_server,
     )
     for name, password in ANNOTATORS.items():

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from prefcurate.core.config import PrefcurateConfig
-from prefcurate.curation.annotation_dataset import connect, find_dataset
-from prefcurate.curation.annotation_server import ServerPaths, owner_api_key, start_server
+from prefcurate.curation.annotation.dataset import connect, find_dataset
+from prefcurate.curation.annotation.server import ServerPaths, owner_api_key, start_server
 from prefcurate.core.store import Store
 from tests.support.annotation import ANNOTATORS, build_store, reference_alpha_and_kappa
 
@@ -208,7 +208,7 @@ def test_annotators_see_only_their_workspace_and_never_the_owner_key(argilla_ser
 
 
 def test_a_server_on_the_redis_stand_in_starts_logs_its_choice_and_stops(argilla_server, tmp_path, caplog):
-    from prefcurate.curation.annotation_server import server_status, stop_server
+    from prefcurate.curation.annotation.server import server_status, stop_server
     from tests.support.network import free_port
 
     caplog.set_level(logging.INFO, logger="prefcurate.argilla")

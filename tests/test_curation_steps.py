@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefcurate.core.config import CurateConfig
-from prefcurate.curation.curate import CurationError, curate
+from prefcurate.curation.funnel.curate import CurationError, curate
 from prefcurate.core.hashing import content_hash
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
 
@@ -79,7 +79,7 @@ def test_each_pair_filter_drops_exactly_its_pairs(store):
 
 
 def test_ties_can_be_kept_and_training_data_skips_them(store, tmp_path):
-    from prefcurate.curation.export import export_curation_run
+    from prefcurate.curation.export.parquet import export_curation_run
     from prefcurate.rm.data import load_splits
 
     preferred(store, PROMPTS[0], "Light splits water; sugar follows.", "Magic.")

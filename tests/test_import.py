@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefcurate.core.config import CurateConfig
-from prefcurate.curation.curate import curate
-from prefcurate.curation.import_pairs import import_preference_pairs
+from prefcurate.curation.funnel.curate import curate
+from prefcurate.curation.intake.preference_pairs import import_preference_pairs
 
 HH_CHOSEN = ("\n\nHuman: What is the capital of France?\n\nAssistant: Paris.\n\nHuman: And of Italy?"
              "\n\nAssistant: Rome is the capital of Italy.")
@@ -96,7 +96,7 @@ def test_imported_labels_curate_as_training_data_from_parquet(store, tmp_path):
 
 
 def test_an_unreadable_source_is_refused_before_anything_is_written(store, tmp_path):
-    from prefcurate.curation.ingest import IngestError
+    from prefcurate.curation.intake.sources import IngestError
 
     with pytest.raises(IngestError, match="file not found"):
         import_preference_pairs(store, str(tmp_path / "missing.jsonl"))
@@ -110,7 +110,7 @@ def test_multi_turn_context_reaches_the_export_and_the_reward_model_input(store,
     import datasets
     from transformers import AutoTokenizer
 
-    from prefcurate.curation.export import export_curation_run
+    from prefcurate.curation.export.parquet import export_curation_run
     from prefcurate.rm.data import encode_pairs
 
     rows = [{"chosen": HH_CHOSEN.replace("Italy", f"country {i}"), "rejected": HH_REJECTED.replace("Italy", f"country {i}")}

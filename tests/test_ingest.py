@@ -6,7 +6,8 @@ import pytest
 
 from prefcurate.core.config import IngestConfig
 from prefcurate.core.hashing import normalize_text, prompt_id
-from prefcurate.curation.ingest import IngestError, ingest_prompts
+from prefcurate.curation.intake.prompts import ingest_prompts
+from prefcurate.curation.intake.sources import IngestError
 
 
 def write_jsonl(path, records):

@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from prefcurate.curation.constitution import load_constitution
-from prefcurate.curation.judge_estimate import estimate_judging
-from prefcurate.curation.judge_prompt import fence, judge_messages
-from prefcurate.curation.judge_report import build_judge_report
+from prefcurate.curation.judging.constitution import load_constitution
+from prefcurate.curation.judging.estimate import estimate_judging
+from prefcurate.curation.judging.prompt import fence, judge_messages
+from prefcurate.curation.judging.report import build_judge_report
 from tests.support.builders import add_candidates, add_pair, add_prompt
 from tests.support.judging import add_judgeable_pairs, judge_config, run_judge
 from tests.support.openai_server import Behaviour, OpenAICompatServer, always_a
@@ -190,7 +190,7 @@ def test_gold_agreement_and_principle_rates_in_the_quality_report(store, openai_
     rows.append({"prompt": "Gold question 3?", "chosen": "Short but right.", "rejected": "Long and wrong " * 3})
     source = tmp_path / "gold.jsonl"
     source.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
-    from prefcurate.curation.import_pairs import import_preference_pairs
+    from prefcurate.curation.intake.preference_pairs import import_preference_pairs
 
     import_preference_pairs(store, str(source))
     run_judge(store, judge_config(openai_server))

@@ -3,7 +3,7 @@
 from prefcurate.core.config import BackendConfig, GenerateConfig
 from prefcurate.curation.backends import ChatRequest
 from prefcurate.curation.backends.openai_compat import OpenAIBackend
-from prefcurate.curation.generate import generate_candidates
+from prefcurate.curation.generation.generate import generate_candidates
 from tests.support.builders import add_prompt
 from tests.support.openai_server import Behaviour, OpenAICompatServer
 

@@ -1,5 +1,5 @@
 from prefcurate.core.config import PairingConfig
-from prefcurate.curation.pairing import build_pairs, choose_pairs
+from prefcurate.curation.generation.pairing import build_pairs, choose_pairs
 from tests.support.builders import add_candidates, add_prompt
 
 

@@ -2,15 +2,15 @@ import math
 
 import pytest
 
-from prefcurate.curation.judge import winner_in_pair_orientation
-from prefcurate.curation.judge_prompt import (
+from prefcurate.curation import orientation
+from prefcurate.curation.judging.prompt import judge_messages
+from prefcurate.curation.judging.verdicts import (
     first_position_logit,
-    judge_messages,
     parse_verdict,
     verdict_confidence,
     verdict_distribution,
 )
-from prefcurate.curation.constitution import Constitution, load_constitution
+from prefcurate.curation.judging.constitution import Constitution, load_constitution
 
 
 @pytest.mark.parametrize("text, verdict", [
@@ -41,11 +41,23 @@ def test_unparseable_answers_get_a_reason(text, reason):
 
 
 def test_verdict_maps_back_to_pair_orientation():
-    assert winner_in_pair_orientation("A", "ab") == "a"
-    assert winner_in_pair_orientation("A", "ba") == "b"
-    assert winner_in_pair_orientation("B", "ab") == "b"
-    assert winner_in_pair_orientation("B", "ba") == "a"
-    assert winner_in_pair_orientation("tie", "ba") == "tie"
+    assert orientation.to_pair("A", "ab") == "a"
+    assert orientation.to_pair("A", "ba") == "b"
+    assert orientation.to_pair("B", "ab") == "b"
+    assert orientation.to_pair("B", "ba") == "a"
+    assert orientation.to_pair("tie", "ba") == "tie"
+    assert orientation.to_pair(None, "ba") is None
+    # a judge's log-odds for the first shown response, as log-odds for a
+    assert orientation.to_pair_logit(1.5, "ab") == 1.5 and orientation.to_pair_logit(1.5, "ba") == -1.5
+
+
+def test_shown_and_pair_orientation_round_trip():
+    for order in orientation.SHOWN_ORDERS:
+        for winner in ("a", "b", "tie"):
+            shown = orientation.to_shown(winner, order)
+            assert orientation.to_pair(shown, order) == winner
+            assert orientation.to_pair(shown.upper() if shown != "tie" else shown, order) == winner  # a judge's "A"
+    assert orientation.to_shown("a", "ba") == "b"
 
 
 def test_verdict_distribution_merges_spellings_and_normalizes():

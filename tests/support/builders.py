@@ -8,7 +8,8 @@ import math
 import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash, prompt_id
-from prefcurate.curation.pairing import pair_id
+from prefcurate.curation import orientation
+from prefcurate.curation.generation.pairing import pair_id
 
 
 def add_prompt(store, text: str) -> str:
@@ -36,21 +37,16 @@ def add_pair(store, prompt_key: str, first: str, second: str) -> tuple[str, str,
 def add_call(store, pair_key: str, order: str, verdict_shown: str | None, *, judge: str = "j",
              principle: str = "p", p_first: float | None = None) -> None:
     """One judge call. verdict_shown None stores an invalid call. p_first: P(A) as shown, with P(B)=1-P(A)."""
-    from prefcurate.curation.judge import winner_in_pair_orientation
-
     valid = verdict_shown is not None
-    logit = None
-    if p_first is not None:
-        logit = math.log(p_first) - math.log(1 - p_first)
-        logit = logit if order == "ab" else -logit
+    first_logit = None if p_first is None else math.log(p_first) - math.log(1 - p_first)
     row = {
         "judgment_id": content_hash("call", pair_key, order, judge, principle), "pair_id": pair_key, "judge": judge,
         "principle_id": principle, "shown_order": order, "template_version": "t", "constitution_version": "c",
         "raw_response": verdict_shown or "???", "verdict_shown": verdict_shown,
-        "winner": winner_in_pair_orientation(verdict_shown, order) if valid else None,
+        "winner": orientation.to_pair(verdict_shown, order),
         "confidence": None if p_first is None or not valid else (p_first if verdict_shown == "A" else 1 - p_first),
         "confidence_source": "logprobs" if p_first is not None else "none",
         "verdict_probs": None if p_first is None else json.dumps({"A": p_first, "B": 1 - p_first, "tie": 0.0}),
-        "preference_logit": logit, "valid": valid, "invalid_reason": None if valid else "unparseable: test",
+        "preference_logit": orientation.to_pair_logit(first_logit, order), "valid": valid, "invalid_reason": None if valid else "unparseable: test",
     }
     store.insert_new("judgments", pa.Table.from_pylist([row]))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefcurate.core.config import JudgeConfig
-from prefcurate.curation.constitution import load_constitution
-from prefcurate.curation.judge import judge_pairs, open_panel
+from prefcurate.curation.judging.constitution import load_constitution
+from prefcurate.curation.judging.judge import judge_pairs, open_panel
 from tests.support.builders import add_candidates, add_pair, add_prompt
 
 

@@ -16,9 +16,9 @@ from datetime import datetime
 import httpx
 import pyarrow as pa
 
-from prefcurate.curation.annotation_push import to_shown
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.store import StageReport, Store
+from prefcurate.curation import orientation
 
 log = logging.getLogger("prefcurate.argilla")
 
@@ -91,7 +91,7 @@ def annotation_rows(records, shown_orders: dict[str, tuple[str, str]], usernames
                 "annotation_id": content_hash("annotation", record["external_id"], annotator),
                 "pair_id": pair_id,
                 "annotator": annotator,
-                "winner": to_shown(shown_winner, shown_order),
+                "winner": orientation.to_pair(shown_winner, shown_order),
                 "shown_winner": shown_winner,
                 "strength": None if strength is None else int(strength),
                 "rationale": _value(response.get("values"), "rationale"),

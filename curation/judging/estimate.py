@@ -8,8 +8,8 @@ are taken as characters / 4 and completion tokens at max_new_tokens, an upper bo
 from __future__ import annotations
 
 from prefcurate.core.config import JudgeConfig
-from prefcurate.curation.constitution import Constitution
-from prefcurate.curation.judge import (
+from prefcurate.curation.judging.constitution import Constitution
+from prefcurate.curation.judging.judge import (
     JudgeRun,
     PanelJudge,
     format_history,

@@ -26,16 +26,15 @@ import pyarrow as pa
 
 from prefcurate.core.config import JudgeConfig, PanelJudgeConfig, judge_name
 from prefcurate.curation.backends import ChatBackend, ChatRequest, ChatResult, backend_identity, make_backend
-from prefcurate.curation.constitution import Constitution, Principle
+from prefcurate.curation.judging.constitution import Constitution, Principle
 from prefcurate.core.hashing import content_hash
-from prefcurate.curation.judge_prompt import (
-    TEMPLATE_VERSION,
+from prefcurate.curation import orientation
+from prefcurate.curation.judging.prompt import TEMPLATE_VERSION, judge_messages, response_format_for
+from prefcurate.curation.judging.verdicts import (
     VERDICTS,
     first_position_logit,
-    judge_messages,
     parse_self_confidence,
     parse_verdict,
-    response_format_for,
     verdict_confidence,
     verdict_distribution,
     verdict_token_logprobs,
@@ -46,16 +45,6 @@ from prefcurate.core.store import StageReport, Store
 STAGE = "judge"
 CALL_FAILED = "call_failed"
 COMMIT_SECONDS = 5.0
-
-
-def winner_in_pair_orientation(verdict_shown: str, shown_order: str) -> str:
-    """Map a verdict about the shown positions back to the pair's (a, b) orientation."""
-    if verdict_shown == "tie":
-        return "tie"
-    first_is_a = shown_order == "ab"
-    if verdict_shown == "A":
-        return "a" if first_is_a else "b"
-    return "b" if first_is_a else "a"
 
 
 # -- the panel --------------------------------------------------------------------------------------
@@ -214,12 +203,10 @@ def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constituti
         return row
     distribution = verdict_distribution(verdict_token_logprobs(result.token_logprobs) or result.first_token_logprobs)
     confidence = verdict_confidence(distribution, verdict)
-    row.update(verdict_shown=verdict, winner=winner_in_pair_orientation(verdict, call.shown_order), valid=True)
+    row.update(verdict_shown=verdict, winner=orientation.to_pair(verdict, call.shown_order), valid=True)
     if confidence is not None:
-        logit = first_position_logit(distribution)
         row.update(confidence=confidence, confidence_source="logprobs", verdict_probs=json.dumps(distribution),
-                   # in the pair's orientation: a is first when shown "ab", second when "ba"
-                   preference_logit=None if logit is None else logit if call.shown_order == "ab" else -logit)
+                   preference_logit=orientation.to_pair_logit(first_position_logit(distribution), call.shown_order))
     elif self_confidence is not None:
         row.update(confidence=self_confidence, confidence_source="self_report")
     return row

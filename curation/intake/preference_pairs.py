@@ -22,8 +22,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash, prompt_id
-from prefcurate.curation.ingest import IngestError, SourceRow, detect_format, read_source
-from prefcurate.curation.pairing import pair_id
+from prefcurate.curation.intake.sources import IngestError, SourceRow, detect_format, read_source
+from prefcurate.curation.generation.pairing import pair_id
 from prefcurate.core.store import StageReport, Store
 
 STAGE = "import"

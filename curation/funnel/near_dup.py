@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from prefcurate.core.config import NearDuplicateConfig
-from prefcurate.curation.shingles import char_ngram_hashes_sql, word_ngram_hashes_sql
+from prefcurate.curation.funnel.shingles import char_ngram_hashes_sql, word_ngram_hashes_sql
 
 
 def shingle_hashes_sql(text_expr: str, config: NearDuplicateConfig) -> str:

@@ -21,9 +21,10 @@ import argilla as rg
 import pyarrow as pa
 
 from prefcurate.core.config import AnnotationPushConfig, ArgillaConfig, CurateConfig
-from prefcurate.curation.curate import judge_label_sql
+from prefcurate.curation.funnel.curate import judge_label_sql
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.store import StageReport, Store
+from prefcurate.curation import orientation
 
 log = logging.getLogger("prefcurate.argilla")
 
@@ -31,7 +32,6 @@ RECORD_SCHEMA = pa.schema([
     ("record_id", pa.string()), ("pair_id", pa.string()), ("workspace", pa.string()), ("dataset", pa.string()),
     ("shown_order", pa.string()), ("round", pa.int32()), ("reason", pa.string()), ("min_submitted", pa.int32()),
 ])
-SWAP = {"a": "b", "b": "a", "tie": "tie"}
 
 
 def record_id_for(workspace: str, dataset: str, pair_id: str) -> str:
@@ -40,13 +40,6 @@ def record_id_for(workspace: str, dataset: str, pair_id: str) -> str:
 
 def shown_order_for(seed: int, pair_id: str) -> str:
     return "ab" if int(content_hash("shown-order", seed, pair_id)[:8], 16) % 2 == 0 else "ba"
-
-
-def to_shown(winner: str | None, shown_order: str) -> str | None:
-    """A winner in the pair's orientation as it appears on screen (and back: the map is its own inverse)."""
-    if winner is None or shown_order == "ab":
-        return winner
-    return SWAP[winner]
 
 
 def reason_sql(push: AnnotationPushConfig) -> list[str]:
@@ -130,7 +123,7 @@ def build_record(row: dict, config: ArgillaConfig, round_index: int, judges: str
     suggestions = []
     if row["judge_label"] is not None:
         suggestions.append(rg.Suggestion(
-            question_name="preference", value=to_shown(row["judge_label"], order),
+            question_name="preference", value=orientation.to_shown(row["judge_label"], order),
             score=None if row["judge_confidence"] is None else min(1.0, max(0.0, float(row["judge_confidence"]))),
             agent=judges,
         ))

@@ -68,7 +68,7 @@ def _weighted_sample(principles: list[Principle], k: int, rng: random.Random) ->
 
 
 def default_constitution_path() -> Path:
-    return Path(str(resources.files("prefcurate.curation").joinpath("constitutions/default.yaml")))
+    return Path(str(resources.files("prefcurate.curation.judging").joinpath("constitutions/default.yaml")))
 
 
 def load_constitution(path: str | Path | None) -> Constitution:

@@ -15,7 +15,7 @@ import argilla as rg
 from argilla._exceptions import ArgillaCredentialsError
 
 from prefcurate.core.config import ArgillaConfig
-from prefcurate.curation.annotation_server import AnnotationServerError, owner_api_key
+from prefcurate.curation.annotation.server import AnnotationServerError, owner_api_key
 
 log = logging.getLogger("prefcurate.argilla")
 

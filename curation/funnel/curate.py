@@ -20,8 +20,8 @@ import pyarrow as pa
 
 from prefcurate.core.config import CurateConfig
 from prefcurate.core.hashing import content_hash
-from prefcurate.curation.near_dup import near_duplicate_clusters, shingle_hashes_sql, signatures
-from prefcurate.curation.shingles import normalized_sql, word_ngram_hashes_sql
+from prefcurate.curation.funnel.near_dup import near_duplicate_clusters, shingle_hashes_sql, signatures
+from prefcurate.curation.funnel.shingles import normalized_sql, word_ngram_hashes_sql
 from prefcurate.core.store import StageReport, Store
 
 STAGE = "curate"

@@ -1,0 +1,91 @@
+"""Ingest prompts from JSONL, Parquet, CSV or a `datasets` dataset into the store.
+
+Rows that cannot be used (bad encoding, missing or empty prompt, wrong type) go to the rejects
+table with the file, row and reason; exact duplicates (same normalized text) collapse into one.
+A file that cannot be used at all (missing, empty, lacking the prompt column) raises IngestError
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pyarrow as pa
+
+from prefcurate.core.config import IngestConfig
+from prefcurate.core.hashing import prompt_id
+from prefcurate.core.store import StageReport, Store
+from prefcurate.curation.intake.sources import IngestError, detect_format, read_source
+
+STAGE = "ingest"
+
+
+def embedded_prompts_path() -> Path:
+    return Path(str(resources.files("prefcurate").joinpath("data/prompts.jsonl")))
+
+
+def _reject(source: str, row: int | None, field: str | None, reason: str, raw: str | None) -> dict:
+    return {"source": source, "source_row": row, "field": field, "reason": reason, "raw": raw}
+
+
+def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
+    source = config.source or str(embedded_prompts_path())
+    fmt = detect_format(source) if config.format == "auto" else config.format
+    columns, rows = read_source(source, fmt, config.split)
+    if columns is not None and config.prompt_column not in columns:
+        raise IngestError(f"{source}: no column {config.prompt_column!r} (set ingest.prompt_column); "
+                          f"columns are {columns}")
+    if columns is not None and config.id_column and config.id_column not in columns:
+        raise IngestError(f"{source}: no column {config.id_column!r} (ingest.id_column); columns are {columns}")
+
+    report = StageReport(STAGE, details={"source": source, "format": fmt})
+    accepted: dict[str, dict] = {}
+    rejects: list[dict] = []
+    duplicates = 0
+    missing_column_rows = 0
+    seen_keys: set[str] = set()
+    for item in rows:
+        report.count_in += 1
+        if item.values is None:
+            rejects.append(_reject(source, item.row, item.field, item.error, item.raw))
+            continue
+        seen_keys.update(item.values)
+        if config.prompt_column not in item.values:
+            missing_column_rows += 1
+            rejects.append(_reject(source, item.row, config.prompt_column, "missing field", json.dumps(item.values)[:500]))
+            continue
+        text = item.values[config.prompt_column]
+        if not isinstance(text, str):
+            rejects.append(_reject(source, item.row, config.prompt_column,
+                                   f"prompt must be a string, got {type(text).__name__}", repr(text)[:500]))
+            continue
+        if not text.strip():
+            rejects.append(_reject(source, item.row, config.prompt_column, "empty prompt", text[:500]))
+            continue
+        key = prompt_id(text)
+        if key in accepted:
+            duplicates += 1
+            continue
+        external = item.values.get(config.id_column) if config.id_column else None
+        accepted[key] = {"prompt_id": key, "text": text, "source": source, "source_row": item.row,
+                         "external_id": None if external is None else str(external)}
+
+    if report.count_in == 0:
+        raise IngestError(f"{source}: no rows")
+    if not accepted and missing_column_rows == report.count_in:
+        raise IngestError(f"{source}: no row has the field {config.prompt_column!r} (set ingest.prompt_column); "
+                          f"fields seen: {sorted(seen_keys)}")
+
+    with store.transaction():
+        new = store.insert_new("prompts", pa.Table.from_pylist(list(accepted.values()), schema=_PROMPT_SCHEMA))
+        new_rejects = store.add_rejects(STAGE, rejects)
+    report.count_out = len(accepted)
+    report.details.update(rejected=len(rejects), duplicates_in_source=duplicates,
+                          new_prompts=new, already_stored=len(accepted) - new, new_rejects=new_rejects)
+    return report.finish()
+
+
+_PROMPT_SCHEMA = pa.schema([("prompt_id", pa.string()), ("text", pa.string()), ("source", pa.string()),
+                            ("source_row", pa.int64()), ("external_id", pa.string())])
