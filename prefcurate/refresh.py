@@ -21,7 +21,7 @@ from typing import Callable
 from prefcurate import pipeline
 from prefcurate.core.config import PrefcurateConfig
 from prefcurate.curation.backends import make_backend
-from prefcurate.curation.funnel.curate import labelled_pairs_sql
+from prefcurate.curation.labels import labelled_pairs
 from prefcurate.curation.generation.generate import generate_candidates, generator_key_for
 from prefcurate.core.hashing import content_hash
 from prefcurate.curation.judging.judge import run_directly
@@ -81,15 +81,12 @@ def fixed_heldout_pairs(store: Store) -> list[dict]:
 def on_policy_heldout_pairs(store: Store, config: PrefcurateConfig, round_index: int) -> list[dict]:
     """This round's held-out pairs with a decided label (human > import > judges, as curation)."""
     return store.con.sql(f"""
-        WITH labelled AS ({labelled_pairs_sql(config.curate)})
-        SELECT l.prompt_text AS prompt, CAST(p.messages AS VARCHAR) AS prompt_messages,
-               CASE l.label WHEN 'a' THEN ca.text ELSE cb.text END AS chosen,
-               CASE l.label WHEN 'a' THEN cb.text ELSE ca.text END AS rejected
-        FROM labelled AS l
+        SELECT t.prompt, t.prompt_messages,
+               CASE l.label WHEN 'a' THEN t.text_a ELSE t.text_b END AS chosen,
+               CASE l.label WHEN 'a' THEN t.text_b ELSE t.text_a END AS rejected
+        FROM ({labelled_pairs(config.curate.label_rule)}) AS l
         JOIN round_pairs AS rp ON rp.pair_id = l.pair_id AND rp.round_index = $round AND rp.heldout
-        JOIN prompts AS p ON p.prompt_id = l.prompt_id
-        JOIN candidates AS ca ON ca.candidate_id = l.candidate_a
-        JOIN candidates AS cb ON cb.candidate_id = l.candidate_b
+        JOIN pair_texts AS t ON t.pair_id = l.pair_id
         WHERE l.label IN ('a', 'b')
         ORDER BY l.pair_id""", params={"round": round_index}).to_arrow_table().to_pylist()
 

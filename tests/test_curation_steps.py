@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefcurate.core.config import CurateConfig
-from prefcurate.curation.funnel.curate import CurationError, curate
+from prefcurate.curation.funnel.curate import curate
+from prefcurate.curation.funnel.decontaminate import CurationError
 from prefcurate.core.hashing import content_hash
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
 

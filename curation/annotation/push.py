@@ -21,10 +21,10 @@ import argilla as rg
 import pyarrow as pa
 
 from prefcurate.core.config import AnnotationPushConfig, ArgillaConfig, CurateConfig
-from prefcurate.curation.funnel.curate import judge_label_sql
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.store import StageReport, Store
 from prefcurate.curation import orientation
+from prefcurate.curation.labels import labelled_pairs
 
 log = logging.getLogger("prefcurate.argilla")
 
@@ -61,7 +61,6 @@ def reason_sql(push: AnnotationPushConfig) -> list[str]:
 
 def candidates_sql(push: AnnotationPushConfig, label_rule: str) -> str:
     """Pairs not yet sent to ($workspace, $dataset), with their texts, judge label and push reasons."""
-    judge_label, _source, judge_confidence = judge_label_sql(label_rule)
     reasons = reason_sql(push)
     return f"""
         WITH latest_run AS (
@@ -72,17 +71,12 @@ def candidates_sql(push: AnnotationPushConfig, label_rule: str) -> str:
         rewards AS (
             SELECT candidate_id, reward, reward_std FROM candidate_rewards WHERE rm_run_id = (SELECT rm_run_id FROM latest_run)
         ),
-        labelled AS (
-            SELECT *, {judge_label} AS judge_label, {judge_confidence} AS judge_confidence FROM pair_labels
-        )
-        SELECT l.pair_id, pr.text AS prompt, CAST(pr.messages AS VARCHAR) AS prompt_messages,
-               ca.text AS text_a, cb.text AS text_b,
+        labelled AS ({labelled_pairs(label_rule)})
+        SELECT l.pair_id, t.prompt, t.prompt_messages, t.text_a, t.text_b,
                l.judge_label, l.judge_confidence, l.agreement AS judge_agreement, l.n_votes,
                list_filter([{', '.join(reasons)}], lambda x: x IS NOT NULL) AS reasons
         FROM labelled AS l
-        JOIN prompts AS pr USING (prompt_id)
-        JOIN candidates AS ca ON ca.candidate_id = l.candidate_a
-        JOIN candidates AS cb ON cb.candidate_id = l.candidate_b
+        JOIN pair_texts AS t ON t.pair_id = l.pair_id
         LEFT JOIN rewards AS ra ON ra.candidate_id = l.candidate_a
         LEFT JOIN rewards AS rb ON rb.candidate_id = l.candidate_b
         WHERE l.pair_id NOT IN (SELECT pair_id FROM annotation_records WHERE workspace = $workspace AND dataset = $dataset)

@@ -6,6 +6,9 @@ clustering hands its signatures to numpy and rensa, never a Python loop per row)
 with its counts in and out and a few sample rows each step dropped, is exact and queryable. A run
 is keyed by the hash of its config and of what it selected: curating unchanged labels again is
 the same run, not a new one.
+
+The working table starts as every pair with its label under curate.label_rule (the labelled_pairs
+view), its prompt's text and what the filters read (pair_flags); funnel_steps lists the steps in order.
 """
 
 from __future__ import annotations
@@ -13,314 +16,42 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
-
-import pyarrow as pa
 
 from prefcurate.core.config import CurateConfig
 from prefcurate.core.hashing import content_hash
-from prefcurate.curation.funnel.near_dup import near_duplicate_clusters, shingle_hashes_sql, signatures
-from prefcurate.curation.funnel.shingles import normalized_sql, word_ngram_hashes_sql
 from prefcurate.core.store import StageReport, Store
+from prefcurate.curation.funnel.balance import cap, chosen_longer_share, rebalance_length
+from prefcurate.curation.funnel.decontaminate import decontaminate
+from prefcurate.curation.funnel.dedup import exact_dedup, near_dedup
+from prefcurate.curation.funnel.filters import filter_steps, refresh_steps
+from prefcurate.curation.funnel.step import Step, StepOutcome
+from prefcurate.curation.labels import labelled_pairs
 
 STAGE = "curate"
 _TWO_TO_64 = 18446744073709551616.0
-JUDGE_SOURCES = "('balanced', 'vote')"
 
 
-class CurationError(ValueError):
-    """A curation input (a benchmark file, ...) that cannot be used."""
-
-
-# -- labels -----------------------------------------------------------------------------------------
-
-def judge_label_sql(label_rule: str) -> tuple[str, str, str]:
-    """SQL over pair_labels for the judges' label under a rule: (label, rule used, confidence)."""
-    if label_rule == "vote":
-        return "vote_label", "'vote'", "vote_confidence"
-    return (
-        "coalesce(balanced_label, vote_label)",
-        "CASE WHEN balanced_label IS NOT NULL THEN 'balanced' ELSE 'vote' END",
-        "CASE WHEN balanced_label IS NOT NULL THEN balanced_confidence ELSE vote_confidence END",
-    )
-
-
-def labelled_pairs_sql(config: CurateConfig) -> str:
-    """Every pair with its label and where it came from: human annotations first, then a label
-    imported with its dataset, then the judges' label under the configured rule; plus the texts'
-    lengths and flags the filters read."""
-    judge_label, judge_source, judge_confidence = judge_label_sql(config.label_rule)
+def funnel_input_sql(config: CurateConfig) -> str:
+    """Every pair with its label (label, label_source, confidence), its prompt's text and flags."""
     return f"""
-        SELECT l.*,
-               coalesce(l.human_label, l.reference_label, {judge_label}) AS label,
-               CASE WHEN l.human_label IS NOT NULL THEN 'human'
-                    WHEN l.reference_label IS NOT NULL THEN 'import'
-                    ELSE {judge_source} END AS label_source,
-               CASE WHEN l.human_label IS NOT NULL THEN l.human_agreement
-                    WHEN l.reference_label IS NOT NULL THEN NULL
-                    ELSE {judge_confidence} END AS confidence,
-               pr.text AS prompt_text,
-               fa.n_chars AS chars_a, fb.n_chars AS chars_b,
-               fa.is_refusal OR fb.is_refusal AS has_refusal,
-               {normalized_sql('ca.text')} = {normalized_sql('cb.text')} AS identical_texts,
-               rp.refresh_round,
-               coalesce(rp.refresh_heldout, false) AS refresh_heldout
-        FROM pair_labels AS l
-        LEFT JOIN (SELECT pair_id, min(round_index) AS refresh_round, bool_or(heldout) AS refresh_heldout
-                   FROM round_pairs GROUP BY pair_id) AS rp USING (pair_id)
-        JOIN prompts AS pr USING (prompt_id)
-        JOIN candidates AS ca ON ca.candidate_id = l.candidate_a
-        JOIN candidates AS cb ON cb.candidate_id = l.candidate_b
-        JOIN candidate_flags AS fa ON fa.candidate_id = l.candidate_a
-        JOIN candidate_flags AS fb ON fb.candidate_id = l.candidate_b"""
-
-
-def _judged(predicate: str) -> str:
-    # Judge filters judge judge labels; human and imported labels pass them.
-    return f"(label_source NOT IN {JUDGE_SOURCES} OR ({predicate}))"
-
-
-# -- the steps --------------------------------------------------------------------------------------
-
-@dataclass
-class StepOutcome:
-    details: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    # Either a predicate over the working table's columns, or a function that rewrites the table.
-    predicate: str | None = None
-    rewrite: Callable[[Store, CurateConfig], StepOutcome] | None = None
-
-
-def _filter_steps(config: CurateConfig) -> list[Step]:
-    steps = [
-        Step("has_label_evidence", "n_votes > 0 OR reference_label IS NOT NULL OR n_human_votes > 0"),
-        Step("has_label", "label IS NOT NULL"),
-    ]
-    if config.ties == "drop":
-        steps.append(Step("not_tie", "label <> 'tie'"))
-    if config.min_human_agreement > 0:
-        steps.append(Step(f"human_agreement>={config.min_human_agreement:g}",
-                          f"n_human_votes = 0 OR human_agreement >= {config.min_human_agreement!r}"))
-    if config.require_position_consistency:
-        steps.append(Step("position_consistent", _judged("position_consistent")))
-    steps.append(Step(f"agreement>={config.min_agreement:g}", _judged(f"agreement >= {config.min_agreement!r}")))
-    if config.min_confidence > 0:
-        # A judge without logprobs or a stated confidence gives none; such pairs cannot pass the bar.
-        steps.append(Step(f"confidence>={config.min_confidence:g}",
-                          _judged(f"coalesce(confidence, 0) >= {config.min_confidence!r}")))
-    steps.append(Step("responses_differ", "NOT identical_texts"))
-    length = config.length
-    bounds = [f"least(chars_a, chars_b) >= {length.min_chars}"]
-    if length.max_chars is not None:
-        bounds.append(f"greatest(chars_a, chars_b) <= {length.max_chars}")
-    label = f"response_chars>={length.min_chars}" + (f",<={length.max_chars}" if length.max_chars else "")
-    steps.append(Step(label, " AND ".join(bounds)))
-    if length.max_ratio is not None:
-        steps.append(Step(f"length_ratio<={length.max_ratio:g}",
-                          f"greatest(chars_a, chars_b) <= {length.max_ratio!r} * greatest(least(chars_a, chars_b), 1)"))
-    if config.drop_refusals:
-        steps.append(Step("no_refusal", "NOT has_refusal"))
-    return steps
-
-
-def _refresh_steps(config: CurateConfig) -> list[Step]:
-    """With refresh rounds in the store: on-policy held-out pairs never train, and older rounds'
-    pairs are kept with probability older_round_weight ** (rounds ago), seeded per pair."""
-    steps = [Step("not_on_policy_heldout", "NOT refresh_heldout")]
-    if config.older_round_weight < 1.0:
-        keep = (f"refresh_round IS NULL OR (hash(pair_id || '{config.seed}') % 1000000) / 1e6 < "
-                f"pow({config.older_round_weight!r}, (SELECT max(round_index) FROM round_pairs) - refresh_round)")
-        steps.append(Step(f"older_rounds_weighted_{config.older_round_weight:g}", keep))
-    return steps
+        SELECT l.*, t.prompt AS prompt_text, f.* EXCLUDE (pair_id)
+        FROM ({labelled_pairs(config.label_rule)}) AS l
+        JOIN pair_texts AS t ON t.pair_id = l.pair_id
+        JOIN pair_flags AS f ON f.pair_id = l.pair_id"""
 
 
 def funnel_steps(config: CurateConfig, has_rounds: bool = False) -> list[Step]:
-    steps = _filter_steps(config) + (_refresh_steps(config) if has_rounds else [])
+    steps = filter_steps(config) + (refresh_steps(config) if has_rounds else [])
     if config.decontamination.benchmarks:
-        steps.append(Step("decontaminated", rewrite=_decontaminate))
+        steps.append(Step("decontaminated", rewrite=decontaminate))
     if config.dedup.exact:
-        steps.append(Step("exact_dedup", rewrite=_exact_dedup))
+        steps.append(Step("exact_dedup", rewrite=exact_dedup))
     if config.dedup.near.enabled:
-        steps.append(Step(f"near_dedup>={config.dedup.near.threshold:g}", rewrite=_near_dedup))
-    steps.append(Step(f"cap_{config.max_pairs_per_prompt}_per_prompt_by_{config.pair_selection}", rewrite=_cap))
+        steps.append(Step(f"near_dedup>={config.dedup.near.threshold:g}", rewrite=near_dedup))
+    steps.append(Step(f"cap_{config.max_pairs_per_prompt}_per_prompt_by_{config.pair_selection}", rewrite=cap))
     if config.length.target_chosen_longer is not None:
-        steps.append(Step(f"length_balance_{config.length.target_chosen_longer:g}", rewrite=_rebalance_length))
+        steps.append(Step(f"length_balance_{config.length.target_chosen_longer:g}", rewrite=rebalance_length))
     return steps
-
-
-def _keep_prompts(store: Store, table: str) -> None:
-    """Keep the working rows whose prompt is in `table` (prompt_id)."""
-    store.con.execute(f"CREATE OR REPLACE TEMP TABLE _curation_step AS SELECT * FROM _curation_prev "
-                      f"WHERE prompt_id IN (SELECT prompt_id FROM {table})")
-
-
-def _representatives_sql(cluster_table: str) -> str:
-    """Per prompt of this step's clusters (`cluster_table`: prompt_id, cluster_id, score): the prompt
-    its cluster keeps (the one with the most surviving pairs, then the smallest id) and the merged
-    cluster's key. Keys are prompt ids, the earliest stored member's, so a cluster keeps its key,
-    and with it its split, as new near-duplicates arrive."""
-    return f"""
-        WITH members AS (
-            SELECT c.prompt_id, c.cluster_id AS group_id, c.score, k.cluster_id AS old_key, kp.created_at AS key_created
-            FROM {cluster_table} AS c
-            JOIN _curation_clusters AS k USING (prompt_id)
-            JOIN prompts AS kp ON kp.prompt_id = k.cluster_id
-        ),
-        pair_counts AS (SELECT prompt_id, count(*) AS n_pairs FROM _curation_prev GROUP BY prompt_id)
-        SELECT m.prompt_id, m.score, m.old_key,
-               first(m.prompt_id ORDER BY n.n_pairs DESC, m.prompt_id) OVER (PARTITION BY m.group_id) AS kept,
-               first(m.old_key ORDER BY m.key_created, m.old_key) OVER (PARTITION BY m.group_id) AS cluster_key
-        FROM members AS m JOIN pair_counts AS n USING (prompt_id)"""
-
-
-def _apply_clusters(store: Store, step: str, cluster_table: str) -> StepOutcome:
-    con = store.con
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _curation_reps AS {_representatives_sql(cluster_table)}")
-    con.execute("INSERT INTO _curation_prompt_drops SELECT ?, prompt_id, kept, score FROM _curation_reps "
-                "WHERE prompt_id <> kept", [step])
-    # Clusters merge across steps: every prompt under an old key moves to the merged cluster's key.
-    con.execute("UPDATE _curation_clusters SET cluster_id = r.cluster_key "
-                "FROM (SELECT DISTINCT old_key, cluster_key FROM _curation_reps) AS r "
-                "WHERE _curation_clusters.cluster_id = r.old_key")
-    _keep_prompts(store, "(SELECT prompt_id FROM _curation_reps WHERE prompt_id = kept)")
-    dropped, clusters = store.one("SELECT count(*) FILTER (WHERE prompt_id <> kept), "
-                                  "count(DISTINCT cluster_key) FILTER (WHERE prompt_id <> kept) FROM _curation_reps")
-    return StepOutcome({"prompts_dropped": dropped, "duplicate_clusters": clusters})
-
-
-def _exact_dedup(store: Store, config: CurateConfig) -> StepOutcome:
-    store.con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _curation_exact AS
-        SELECT prompt_id, md5(replace({normalized_sql('any_value(prompt_text)')}, ' ', '')) AS cluster_id, 1.0 AS score
-        FROM _curation_prev GROUP BY prompt_id""")
-    return _apply_clusters(store, "exact_dedup", "_curation_exact")
-
-
-def _near_dedup(store: Store, config: CurateConfig) -> StepOutcome:
-    near = config.dedup.near
-    prompts = store.con.sql(
-        f"SELECT prompt_id, {shingle_hashes_sql('prompt_text', near)} AS shingles "
-        "FROM (SELECT prompt_id, any_value(prompt_text) AS prompt_text FROM _curation_prev GROUP BY prompt_id) "
-        "ORDER BY prompt_id").to_arrow_table()
-    if prompts.num_rows == 0:
-        store.con.execute("CREATE TEMP TABLE _curation_step AS SELECT * FROM _curation_prev")
-        return StepOutcome({"prompts_dropped": 0})
-    sigs = signatures(prompts["shingles"], near)
-    found = near_duplicate_clusters(sigs, near)
-    ids = prompts["prompt_id"].to_numpy(zero_copy_only=False)
-    heads = found.labels
-    score = (sigs == sigs[heads]).mean(axis=1)  # similarity to the cluster's head, for the drops table
-    store.con.register("_curation_near_in", pa.table({"prompt_id": ids, "cluster_id": ids[heads], "score": score}))
-    try:
-        store.con.execute("CREATE OR REPLACE TEMP TABLE _curation_near AS SELECT * FROM _curation_near_in")
-    finally:
-        store.con.unregister("_curation_near_in")
-    outcome = _apply_clusters(store, "near_dedup", "_curation_near")
-    outcome.details.update(lsh_bands=found.bands, lsh_rows=found.rows, candidate_links=found.candidate_links,
-                           verified_links=found.verified_links)
-    return outcome
-
-
-def _benchmark_relation(benchmark) -> str:
-    path = Path(benchmark.path)
-    if not path.is_file():
-        raise CurationError(f"curate.decontamination.benchmarks[{benchmark.name}]: file not found: {path}")
-    quoted = str(path).replace("'", "''")
-    if path.suffix.lower() == ".parquet":
-        return f"read_parquet('{quoted}')"
-    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        return f"read_json_auto('{quoted}', format = 'newline_delimited')"
-    raise CurationError(f"curate.decontamination.benchmarks[{benchmark.name}]: {path}: use a .jsonl or .parquet file")
-
-
-def _decontaminate(store: Store, config: CurateConfig) -> StepOutcome:
-    settings = config.decontamination
-    con = store.con
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _curation_prompt_ngrams AS
-        SELECT prompt_id, unnest({word_ngram_hashes_sql('prompt_text', settings.ngram)}) AS h
-        FROM (SELECT prompt_id, any_value(prompt_text) AS prompt_text FROM _curation_prev GROUP BY prompt_id)""")
-    con.execute("CREATE OR REPLACE TEMP TABLE _curation_contaminated (prompt_id VARCHAR, benchmark VARCHAR, overlap DOUBLE)")
-    per_benchmark = {}
-    for benchmark in settings.benchmarks:
-        relation = _benchmark_relation(benchmark)
-        columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
-        if benchmark.text_column not in columns:
-            raise CurationError(f"curate.decontamination.benchmarks[{benchmark.name}]: {benchmark.path} has no column "
-                                f"{benchmark.text_column!r} (text_column); columns are {columns}")
-        column = '"' + benchmark.text_column.replace('"', '""') + '"'
-        con.execute(f"""
-            INSERT INTO _curation_contaminated
-            WITH bench AS (
-                SELECT DISTINCT unnest({word_ngram_hashes_sql(f'CAST({column} AS VARCHAR)', settings.ngram)}) AS h
-                FROM {relation} WHERE {column} IS NOT NULL
-            )
-            SELECT p.prompt_id, ?, avg(CASE WHEN b.h IS NOT NULL THEN 1.0 ELSE 0.0 END) AS overlap
-            FROM _curation_prompt_ngrams AS p LEFT JOIN bench AS b USING (h)
-            GROUP BY p.prompt_id
-            HAVING overlap >= ?""", [benchmark.name, settings.threshold])
-        per_benchmark[benchmark.name] = store.scalar(
-            "SELECT count(*) FROM _curation_contaminated WHERE benchmark = ?", [benchmark.name])
-    con.execute("INSERT INTO _curation_prompt_drops SELECT 'decontaminated', prompt_id, arg_max(benchmark, overlap), "
-                "max(overlap) FROM _curation_contaminated GROUP BY prompt_id")
-    con.execute("CREATE OR REPLACE TEMP TABLE _curation_step AS SELECT * FROM _curation_prev "
-                "WHERE prompt_id NOT IN (SELECT prompt_id FROM _curation_contaminated)")
-    return StepOutcome({"prompts_dropped_by_benchmark": per_benchmark,
-                        "prompts_dropped": store.scalar("SELECT count(DISTINCT prompt_id) FROM _curation_contaminated")})
-
-
-def _selection_order(config: CurateConfig) -> str:
-    if config.pair_selection == "margin":
-        return "abs(balanced_margin) DESC NULLS LAST, confidence DESC NULLS LAST, pair_id"
-    if config.pair_selection == "random":
-        return f"md5('{config.seed}:' || pair_id)"
-    return "confidence DESC NULLS LAST, agreement DESC NULLS LAST, pair_id"
-
-
-def _cap(store: Store, config: CurateConfig) -> StepOutcome:
-    store.con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _curation_step AS
-        SELECT * FROM _curation_prev
-        QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY {_selection_order(config)})
-                <= {config.max_pairs_per_prompt}""")
-    return StepOutcome()
-
-
-_CHOSEN_LONGER = "(CASE label WHEN 'a' THEN chars_a > chars_b WHEN 'b' THEN chars_b > chars_a END)"
-_CHOSEN_SHORTER = "(CASE label WHEN 'a' THEN chars_a < chars_b WHEN 'b' THEN chars_b < chars_a END)"
-
-
-def chosen_longer_share(store: Store, table: str) -> float | None:
-    """Share of decisive pairs with different lengths whose chosen response is the longer one."""
-    return store.scalar(f"SELECT avg(CASE WHEN {_CHOSEN_LONGER} THEN 1.0 ELSE 0.0 END) FROM {table} "
-                        "WHERE label IN ('a', 'b') AND chars_a <> chars_b")
-
-
-def _rebalance_length(store: Store, config: CurateConfig) -> StepOutcome:
-    """Drop the least confident pairs on the over-represented side until chosen-is-longer holds the
-    target share (pairs of equal length and ties are neutral and stay)."""
-    target = config.length.target_chosen_longer
-    longer, shorter = store.one(f"SELECT count(*) FILTER (WHERE {_CHOSEN_LONGER}), count(*) FILTER (WHERE {_CHOSEN_SHORTER}) "
-                                "FROM _curation_prev")
-    keep_longer, keep_shorter = longer, shorter
-    if longer + shorter and longer / (longer + shorter) > target:
-        keep_longer = int(target * shorter / (1 - target)) if target < 1 else longer
-    elif longer + shorter and longer / (longer + shorter) < target:
-        keep_shorter = int((1 - target) * longer / target) if target > 0 else shorter
-    store.con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _curation_step AS
-        SELECT * EXCLUDE (side_rank) FROM (
-            SELECT *, row_number() OVER (PARTITION BY {_CHOSEN_LONGER} ORDER BY confidence DESC NULLS LAST, pair_id) AS side_rank
-            FROM _curation_prev)
-        WHERE ({_CHOSEN_LONGER} IS NOT TRUE AND {_CHOSEN_SHORTER} IS NOT TRUE)
-           OR ({_CHOSEN_LONGER} AND side_rank <= {keep_longer})
-           OR ({_CHOSEN_SHORTER} AND side_rank <= {keep_shorter})""")
-    return StepOutcome({"chosen_longer_before": longer, "chosen_shorter_before": shorter})
 
 
 def split_case(config: CurateConfig, key: str = "cluster_id") -> str:
@@ -384,7 +115,7 @@ def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRe
     funnel: list[tuple[str, int, int]] = []
     details: dict = {}
 
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _curation_step AS {labelled_pairs_sql(config)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _curation_step AS {funnel_input_sql(config)}")
     con.execute("CREATE OR REPLACE TEMP TABLE _curation_samples (step_order INTEGER, pair_id VARCHAR)")
     con.execute("CREATE OR REPLACE TEMP TABLE _curation_prompt_drops "
                 "(step VARCHAR, prompt_id VARCHAR, related VARCHAR, score DOUBLE)")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 
 def normalized_sql(text_expr: str) -> str:
-    return f"trim(regexp_replace(lower({text_expr}), '[^[:alnum:]]+', ' ', 'g'))"
+    # The store's normalized_text macro (sql/views/05_macros.sql): the view pair_flags reads it too.
+    return f"normalized_text({text_expr})"
 
 
 def word_ngram_hashes_sql(text_expr: str, n: int) -> str:

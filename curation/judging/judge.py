@@ -150,13 +150,7 @@ def plan_calls(pairs: list[tuple], constitution: Constitution, judge: PanelJudge
 
 
 def pairs_to_judge(store: Store) -> list[tuple]:
-    return store.con.execute("""
-        SELECT p.pair_id, pr.text, a.text, b.text
-        FROM pairs p
-        JOIN prompts pr USING (prompt_id)
-        JOIN candidates a ON a.candidate_id = p.candidate_a
-        JOIN candidates b ON b.candidate_id = p.candidate_b
-        ORDER BY p.pair_id""").fetchall()
+    return store.con.execute("SELECT pair_id, prompt, text_a, text_b FROM pair_texts ORDER BY pair_id").fetchall()
 
 
 def answered_ids(store: Store) -> set[str]:

@@ -8,3 +8,8 @@ CREATE OR REPLACE MACRO strict_majority(votes_a, votes_b, votes_tie) AS
         WHEN votes_b > votes_a AND votes_b > votes_tie THEN 'b'
         WHEN votes_tie > votes_a AND votes_tie > votes_b THEN 'tie'
     END;
+
+-- A text as the curation filters compare it: lower case, every run of non-alphanumerics one space,
+-- trimmed. Two responses equal under it are the same answer; exact prompt dedup and shingling read it too.
+CREATE OR REPLACE MACRO normalized_text(text) AS
+    trim(regexp_replace(lower(text), '[^[:alnum:]]+', ' ', 'g'));

@@ -81,9 +81,9 @@ SELECT
     a.n_draft,
     avg((w.winner = w.peer_majority)::INT) FILTER (WHERE w.peer_majority IS NOT NULL) AS agreement_with_peers,
     count(w.peer_majority) AS n_peer_comparisons,
-    avg((w.winner = coalesce(l.balanced_label, l.vote_label))::INT)
-        FILTER (WHERE coalesce(l.balanced_label, l.vote_label) IS NOT NULL) AS agreement_with_judges
+    avg((w.winner = l.judge_label_by_balanced)::INT)
+        FILTER (WHERE l.judge_label_by_balanced IS NOT NULL) AS agreement_with_judges
 FROM answers AS a
 LEFT JOIN with_peer_majority AS w USING (annotator)
-LEFT JOIN pair_labels AS l ON l.pair_id = w.pair_id
+LEFT JOIN labelled_pairs AS l ON l.pair_id = w.pair_id
 GROUP BY ALL;

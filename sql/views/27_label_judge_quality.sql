@@ -62,14 +62,13 @@ SELECT
     count(*) AS n_votes,
     avg(CASE WHEN v.winner = 'tie' THEN 1.0 ELSE 0.0 END) AS tie_rate,
     avg(CASE WHEN v.winner = l.vote_label THEN 1.0 ELSE 0.0 END) AS panel_agreement,
-    avg(CASE WHEN (v.winner = 'a') = (length(ca.text) > length(cb.text)) THEN 1.0 ELSE 0.0 END)
-        FILTER (WHERE v.winner <> 'tie' AND length(ca.text) <> length(cb.text)) AS longer_win_rate,
+    avg(CASE WHEN (v.winner = 'a') = (length(t.text_a) > length(t.text_b)) THEN 1.0 ELSE 0.0 END)
+        FILTER (WHERE v.winner <> 'tie' AND length(t.text_a) <> length(t.text_b)) AS longer_win_rate,
     avg(CASE WHEN j.verdict_shown = 'A' THEN 1.0 ELSE 0.0 END) FILTER (WHERE v.winner <> 'tie') AS first_position_rate,
     avg(CASE WHEN v.winner = l.reference_label THEN 1.0 ELSE 0.0 END)
         FILTER (WHERE l.reference_label IN ('a', 'b')) AS gold_agreement
 FROM judgment_votes AS v
 JOIN judgments AS j USING (judgment_id)
 JOIN pair_labels AS l ON l.pair_id = v.pair_id
-JOIN candidates AS ca ON ca.candidate_id = l.candidate_a
-JOIN candidates AS cb ON cb.candidate_id = l.candidate_b
+JOIN pair_texts AS t ON t.pair_id = v.pair_id
 GROUP BY v.judge, v.principle_id;

@@ -4,11 +4,11 @@ SELECT
     cp.curation_run_id,
     cp.split,
     cp.pair_id,
-    p.prompt_id,
-    pr.text AS prompt,
-    CAST(pr.messages AS VARCHAR) AS prompt_messages,  -- JSON chat messages for multi-turn prompts, else NULL
-    ch.text AS chosen,
-    rj.text AS rejected,
+    t.prompt_id,
+    t.prompt,
+    t.prompt_messages,
+    CASE cp.chosen_candidate WHEN t.candidate_a THEN t.text_a ELSE t.text_b END AS chosen,
+    CASE cp.chosen_candidate WHEN t.candidate_a THEN t.text_b ELSE t.text_a END AS rejected,
     cp.chosen_candidate AS chosen_id,
     cp.rejected_candidate AS rejected_id,
     cp.confidence,
@@ -17,7 +17,4 @@ SELECT
     cp.agreement,
     cp.n_votes
 FROM curated_pairs AS cp
-JOIN pairs AS p USING (pair_id)
-JOIN prompts AS pr ON pr.prompt_id = p.prompt_id
-JOIN candidates AS ch ON ch.candidate_id = cp.chosen_candidate
-JOIN candidates AS rj ON rj.candidate_id = cp.rejected_candidate;
+JOIN pair_texts AS t ON t.pair_id = cp.pair_id;
