@@ -1,19 +1,18 @@
-"""The refresh flow: one on-policy round (see prefcurate/refresh.py), with its report as an artifact."""
+"""The refresh flow: one on-policy round (prefcurate/refresh/round.py), with its report as an artifact."""
 
 from __future__ import annotations
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from prefcurate import refresh
 from prefcurate.core.config import PrefcurateConfig
 from prefcurate.flows.stages import judge_calls_task
+from prefcurate.refresh.round import refresh_round
 
 
 @flow(name="refresh", log_prints=True)
 def refresh_flow(config: PrefcurateConfig, round_index: int | None = None) -> dict:
-    summary = refresh.refresh_round(config, round_index,
-                                    run_batch=lambda label, work: judge_calls_task(label, work))
+    summary = refresh_round(config, round_index, run_batch=lambda label, work: judge_calls_task(label, work))
     markdown = summary.pop("round_report_markdown", None)
     if markdown:
         create_markdown_artifact(key="refresh-rounds", description="Refresh rounds: metrics and decisions",

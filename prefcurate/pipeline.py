@@ -109,10 +109,12 @@ def curate_stage(config: PrefcurateConfig) -> dict:
         return finish_stage(store, report)
 
 
-def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None) -> dict:
+def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None, base_model: str | None = None) -> dict:
+    """Train on a curation run (default: the latest) from train.base_model, or from `base_model` (a
+    checkpoint folder: a refresh round's warm start)."""
     from prefcurate.rm.train import train_reward_model  # torch-heavy: import when used
 
-    base_model = resolve_model(config.train.base_model, config.resolved_models_dir)
+    base_model = base_model or resolve_model(config.train.base_model, config.resolved_models_dir)
     with open_store(config) as store:
         run_id, curated_dir = curation_run(store, curation_run_id)
         _result, report = train_reward_model(store, run_id, Path(curated_dir), base_model, config.train,

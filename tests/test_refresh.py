@@ -7,7 +7,7 @@ import pytest
 
 from prefcurate.core.config import BackendConfig, PromotionGate
 from prefcurate.core.store import Store
-from prefcurate.rm.gate import decide
+from prefcurate.refresh.gate import decide
 
 REFRESH_TABLES = ("round_prompts", "round_candidates", "round_pairs", "refresh_rounds", "rm_promotions",
                   "candidates", "pairs", "judgments", "rm_runs", "curated_pairs")
@@ -103,7 +103,7 @@ def test_an_unreachable_argilla_is_reported_and_skipped_never_waited_on(tmp_path
     import time
 
     from prefcurate.core.config import PrefcurateConfig
-    from prefcurate.refresh import _route_to_annotators
+    from prefcurate.refresh.routing import route_to_annotators
 
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
@@ -115,7 +115,7 @@ def test_an_unreachable_argilla_is_reported_and_skipped_never_waited_on(tmp_path
                     "owner": {"username": "owner", "api_key_env": "PREFCURATE_TEST_ARGILLA_KEY"}},
     })
     started = time.monotonic()
-    outcome = _route_to_annotators(config, round_index=3)
+    outcome = route_to_annotators(config, round_index=3)
     assert time.monotonic() - started < 60
     assert outcome["collected"].startswith("skipped:") and outcome["pushed"].startswith("skipped:")
     assert "owner.key.for.a.server" not in str(outcome)

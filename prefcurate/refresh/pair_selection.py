@@ -1,8 +1,4 @@
-"""A refresh round's policy responses and the pairs chosen among them.
-
-Built-in policy, best-of-N: each policy response is the highest-reward one of best_of_n base
-samples (sample indices k*N .. k*N+N-1 of a prompt), under the round's incumbent reward model.
-With a policy backend of its own, every sample is a policy response.
+"""The pairs a refresh round selects among its policy's responses (see policy.py).
 
 Pair selection per prompt, among the policy responses (rewards from the incumbent model):
 - max_min: the highest- against the lowest-reward response, the pair the model ranks most clearly;
@@ -20,39 +16,10 @@ from prefcurate.core.hashing import content_hash
 from prefcurate.curation.generation.pairing import pair_id
 from prefcurate.core.store import Store
 
-CANDIDATE_SCHEMA = pa.schema([
-    ("round_index", pa.int32()), ("candidate_id", pa.string()), ("prompt_id", pa.string()),
-    ("policy", pa.string()), ("reward", pa.float64()), ("reward_std", pa.float64()),
-])
 PAIR_SCHEMA = pa.schema([("pair_id", pa.string()), ("prompt_id", pa.string()), ("candidate_a", pa.string()),
                          ("candidate_b", pa.string()), ("strategy", pa.string())])
 ROUND_PAIR_SCHEMA = pa.schema([("round_index", pa.int32()), ("pair_id", pa.string()), ("selection", pa.string()),
                                ("heldout", pa.bool_())])
-
-
-def record_policy_candidates(store: Store, round_index: int, prompt_ids: list[str], generator_key: str,
-                             rm_run_id: str, best_of_n: int, policy: str) -> int:
-    """Store the round's policy responses (best-of-N winners, or every sample when best_of_n = 1).
-    A round's responses are fixed once stored: a resumed round reuses them."""
-    store.con.execute("INSERT OR IGNORE INTO round_generators VALUES (?, ?)", [round_index, generator_key])
-    if store.scalar("SELECT count(*) FROM round_candidates WHERE round_index = ?", [round_index]):
-        return 0
-    table = store.con.sql("""
-        WITH samples AS (
-            SELECT c.candidate_id, c.prompt_id, c.sample_index // $n AS grp, r.reward, r.reward_std
-            FROM candidates AS c
-            JOIN candidate_rewards AS r ON r.candidate_id = c.candidate_id AND r.rm_run_id = $run
-            WHERE c.generator_key = $key AND list_contains($prompts, c.prompt_id)
-        )
-        SELECT CAST($round AS INTEGER) AS round_index,
-               arg_max(candidate_id, reward) AS candidate_id, prompt_id, $policy AS policy,
-               max(reward) AS reward, arg_max(reward_std, reward) AS reward_std
-        FROM samples
-        GROUP BY prompt_id, grp""", params={"n": best_of_n, "run": rm_run_id, "key": generator_key,
-                                             "prompts": prompt_ids, "round": round_index, "policy": policy}
-    ).to_arrow_table().cast(CANDIDATE_SCHEMA)
-    with store.transaction():
-        return store.insert_new("round_candidates", table)
 
 
 def _choose(responses: list[tuple[str, str, float, float | None]], rule: str, key: str):

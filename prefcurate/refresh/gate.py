@@ -17,6 +17,10 @@ class Decision:
     promote: bool
     reason: str
 
+    @property
+    def label(self) -> str:
+        return "promoted" if self.promote else "refused"
+
 
 def decide(candidate: dict, incumbent: dict, gate: PromotionGate) -> Decision:
     """candidate / incumbent: {on_policy_accuracy, fixed_accuracy, on_policy_pairs, fixed_pairs}."""
