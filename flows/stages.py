@@ -1,7 +1,7 @@
-"""One Prefect flow per stage, and the parent flow that runs them all.
+"""One Prefect flow per stage, and the parent flow that runs them all as subflows.
 
 Without PREFECT_API_URL, Prefect runs these against an ephemeral local server; with it, against
-that server. The work itself is in prefcurate.pipeline.
+that server. The work itself, and the order of the stages, are in prefcurate/pipeline.py.
 """
 
 from __future__ import annotations
@@ -96,13 +96,6 @@ def collect_annotations_flow(config: PrefcurateConfig) -> dict:
 @flow(name="prefcurate-pipeline", log_prints=True)
 def pipeline_flow(config: PrefcurateConfig) -> dict:
     """prompts -> candidates -> pairs -> judge labels -> curated Parquet -> reward model -> report."""
-    stages = {
-        "ingest": ingest_flow(config),
-        "generate": generate_flow(config),
-        "pairs": pairs_flow(config),
-        "judge": judge_flow(config),
-        "curate": curate_flow(config),
-    }
-    stages["train"] = train_flow(config, stages["curate"]["curation_run_id"])
-    stages["evaluate"] = evaluate_flow(config, stages["train"]["rm_run_id"])
-    return stages
+    return pipeline.run_pipeline(config, pipeline.Stages(
+        ingest=ingest_flow, generate=generate_flow, pairs=pairs_flow, judge=judge_flow, curate=curate_flow,
+        train=train_flow, evaluate=evaluate_flow))

@@ -39,12 +39,9 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _run(flow_name: str, config: PrefcurateConfig, **kwargs) -> dict:
-    from prefcurate.flows import refresh, stages  # imports prefect; keep `--help` fast
-
+def _run(flow, config: PrefcurateConfig, **kwargs) -> dict:
+    """Run a flow (each command imports its own, when called: importing Prefect would slow `--help`)."""
     _setup_logging()
-
-    flow = getattr(stages, flow_name, None) or getattr(refresh, flow_name)
     try:
         return flow(config, **kwargs)
     except (ValueError, LookupError, FileNotFoundError, RuntimeError) as error:
@@ -70,19 +67,27 @@ def ingest(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreO
         cfg.ingest.source = source
     if prompt_column:
         cfg.ingest.prompt_column = prompt_column
-    _print_summary(_run("ingest_flow", cfg))
+    from prefcurate.flows.stages import ingest_flow
+
+    _print_summary(_run(ingest_flow, cfg))
 
 
 @app.command()
 def generate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Generate N candidate responses per prompt."""
-    _print_summary(_run("generate_flow", _config(config, store)))
+    cfg = _config(config, store)
+    from prefcurate.flows.stages import generate_flow
+
+    _print_summary(_run(generate_flow, cfg))
 
 
 @app.command()
 def pairs(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Build candidate pairs per prompt."""
-    _print_summary(_run("pairs_flow", _config(config, store)))
+    cfg = _config(config, store)
+    from prefcurate.flows.stages import pairs_flow
+
+    _print_summary(_run(pairs_flow, cfg))
 
 
 @app.command()
@@ -92,7 +97,9 @@ def judge(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
     """Judge pairs with the judge panel, in both orders, under sampled constitution principles."""
     cfg = _config(config, store)
     if not estimate:
-        _print_summary(_run("judge_flow", cfg))
+        from prefcurate.flows.stages import judge_flow
+
+        _print_summary(_run(judge_flow, cfg))
         return
     from prefcurate import pipeline
 
@@ -128,7 +135,10 @@ def import_pairs(source: str = typer.Argument(..., help="Preference file or data
                  fmt: str = typer.Option("auto", "--format", help="auto | jsonl | parquet | csv | datasets"),
                  split: str = typer.Option("train", help="Split, for `datasets` sources.")) -> None:
     """Import an existing preference dataset as labelled pairs (gold for judges, data for training)."""
-    _print_summary(_run("import_pairs_flow", _config(config, store), source=source, fmt=fmt, split=split))
+    cfg = _config(config, store)
+    from prefcurate.flows.stages import import_pairs_flow
+
+    _print_summary(_run(import_pairs_flow, cfg, source=source, fmt=fmt, split=split))
 
 
 def _guarded(function, *args):
@@ -143,7 +153,10 @@ def _guarded(function, *args):
 @app.command()
 def curate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Filter, cap and split labelled pairs; export Parquet and a manifest."""
-    _print_summary(_run("curate_flow", _config(config, store)))
+    cfg = _config(config, store)
+    from prefcurate.flows.stages import curate_flow
+
+    _print_summary(_run(curate_flow, cfg))
 
 
 @app.command()
@@ -161,28 +174,38 @@ def train(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
 
         follow_training(pick_device(cfg.train.device))
         return
-    _print_summary(_run("train_flow", cfg, curation_run_id=curation_run))
+    from prefcurate.flows.stages import train_flow
+
+    _print_summary(_run(train_flow, cfg, curation_run_id=curation_run))
 
 
 @app.command()
 def evaluate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
              rm_run: Optional[str] = typer.Option(None, help="Reward-model run id (default: the latest).")) -> None:
     """Evaluate a reward model on the held-out split."""
-    _print_summary(_run("evaluate_flow", _config(config, store), rm_run_id=rm_run))
+    cfg = _config(config, store)
+    from prefcurate.flows.stages import evaluate_flow
+
+    _print_summary(_run(evaluate_flow, cfg, rm_run_id=rm_run))
 
 
 @app.command()
 def score(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
           rm_run: Optional[str] = typer.Option(None, help="Reward-model run id (default: the latest).")) -> None:
     """Score stored candidates with a reward model (or ensemble) into `candidate_rewards`."""
-    _print_summary(_run("score_flow", _config(config, store), rm_run_id=rm_run))
+    cfg = _config(config, store)
+    from prefcurate.flows.stages import score_flow
+
+    _print_summary(_run(score_flow, cfg, rm_run_id=rm_run))
 
 
 @app.command()
 def run(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Run every stage: prompts -> candidates -> pairs -> labels -> curated set -> reward model -> report."""
     cfg = _config(config, store)
-    stages = _run("pipeline_flow", cfg)
+    from prefcurate.flows.stages import pipeline_flow
+
+    stages = _run(pipeline_flow, cfg)
     for summary in stages.values():
         _print_summary(summary)
     report = {
@@ -290,13 +313,19 @@ def argilla_add_annotators(config: Optional[Path] = ConfigOption) -> None:
 def annotate_push(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
                   round_index: int = typer.Option(0, "--round", help="Refresh round the pairs belong to.")) -> None:
     """Send pairs (argilla.push.policy: all or uncertain) to the Argilla dataset."""
-    _print_summary(_run("push_for_annotation_flow", _config(config, store), round_index=round_index))
+    cfg = _config(config, store)
+    from prefcurate.flows.stages import push_for_annotation_flow
+
+    _print_summary(_run(push_for_annotation_flow, cfg, round_index=round_index))
 
 
 @annotate_app.command("pull")
 def annotate_pull(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Collect submitted, discarded and draft answers into the store; print agreement."""
-    _print_summary(_run("collect_annotations_flow", _config(config, store)))
+    cfg = _config(config, store)
+    from prefcurate.flows.stages import collect_annotations_flow
+
+    _print_summary(_run(collect_annotations_flow, cfg))
 
 
 @app.command()
@@ -304,7 +333,10 @@ def refresh(config: Optional[Path] = ConfigOption, store: Optional[Path] = Store
             round_index: Optional[int] = typer.Option(None, "--round", help="Round to run (default: the next one). "
                                                       "A finished round is returned as stored.")) -> None:
     """One on-policy refresh round: generate, score, select, judge, re-curate, retrain, gate."""
-    summary = _run("refresh_flow", _config(config, store), round_index=round_index)
+    cfg = _config(config, store)
+    from prefcurate.flows.refresh import refresh_flow
+
+    summary = _run(refresh_flow, cfg, round_index=round_index)
     for key in ("round", "decision", "reason", "incumbent_rm_run_id", "candidate_rm_run_id", "round_report", "reused"):
         if key in summary:
             typer.echo(f"{key}: {summary[key]}")

@@ -1,12 +1,14 @@
-"""One function per stage: open the store, run the domain code, record counts, return a summary.
+"""The pipeline: one function per stage (open the store, run the domain code, record counts,
+return a summary) and run_pipeline, which runs them in order.
 
-These are what the Prefect flows (flows/) and tests call. No Prefect here.
+No Prefect here: flows/stages.py wraps each stage in a flow and hands those flows to run_pipeline.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -154,6 +156,32 @@ def score_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
         report.count_out = outcome["scored"]
         report.details.update(outcome)
         return finish_stage(store, report.finish())
+
+
+@dataclass(frozen=True)
+class Stages:
+    """How each stage runs: the functions above, or (flows/stages.py) a Prefect flow around each."""
+
+    ingest: Callable[..., dict] = ingest_stage
+    generate: Callable[..., dict] = generate_stage
+    pairs: Callable[..., dict] = pairs_stage
+    judge: Callable[..., dict] = judge_stage
+    curate: Callable[..., dict] = curate_stage
+    train: Callable[..., dict] = train_stage
+    evaluate: Callable[..., dict] = evaluate_stage
+
+
+def run_pipeline(config: PrefcurateConfig, stages: Stages = Stages()) -> dict[str, dict]:
+    """prompts -> candidates -> pairs -> judge labels -> curated Parquet -> reward model -> report."""
+    done = {}
+    done["ingest"] = stages.ingest(config)
+    done["generate"] = stages.generate(config)
+    done["pairs"] = stages.pairs(config)
+    done["judge"] = stages.judge(config)
+    done["curate"] = stages.curate(config)
+    done["train"] = stages.train(config, done["curate"]["curation_run_id"])
+    done["evaluate"] = stages.evaluate(config, done["train"]["rm_run_id"])
+    return done
 
 
 def curation_run(store: Store, curation_run_id: str | None) -> tuple[str, str]:

@@ -1,7 +1,9 @@
-"""The whole pipeline through the Prefect flows: tiny local model for generation and training,
-the suite's OpenAI-compatible server as the judge."""
+"""The whole pipeline, plain and through the Prefect flows: tiny local model for generation and
+training, the suite's OpenAI-compatible server as the judge."""
 
 import json
+import subprocess
+import sys
 
 TABLES = ("prompts", "candidates", "pairs", "judgments", "curation_runs", "curated_pairs", "rm_runs", "stage_runs")
 
@@ -27,19 +29,52 @@ def judge_task_runs() -> int:
     return asyncio.run(count())
 
 
-def test_pipeline_flow_fills_every_stage_and_reruns_as_a_no_op(pipeline_config, openai_server, prefect_harness):
+RUN_PLAIN_PIPELINE = """
+import json, sys
+from prefcurate.core.config import config_from_dict
+from prefcurate.pipeline import run_pipeline
+
+done = run_pipeline(config_from_dict(json.load(open(sys.argv[1]))))
+print(json.dumps({"curation_run_id": done["curate"]["curation_run_id"], "rm_run_id": done["train"]["rm_run_id"],
+                  "stages": list(done), "prefect_imported": "prefect" in sys.modules}))
+"""
+
+
+def run_plain_pipeline(config, tmp_path) -> dict:
+    """pipeline.run_pipeline in a fresh process, on its own store and workdir."""
+    plain = config.model_copy(deep=True)
+    plain.store.path = tmp_path / "plain.duckdb"
+    plain.workdir = tmp_path / "plain-out"
+    config_file = tmp_path / "plain-config.json"
+    config_file.write_text(plain.model_dump_json())
+    done = subprocess.run([sys.executable, "-c", RUN_PLAIN_PIPELINE, str(config_file)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_pipeline_flow_fills_every_stage_and_reruns_as_a_no_op(pipeline_config, openai_server, prefect_harness,
+                                                               tmp_path):
     import datasets
     from prefcurate.flows.stages import pipeline_flow
     from prefcurate.rm.score import RewardScorer
 
+    # The order of stages lives in pipeline.run_pipeline, which needs no Prefect; the flow wraps it.
+    plain = run_plain_pipeline(pipeline_config, tmp_path)
+    assert plain["stages"] == ["ingest", "generate", "pairs", "judge", "curate", "train", "evaluate"]
+    assert not plain["prefect_imported"]
+    plain_requests = len(openai_server.requests)
+
     earlier_task_runs = judge_task_runs()  # the Prefect API is shared by the session's tests
     stages = pipeline_flow(pipeline_config)
+    assert stages["curate"]["curation_run_id"] == plain["curation_run_id"]  # same data, same runs
+    assert stages["train"]["rm_run_id"] == plain["rm_run_id"]
     filled = counts(pipeline_config.store.path)
     assert filled["prompts"] == 24 and filled["candidates"] == 72
     assert filled["pairs"] > 0 and filled["judgments"] == 2 * filled["pairs"]
     assert filled["curation_runs"] == 1 and filled["curated_pairs"] > 0 and filled["rm_runs"] == 1
     assert stages["judge"]["position_consistent_pairs"] > 0
-    calls = len(openai_server.requests)
+    calls = len(openai_server.requests) - plain_requests
     # judge calls ran as a few Prefect tasks of up to 16 calls (the first one probed output formats)
     assert judge_task_runs() - earlier_task_runs == -(-(calls - 1) // 16)
     assert json.loads(open(stages["judge"]["judge_report"]).read())["judges"][0]["n_calls"] == calls
@@ -57,6 +92,6 @@ def test_pipeline_flow_fills_every_stage_and_reruns_as_a_no_op(pipeline_config, 
 
     again = pipeline_flow(pipeline_config)
     after = counts(pipeline_config.store.path)
-    assert len(openai_server.requests) == calls  # no judge call repeated
+    assert len(openai_server.requests) == plain_requests + calls  # no judge call repeated
     assert {t: n for t, n in after.items() if t != "stage_runs"} == {t: n for t, n in filled.items() if t != "stage_runs"}
     assert again["train"]["reused"] and again["curate"]["curation_run_id"] == stages["curate"]["curation_run_id"]
