@@ -1,0 +1,110 @@
+"""The architecture holds: layers import only downward, Prefect stays in flows/, sibling packages
+import each other one way (import-linter, contracts in pyproject.toml), the domain runs without
+Prefect, every package folder is installed, and test modules never import each other."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PACKAGE_DIRS = PYPROJECT["tool"]["setuptools"]["package-dir"]  # import name -> root folder
+# Run inside argilla-server's own virtual environment (argilla_server installed, prefcurate not).
+OTHER_ENVIRONMENT = ("prefcurate.curation.annotation.argilla_service",)
+
+
+def installed_tree(target: Path) -> Path:
+    """The package as it installs: each root folder copied to where its import name puts it. The
+    checker reads packages from disk, and in this repository prefcurate.curation lives in curation/,
+    not in prefcurate/curation/."""
+    for name, folder in sorted(PACKAGE_DIRS.items()):
+        shutil.copytree(ROOT / folder, target.joinpath(*name.split(".")), dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy(ROOT / "pyproject.toml", target / "pyproject.toml")
+    return target
+
+
+def lint_imports(tree: Path) -> subprocess.CompletedProcess:
+    checker = Path(sys.executable).parent / "lint-imports"
+    # cwd: the checker puts it first on sys.path, so `prefcurate` is the copy, not the repository's folder.
+    return subprocess.run([str(checker), "--no-cache", "--no-logo"], cwd=tree, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(tree)})
+
+
+def test_every_layer_contract_holds(tmp_path):
+    result = lint_imports(installed_tree(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 kept, 0 broken" in result.stdout
+
+
+def test_the_checker_reports_an_upward_import_prefect_in_the_domain_and_a_cycle(tmp_path):
+    tree = installed_tree(tmp_path)
+    (tree / "prefcurate/core/_upward.py").write_text("from prefcurate import pipeline\n")
+    (tree / "prefcurate/rm/_prefect.py").write_text("import prefect\n")
+    (tree / "prefcurate/curation/judging/_cycle.py").write_text("from prefcurate.curation.annotation import push\n")
+    (tree / "prefcurate/curation/annotation/_cycle.py").write_text("from prefcurate.curation.judging import judge\n")
+    result = lint_imports(tree)
+    assert result.returncode != 0
+    assert "0 kept, 3 broken" in result.stdout
+    assert "prefcurate.core._upward -> prefcurate.pipeline" in result.stdout
+    assert "prefcurate.rm._prefect -> prefect" in result.stdout
+    assert ".judging -> .annotation" in result.stdout or ".annotation -> .judging" in result.stdout
+
+
+IMPORT_THE_DOMAIN = """
+import importlib, json, pkgutil, sys
+import prefcurate.core, prefcurate.curation, prefcurate.rm, prefcurate.pipeline, prefcurate.refresh
+skip = tuple(sys.argv[1:])
+imported = []
+for package in (prefcurate.core, prefcurate.curation, prefcurate.rm, prefcurate.refresh):
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if not module.name.startswith(skip):
+            importlib.import_module(module.name)
+            imported.append(module.name)
+print(json.dumps({"imported": imported, "prefect": sorted(m for m in sys.modules if m.split(".")[0] == "prefect")}))
+"""
+
+
+def test_importing_every_module_below_flows_leaves_prefect_out():
+    """What the static check cannot see: a library we import that imports Prefect itself."""
+    done = subprocess.run([sys.executable, "-c", IMPORT_THE_DOMAIN, *OTHER_ENVIRONMENT], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT / "tests")
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "prefcurate.curation.judging.judge" in outcome["imported"] and "prefcurate.rm.train" in outcome["imported"]
+    assert "prefcurate.refresh.round" in outcome["imported"]
+    assert outcome["prefect"] == []
+
+
+def test_every_package_folder_is_installed():
+    """A folder with __init__.py under a root folder must be in [tool.setuptools] packages, or a
+    non-editable install would leave it out."""
+    found = set()
+    for name, folder in PACKAGE_DIRS.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((name, *relative)))
+    assert found == set(PYPROJECT["tool"]["setuptools"]["packages"])
+
+
+def test_no_test_module_imports_another_or_conftest():
+    """Fixtures are shared through conftest.py, helpers through tests/support/."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):  # `from tests import conftest` names tests.conftest
+                names = [node.module or ""] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            offenders += [f"{path.relative_to(ROOT)} imports {name}" for name in names
+                          if name.startswith(("tests.test_", "tests.conftest"))]
+    assert offenders == []
