@@ -1,6 +1,12 @@
--- Label layer: one row per submitted human vote, in the pair's orientation (Argilla responses are
--- mapped back from the order they were shown in). An annotator who saw the same pair twice (two
--- datasets) counts once: their latest answer.
+-- annotation_votes (label layer): one row per submitted human vote, in the pair's orientation
+-- (Argilla answers are mapped back from the order they were shown in). An annotator who saw the
+-- same pair twice (two datasets) counts once: their latest answer.
+--   annotation_id, pair_id, annotator       the answer, the pair, who gave it
+--   winner                                  a, b or tie
+--   strength                                1 slight, 2 clear, 3 strong (optional)
+--   rationale                               the annotator's reason (optional)
+--   source_record                           the Argilla record it came from
+--   response_updated_at                     when the annotator last changed it
 CREATE OR REPLACE VIEW annotation_votes AS
 SELECT annotation_id, pair_id, annotator, winner, strength, rationale, source_record, response_updated_at
 FROM annotations

@@ -1,7 +1,11 @@
--- Label layer: human agreement per pair.
---
--- annotation_pair_agreement: per pair, submitted votes by winner, the strict majority
--- (NULL without one), the majority's share, and how many answers were discarded or left in draft.
+-- annotation_pair_agreement (label layer): human agreement per annotated pair.
+--   pair_id                            a pair with at least one answer (any status)
+--   n_votes                            submitted votes (annotation_votes)
+--   votes_a, votes_b, votes_tie        submitted votes by winner
+--   majority_label                     the strict majority of the votes, NULL without one
+--   agreement                          the most voted winner's share of the votes
+--   mean_strength                      mean stated strength
+--   n_discarded, n_draft               answers discarded, or left in draft
 CREATE OR REPLACE VIEW annotation_pair_agreement AS
 WITH votes AS (
     SELECT pair_id,

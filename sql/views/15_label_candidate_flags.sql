@@ -1,5 +1,8 @@
--- Label layer: per candidate response, what the curation filters look at: its length, and whether
--- it is empty or only a refusal (a short answer that opens by declining).
+-- candidate_flags (label layer): per candidate response, what the curation filters look at.
+--   candidate_id, prompt_id    the response and its prompt
+--   n_chars                    its length in characters, trimmed
+--   is_empty                   nothing but whitespace
+--   is_refusal                 only a refusal: a short answer (< 300 characters) that opens by declining
 CREATE OR REPLACE VIEW candidate_flags AS
 SELECT
     candidate_id,

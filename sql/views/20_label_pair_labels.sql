@@ -1,17 +1,24 @@
--- Label layer: one row per judged pair with its vote counts, agreement, position consistency
--- and two labels:
---   vote_label      the strict majority of verdicts (NULL without one);
---   balanced_label  the sign of balanced_margin, the mean preference logit over calls that have
---                   one; each comparison is asked in both orders, so a judge's constant preference
---                   for a position cancels out (balanced position calibration).
---   human_label     the strict majority of submitted human annotations (Argilla), with
---                  human_agreement = the share of human votes for the most voted winner
---                  (both from annotation_pair_agreement);
---   reference_label the label an imported preference dataset came with (see reference_labels);
---                  NULL when none, or when two imported datasets disagree.
--- Pairs with no judge call yet are listed too (n_calls = 0), so the curation funnel starts from all pairs.
--- A (judge, principle) comparison is position-consistent when it has a valid verdict in both shown
--- orders and the two name the same winner after mapping back to the pair's orientation.
+-- pair_labels (label layer): per pair, every label source's evidence. Pairs with no judge call yet are
+-- listed too (n_calls = 0), so curation starts from all pairs.
+--   pair_id, prompt_id, candidate_a, candidate_b   the pair, in its orientation
+--   n_calls, n_invalid                             judge calls, and those with no valid verdict
+--   n_votes, votes_a, votes_b, votes_tie           valid verdicts, by winner
+--   vote_label                                     the strict majority of verdicts (NULL without one)
+--   agreement                                      the most common verdict's share of the votes
+--   vote_confidence                                mean confidence of the votes for vote_label
+--   balanced_margin                                mean preference logit over the calls that have one; every
+--                                                  comparison is asked in both orders, so a judge's constant
+--                                                  preference for a position cancels (balanced position calibration)
+--   balanced_label                                 the sign of balanced_margin: a, b, or tie at exactly 0
+--   balanced_confidence                            P(label) under Bradley-Terry with the margin as the logit
+--   n_comparisons, n_consistent                    (judge, principle) comparisons, and those position-consistent:
+--                                                  a valid verdict in both shown orders naming the same winner
+--   position_consistent                            every comparison is position-consistent (false without any)
+--   reference_label                                the label an imported dataset came with; NULL when none, or
+--                                                  when two imports disagree
+--   n_reference_labels                             imported labels for the pair
+--   n_human_votes, human_label, human_agreement    submitted human votes, their strict majority and its share
+--                                                  (annotation_pair_agreement)
 CREATE OR REPLACE VIEW pair_labels AS
 WITH comparisons AS (
     SELECT

@@ -1,15 +1,15 @@
 -- labelled_pairs (label layer): the label prefcurate uses for each pair, under each judge label rule
 -- (curate.label_rule). Precedence: human annotations, then a label imported with the dataset, then
--- the judges'. Every column of pair_labels is here too; per rule R (vote, balanced):
---   judge_label_by_vote, judge_confidence_by_vote            the judges' label under `vote`: vote_label, vote_confidence
---   judge_label_by_balanced, judge_confidence_by_balanced    under `balanced`: balanced_label and balanced_confidence,
---                                                            else (no log-probabilities) vote_label and vote_confidence
---   label_by_vote, label_by_balanced                         the label: human_label, else reference_label, else the judges'
---   label_source_by_vote, label_source_by_balanced           where it came from: human, import, balanced or vote
---   confidence_by_vote, confidence_by_balanced               human_agreement for human labels, NULL for imported ones,
---                                                            the judges' confidence for theirs
--- prefcurate reads one rule's columns as label, label_source, confidence, judge_label and judge_confidence
--- (curation/labels.py).
+-- the judges'. prefcurate reads one rule's columns as label, label_source, confidence, judge_label
+-- and judge_confidence (curation/labels.py).
+--   * pair_labels                                           every column of pair_labels
+--   judge_label_by_vote, judge_confidence_by_vote           the judges' label under `vote`: vote_label, vote_confidence
+--   judge_label_by_balanced, judge_confidence_by_balanced   under `balanced`: balanced_label and balanced_confidence,
+--                                                           else (no log-probabilities) vote_label and vote_confidence
+--   label_by_vote, label_by_balanced                        the label: human_label, else reference_label, else the judges'
+--   label_source_by_vote, label_source_by_balanced          where it came from: human, import, balanced or vote
+--   confidence_by_vote, confidence_by_balanced              human_agreement for human labels, NULL for imported ones,
+--                                                           the judges' confidence for theirs
 CREATE OR REPLACE VIEW labelled_pairs AS
 WITH judge_rules AS (
     SELECT

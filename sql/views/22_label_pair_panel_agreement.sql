@@ -1,7 +1,12 @@
--- Label layer: how much the judge panel agrees on each pair, across judges x principles x orders.
---   agreement         share of all valid votes that name the pair's most common winner;
---   judge_agreement   share of judges whose own majority names the panel's majority (vote_label);
---   unanimous         every valid vote names the same winner.
+-- pair_panel_agreement (label layer): how much the judge panel agrees on each judged pair, across
+-- judges x principles x orders.
+--   pair_id, prompt_id     the pair
+--   n_judges               judges with a valid vote on it
+--   n_votes, vote_label    valid votes and their strict majority (pair_labels)
+--   agreement              share of all valid votes that name the pair's most common winner
+--   judge_agreement        share of judges whose own majority names the panel's majority (vote_label)
+--   unanimous              every valid vote names the same winner
+--   judge_labels           each judge's own majority, as ['judge=a', 'other=split', ...]
 CREATE OR REPLACE VIEW pair_panel_agreement AS
 WITH per_judge AS (
     SELECT

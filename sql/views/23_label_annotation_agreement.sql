@@ -1,15 +1,16 @@
--- Human agreement over the whole annotation set, and per annotator (per pair: 13_...).
---
--- annotation_agreement: one row for the whole set, over pairs with at least two votes (a single
--- vote cannot agree or disagree with anything). Categories: a, b, tie.
---   observed_agreement  Fleiss' P-bar: the chance that two votes on the same pair agree.
---   expected_agreement  Fleiss' P_e: the same chance if votes fell at the overall category rates.
---   fleiss_kappa        (P-bar - P_e) / (1 - P_e), with per-pair vote counts allowed to differ.
---   krippendorff_alpha  nominal alpha: 1 - (n - 1) * (n - sum_c o_cc) / (n^2 - sum_c n_c^2), from the
---                       coincidence matrix o (o_cc = sum over pairs of n_uc (n_uc - 1) / (m_u - 1)),
---                       n_c the votes in category c and n all pairable votes.
--- Both are 1 for perfect agreement, about 0 for agreement at chance, below 0 for systematic
--- disagreement; NULL when undefined (no pair with two votes, or every vote in one category).
+-- annotation_agreement (label layer): human agreement over the whole annotation set, one row, over
+-- pairs with at least two votes (a single vote cannot agree or disagree with anything). Categories:
+-- a, b, tie. Both coefficients are 1 for perfect agreement, about 0 for agreement at chance, below 0
+-- for systematic disagreement; NULL when undefined (no pair with two votes, or every vote in one category).
+--   n_pairs              pairs with at least two submitted votes
+--   n_annotators         annotators with a submitted vote anywhere
+--   n_votes              votes on those pairs (n: every pairable vote)
+--   observed_agreement   Fleiss' P-bar: the chance that two votes on the same pair agree
+--   expected_agreement   Fleiss' P_e: the same chance if votes fell at the overall category rates
+--   fleiss_kappa         (P-bar - P_e) / (1 - P_e), with per-pair vote counts allowed to differ
+--   krippendorff_alpha   nominal alpha: 1 - (n - 1) * (n - sum_c o_cc) / (n^2 - sum_c n_c^2), from the
+--                        coincidence matrix o (o_cc = sum over pairs of n_uc (n_uc - 1) / (m_u - 1)) and
+--                        n_c the votes in category c
 CREATE OR REPLACE VIEW annotation_agreement AS
 WITH units AS (
     SELECT pair_id, count(*) AS m
@@ -51,8 +52,15 @@ SELECT
          THEN 1 - (t.n - 1) * (t.n - o.o_diagonal) / (t.n * t.n - t.sum_sq) END AS krippendorff_alpha
 FROM observed AS o, totals AS t;
 
--- annotator_quality: per annotator, how much they answer and how often they side with the other
--- annotators' majority (leave-one-out) and with the judges' label, to spot careless or confused raters.
+-- annotator_quality (label layer): per annotator, how much they answer and how often they side with
+-- the other annotators' majority (leave-one-out) and with the judges, to spot careless or confused raters.
+--   annotator                          the Argilla username
+--   n_submitted, n_discarded, n_draft  answers by status
+--   agreement_with_peers               share of their votes that match the strict majority of the other
+--                                      annotators on the same pair (where the others have one)
+--   n_peer_comparisons                 how many votes that share is over
+--   agreement_with_judges              share of their votes that match the judges' label under the
+--                                      balanced rule (labelled_pairs.judge_label_by_balanced)
 CREATE OR REPLACE VIEW annotator_quality AS
 WITH answers AS (
     SELECT annotator,

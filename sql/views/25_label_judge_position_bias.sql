@@ -1,6 +1,10 @@
--- Label layer: how much each judge leans on position. position_bias_logit is the judge's mean
--- log P(first shown) - log P(second shown); 0 is unbiased. consistency_rate is the share of its
--- (pair, principle) comparisons whose two orders name the same winner.
+-- judge_position_bias (label layer): how much each judge leans on position.
+--   judge                            the judge
+--   n_valid_calls                    its calls with a valid verdict
+--   position_bias_logit              mean log P(first shown) - log P(second shown); 0 is unbiased
+--   share_first_position_verdicts    share of its verdicts for the response shown first
+--   n_comparisons                    its (pair, principle) comparisons asked in both orders
+--   consistency_rate                 share of those whose two orders name the same winner
 CREATE OR REPLACE VIEW judge_position_bias AS
 WITH per_call AS (
     SELECT

@@ -1,8 +1,16 @@
--- Label layer: how good each judge is, for the judge quality report.
---   gold_agreement    share of its valid votes that match an imported reference label (gold), on
---                     pairs that have one; a tie vote on a decisive gold pair counts as a miss;
---   consistency_rate  share of its (pair, principle) comparisons whose two orders agree;
---   tie_rate / invalid_rate / unparseable_rate  over its votes / calls.
+-- judge_quality (label layer): how good each judge is, for the judge quality report.
+--   judge, judge_model                         the panel member and the model behind it
+--   n_calls, n_valid                           its calls, and those with a valid verdict
+--   invalid_rate                               share of calls without a valid verdict (failed or unreadable)
+--   unparseable_rate                           share of calls answered but unreadable (unparseable or truncated)
+--   tie_rate                                   share of valid verdicts that are ties
+--   consistency_rate, position_bias_logit,
+--   share_first_position_verdicts              from judge_position_bias
+--   mean_confidence                            mean confidence of its valid verdicts
+--   n_logprob_confidence                       calls whose confidence came from log-probabilities
+--   n_self_reported_confidence                 calls whose confidence the judge stated itself
+--   n_gold_votes                               valid votes on pairs with a decisive imported label (gold)
+--   gold_agreement                             share of those that match it; a tie vote counts as a miss
 CREATE OR REPLACE VIEW judge_quality AS
 WITH calls AS (
     SELECT
@@ -49,11 +57,15 @@ FROM calls AS c
 LEFT JOIN judge_position_bias AS b USING (judge)
 LEFT JOIN gold AS g USING (judge);
 
--- Label layer: each principle as each judge applies it.
---   panel_agreement   share of its votes that name the pair's panel majority (vote_label);
---   longer_win_rate   share of its decisive votes won by the longer response: a principle far
---                     above 0.5 rewards length;
---   first_position_rate  share of its decisive verdicts for the response shown first.
+-- judge_principle_quality (label layer): each principle as each judge applies it.
+--   judge, principle_id, principle_axis   the judge, and the principle with its axis
+--   n_votes                               valid votes under it
+--   tie_rate                              share of them that are ties
+--   panel_agreement                       share that name the pair's panel majority (vote_label)
+--   longer_win_rate                       share of decisive votes won by the longer response (texts of
+--                                         different length): a principle far above 0.5 rewards length
+--   first_position_rate                   share of decisive verdicts for the response shown first
+--   gold_agreement                        share that match a decisive imported label, where there is one
 CREATE OR REPLACE VIEW judge_principle_quality AS
 SELECT
     v.judge,

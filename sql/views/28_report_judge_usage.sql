@@ -1,5 +1,10 @@
--- Report layer: what judging cost, per judge: calls, tokens, dollars (judge.prices), latency
--- percentiles and failures. judge_errors breaks the failures down by kind with an example.
+-- judge_usage (report layer): what judging cost, per judge.
+--   judge, judge_model                                 the panel member and its model
+--   n_calls, n_valid, n_errors                         calls, valid verdicts, calls with an error kind
+--   prompt_tokens, completion_tokens                   tokens the endpoint reported
+--   cost_usd                                           at judge.prices
+--   n_unpriced_calls                                   calls with no price (no judge.prices entry, or no token counts)
+--   latency_p50_ms, latency_p90_ms, latency_p99_ms     call latency percentiles
 CREATE OR REPLACE VIEW judge_usage AS
 SELECT
     judge,
@@ -17,6 +22,11 @@ SELECT
 FROM judgments
 GROUP BY judge;
 
+-- judge_errors (report layer): judge failures by kind, with an example.
+--   judge, error_kind     the judge and the kind (timeout, rate_limited, unparseable, truncated, ...)
+--   n_calls               calls that failed that way
+--   n_to_retry            of those, transport failures: asked again on the next run
+--   example_reason        one stored reason
 CREATE OR REPLACE VIEW judge_errors AS
 SELECT
     judge,

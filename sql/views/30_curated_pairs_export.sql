@@ -1,4 +1,14 @@
--- Curated layer: the pairs each curation run kept, with texts, ready to export or inspect.
+-- curated_pairs_export (curated layer): the pairs each curation run kept, with texts, as exported.
+--   curation_run_id, split                  the run and the split (train, validation, test)
+--   pair_id, prompt_id                      the pair and its prompt
+--   prompt, prompt_messages                 the prompt's text; the conversation as JSON chat messages for
+--                                           multi-turn prompts, else NULL
+--   chosen, rejected                        the preferred and the other response
+--   chosen_id, rejected_id                  their candidate ids
+--   confidence                              the label's confidence (human agreement, none for imports, the judges')
+--   label_source                            human, import, balanced or vote
+--   tie                                     kept as a tie (curate.ties = keep): no preference
+--   agreement, n_votes                      judge agreement and valid judge votes
 CREATE OR REPLACE VIEW curated_pairs_export AS
 SELECT
     cp.curation_run_id,

@@ -1,4 +1,8 @@
--- Reports: the funnel of every curation run, and the counts of every stage invocation.
+-- curation_run_funnel (report layer): the funnel of every curation run, step by step.
+--   curation_run_id, created_at      the run and when it was recorded
+--   step_order, step                 the step's position and name (e.g. agreement>=0.5, near_dedup>=0.7)
+--   count_in, count_out, dropped     pairs before and after it, and the difference
+--   kept_pct                         count_out as a percentage of count_in
 CREATE OR REPLACE VIEW curation_run_funnel AS
 SELECT
     f.curation_run_id,
@@ -13,12 +17,18 @@ FROM curation_funnel AS f
 JOIN curation_runs AS r USING (curation_run_id)
 ORDER BY r.created_at, f.step_order;
 
+-- stage_run_counts (report layer): every stage invocation with its counts.
+--   stage_run_id, stage              the invocation and its stage (ingest, generate, judge, ...)
+--   started_at, duration             when it started, and how long it took
+--   count_in, count_out              what it read and what it wrote (each stage says what it counts)
+--   details                          its report as JSON
 CREATE OR REPLACE VIEW stage_run_counts AS
 SELECT stage_run_id, stage, started_at, finished_at - started_at AS duration, count_in, count_out, details
 FROM stage_runs
 ORDER BY stage_run_id;
 
--- How many rows each table of the store holds: a quick health check.
+-- store_counts (report layer): how many rows the main tables hold, a quick health check.
+--   table_name, n_rows    the table and its row count
 CREATE OR REPLACE VIEW store_counts AS
 SELECT 'prompts' AS table_name, count(*) AS n_rows FROM prompts
 UNION ALL SELECT 'candidates', count(*) FROM candidates

@@ -1,4 +1,15 @@
--- Report layer: one row per refresh round with the figures the round report plots.
+-- refresh_round_metrics (report layer): one row per refresh round, with the figures its report plots.
+--   round_index, status                                           the round, running or done
+--   decision, reason                                              promoted or refused, and why
+--   incumbent_rm_run_id, candidate_rm_run_id                      the model in charge and the retrained one
+--   incumbent_fixed_accuracy, candidate_fixed_accuracy            accuracy on the fixed held-out set
+--   incumbent_on_policy_accuracy, candidate_on_policy_accuracy    accuracy on the round's on-policy held-out pairs
+--   reward_variance                                               the new model's mean within-prompt reward
+--                                                                 variance on the round's policy responses
+--   reward_length_correlation                                     its reward-length correlation on them
+--   judge_agreement                                               mean judge agreement on the round's pairs
+--   pairs, heldout_pairs                                          pairs selected, and on-policy held-out pairs labelled
+--   started_at, finished_at                                       when the round started and finished
 CREATE OR REPLACE VIEW refresh_round_metrics AS
 SELECT
     round_index,
@@ -20,7 +31,10 @@ SELECT
     finished_at
 FROM refresh_rounds;
 
--- The reward model in charge now.
+-- current_reward_model (report layer): the reward model in charge now, the latest promoted.
+--   rm_run_id, checkpoint_dir    the model and where its checkpoint is
+--   round_index, reason          the round that promoted it (0: the initial model) and why
+--   promoted_at                  when
 CREATE OR REPLACE VIEW current_reward_model AS
 SELECT p.rm_run_id, p.round_index, p.reason, p.promoted_at, r.checkpoint_dir
 FROM rm_promotions AS p

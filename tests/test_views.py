@@ -1,0 +1,101 @@
+"""The views data engineers query: each column documented beside its view, files named by layer,
+and the label of a pair (human > import > judges, under both rules) derived in one place."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from prefcurate.core.store import Store
+from prefcurate.curation.labels import labelled_pairs
+from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
+
+VIEWS = Path(__file__).resolve().parent.parent / "sql" / "views"
+LAYERS = ("raw", "label", "curated", "report")
+_CREATE = re.compile(r"^CREATE OR REPLACE VIEW (\w+) AS", re.MULTILINE)
+# A column line: `--   name[, name ...]  what it holds`; `--   * other_view` documents all of another view's columns.
+_COLUMN_LINE = re.compile(r"^--\s{2,}([a-z_]\w*(?:,\s*[a-z_]\w*)*)(?:,)?(?:\s{2,}|$)")
+_INCLUDES = re.compile(r"^--\s{2,}\*\s+(\w+)")
+
+
+def view_docs() -> dict[str, tuple[str, set[str], set[str]]]:
+    """view -> (file, documented columns, views whose columns it includes), from the comment block
+    right above each CREATE."""
+    docs = {}
+    for path in sorted(VIEWS.glob("*.sql")):
+        text = path.read_text()
+        for match in _CREATE.finditer(text):
+            block = []
+            for line in reversed(text[:match.start()].rstrip("\n").split("\n")):
+                if not line.startswith("--"):
+                    break
+                block.append(line)
+            names = {name.strip() for line in block if (m := _COLUMN_LINE.match(line)) for name in m.group(1).split(",")}
+            includes = {m.group(1) for line in block if (m := _INCLUDES.match(line))}
+            docs[match.group(1)] = (path.name, names, includes)
+    return docs
+
+
+def test_every_view_documents_every_column_beside_it(store):
+    docs = view_docs()
+    stored = {row[0] for row in store.con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    assert stored == set(docs)
+    undocumented = {}
+    for view, (path, names, includes) in docs.items():
+        columns = {row[0] for row in store.con.execute(f"DESCRIBE {view}").fetchall()}
+        for other in includes:
+            names |= {row[0] for row in store.con.execute(f"DESCRIBE {other}").fetchall()}
+        if columns - names:
+            undocumented[f"{path}: {view}"] = sorted(columns - names)
+    assert undocumented == {}
+
+
+def test_view_files_are_named_by_their_layer():
+    for path in VIEWS.glob("*.sql"):
+        order, layer = path.stem.split("_")[:2]
+        assert order.isdigit() and (layer in LAYERS or path.stem == "05_macros"), path.name
+
+
+@pytest.fixture
+def pair(store):
+    """One pair with two judge calls in both orders that prefer a (logprobs: balanced label a)."""
+    prompt = add_prompt(store, "Which is better?")
+    key, _a, _b = add_pair(store, prompt, *add_candidates(store, prompt, ["First answer.", "Second answer."]))
+    add_call(store, key, "ab", "A", p_first=0.8)
+    add_call(store, key, "ba", "B", p_first=0.3)
+    return key
+
+
+def label_of(store, key: str, rule: str) -> tuple:
+    return store.one(f"SELECT label, label_source, confidence FROM ({labelled_pairs(rule)}) WHERE pair_id = ?", [key])
+
+
+def test_labels_follow_the_precedence_human_then_import_then_judges(store, pair):
+    label, source, confidence = label_of(store, pair, "balanced")
+    assert (label, source) == ("a", "balanced") and confidence == pytest.approx(1 / (1 + (0.8 / 0.2 * 0.7 / 0.3) ** -0.5))
+    assert label_of(store, pair, "vote")[:2] == ("a", "vote")
+
+    store.con.execute("INSERT INTO reference_labels (reference_label_id, pair_id, winner, dataset, dataset_format) "
+                      "VALUES ('r1', ?, 'b', 'gold.jsonl', 'plain')", [pair])
+    assert label_of(store, pair, "balanced") == ("b", "import", None)
+
+    for index, winner in enumerate(("tie", "tie", "a")):
+        store.con.execute("INSERT INTO annotations (annotation_id, pair_id, annotator, winner, status) "
+                          "VALUES (?, ?, ?, ?, 'submitted')", [f"h{index}", pair, f"ann{index}", winner])
+    assert label_of(store, pair, "vote") == ("tie", "human", pytest.approx(2 / 3))
+    # the judges' own label stays readable beside it, as annotation push and annotator_quality read it
+    judge_label = store.one(f"SELECT judge_label, judge_confidence FROM ({labelled_pairs('balanced')}) "
+                            "WHERE pair_id = ?", [pair])
+    assert judge_label[0] == "a" and judge_label[1] > 0.5
+
+
+def test_the_balanced_rule_falls_back_to_the_vote_without_logprobs(store):
+    prompt = add_prompt(store, "No logprobs here")
+    key, _a, _b = add_pair(store, prompt, *add_candidates(store, prompt, ["One.", "Two."]))
+    add_call(store, key, "ab", "B")
+    add_call(store, key, "ba", "A")  # b both times, no probabilities
+    assert label_of(store, key, "balanced")[:2] == ("b", "vote")
+    with pytest.raises(ValueError, match="unknown label rule"):
+        labelled_pairs("majority; DROP TABLE pairs")
