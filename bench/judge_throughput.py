@@ -87,9 +87,9 @@ def fill_store(store, pairs: list[dict]) -> None:
 
 def run_ours(pairs: list[dict], base_url: str, concurrency: int, workdir: Path) -> dict:
     from prefcurate.core.config import JudgeConfig
+    from prefcurate.core.store import Store
     from prefcurate.curation.judging.constitution import load_constitution
     from prefcurate.curation.judging.judge import judge_pairs, open_panel
-    from prefcurate.core.store import Store
 
     config = JudgeConfig(panel=[{"backend": {"kind": "openai", "model": "test-model", "base_url": base_url,
                                              "max_concurrency": concurrency, "max_retries": 2}}])

@@ -20,10 +20,9 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
-
-import tempfile
 
 # A fresh inductor cache: the compile time of a first run on a machine is counted in full.
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="rm_score_inductor_"))

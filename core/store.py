@@ -173,22 +173,19 @@ class Store:
         if rows.num_rows == 0:
             return 0
         before = self.count(table)
-        columns = ", ".join(rows.column_names)
-        self.con.register("_incoming", rows)
-        try:
-            self.con.execute(f"INSERT OR IGNORE INTO {table} ({columns}) SELECT {columns} FROM _incoming")
-        finally:
-            self.con.unregister("_incoming")
+        self._insert(table, rows, "OR IGNORE")
         return self.count(table) - before
 
     def upsert(self, table: str, rows: pa.Table) -> None:
         """Insert rows, replacing stored rows with the same primary key."""
-        if rows.num_rows == 0:
-            return
+        if rows.num_rows:
+            self._insert(table, rows, "OR REPLACE")
+
+    def _insert(self, table: str, rows: pa.Table, on_conflict: str) -> None:
         columns = ", ".join(rows.column_names)
         self.con.register("_incoming", rows)
         try:
-            self.con.execute(f"INSERT OR REPLACE INTO {table} ({columns}) SELECT {columns} FROM _incoming")
+            self.con.execute(f"INSERT {on_conflict} INTO {table} ({columns}) SELECT {columns} FROM _incoming")
         finally:
             self.con.unregister("_incoming")
 

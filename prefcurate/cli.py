@@ -75,19 +75,17 @@ def ingest(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreO
 @app.command()
 def generate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Generate N candidate responses per prompt."""
-    cfg = _config(config, store)
     from prefcurate.flows.stages import generate_flow
 
-    _print_summary(_run(generate_flow, cfg))
+    _print_summary(_run(generate_flow, _config(config, store)))
 
 
 @app.command()
 def pairs(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Build candidate pairs per prompt."""
-    cfg = _config(config, store)
     from prefcurate.flows.stages import pairs_flow
 
-    _print_summary(_run(pairs_flow, cfg))
+    _print_summary(_run(pairs_flow, _config(config, store)))
 
 
 @app.command()
@@ -135,10 +133,9 @@ def import_pairs(source: str = typer.Argument(..., help="Preference file or data
                  fmt: str = typer.Option("auto", "--format", help="auto | jsonl | parquet | csv | datasets"),
                  split: str = typer.Option("train", help="Split, for `datasets` sources.")) -> None:
     """Import an existing preference dataset as labelled pairs (gold for judges, data for training)."""
-    cfg = _config(config, store)
     from prefcurate.flows.stages import import_pairs_flow
 
-    _print_summary(_run(import_pairs_flow, cfg, source=source, fmt=fmt, split=split))
+    _print_summary(_run(import_pairs_flow, _config(config, store), source=source, fmt=fmt, split=split))
 
 
 def _guarded(function, *args):
@@ -153,10 +150,9 @@ def _guarded(function, *args):
 @app.command()
 def curate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Filter, cap and split labelled pairs; export Parquet and a manifest."""
-    cfg = _config(config, store)
     from prefcurate.flows.stages import curate_flow
 
-    _print_summary(_run(curate_flow, cfg))
+    _print_summary(_run(curate_flow, _config(config, store)))
 
 
 @app.command()
@@ -183,20 +179,18 @@ def train(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
 def evaluate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
              rm_run: Optional[str] = typer.Option(None, help="Reward-model run id (default: the latest).")) -> None:
     """Evaluate a reward model on the held-out split."""
-    cfg = _config(config, store)
     from prefcurate.flows.stages import evaluate_flow
 
-    _print_summary(_run(evaluate_flow, cfg, rm_run_id=rm_run))
+    _print_summary(_run(evaluate_flow, _config(config, store), rm_run_id=rm_run))
 
 
 @app.command()
 def score(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
           rm_run: Optional[str] = typer.Option(None, help="Reward-model run id (default: the latest).")) -> None:
     """Score stored candidates with a reward model (or ensemble) into `candidate_rewards`."""
-    cfg = _config(config, store)
     from prefcurate.flows.stages import score_flow
 
-    _print_summary(_run(score_flow, cfg, rm_run_id=rm_run))
+    _print_summary(_run(score_flow, _config(config, store), rm_run_id=rm_run))
 
 
 @app.command()
@@ -313,19 +307,17 @@ def argilla_add_annotators(config: Optional[Path] = ConfigOption) -> None:
 def annotate_push(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
                   round_index: int = typer.Option(0, "--round", help="Refresh round the pairs belong to.")) -> None:
     """Send pairs (argilla.push.policy: all or uncertain) to the Argilla dataset."""
-    cfg = _config(config, store)
     from prefcurate.flows.stages import push_for_annotation_flow
 
-    _print_summary(_run(push_for_annotation_flow, cfg, round_index=round_index))
+    _print_summary(_run(push_for_annotation_flow, _config(config, store), round_index=round_index))
 
 
 @annotate_app.command("pull")
 def annotate_pull(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Collect submitted, discarded and draft answers into the store; print agreement."""
-    cfg = _config(config, store)
     from prefcurate.flows.stages import collect_annotations_flow
 
-    _print_summary(_run(collect_annotations_flow, cfg))
+    _print_summary(_run(collect_annotations_flow, _config(config, store)))
 
 
 @app.command()

@@ -15,20 +15,20 @@ from typing import Callable
 import yaml
 
 from prefcurate.core.config import PrefcurateConfig
+from prefcurate.core.local_models import pick_device, resolve_model
+from prefcurate.core.store import StageReport, Store
 from prefcurate.curation.backends import make_backend
-from prefcurate.curation.judging.constitution import load_constitution
-from prefcurate.curation.funnel.curate import curate, latest_curation_run, record_curation_run
 from prefcurate.curation.export.card import write_dataset_card
 from prefcurate.curation.export.parquet import export_curation_run
+from prefcurate.curation.funnel.curate import curate, latest_curation_run, record_curation_run
 from prefcurate.curation.generation.generate import generate_candidates
-from prefcurate.curation.intake.prompts import ingest_prompts
-from prefcurate.curation.judging.judge import judge_pairs, open_panel, run_directly
-from prefcurate.curation.intake.preference_pairs import import_preference_pairs
-from prefcurate.curation.judging.estimate import estimate_judging
-from prefcurate.curation.judging.report import write_judge_report
-from prefcurate.core.local_models import pick_device, resolve_model
 from prefcurate.curation.generation.pairing import build_pairs
-from prefcurate.core.store import StageReport, Store
+from prefcurate.curation.intake.preference_pairs import import_preference_pairs
+from prefcurate.curation.intake.prompts import ingest_prompts
+from prefcurate.curation.judging.constitution import load_constitution
+from prefcurate.curation.judging.estimate import estimate_judging
+from prefcurate.curation.judging.judge import judge_pairs, open_panel, run_directly
+from prefcurate.curation.judging.report import write_judge_report
 
 log = logging.getLogger("prefcurate")
 

@@ -104,12 +104,16 @@ def argilla_server(tmp_path_factory):
     workspace of three annotators. Yields (ArgillaConfig, home). Skips, saying why, only when
     argilla-server cannot be installed on this machine."""
     from prefcurate.core.config import ArgillaConfig
-    from tests.support.annotation import ANNOTATORS
-    from tests.support.network import free_port
     from prefcurate.curation.annotation.dataset import connect, ensure_team
     from prefcurate.curation.annotation.server import (
-        AnnotationServerError, ensure_server_venv, server_venv, start_server, stop_server,
+        AnnotationServerError,
+        ensure_server_venv,
+        server_venv,
+        start_server,
+        stop_server,
     )
+    from tests.support.annotation import ANNOTATORS
+    from tests.support.network import free_port
     for name, password in ANNOTATORS.items():
         os.environ[f"PREFCURATE_TEST_{name.upper()}_PASSWORD"] = password
     config = ArgillaConfig.model_validate({

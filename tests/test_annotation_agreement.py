@@ -9,11 +9,11 @@ import pyarrow as pa
 import pytest
 
 from prefcurate.core.config import ArgillaConfig, CurateConfig
+from prefcurate.core.hashing import content_hash
 from prefcurate.curation.annotation.pull import ANNOTATION_SCHEMA, annotation_rows
 from prefcurate.curation.annotation.push import build_record, select_pairs, shown_order_for
-from prefcurate.curation.orientation import to_shown
 from prefcurate.curation.funnel.curate import curate
-from prefcurate.core.hashing import content_hash
+from prefcurate.curation.orientation import to_shown
 from tests.support.annotation import reference_alpha_and_kappa
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
 

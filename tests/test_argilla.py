@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from prefcurate.core.config import PrefcurateConfig
+from prefcurate.core.store import Store
 from prefcurate.curation.annotation.dataset import connect, find_dataset
 from prefcurate.curation.annotation.server import ServerPaths, owner_api_key, start_server
-from prefcurate.core.store import Store
 from tests.support.annotation import ANNOTATORS, build_store, reference_alpha_and_kappa
 
 pytestmark = pytest.mark.slow

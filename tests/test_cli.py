@@ -30,8 +30,8 @@ def test_query_prints_results_and_refuses_bad_sql(tmp_path):
     # CliRunner only for commands that run no flow: Prefect's console handler would keep
     # CliRunner's swapped stream after it closes. Flow commands run as real processes below.
     from prefcurate.core.config import IngestConfig
-    from prefcurate.curation.intake.prompts import ingest_prompts
     from prefcurate.core.store import Store
+    from prefcurate.curation.intake.prompts import ingest_prompts
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(json.dumps({"text": "hello there"}) + "\n" + json.dumps({"text": ""}) + "\n")

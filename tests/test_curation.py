@@ -1,8 +1,8 @@
 import pyarrow.parquet as pq
 
 from prefcurate.core.config import CurateConfig, SplitConfig
-from prefcurate.curation.funnel.curate import curate
 from prefcurate.curation.export.parquet import export_curation_run
+from prefcurate.curation.funnel.curate import curate
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
 
 

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefcurate.core.config import CurateConfig
+from prefcurate.core.hashing import content_hash
 from prefcurate.curation.funnel.curate import curate
 from prefcurate.curation.funnel.decontaminate import CurationError
-from prefcurate.core.hashing import content_hash
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
 
 NO_SPLITS = {"validation": 0.0, "test": 0.0}

@@ -56,6 +56,7 @@ def run_plain_pipeline(config, tmp_path) -> dict:
 def test_pipeline_flow_fills_every_stage_and_reruns_as_a_no_op(pipeline_config, openai_server, prefect_harness,
                                                                tmp_path):
     import datasets
+
     from prefcurate.flows.stages import pipeline_flow
     from prefcurate.rm.score import RewardScorer
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from prefcurate.core.config import load_config
+from prefcurate.core.store import Store
 from prefcurate.curation.judging.constitution import load_constitution
 from prefcurate.curation.judging.judge import PanelJudge, pairs_to_judge, plan_calls
-from prefcurate.core.store import Store
 from tests.support.judging import add_judgeable_pairs
 from tests.support.openai_server import Behaviour, OpenAICompatServer
 

@@ -3,6 +3,7 @@ import math
 import pytest
 
 from prefcurate.curation import orientation
+from prefcurate.curation.judging.constitution import Constitution, load_constitution
 from prefcurate.curation.judging.prompt import judge_messages
 from prefcurate.curation.judging.verdicts import (
     first_position_logit,
@@ -10,7 +11,6 @@ from prefcurate.curation.judging.verdicts import (
     verdict_confidence,
     verdict_distribution,
 )
-from prefcurate.curation.judging.constitution import Constitution, load_constitution
 
 
 @pytest.mark.parametrize("text, verdict", [

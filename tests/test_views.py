@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from prefcurate.core.store import Store
 from prefcurate.curation.labels import labelled_pairs
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
 

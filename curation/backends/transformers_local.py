@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from prefcurate.core.config import BackendConfig
+from prefcurate.core.local_models import pick_device, resolve_model
 from prefcurate.curation.backends import backend_identity
 from prefcurate.curation.backends.base import ChatBackend, ChatRequest, ChatResult
-from prefcurate.core.local_models import pick_device, resolve_model
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from collections import Counter
 import pyarrow as pa
 
 from prefcurate.core.config import GenerateConfig
-from prefcurate.curation.backends import ChatBackend, ChatRequest
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.progress import Progress
 from prefcurate.core.store import StageReport, Store
+from prefcurate.curation.backends import ChatBackend, ChatRequest
 
 STAGE = "generate"
 COMMIT_EVERY = 64

@@ -22,9 +22,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash, prompt_id
-from prefcurate.curation.intake.sources import IngestError, SourceRow, detect_format, read_source
-from prefcurate.curation.generation.pairing import pair_id
 from prefcurate.core.store import StageReport, Store
+from prefcurate.curation.generation.pairing import pair_id
+from prefcurate.curation.intake.sources import IngestError, SourceRow, detect_format, read_source
 
 STAGE = "import"
 IMPORT_GENERATOR_KEY = "import"

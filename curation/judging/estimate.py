@@ -8,6 +8,7 @@ are taken as characters / 4 and completion tokens at max_new_tokens, an upper bo
 from __future__ import annotations
 
 from prefcurate.core.config import JudgeConfig
+from prefcurate.core.store import Store
 from prefcurate.curation.judging.constitution import Constitution
 from prefcurate.curation.judging.judge import (
     JudgeRun,
@@ -16,7 +17,6 @@ from prefcurate.curation.judging.judge import (
     pairs_to_judge,
     resolve_output_format,
 )
-from prefcurate.core.store import Store
 
 DEFAULT_CHARS_PER_TOKEN = 4.0
 

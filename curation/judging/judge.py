@@ -25,10 +25,12 @@ from typing import Callable, Iterator
 import pyarrow as pa
 
 from prefcurate.core.config import JudgeConfig, PanelJudgeConfig, judge_name
+from prefcurate.core.hashing import content_hash
+from prefcurate.core.progress import Progress
+from prefcurate.core.store import StageReport, Store
+from prefcurate.curation import orientation
 from prefcurate.curation.backends import ChatBackend, ChatRequest, ChatResult, backend_identity, make_backend
 from prefcurate.curation.judging.constitution import Constitution, Principle
-from prefcurate.core.hashing import content_hash
-from prefcurate.curation import orientation
 from prefcurate.curation.judging.prompt import TEMPLATE_VERSION, judge_messages, response_format_for
 from prefcurate.curation.judging.verdicts import (
     VERDICTS,
@@ -39,8 +41,6 @@ from prefcurate.curation.judging.verdicts import (
     verdict_distribution,
     verdict_token_logprobs,
 )
-from prefcurate.core.progress import Progress
-from prefcurate.core.store import StageReport, Store
 
 STAGE = "judge"
 CALL_FAILED = "call_failed"

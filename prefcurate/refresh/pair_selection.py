@@ -13,8 +13,8 @@ import random
 import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash
-from prefcurate.curation.generation.pairing import pair_id
 from prefcurate.core.store import Store
+from prefcurate.curation.generation.pairing import pair_id
 
 PAIR_SCHEMA = pa.schema([("pair_id", pa.string()), ("prompt_id", pa.string()), ("candidate_a", pa.string()),
                          ("candidate_b", pa.string()), ("strategy", pa.string())])

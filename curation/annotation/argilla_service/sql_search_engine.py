@@ -17,9 +17,6 @@ from collections import Counter
 from datetime import datetime
 from typing import Any, Iterable, List, Optional, Union
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
-
 from argilla_server.database import AsyncSessionLocal
 from argilla_server.enums import MetadataPropertyType, RecordStatus, ResponseStatusFilter, SortOrder
 from argilla_server.models import Dataset, MetadataProperty, Record, Response, Suggestion, User
@@ -41,6 +38,8 @@ from argilla_server.search_engine.base import (
     TermsMetrics,
     TextQuery,
 )
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 ENGINE_NAME = "sql"
 
