@@ -1,4 +1,5 @@
-"""Thin Prefect flows over prefcurate.pipeline. Importing this package configures Prefect."""
+"""Thin Prefect flows over prefcurate.pipeline and prefcurate.refresh, and their deployments: the
+only package that imports Prefect. Importing it configures Prefect."""
 
 import os
 

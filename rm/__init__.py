@@ -1,1 +1,2 @@
-"""Reward models: data loading, Bradley-Terry training, evaluation and scoring. No Prefect here."""
+"""Reward models, installed as prefcurate.rm: data loading, Bradley-Terry training, evaluation and
+scoring. It stands on prefcurate.core, beside curation/ (neither imports the other); no Prefect."""

@@ -40,6 +40,11 @@ def test_two_refresh_rounds_promote_then_refuse_and_rerun_as_a_no_op(pipeline_co
     assert first["incumbent_rm_run_id"] == initial_rm
     assert first["counts"]["pairs"] > 0 and first["counts"]["heldout_pairs"] > 0
     assert first["counts"]["policy"].startswith("best_of_2:")
+    with Store(config.store.path, read_only=True) as store:  # the round's training set, as curated
+        assert first["counts"]["curated_train"] == store.scalar(
+            "SELECT count(*) FROM curated_pairs WHERE curation_run_id = ? AND split = 'train'",
+            [store.scalar("SELECT curation_run_id FROM refresh_rounds WHERE round_index = 1")])
+    assert first["counts"]["curated_train"] > 0
     assert first["candidate_metrics"]["fixed_pairs"] > 0 and first["candidate_metrics"]["on_policy_accuracy"] is not None
 
     # Round 2: the policy is an OpenAI-compatible endpoint named for this round; a gate no model

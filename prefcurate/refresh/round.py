@@ -80,7 +80,7 @@ def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
     decision = decide(candidate_metrics, incumbent_metrics, refresh.gate)
     counts = {"prompts": len(drawn), "generated": samples.generated.count_out, "pairs": selected["pairs"],
               "heldout_pairs": len(sets.on_policy), "fixed_heldout_pairs": len(sets.fixed),
-              "judged": judged["count_out"], "curated_train": curated.get("train"), "judge_agreement": agreement,
+              "judged": judged["count_out"], "curated_train": curated["split_train"], "judge_agreement": agreement,
               "policy": samples.policy, "warm_start": warm, **routed}
     with open_store(config) as store:
         ledger.finish_round(store, round_index, candidate_id, curated["curation_run_id"], counts,
