@@ -31,10 +31,10 @@ def _candidate_spread(store: Store, scorer: RewardScorer, prompt_ids: list[str],
     if not prompt_ids:
         return m.within_prompt_reward_spread({})
     rows = store.con.sql("""
-        SELECT c.prompt_id, p.text, CAST(p.messages AS VARCHAR), c.text
-        FROM candidates c JOIN prompts p USING (prompt_id)
-        WHERE c.prompt_id IN (SELECT unnest($ids)) AND c.generator_key <> 'import'
-        ORDER BY c.candidate_id""", params={"ids": sorted(set(prompt_ids))}).fetchall()
+        SELECT prompt_id, prompt, prompt_messages, text
+        FROM candidate_texts
+        WHERE prompt_id IN (SELECT unnest($ids)) AND generator_key <> 'import'
+        ORDER BY candidate_id""", params={"ids": sorted(set(prompt_ids))}).fetchall()
     if not rows:
         return m.within_prompt_reward_spread({})
     prompt_keys, prompts, messages, responses = map(list, zip(*rows))

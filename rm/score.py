@@ -116,14 +116,14 @@ def score_candidates(store, scorer: RewardScorer, rm_run_id: str, batch_size: in
     params: dict = {}
     where = ["true"]
     if only_new:
-        where.append("c.candidate_id NOT IN (SELECT candidate_id FROM candidate_rewards WHERE rm_run_id = $run)")
+        where.append("candidate_id NOT IN (SELECT candidate_id FROM candidate_rewards WHERE rm_run_id = $run)")
         params["run"] = rm_run_id
     if prompt_ids is not None:
-        where.append("list_contains($prompts, c.prompt_id)")
+        where.append("list_contains($prompts, prompt_id)")
         params["prompts"] = prompt_ids
     rows = store.con.sql(f"""
-        SELECT c.candidate_id, p.text, CAST(p.messages AS VARCHAR), c.text
-        FROM candidates c JOIN prompts p USING (prompt_id) WHERE {' AND '.join(where)} ORDER BY c.candidate_id""",
+        SELECT candidate_id, prompt, prompt_messages, text
+        FROM candidate_texts WHERE {' AND '.join(where)} ORDER BY candidate_id""",
                          params=params or None).fetchall()
     if not rows:
         return {"scored": 0, "members": len(scorer.members)}

@@ -41,10 +41,9 @@ def load_heldout_sets(store: Store, config: PrefcurateConfig, round_index: int) 
         WHERE l.label IN ('a', 'b')
         ORDER BY l.pair_id""", params={"round": round_index}).to_arrow_table().to_pylist()
     responses = store.con.sql("""
-        SELECT rc.prompt_id, p.text AS prompt, CAST(p.messages AS VARCHAR) AS prompt_messages, c.text
+        SELECT rc.prompt_id, t.prompt, t.prompt_messages, t.text
         FROM round_candidates AS rc
-        JOIN candidates AS c USING (candidate_id)
-        JOIN prompts AS p ON p.prompt_id = rc.prompt_id
+        JOIN candidate_texts AS t ON t.candidate_id = rc.candidate_id
         WHERE rc.round_index = $round ORDER BY rc.candidate_id""", params={"round": round_index}
     ).to_arrow_table().to_pylist()
     return HeldOutSets(fixed, on_policy, responses)
