@@ -15,10 +15,6 @@ from prefcurate.core.config import ConfigError, PrefcurateConfig, load_config
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Turn prompts into a curated preference set and a reward model.")
 
-ConfigOption = typer.Option(None, "--config", "-c", help="YAML or TOML config file (defaults are embedded).")
-StoreOption = typer.Option(None, "--store", help="DuckDB store file (overrides store.path).")
-
-
 def _config(path: Optional[Path], store: Optional[Path] = None) -> PrefcurateConfig:
     try:
         config = load_config(path)
@@ -28,6 +24,18 @@ def _config(path: Optional[Path], store: Optional[Path] = None) -> PrefcurateCon
     if store is not None:
         config.store.path = store
     return config
+
+
+def _check_config(path: Optional[Path]) -> Optional[Path]:
+    """A bad config file fails while the arguments are read, before a command imports its flow
+    (Prefect takes seconds to import)."""
+    _config(path)
+    return path
+
+
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML or TOML config file (defaults are embedded).",
+                            callback=_check_config)
+StoreOption = typer.Option(None, "--store", help="DuckDB store file (overrides store.path).")
 
 
 def _setup_logging() -> None:

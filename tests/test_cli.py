@@ -19,6 +19,17 @@ def test_bad_config_exits_2_naming_the_field(tmp_path):
     assert "train.epochs" in result.output and "greater than 0" in result.output
 
 
+def test_a_bad_config_stops_a_flow_command_before_prefect_is_imported(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("generate:\n  n_candidates: 0\n")
+    script = ("import sys\nfrom prefcurate.cli import app\ntry:\n    app(sys.argv[1:])\nexcept SystemExit as done:\n"
+              "    print('exit', done.code, 'prefect' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script, "generate", "--config", str(bad)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "exit 2 False"
+    assert "generate.n_candidates" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_show_config_prints_the_effective_config(tmp_path):
     good = tmp_path / "c.toml"
     good.write_text("[pairs]\nmax_pairs_per_prompt = 5\n")

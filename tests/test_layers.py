@@ -83,6 +83,15 @@ def test_importing_every_module_below_flows_leaves_prefect_out():
     assert outcome["prefect"] == []
 
 
+def test_the_cli_and_the_flows_import_without_torch():
+    """`prefcurate serve`, `deploy` and a finished refresh round start without loading torch."""
+    done = subprocess.run([sys.executable, "-c", "import sys, prefcurate.cli, prefcurate.flows.deployments; "
+                           "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT / "tests")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"
+
+
 def test_every_package_folder_is_installed():
     """A folder with __init__.py under a root folder must be in [tool.setuptools] packages, or a
     non-editable install would leave it out."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from prefcurate.curation.labels import labelled_pairs
+from prefcurate.core.config import CurateConfig
+from prefcurate.curation.labels import LABEL_RULES, PER_RULE_COLUMNS, labelled_pairs
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
 
 VIEWS = Path(__file__).resolve().parent.parent / "sql" / "views"
@@ -49,6 +51,12 @@ def test_every_view_documents_every_column_beside_it(store):
         if columns - names:
             undocumented[f"{path}: {view}"] = sorted(columns - names)
     assert undocumented == {}
+
+
+def test_every_label_rule_of_the_config_has_its_columns_in_the_view(store):
+    assert set(get_args(CurateConfig.model_fields["label_rule"].annotation)) == set(LABEL_RULES)
+    columns = {row[0] for row in store.con.execute("DESCRIBE labelled_pairs").fetchall()}
+    assert {f"{column}_by_{rule}" for rule in LABEL_RULES for column in PER_RULE_COLUMNS} <= columns
 
 
 def test_view_files_are_named_by_their_layer():

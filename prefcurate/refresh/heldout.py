@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prefcurate.core.config import PrefcurateConfig
 from prefcurate.core.local_models import pick_device
 from prefcurate.core.store import Store
 from prefcurate.curation.labels import labelled_pairs
 from prefcurate.rm import metrics as m
-from prefcurate.rm.score import RewardScorer
+
+if TYPE_CHECKING:
+    from prefcurate.rm.score import RewardScorer
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ def load_heldout_sets(store: Store, config: PrefcurateConfig, round_index: int) 
 
 
 def open_scorer(checkpoint: str, config: PrefcurateConfig) -> RewardScorer:
+    from prefcurate.rm.score import RewardScorer  # torch: imported when a model is measured, not with the flows
+
     return RewardScorer(checkpoint, pick_device(config.train.device), config.train.max_length, config.evaluate.precision,
                         config.evaluate.compile)
 

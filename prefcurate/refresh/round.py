@@ -35,8 +35,6 @@ log = logging.getLogger("prefcurate")
 def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
                   run_batch: Callable = run_directly) -> dict:
     """Run (or finish, or return) refresh round `round_index` (default: the next one)."""
-    from prefcurate.rm.score import score_candidates  # torch-heavy: import when a round runs
-
     refresh = config.refresh
     # -- the model in charge and the round's prompts ------------------------------------------------
     with open_store(config) as store:
@@ -53,6 +51,8 @@ def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
 
     # -- the round's policy generates; the incumbent scores; pairs are selected -----------------------
     samples = generate_samples(config, round_index, prompt_ids)
+    from prefcurate.rm.score import score_candidates  # torch: imported when a round has work to do
+
     with open_store(config) as store:
         # Not kept for the measurements after training: a big model would sit in memory meanwhile.
         score_candidates(store, open_scorer(incumbent_dir, config), incumbent_id, config.evaluate.batch_size,

@@ -1,4 +1,4 @@
--- Raw layer: what each stage wrote. Every id is a content hash (see core/hashing.py),
+-- Raw layer: what each stage wrote. Every id is a content hash (see curation/hashing.py),
 -- so writing the same thing twice is a no-op (INSERT OR IGNORE).
 
 CREATE TABLE prompts (

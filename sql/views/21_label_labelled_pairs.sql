@@ -8,6 +8,7 @@
 --                                                           else (no log-probabilities) vote_label and vote_confidence
 --   label_by_vote, label_by_balanced                        the label: human_label, else reference_label, else the judges'
 --   label_source_by_vote, label_source_by_balanced          where it came from: human, import, balanced or vote
+--                                                           (vote too for a pair nobody has labelled yet)
 --   confidence_by_vote, confidence_by_balanced              human_agreement for human labels, NULL for imported ones,
 --                                                           the judges' confidence for theirs
 CREATE OR REPLACE VIEW labelled_pairs AS

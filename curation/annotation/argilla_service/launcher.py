@@ -1,6 +1,6 @@
 """Start argilla-server in one process: migrate, bootstrap the owner, serve.
 
-Run by prefcurate with the server venv's python (see curation/annotation_server.py):
+Run by prefcurate with the server venv's python (see curation/annotation/server.py):
 
     python launcher.py --host 127.0.0.1 --port 6900 --redis fakeredis
 
