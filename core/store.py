@@ -7,8 +7,7 @@ import logging
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash
+from prefcurate.core.report import StageReport
 
 log = logging.getLogger("prefcurate")
 
@@ -219,23 +219,3 @@ class StoreError(RuntimeError):
 
 class StoreBusyError(StoreError):
     """The store file is locked by another process."""
-
-
-@dataclass
-class StageReport:
-    """What a stage read and wrote; printed by the CLI, logged by flows, kept in stage_runs."""
-
-    stage: str
-    count_in: int = 0
-    count_out: int = 0
-    details: dict = field(default_factory=dict)
-    started_at: datetime = field(default_factory=datetime.now)
-    finished_at: datetime | None = None
-
-    def finish(self) -> StageReport:
-        self.finished_at = datetime.now()
-        return self
-
-    def summary(self) -> str:
-        extras = ", ".join(f"{key}={value}" for key, value in self.details.items() if not isinstance(value, (dict, list)))
-        return f"[{self.stage}] in={self.count_in} out={self.count_out}" + (f" ({extras})" if extras else "")

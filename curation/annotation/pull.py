@@ -17,7 +17,8 @@ import httpx
 import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash
-from prefcurate.core.store import StageReport, Store
+from prefcurate.core.report import StageReport
+from prefcurate.core.store import Store
 from prefcurate.curation import orientation
 
 log = logging.getLogger("prefcurate.argilla")

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from prefcurate.core.config import CurateConfig
 from prefcurate.core.hashing import content_hash
-from prefcurate.core.store import StageReport, Store
+from prefcurate.core.report import StageReport
+from prefcurate.core.store import Store
 from prefcurate.curation.funnel.balance import cap, chosen_longer_share, rebalance_length
 from prefcurate.curation.funnel.decontaminate import decontaminate
 from prefcurate.curation.funnel.dedup import exact_dedup, near_dedup

@@ -15,7 +15,8 @@ import pyarrow as pa
 from prefcurate.core.config import GenerateConfig
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.progress import Progress
-from prefcurate.core.store import StageReport, Store
+from prefcurate.core.report import StageReport
+from prefcurate.core.store import Store
 from prefcurate.curation.backends import ChatBackend, ChatRequest
 
 STAGE = "generate"

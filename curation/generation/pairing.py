@@ -13,7 +13,8 @@ import pyarrow as pa
 
 from prefcurate.core.config import PairingConfig
 from prefcurate.core.hashing import content_hash
-from prefcurate.core.store import StageReport, Store
+from prefcurate.core.report import StageReport
+from prefcurate.core.store import Store
 
 STAGE = "pairs"
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash, prompt_id
-from prefcurate.core.store import StageReport, Store
+from prefcurate.core.report import StageReport
+from prefcurate.core.store import Store
 from prefcurate.curation.generation.pairing import pair_id
 from prefcurate.curation.intake.sources import IngestError, SourceRow, detect_format, read_source
 

@@ -16,7 +16,8 @@ import pyarrow as pa
 
 from prefcurate.core.config import IngestConfig
 from prefcurate.core.hashing import prompt_id
-from prefcurate.core.store import StageReport, Store
+from prefcurate.core.report import StageReport
+from prefcurate.core.store import Store
 from prefcurate.curation.intake.sources import IngestError, detect_format, read_source
 
 STAGE = "ingest"

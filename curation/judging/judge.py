@@ -27,7 +27,8 @@ import pyarrow as pa
 from prefcurate.core.config import JudgeConfig, PanelJudgeConfig, judge_name
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.progress import Progress
-from prefcurate.core.store import StageReport, Store
+from prefcurate.core.report import StageReport
+from prefcurate.core.store import Store
 from prefcurate.curation import orientation
 from prefcurate.curation.backends import ChatBackend, ChatRequest, ChatResult, backend_identity, make_backend
 from prefcurate.curation.judging.constitution import Constitution, Principle
