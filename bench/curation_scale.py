@@ -229,6 +229,8 @@ def run_baseline(texts: list[str], workdir: Path, threshold: float, num_perm: in
 
 
 def main() -> None:
+    from hardware import hardware_fields  # bench/hardware.py: the machine, for the RESULT line
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=250_000)
     parser.add_argument("--no-baseline", action="store_true")
@@ -269,12 +271,13 @@ def main() -> None:
                    f"precision={quality['precision']:.4f} recall={quality['recall']:.4f} "
                    f"contaminated_dropped={contaminated} pairs={summary['count_in']} prompts={len(texts)}")
         if args.no_baseline:
-            print(f"RESULT ratio=nan {figures}")
+            print(f"RESULT ratio=nan {figures} {hardware_fields()}")
             return
         baseline = run_baseline([t for t, k in zip(texts, kinds) if k != "contaminated"], tmp, 0.7, 128, 5)
         print(f"datasketch MinHashLSH (distilabel's MinHashDedup loop): {baseline['seconds']:.1f} s, "
               f"{len(baseline['duplicates'])} flagged", flush=True)
-    print(f"RESULT ratio={baseline['seconds'] / near_seconds:.2f} {figures} baseline_near_dup_seconds={baseline['seconds']:.1f}")
+    print(f"RESULT ratio={baseline['seconds'] / near_seconds:.2f} {figures} baseline_near_dup_seconds={baseline['seconds']:.1f} "
+          f"{hardware_fields()}")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,8 @@ def run_distilabel(pairs: list[dict], base_url: str, concurrency: int, workdir: 
 
 
 def main() -> None:
+    from hardware import hardware_fields  # bench/hardware.py: the machine, for the RESULT line
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
@@ -146,7 +148,8 @@ def main() -> None:
                   f"= {ours_rate:.1f} pairs/s; bound {bound:.1f} pairs/s", flush=True)
             if args.no_baseline:
                 print(f"RESULT ratio=nan pairs_per_s={ours_rate:.1f} vs_bound={ours_rate / bound:.3f} "
-                      f"seconds={ours['seconds']:.1f} concurrency={args.concurrency} latency_ms={args.latency * 1000:.0f}")
+                      f"seconds={ours['seconds']:.1f} concurrency={args.concurrency} latency_ms={args.latency * 1000:.0f} "
+                      f"{hardware_fields()}")
                 return
             baseline = run_distilabel(pairs, base_url, args.concurrency, Path(tmp))
             baseline_rate = args.pairs / baseline["seconds"]
@@ -158,7 +161,7 @@ def main() -> None:
     print(f"RESULT ratio={ours_rate / baseline_rate:.2f} pairs_per_s={ours_rate:.1f} vs_bound={ours_rate / bound:.3f} "
           f"distilabel_pairs_per_s={baseline_rate:.1f} distilabel_vs_bound={baseline_rate / bound:.3f} "
           f"seconds={ours['seconds']:.1f} distilabel_seconds={baseline['seconds']:.1f} "
-          f"concurrency={args.concurrency} latency_ms={args.latency * 1000:.0f} pairs={args.pairs}")
+          f"concurrency={args.concurrency} latency_ms={args.latency * 1000:.0f} pairs={args.pairs} {hardware_fields()}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,17 @@
 """Reward scoring: our batched, length-sorted scorer vs a naive per-item forward pass.
 
 Same checkpoint (SmolLM2-135M-Instruct as a one-label classifier, from the embedded GGUF; converted
-once under bench/.cache; or --checkpoint), same 512 (prompt, response) pairs of varied length, same
-machine, one run. Ours runs as `prefcurate score` does (precision and compile auto, compile time
+once under bench/.cache; a --shape from bench/shapes.py with random weights, as on a GPU machine; or
+--checkpoint), same (prompt, response) pairs of varied length, same device, one run. Ours runs as `prefcurate score` does (precision and compile auto, compile time
 counted from a cold inductor cache); what its precision costs
 is measured against the fp32 baseline: the largest reward difference, and the share of all item
 pairs ordered alike. An untrained head's rewards spread little (see reward_std), so the same
 difference reorders more pairs than on a trained model.
 
-    python bench/rm_score.py [--items 2048] [--batch-size 16] [--compile auto|on|off] [--checkpoint DIR]
+    python bench/rm_score.py [--items 2048] [--batch-size 16] [--compile auto|on|off] [--device auto|cpu|cuda]
+                             [--shape embedded|smollm2-135m|1b|tiny] [--checkpoint DIR]
 
-Ends with: RESULT ratio=<our items/s over the naive loop's> precision=... max_abs_diff=... order_agreement=...
+Ends with: RESULT ratio=<our items/s over the naive loop's> precision=... max_abs_diff=... order_agreement=... cpu=... gpu=...
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="rm_sco
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "bench" / ".cache"
 sys.path.insert(0, str(ROOT))
 
 
@@ -48,24 +50,36 @@ def main() -> None:
     parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--checkpoint", help="a trained reward model (default: the embedded SmolLM2 with an untrained head)")
+    parser.add_argument("--shape", default="embedded", choices=["embedded", "smollm2-135m", "1b", "tiny"])
+    parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+
+    import hardware
+    import shapes
 
     from prefcurate.core.local_models import resolve_model
     from prefcurate.rm.data import encode
     from prefcurate.rm.score import RewardScorer
 
-    checkpoint = args.checkpoint or resolve_model("embedded:smollm2-135m-instruct", ROOT / "bench" / ".cache" / "models")
+    device = hardware.default_device() if args.device == "auto" else args.device
+    if args.checkpoint:
+        checkpoint = args.checkpoint
+    elif args.shape == "embedded":
+        checkpoint = resolve_model("embedded:smollm2-135m-instruct", CACHE / "models")
+    else:
+        checkpoint = str(shapes.build_checkpoint(args.shape, shapes.tokenizer_dir(CACHE), CACHE / "shapes" / args.shape,
+                                                 device))
     prompts, responses = items(args.items)
 
     def timed(precision: str) -> tuple[RewardScorer, list[float], float]:
         torch.manual_seed(0)  # the embedded checkpoint has no score head: the same random one each time
-        scorer = RewardScorer(checkpoint, "cpu", max_length=512, precision=precision, compile=args.compile)
+        scorer = RewardScorer(checkpoint, device, max_length=512, precision=precision, compile=args.compile)
         started = time.perf_counter()  # compiling, if it happens, is inside the timing
-        rewards = scorer.score(prompts, responses, batch_size=args.batch_size)
+        rewards = scorer.score(prompts, responses, batch_size=args.batch_size)  # floats: the device has finished
         return scorer, rewards, time.perf_counter() - started
 
-    # Ours as `prefcurate score` runs it (precision auto: bf16 mixed precision where the CPU has AMX
-    # or AVX512-BF16, else fp32), then in fp32 for comparison.
+    # Ours as `prefcurate score` runs it (precision auto: bf16 mixed precision on a GPU or where the
+    # CPU has AMX or AVX512-BF16, else fp32), then in fp32 for comparison.
     ours, ours_rewards, ours_seconds = timed("auto")
     fp32, fp32_rewards, fp32_seconds = timed("fp32")
 
@@ -75,7 +89,7 @@ def main() -> None:
     naive = []
     with torch.inference_mode():
         for ids in encoded:
-            naive.append(fp32.model(input_ids=torch.tensor([ids])).logits.item())
+            naive.append(fp32.model(input_ids=torch.tensor([ids], device=device)).logits.item())
     naive_seconds = time.perf_counter() - started
 
     def order_agreement(rewards: list[float]) -> float:
@@ -96,7 +110,8 @@ def main() -> None:
           f"max_abs_diff={max_diff(ours_rewards):.3f} order_agreement={order_agreement(ours_rewards):.4f} "
           f"reward_std={statistics.pstdev(naive):.3f} ratio_fp32={naive_seconds / fp32_seconds:.2f} "
           f"fp32_max_abs_diff={max_diff(fp32_rewards):.1e} tokens_per_s={tokens / ours_seconds:.0f} "
-          f"compiled={ours.compiled} batch_size={args.batch_size} items={args.items}")
+          f"compiled={ours.compiled} batch_size={args.batch_size} items={args.items} shape={args.shape} "
+          f"device={device} {hardware.hardware_fields()}")
 
 if __name__ == "__main__":
     main()

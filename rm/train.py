@@ -19,13 +19,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import TrainingArguments, set_seed
 
 from prefcurate.core.config import TrainConfig
 from prefcurate.core.hashing import content_hash
-from prefcurate.core.store import StageReport, Store
+from prefcurate.core.report import StageReport
 from prefcurate.rm import distributed
 from prefcurate.rm.data import PairCollator, PairData, encode_pairs, load_splits, pair_features
 from prefcurate.rm.model import (
@@ -44,7 +45,10 @@ from prefcurate.rm.model import (
     resolve_precision,
 )
 from prefcurate.rm.score import score_sequences
-from prefcurate.rm.trainer import BradleyTerryTrainer, ProgressCallback, mean_last_epoch
+from prefcurate.rm.trainer import BradleyTerryTrainer, ProgressCallback, mean_last_epoch, steady_tokens_per_second
+
+if TYPE_CHECKING:  # the store needs duckdb; training and scoring run where it is not installed
+    from prefcurate.core.store import Store
 
 log = logging.getLogger(__name__)
 STAGE = "train"
@@ -69,6 +73,14 @@ def _resample(pairs: PairData, indices: list[int]) -> PairData:
                     [pairs.margins[i] for i in indices] if pairs.margins else None)
 
 
+def _checkpointing(enabled: bool) -> dict:
+    """Activation checkpointing under the name this transformers takes: `activation_checkpointing`
+    since 5.2x, `gradient_checkpointing` before (transformers 5.17 is what GPU images carry)."""
+    name = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+            else "gradient_checkpointing")
+    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
+
+
 def _training_arguments(config: TrainConfig, seed: int, device: str, precision: str, n_pairs: int, packed: bool,
                         output_dir: str) -> TrainingArguments:
     # Padded batches waste least when their pairs have similar lengths; packed batches want the
@@ -87,8 +99,7 @@ def _training_arguments(config: TrainConfig, seed: int, device: str, precision: 
         max_grad_norm=1.0,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        activation_checkpointing=config.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        **_checkpointing(config.gradient_checkpointing),
         train_sampling_strategy="group_by_length" if grouped else "random",
         length_column_name="length",
         remove_unused_columns=False,
@@ -141,12 +152,15 @@ def train_member(base_model_path: str, pairs: PairData, config: TrainConfig, see
         tokenizer.save_pretrained(out_dir)
     steps_per_epoch = math.ceil(len(pairs) / (config.batch_size * config.gradient_accumulation_steps))
     peak_memory = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    steady = steady_tokens_per_second(trainer.token_clock)
     return {
         "seed": seed, "pairs": len(pairs), "steps": trainer.state.global_step,
         "final_loss": trainer.losses[-1] if trainer.losses else None,
         "mean_loss_last_epoch": mean_last_epoch(trainer.losses, steps_per_epoch),
         "trainable_parameters": trainable, "seconds": round(seconds, 2),
         "tokens_per_second": round(trainer.tokens_seen / seconds, 1) if seconds else None,
+        "steady_tokens_per_second": None if steady is None else round(steady, 1),
+        "tokens": trainer.tokens_seen,
         "attention": attention, "precision": precision, "packed": packed, "compiled": compiled,
         "peak_gpu_memory_gb": None if peak_memory is None else round(peak_memory, 2),
     }

@@ -9,6 +9,7 @@ is ours: the pair collator (chosen and rejected in one forward pass, padded or p
 from __future__ import annotations
 
 import math
+import time
 
 from transformers import Trainer, TrainerCallback
 
@@ -24,6 +25,7 @@ class BradleyTerryTrainer(Trainer):
         self.center_coefficient = center_coefficient
         self.tokens_seen = 0  # non-pad tokens through the model, for tokens/s
         self.losses: list[float] = []
+        self.token_clock: list[tuple[float, int]] = []  # (time, tokens_seen) after each training batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         margin = inputs.pop("margin")
@@ -34,7 +36,8 @@ class BradleyTerryTrainer(Trainer):
                                   self.center_coefficient)
         if model.training:
             self.tokens_seen += int(real_tokens)
-            self.losses.append(loss.item())
+            self.losses.append(loss.item())  # waits for the device: the clock below reads finished work
+            self.token_clock.append((time.perf_counter(), self.tokens_seen))
         return (loss, {"rewards": rewards}) if return_outputs else loss
 
 
@@ -53,6 +56,16 @@ class ProgressCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.progress.__exit__(None, None, None)
+
+
+def steady_tokens_per_second(token_clock: list[tuple[float, int]], warmup_share: float = 0.25) -> float | None:
+    """Tokens/s once warmed up: over the batches after the first quarter (at least two), which
+    carry compilation, autotuning and allocator growth. None with too few batches to tell."""
+    start = max(2, int(len(token_clock) * warmup_share))
+    if len(token_clock) - start < 2:
+        return None
+    (t0, n0), (t1, n1) = token_clock[start - 1], token_clock[-1]
+    return (n1 - n0) / (t1 - t0) if t1 > t0 else None
 
 
 def mean_last_epoch(losses: list[float], steps_per_epoch: int) -> float:

@@ -228,3 +228,12 @@ def test_lora_trains_the_score_head_and_saves_a_plain_checkpoint(tmp_path, store
     reloaded = AutoModelForSequenceClassification.from_pretrained(result.checkpoint_dir, num_labels=1)
     assert reloaded.config.num_labels == 1
     assert result.metrics["mean_loss_last_epoch"] < math.log(2)
+
+
+def test_steady_tokens_per_second_leaves_out_the_warm_up():
+    from prefcurate.rm.trainer import steady_tokens_per_second
+
+    # A slow first batch (compiling), then 100 tokens every 0.1 s.
+    clock = [(10.0, 100)] + [(10.0 + 0.1 * i, 100 + 100 * i) for i in range(1, 12)]
+    assert steady_tokens_per_second(clock) == pytest.approx(1000.0)
+    assert steady_tokens_per_second(clock[:3]) is None  # too few batches past the warm-up to tell
