@@ -125,3 +125,27 @@ def test_multi_turn_context_reaches_the_export_and_the_reward_model_input(store,
     encoded = encode_pairs(tokenizer, train, max_length=512)
     rendered = tokenizer.decode(encoded.chosen[0])
     assert "capital of France" in rendered and "Paris." in rendered and "Rome is the capital" in rendered
+
+
+def test_the_shipped_hh_rlhf_pairs_import_as_gold_with_their_bad_rows_as_rejects(store):
+    """Real human preferences nobody on the project wrote (prefcurate/data/hh-rlhf-harmless), read
+    compressed as they ship."""
+    import gzip
+    import json
+
+    from prefcurate.curation.intake.preference_pairs import import_preference_pairs
+    from prefcurate.curation.intake.shipped import hh_harmless_pairs_path
+
+    path = hh_harmless_pairs_path()
+    report = import_preference_pairs(store, str(path))
+    assert report.count_in == 1465 and report.count_out == 1459
+    reasons = store.con.execute("SELECT source_row, reason FROM rejects ORDER BY source_row").fetchall()
+    assert [row for row, _ in reasons] == [53, 314, 690, 796, 1243, 1298]
+    assert {reason for _, reason in reasons} == {"empty response",
+                                                "chosen and rejected transcripts differ before the last answer"}
+    # Every stored label names the transcript's chosen answer, in the pair's orientation.
+    first = json.loads(gzip.open(path, "rt").readline())
+    chosen = first["chosen"].rsplit("\n\nAssistant:", 1)[1].strip()
+    row = store.one("SELECT CASE r.winner WHEN 'a' THEN t.text_a ELSE t.text_b END FROM reference_labels r "
+                    "JOIN pair_texts t USING (pair_id) WHERE r.source_row = 1")
+    assert row[0].strip() == chosen

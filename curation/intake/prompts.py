@@ -9,22 +9,16 @@ before anything is written.
 from __future__ import annotations
 
 import json
-from importlib import resources
-from pathlib import Path
-
 import pyarrow as pa
 
 from prefcurate.core.config import IngestConfig
 from prefcurate.core.hashing import prompt_id
 from prefcurate.core.report import StageReport
 from prefcurate.core.store import Store
+from prefcurate.curation.intake.shipped import embedded_prompts_path
 from prefcurate.curation.intake.sources import IngestError, detect_format, read_source
 
 STAGE = "ingest"
-
-
-def embedded_prompts_path() -> Path:
-    return Path(str(resources.files("prefcurate").joinpath("data/prompts.jsonl")))
 
 
 def _reject(source: str, row: int | None, field: str | None, reason: str, raw: str | None) -> dict:

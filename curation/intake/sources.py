@@ -5,6 +5,7 @@ its error, never as an exception; a source that cannot be read at all raises Ing
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ def detect_format(source: str) -> str:
     if path.is_dir():
         return "datasets"
     suffix = path.suffix.lower()
+    if suffix == ".gz":  # a compressed file reads as what it holds: pairs.jsonl.gz is JSONL
+        suffix = Path(path.stem).suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
     if suffix == ".parquet":
@@ -47,7 +50,7 @@ def detect_format(source: str) -> str:
 # -- readers: each yields SourceRow in file order ------------------------------------------------
 
 def _read_jsonl(path: Path) -> Iterator[SourceRow]:
-    with open(path, "rb") as handle:
+    with (gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
