@@ -228,6 +228,10 @@ class CurateConfig(_Section):
     # Refresh rounds curate cumulatively: a pair from k rounds ago is kept with probability
     # older_round_weight ** k (seeded per pair); 1.0 keeps every round's data.
     older_round_weight: Fraction = 1.0
+    # Pairs whose imported or judge label the out-of-fold reward models strongly contradict
+    # (`prefcurate suspect`, the pair_suspicion view): keep them, drop them, flip their label, or
+    # hold them out of the curated set for annotators (annotate push sends them with reason suspect).
+    suspect_labels: Literal["keep", "drop", "flip", "push"] = "keep"
 
 
 class LoraConfig(_Section):
@@ -280,6 +284,37 @@ class TrainConfig(_Section):
     compile: Literal["auto", "on", "off"] = "auto"
     ensemble: EnsembleConfig = EnsembleConfig()
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    seed: int = 0
+
+
+class FeatureConfig(_Section):
+    """Frozen-backbone features of a (prompt, response): the output of one transformer block,
+    mean-pooled over the tokens and at the last token. Computed once per backbone and text, cached."""
+
+    backbone: str = EMBEDDED_MODEL
+    # The block whose output is read (SmolLM2-135M has 30; its middle-upper blocks carry the most
+    # preference signal on HH-RLHF with a linear head: see bench/README.md).
+    layer: PositiveInt = 18
+    max_length: PositiveInt = 256  # tokens; longer texts keep their end (the answer and the turns before it)
+    batch_size: PositiveInt = 16
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    cache_dir: Path | None = None  # default <workdir>/features
+
+
+class SuspicionConfig(_Section):
+    """Suspect labels: k reward models trained on k folds of the labelled pairs score the pairs
+    they did not see; a label they strongly contradict is flagged (`prefcurate suspect`)."""
+
+    # heads: linear Bradley-Terry heads on frozen-backbone features (cheap: CPU, many folds and
+    # repeats); finetune: the train: recipe on each fold (a GPU's job).
+    method: Literal["heads", "finetune"] = "heads"
+    features: FeatureConfig = FeatureConfig()
+    folds: Annotated[int, Field(ge=2, le=20)] = 5
+    repeats: Annotated[int, Field(ge=1, le=20)] = 3  # fold assignments averaged (heads only)
+    l2: Annotated[float, Field(gt=0)] = 0.3  # ridge penalty of the heads, on standardised features
+    # Flag a pair when the models' out-of-fold probability of its label is at most this.
+    max_label_probability: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.3
     seed: int = 0
 
 
@@ -338,6 +373,7 @@ class AnnotationPushConfig(_Section):
     # RM ensemble members disagree on which response is better (after `prefcurate score` with an
     # ensemble): the mean reward margin |r_a - r_b| is below the sum of the two rewards' member std.
     ensemble_disagreement: bool = True
+    suspect: bool = True  # pairs whose label `prefcurate suspect` flagged (reason: suspect)
     max_records: PositiveInt | None = 500  # per push, most uncertain first
     seed: int = 0  # shown order (A/B) per record is random, seeded by this and the pair id
 
@@ -437,6 +473,7 @@ class PrefcurateConfig(_Section):
     pairs: PairingConfig = PairingConfig()
     judge: JudgeConfig = JudgeConfig()
     curate: CurateConfig = CurateConfig()
+    suspicion: SuspicionConfig = SuspicionConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     argilla: ArgillaConfig = ArgillaConfig()
@@ -446,6 +483,10 @@ class PrefcurateConfig(_Section):
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir or self.workdir / "models"
+
+    @property
+    def resolved_features_dir(self) -> Path:
+        return self.suspicion.features.cache_dir or self.workdir / "features"
 
     @property
     def resolved_argilla_home(self) -> Path:

@@ -51,6 +51,11 @@ def import_pairs_flow(config: PrefcurateConfig, source: str, fmt: str = "auto", 
     return pipeline.import_stage(config, source, fmt, split)
 
 
+@flow(name="suspect-labels", log_prints=True)
+def suspect_flow(config: PrefcurateConfig) -> dict:
+    return pipeline.suspect_stage(config)
+
+
 @flow(name="curate", log_prints=True)
 def curate_flow(config: PrefcurateConfig) -> dict:
     summary = pipeline.curate_stage(config)

@@ -156,6 +156,14 @@ def _guarded(function, *args):
 
 
 @app.command()
+def suspect(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
+    """Check labels against reward models trained on the other folds; flag those they contradict."""
+    from prefcurate.flows.stages import suspect_flow
+
+    _print_summary(_run(suspect_flow, _config(config, store)))
+
+
+@app.command()
 def curate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Filter, cap and split labelled pairs; export Parquet and a manifest."""
     from prefcurate.flows.stages import curate_flow

@@ -30,6 +30,7 @@ from prefcurate.curation.judging.constitution import load_constitution
 from prefcurate.curation.judging.estimate import estimate_judging
 from prefcurate.curation.judging.judge import judge_pairs, open_panel, run_directly
 from prefcurate.curation.judging.report import write_judge_report
+from prefcurate.curation.labels import labelled_pairs
 
 log = logging.getLogger("prefcurate")
 
@@ -90,6 +91,39 @@ def judge_estimate(config: PrefcurateConfig) -> dict:
     constitution = load_constitution(config.judge.constitution)
     with open_store(config) as store:
         return estimate_judging(store, constitution, config.judge)
+
+
+def suspect_stage(config: PrefcurateConfig) -> dict:
+    """Check every decisive label (imported, judges', human) against reward models trained on the
+    other folds; flag what they strongly contradict (pair_label_suspicion, the pair_suspicion view).
+    The store is closed while the models work: other stages can write meanwhile."""
+    from prefcurate.rm.features import FeatureCache, FeatureSpec
+    from prefcurate.rm.score import scoring_precision
+    from prefcurate.rm.suspicion import LabelledPair, check_labels, record, stored_report
+
+    settings, rule = config.suspicion, config.curate.label_rule
+    with open_store(config) as store:
+        pairs = [LabelledPair(*row) for row in store.con.execute(f"""
+            SELECT l.pair_id, l.label, l.label_source, t.prompt, t.prompt_messages, t.text_a, t.text_b
+            FROM ({labelled_pairs(rule)}) AS l JOIN pair_texts AS t ON t.pair_id = l.pair_id
+            WHERE l.label IN ('a', 'b') ORDER BY l.pair_id""").fetchall()]
+        reused = stored_report(store, pairs, settings, rule)
+        if reused:
+            return finish_stage(store, reused)
+    device = pick_device(settings.features.device if settings.method == "heads" else config.train.device)
+    cache = base_model = None
+    if settings.method == "heads":
+        features = settings.features
+        spec = FeatureSpec(features.backbone, features.layer, features.max_length,
+                           scoring_precision(features.precision, device))
+        cache = FeatureCache(config.resolved_features_dir, spec, resolve_model(features.backbone, config.resolved_models_dir),
+                             device, features.batch_size)
+    else:
+        base_model = resolve_model(config.train.base_model, config.resolved_models_dir)
+    suspicion, report = check_labels(pairs, settings, rule, cache, config.train, base_model, device)
+    with open_store(config) as store:
+        record(store, suspicion, pairs, settings, rule)
+        return finish_stage(store, report)
 
 
 def curate_stage(config: PrefcurateConfig) -> dict:

@@ -5,7 +5,8 @@ Policies:
 - uncertain: pairs where the evidence is weak: judge votes split (agreement at most max_agreement),
   a low-confidence judge label, a (judge, principle) that flips with the shown order, no judge
   verdict at all (opt-in), or RM-ensemble members disagreeing (|mean reward margin| below the sum
-  of the two responses' member spreads, from the latest `prefcurate score` run with an ensemble).
+  of the two responses' member spreads, from the latest `prefcurate score` run with an ensemble),
+  or a label `prefcurate suspect` flagged (reason `suspect`).
 Most uncertain first (most reasons, then lowest confidence), at most max_records per push.
 
 Each record's A/B order is random but seeded by (seed, pair id), so pushing again is deterministic;
@@ -57,6 +58,9 @@ def reason_sql(push: AnnotationPushConfig) -> list[str]:
     if push.ensemble_disagreement:
         reasons.append("CASE WHEN ra.reward_std IS NOT NULL AND abs(ra.reward - rb.reward) < ra.reward_std + rb.reward_std"
                        " THEN 'ensemble_disagreement' END")
+    if push.suspect:
+        # `prefcurate suspect` flagged the pair's current label (never a human's)
+        reasons.append("CASE WHEN sus.flagged AND sus.label = l.label AND l.label_source <> 'human' THEN 'suspect' END")
     return reasons or ["NULL"]
 
 
@@ -78,6 +82,7 @@ def candidates_sql(push: AnnotationPushConfig, label_rule: str) -> str:
                list_filter([{', '.join(reasons)}], lambda x: x IS NOT NULL) AS reasons
         FROM labelled AS l
         JOIN pair_texts AS t ON t.pair_id = l.pair_id
+        LEFT JOIN pair_suspicion AS sus ON sus.pair_id = l.pair_id
         LEFT JOIN rewards AS ra ON ra.candidate_id = l.candidate_a
         LEFT JOIN rewards AS rb ON rb.candidate_id = l.candidate_b
         WHERE l.pair_id NOT IN (SELECT pair_id FROM annotation_records WHERE workspace = $workspace AND dataset = $dataset)

@@ -26,6 +26,7 @@ from prefcurate.curation.funnel.decontaminate import decontaminate
 from prefcurate.curation.funnel.dedup import exact_dedup, near_dedup
 from prefcurate.curation.funnel.filters import filter_steps, refresh_steps
 from prefcurate.curation.funnel.step import Step, StepOutcome
+from prefcurate.curation.funnel.suspects import STEP_NAMES, act_on_suspects
 from prefcurate.curation.labels import labelled_pairs
 
 STAGE = "curate"
@@ -43,6 +44,8 @@ def funnel_input_sql(config: CurateConfig) -> str:
 
 def funnel_steps(config: CurateConfig, has_rounds: bool = False) -> list[Step]:
     steps = filter_steps(config) + (refresh_steps(config) if has_rounds else [])
+    if config.suspect_labels != "keep":
+        steps.append(Step(STEP_NAMES[config.suspect_labels], rewrite=act_on_suspects))
     if config.decontamination.benchmarks:
         steps.append(Step("decontaminated", rewrite=decontaminate))
     if config.dedup.exact:
@@ -94,7 +97,7 @@ def _run_step(store: Store, config: CurateConfig, order: int, step: Step) -> Ste
 
 _WORK_TABLES = ("_curation_step", "_curation_prev", "_curation_selected", "_curation_samples", "_curation_prompt_drops",
                 "_curation_clusters", "_curation_reps", "_curation_exact", "_curation_near", "_curation_prompt_ngrams",
-                "_curation_contaminated")
+                "_curation_contaminated", "_curation_suspects")
 
 
 def _drop_work_tables(store: Store) -> None:
@@ -120,6 +123,8 @@ def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRe
     con.execute("CREATE OR REPLACE TEMP TABLE _curation_samples (step_order INTEGER, pair_id VARCHAR)")
     con.execute("CREATE OR REPLACE TEMP TABLE _curation_prompt_drops "
                 "(step VARCHAR, prompt_id VARCHAR, related VARCHAR, score DOUBLE)")
+    con.execute("CREATE OR REPLACE TEMP TABLE _curation_suspects (pair_id VARCHAR, suspicion_run_id VARCHAR, "
+                "action VARCHAR, label VARCHAR, p_label DOUBLE)")
     # Each prompt starts as its own cluster; dedup steps merge dropped members into their representative's.
     con.execute("CREATE OR REPLACE TEMP TABLE _curation_clusters AS SELECT DISTINCT prompt_id, prompt_id AS cluster_id "
                 "FROM _curation_step")
@@ -167,6 +172,8 @@ def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRe
                         [run_id])
             con.execute("INSERT INTO curation_prompt_drops SELECT ?, step, prompt_id, related, score "
                         "FROM _curation_prompt_drops", [run_id])
+            con.execute("INSERT INTO curation_suspects SELECT ?, pair_id, suspicion_run_id, action, label, p_label "
+                        "FROM _curation_suspects", [run_id])
             # every prompt of a curated cluster, dropped duplicates included, with the cluster's split
             con.execute("INSERT INTO curation_prompt_clusters SELECT ?, c.prompt_id, c.cluster_id, s.split "
                         "FROM _curation_clusters AS c "
