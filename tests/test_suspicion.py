@@ -159,3 +159,20 @@ def test_annotation_push_sends_flagged_pairs_with_the_reason_suspect(planted):
         selected = select_pairs(store, config.argilla, config.curate.label_rule)
         suspects = {row["pair_id"] for row in selected if "suspect" in row["reasons"]}
         assert suspects == flagged
+
+
+def test_fine_tuned_fold_models_flag_planted_flips_too(planted):
+    """method: finetune (the train: recipe per fold, a GPU's job), here on the tiny model."""
+    from prefcurate.pipeline import open_store, suspect_stage
+
+    config, flipped_rows = planted
+    config.suspicion.method, config.suspicion.folds = "finetune", 3
+    config.train = config.train.model_copy(update={"base_model": config.suspicion.features.backbone, "epochs": 6,
+                                                   "learning_rate": 3e-3, "trainable_layers": None, "max_length": 64,
+                                                   "batch_size": 8, "compile": "off"})
+    summary = suspect_stage(config)
+    assert summary["method"] == "finetune" and summary["count_in"] == 60
+    with open_store(config) as store:
+        flipped = flipped_pair_ids(store, flipped_rows)
+        flagged = {row[0] for row in store.con.execute("SELECT pair_id FROM pair_suspicion WHERE flagged").fetchall()}
+    assert len(flagged & flipped) >= 6 and len(flagged & flipped) > 2 * len(flagged - flipped)
