@@ -408,13 +408,18 @@ class ArgillaConfig(_Section):
 
 
 class PromotionGate(_Section):
-    """When a retrained reward model replaces the current one."""
+    """When a retrained reward model replaces the current one: on paired bootstrap intervals of the
+    candidate's accuracy minus the incumbent's (prefcurate/refresh/gate.py)."""
 
-    # Accuracy on this round's on-policy held-out pairs must rise by more than this ...
+    confidence: Literal[0.8, 0.9, 0.95, 0.99] = 0.95
+    # The on-policy gain's interval must lie above this ...
     min_on_policy_gain: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.0
-    # ... and accuracy on the fixed held-out set may fall by at most this much.
-    max_fixed_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
-    # Too few held-out pairs make accuracies noise: below this, the round refuses to promote.
+    # ... the fixed held-out change's interval may reach down to -max_fixed_drop at most (non-inferiority) ...
+    max_fixed_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    # ... and the candidate's within-prompt reward spread over the policy's responses (relative to its
+    # spread on the fixed held-out set) must be at least this share of the incumbent's.
+    min_relative_spread: Annotated[float, Field(ge=0.0)] = 0.5
+    # Below this many held-out pairs the round refuses without looking (not enough evidence).
     min_heldout_pairs: Annotated[int, Field(ge=1)] = 4
 
 

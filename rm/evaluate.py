@@ -15,6 +15,7 @@ from prefcurate.core.report import StageReport
 from prefcurate.rm import metrics as m
 from prefcurate.rm.data import load_splits
 from prefcurate.rm.score import RewardScorer
+from prefcurate.rm.stats import bootstrap_mean
 
 if TYPE_CHECKING:  # the store needs duckdb; training and scoring run where it is not installed
     from prefcurate.core.store import Store
@@ -65,9 +66,12 @@ def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, cu
         chosen = [statistics.fmean(values) for values in zip(*chosen_members)]
         rejected = [statistics.fmean(values) for values in zip(*rejected_members)]
         margins = [c - r for c, r in zip(chosen, rejected)]
+        interval = bootstrap_mean([1.0 if margin > 0 else 0.0 for margin in margins])
         metrics.update(
             pairs=len(margins), precision=scorer.precision,
             accuracy=m.accuracy(margins),
+            # 95% percentile bootstrap over the held-out pairs (rm/stats.py), as the refresh gate reads it
+            accuracy_ci=[interval.low, interval.high],
             mean_margin=statistics.fmean(margins),
             median_margin=statistics.median(margins),
             margin_std=statistics.pstdev(margins),
@@ -93,7 +97,8 @@ def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, cu
     (Path(checkpoint_dir) / "eval_report.md").write_text(render_markdown(metrics))
     store.con.execute("UPDATE rm_runs SET eval_metrics = ?, status = 'evaluated', updated_at = current_timestamp "
                       "WHERE rm_run_id = ?", [json.dumps(metrics), rm_run_id])
-    report.details.update(accuracy=metrics["accuracy"], mean_margin=metrics.get("mean_margin"),
+    report.details.update(accuracy=metrics["accuracy"], accuracy_ci=metrics.get("accuracy_ci"),
+                          mean_margin=metrics.get("mean_margin"),
                           ece=(metrics.get("calibration") or {}).get("ece"), alarms=metrics.get("alarms", []),
                           report=str(report_json))
     return metrics, report.finish()
@@ -132,6 +137,10 @@ def render_markdown(metrics: dict) -> str:
     for key in ("accuracy", "mean_margin", "median_margin", "margin_std", "mean_reward_chosen", "mean_reward_rejected"):
         if key in metrics:
             lines.append(f"| {key} | {fmt(metrics[key])} |")
+        if key == "accuracy" and metrics.get("accuracy_ci"):
+            low, high = metrics["accuracy_ci"]
+            lines.append(f"| accuracy, 95% interval (bootstrap over the {metrics['pairs']} pairs) | "
+                         f"[{fmt(low)}, {fmt(high)}] |")
     if "calibration" in metrics:
         lines.append(f"| calibration ECE | {fmt(metrics['calibration']['ece'])} |")
         for key, value in metrics["length"].items():

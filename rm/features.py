@@ -62,14 +62,23 @@ class FeatureCache:
         if not meta.exists():
             meta.write_text(json.dumps({"version": FEATURE_VERSION, **asdict(spec)}, indent=2) + "\n")
         self._vectors: dict[str, np.ndarray] = {}
-        for shard in sorted(self.folder.glob("part-*.npz")):
-            with np.load(shard) as stored:
-                self._vectors.update(zip(stored["keys"].tolist(), stored["vectors"]))
+        self._read: set[str] = set()
+        self._read_new_shards()
         self.computed = 0  # texts this cache computed (not found stored)
+
+    def _read_new_shards(self) -> None:
+        """Shards written since (by this process or another one sharing the folder)."""
+        for shard in sorted(self.folder.glob("part-*.npz")):
+            if shard.name not in self._read:
+                with np.load(shard) as stored:
+                    self._vectors.update(zip(stored["keys"].tolist(), stored["vectors"]))
+                self._read.add(shard.name)
 
     def vectors(self, texts: list[Text], label: str = "features") -> np.ndarray:
         """(len(texts), 2 x hidden) float32, in the order of `texts`."""
         keys = [text.key for text in texts]
+        if any(key not in self._vectors for key in keys):
+            self._read_new_shards()
         missing = {key: text for key, text in zip(keys, texts) if key not in self._vectors}
         if missing:
             computed = self._compute(list(missing.values()), label)
@@ -85,7 +94,9 @@ class FeatureCache:
         handle, staging = tempfile.mkstemp(suffix=".npz", dir=self.folder)
         os.close(handle)
         np.savez(staging, keys=np.array(keys), vectors=vectors)
-        os.replace(staging, self.folder / f"part-{len(list(self.folder.glob('part-*.npz'))):05d}-{keys[0][:8]}.npz")
+        name = f"part-{len(list(self.folder.glob('part-*.npz'))):05d}-{keys[0][:8]}.npz"
+        os.replace(staging, self.folder / name)
+        self._read.add(name)
 
     def _compute(self, texts: list[Text], label: str) -> np.ndarray:
         model, tokenizer, captured = _truncated_backbone(self.model_path, self.spec.layer, self.device)

@@ -34,7 +34,8 @@ def test_two_refresh_rounds_promote_then_refuse_and_rerun_as_a_no_op(pipeline_co
         initial_rm = store.scalar("SELECT rm_run_id FROM rm_runs")
 
     # Round 1, a gate that any model passes: promoted.
-    config.refresh.gate = PromotionGate(min_on_policy_gain=-1.0, max_fixed_drop=1.0, min_heldout_pairs=1)
+    config.refresh.gate = PromotionGate(min_on_policy_gain=-1.0, max_fixed_drop=1.0, min_relative_spread=0.0,
+                                        min_heldout_pairs=1)
     first = refresh_flow(config)
     assert first["round"] == 1 and first["decision"] == "promoted", first["reason"]
     assert first["incumbent_rm_run_id"] == initial_rm
@@ -89,18 +90,62 @@ def test_two_refresh_rounds_promote_then_refuse_and_rerun_as_a_no_op(pipeline_co
     assert table_counts(config.store.path) == before
 
 
-def test_the_gate_promotes_a_better_model_and_refuses_a_worse_or_unmeasured_one():
-    gate = PromotionGate(min_on_policy_gain=0.0, max_fixed_drop=0.02, min_heldout_pairs=4)
-    incumbent = {"on_policy_accuracy": 0.60, "fixed_accuracy": 0.80, "on_policy_pairs": 50, "fixed_pairs": 50}
-    better = {**incumbent, "on_policy_accuracy": 0.70, "fixed_accuracy": 0.79}
-    assert decide(better, incumbent, gate).promote
-    forgets = {**incumbent, "on_policy_accuracy": 0.75, "fixed_accuracy": 0.70}
+def measured(on_policy: list[int], fixed: list[int], spread: float = 0.4) -> dict:
+    return {"on_policy_correct": [float(x) for x in on_policy], "fixed_correct": [float(x) for x in fixed],
+            "normalized_spread": spread}
+
+
+def test_the_gate_decides_on_paired_intervals_and_says_when_the_evidence_is_short():
+    gate = PromotionGate(min_on_policy_gain=0.0, max_fixed_drop=0.05, min_relative_spread=0.5, min_heldout_pairs=4)
+    fixed = [1] * 40 + [0] * 10
+    incumbent = measured([1] * 36 + [0] * 24, fixed)
+    better = measured([1] * 54 + [0] * 6, fixed)  # right on every pair the incumbent was, and 18 more
+    decision = decide(better, incumbent, gate)
+    assert decision.promote, decision.reason
+    gain = decision.figures["on_policy_gain"]
+    assert gain["estimate"] == pytest.approx(0.3) and gain["ci_low"] > 0.15 and "paired bootstrap" in decision.reason
+
+    forgets = measured([1] * 54 + [0] * 6, [1] * 30 + [0] * 20)  # 10 fixed pairs lost
     refused = decide(forgets, incumbent, gate)
-    assert not refused.promote and "fixed held-out accuracy fell 0.100" in refused.reason
-    flat = {**incumbent}
-    assert not decide(flat, incumbent, gate).promote  # "up" means strictly up
-    tiny = {**better, "on_policy_pairs": 3}
-    assert "fewer than" in decide(tiny, incumbent, gate).reason
+    assert not refused.promote and "fixed held-out accuracy may have fallen" in refused.reason
+
+    flat = decide(measured(incumbent["on_policy_correct"], fixed), incumbent, gate)
+    assert not flat.promote and "is not above" in flat.reason
+
+    # one more pair right out of 8: a gain, but not one 8 pairs can show
+    small = decide(measured([1] * 5 + [0] * 3, fixed), measured([1] * 4 + [0] * 4, fixed), gate)
+    assert not small.promote and "not enough evidence" in small.reason
+    assert small.figures["on_policy_pairs_needed"] > 8 and f"about {small.figures['on_policy_pairs_needed']}" in small.reason
+
+    weak_teacher = decide(measured(better["on_policy_correct"], fixed, spread=0.1), incumbent, gate)
+    assert not weak_teacher.promote and "weaker teacher" in weak_teacher.reason
+
+    tiny = decide(measured([1, 1, 1], fixed), measured([0, 0, 0], fixed), gate)
+    assert not tiny.promote and "fewer than refresh.gate.min_heldout_pairs" in tiny.reason
+
+
+class ScaledScorer:
+    """Stands in for a reward model whose rewards are given, times a scale (what a gamed model does)."""
+
+    def __init__(self, rewards: dict[str, float], scale: float):
+        self.rewards, self.scale = rewards, scale
+
+    def score_members(self, prompts, responses, batch_size, messages, label):
+        return [[self.rewards[text] * self.scale for text in responses]]
+
+
+def test_the_normalised_reward_spread_cannot_be_gamed_by_rescaling():
+    from prefcurate.refresh.heldout import pair_accuracy, policy_reward_figures
+
+    rewards = {f"r{i}": value for i, value in enumerate([0.1, 0.5, -0.3, 0.9, 0.2, -0.1, 0.4, 0.0])}
+    fixed = [{"prompt": "p", "chosen": "r0", "rejected": "r2"}, {"prompt": "p", "chosen": "r3", "rejected": "r5"}]
+    responses = [{"prompt_id": f"q{i // 2}", "prompt": "q", "text": f"r{i}"} for i in range(8)]
+    spreads = []
+    for scale in (1.0, 25.0):
+        scorer = ScaledScorer(rewards, scale)
+        spread = policy_reward_figures(scorer, responses, 8)["mean_within_prompt_std"]
+        spreads.append(spread / pair_accuracy(scorer, fixed, 8)["reward_std"])
+    assert spreads[0] == pytest.approx(spreads[1]) and spreads[0] > 0
 
 
 def test_an_unreachable_argilla_is_reported_and_skipped_never_waited_on(tmp_path, monkeypatch):

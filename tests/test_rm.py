@@ -60,6 +60,9 @@ def test_training_learns_a_planted_preference_and_the_checkpoint_reloads(tmp_pat
     metrics, _ = evaluate_reward_model(store, result.rm_run_id, result.checkpoint_dir, curated, EvaluateConfig(), "cpu", 64)
     assert metrics["pairs"] == 16 and metrics["accuracy"] >= 0.9
     assert metrics["calibration"]["ece"] is not None and "easy" in metrics["by_difficulty"]["buckets"]
+    low, high = metrics["accuracy_ci"]  # 95% bootstrap over the 16 pairs, in the report too
+    assert low <= metrics["accuracy"] <= high and high - low < 0.5
+    assert "95% interval" in (result.checkpoint_dir / "eval_report.md").read_text()
 
     # HF layout: a plain from_pretrained with one label gives the same rewards.
     from transformers import AutoModelForSequenceClassification

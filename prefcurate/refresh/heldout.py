@@ -60,15 +60,20 @@ def open_scorer(checkpoint: str, config: PrefcurateConfig) -> RewardScorer:
 
 
 def measure(checkpoint: str, config: PrefcurateConfig, sets: HeldOutSets) -> dict:
-    """A reward model's figures for the gate: accuracy on both held-out sets, and how it rewards the
-    round's policy responses. The model is loaded here and let go on return."""
+    """A reward model's figures for the gate: per-pair results and accuracy on both held-out sets,
+    and how it rewards the round's policy responses: the within-prompt spread, also relative to its
+    reward spread on the fixed held-out responses (`normalized_spread`: rescaling rewards cannot
+    move it). The model is loaded here and let go on return."""
     scorer = open_scorer(checkpoint, config)
     batch = config.evaluate.batch_size
     fixed = pair_accuracy(scorer, sets.fixed, batch)
     on_policy = pair_accuracy(scorer, sets.on_policy, batch)
-    return {"fixed_accuracy": fixed["accuracy"], "fixed_pairs": fixed["pairs"],
+    policy = policy_reward_figures(scorer, sets.responses, batch)
+    spread, scale = policy.get("mean_within_prompt_std"), fixed.get("reward_std")
+    return {"fixed_accuracy": fixed["accuracy"], "fixed_pairs": fixed["pairs"], "fixed_correct": fixed["correct"],
             "on_policy_accuracy": on_policy["accuracy"], "on_policy_pairs": on_policy["pairs"],
-            **policy_reward_figures(scorer, sets.responses, batch)}
+            "on_policy_correct": on_policy["correct"], "fixed_reward_std": scale,
+            "normalized_spread": spread / scale if spread is not None and scale else None, **policy}
 
 
 def _mean(per_member: list[list[float]]) -> list[float]:
@@ -78,26 +83,28 @@ def _mean(per_member: list[list[float]]) -> list[float]:
 def pair_accuracy(scorer: RewardScorer, pairs: list[dict], batch_size: int) -> dict:
     """pairs: {prompt, prompt_messages, chosen, rejected}. Accuracy = share ranked chosen > rejected."""
     if not pairs:
-        return {"accuracy": None, "pairs": 0}
+        return {"accuracy": None, "pairs": 0, "correct": [], "reward_std": None}
     prompts = [p["prompt"] for p in pairs]
     messages = [p.get("prompt_messages") for p in pairs]
     chosen = _mean(scorer.score_members(prompts, [p["chosen"] for p in pairs], batch_size, messages, "held-out chosen"))
     rejected = _mean(scorer.score_members(prompts, [p["rejected"] for p in pairs], batch_size, messages,
                                           "held-out rejected"))
     margins = [c - r for c, r in zip(chosen, rejected)]
-    return {"accuracy": m.accuracy(margins), "pairs": len(margins), "mean_margin": statistics.fmean(margins)}
+    return {"accuracy": m.accuracy(margins), "pairs": len(margins), "mean_margin": statistics.fmean(margins),
+            "correct": [1.0 if margin > 0 else 0.0 for margin in margins],
+            "reward_std": statistics.pstdev(chosen + rejected)}
 
 
 def policy_reward_figures(scorer: RewardScorer, responses: list[dict], batch_size: int) -> dict:
     """responses: {prompt_id, prompt, prompt_messages, text}. Within-prompt reward variance (a teacher
     with none gives the policy no signal) and the reward-length correlation."""
     if not responses:
-        return {"reward_variance": None, "reward_length_correlation": None}
+        return {"reward_variance": None, "mean_within_prompt_std": None, "reward_length_correlation": None}
     rewards = _mean(scorer.score_members([r["prompt"] for r in responses], [r["text"] for r in responses], batch_size,
                                          [r.get("prompt_messages") for r in responses], "on-policy responses"))
     by_prompt: dict[str, list[float]] = {}
     for response, reward in zip(responses, rewards):
         by_prompt.setdefault(response["prompt_id"], []).append(reward)
     spread = m.within_prompt_reward_spread(by_prompt)
-    return {"reward_variance": spread["mean_within_prompt_variance"],
+    return {"reward_variance": spread["mean_within_prompt_variance"], "mean_within_prompt_std": spread["mean_within_prompt_std"],
             "reward_length_correlation": m.pearson(rewards, [float(len(r["text"])) for r in responses])}

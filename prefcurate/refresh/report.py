@@ -9,7 +9,8 @@ from pathlib import Path
 from prefcurate.core.store import Store
 
 COLUMNS = ("round_index", "decision", "incumbent_fixed_accuracy", "candidate_fixed_accuracy",
-           "incumbent_on_policy_accuracy", "candidate_on_policy_accuracy", "reward_variance",
+           "incumbent_on_policy_accuracy", "candidate_on_policy_accuracy", "on_policy_gain", "on_policy_gain_ci_low",
+           "on_policy_gain_ci_high", "fixed_change_ci_low", "candidate_normalized_spread", "reward_variance",
            "reward_length_correlation", "judge_agreement", "pairs", "heldout_pairs")
 
 

@@ -78,6 +78,7 @@ def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
     incumbent_metrics = measure(incumbent_dir, config, sets)
     candidate_metrics = measure(candidate_dir, config, sets)
     decision = decide(candidate_metrics, incumbent_metrics, refresh.gate)
+    candidate_metrics["gate"] = decision.figures  # the intervals the decision read, kept with the round
     counts = {"prompts": len(drawn), "generated": samples.generated.count_out, "pairs": selected["pairs"],
               "heldout_pairs": len(sets.on_policy), "fixed_heldout_pairs": len(sets.fixed),
               "judged": judged["count_out"], "curated_train": curated["split_train"], "judge_agreement": agreement,
