@@ -75,6 +75,12 @@ def evaluate_flow(config: PrefcurateConfig, rm_run_id: str | None = None) -> dic
     return pipeline.evaluate_stage(config, rm_run_id)
 
 
+@flow(name="evaluate-benchmark", log_prints=True)
+def benchmark_flow(config: PrefcurateConfig, benchmark: str, rm_run_id: str | None = None, checkpoint: str | None = None,
+                   sections: str | None = None) -> dict:
+    return pipeline.benchmark_stage(config, benchmark, rm_run_id, checkpoint, sections)
+
+
 @flow(name="score", log_prints=True)
 def score_flow(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
     return pipeline.score_stage(config, rm_run_id)

@@ -193,11 +193,23 @@ def train(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
 
 @app.command()
 def evaluate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
-             rm_run: Optional[str] = typer.Option(None, help="Reward-model run id (default: the latest).")) -> None:
-    """Evaluate a reward model on the held-out split."""
-    from prefcurate.flows.stages import evaluate_flow
+             rm_run: Optional[str] = typer.Option(None, help="Reward-model run id (default: the latest)."),
+             benchmark: Optional[Path] = typer.Option(None, help="A preference benchmark file (JSONL or Parquet): "
+                                                      "prompt/chosen/rejected pairs, or rejected lists (best-of-n)."),
+             checkpoint: Optional[str] = typer.Option(None, help="With --benchmark: any sequence-classification "
+                                                      "checkpoint (folder or hub name) instead of one of ours."),
+             sections: Optional[Path] = typer.Option(None, help="With --benchmark: a JSON map of section -> subsets "
+                                                     "for a section-weighted score.")) -> None:
+    """Evaluate a reward model on the held-out split, or (--benchmark) on a benchmark file."""
+    if benchmark is None:
+        from prefcurate.flows.stages import evaluate_flow
 
-    _print_summary(_run(evaluate_flow, _config(config, store), rm_run_id=rm_run))
+        _print_summary(_run(evaluate_flow, _config(config, store), rm_run_id=rm_run))
+        return
+    from prefcurate.flows.stages import benchmark_flow
+
+    _print_summary(_run(benchmark_flow, _config(config, store), benchmark=str(benchmark), rm_run_id=rm_run,
+                        checkpoint=checkpoint, sections=None if sections is None else str(sections)))
 
 
 @app.command()

@@ -219,6 +219,56 @@ def run_pipeline(config: PrefcurateConfig, stages: Stages = Stages()) -> dict[st
     return done
 
 
+def benchmark_stage(config: PrefcurateConfig, benchmark: str, rm_run_id: str | None = None,
+                    checkpoint: str | None = None, sections: str | None = None) -> dict:
+    """Score a reward model (ours: the latest or `rm_run_id`; or any sequence-classification
+    `checkpoint`, folder or hub name, with its own chat template) on a benchmark file; the report
+    goes under <workdir>/reports/benchmarks and into benchmark_evaluations."""
+    from prefcurate.core.hashing import content_hash
+    from prefcurate.rm.benchmark import benchmark_report, correctness, read_benchmark, read_sections, render_markdown, summarize
+    from prefcurate.rm.score import RewardScorer
+
+    rows, section_map = read_benchmark(benchmark), read_sections(sections)
+    if checkpoint is None:
+        with open_store(config) as store:
+            query = "SELECT rm_run_id, checkpoint_dir FROM rm_runs "
+            row = (store.one(query + "WHERE rm_run_id = ?", [rm_run_id]) if rm_run_id
+                   else store.one(query + "ORDER BY updated_at DESC LIMIT 1"))
+        if row is None:
+            raise LookupError(f"{config.store.path}: no reward model run {rm_run_id or ''}; run `prefcurate train` "
+                              "first, or name a checkpoint with --checkpoint")
+        rm_run_id, model_path, model = row[0], row[1], row[0]
+    else:
+        model_path, model = resolve_model(checkpoint, config.resolved_models_dir), checkpoint
+    report = StageReport("benchmark", count_in=len(rows.rows) + len(rows.skipped),
+                         details={"benchmark": benchmark, "model": model, "layout": rows.layout})
+    scorer = RewardScorer(model_path, pick_device(config.train.device), config.train.max_length,
+                          config.evaluate.precision, config.evaluate.compile)
+    correct = correctness(rows.rows, lambda prompts, responses: scorer.score(prompts, responses,
+                                                                             config.evaluate.batch_size))
+    result = benchmark_report(Path(benchmark), model, rows.layout, rows, summarize(rows.rows, correct, section_map))
+    folder = config.workdir.resolve() / "reports" / "benchmarks"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{Path(benchmark).name.split('.')[0]}-{content_hash(model)[:8]}"
+    (folder / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / f"{name}.md").write_text(render_markdown(result))
+    overall = result["overall"]
+    with open_store(config) as store:
+        store.con.execute(
+            "INSERT OR REPLACE INTO benchmark_evaluations (evaluation_id, model, rm_run_id, benchmark, benchmark_sha256, "
+            "layout, n_rows, accuracy, ci_low, ci_high, section_weighted, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [content_hash("benchmark", model, result["benchmark_sha256"], section_map), model, rm_run_id, benchmark,
+             result["benchmark_sha256"], rows.layout, len(rows.rows), overall["accuracy"], overall["ci_low"],
+             overall["ci_high"], result.get("section_weighted"), json.dumps(result)])
+        report.count_out = len(rows.rows)
+        report.details.update(accuracy=round(overall["accuracy"], 4),
+                              accuracy_ci=[round(overall["ci_low"], 4), round(overall["ci_high"], 4)],
+                              section_weighted=result.get("section_weighted"), skipped_rows=len(rows.skipped),
+                              subsets={k: round(v["accuracy"], 4) for k, v in result["subsets"].items()},
+                              report=str(folder / f"{name}.md"))
+        return finish_stage(store, report.finish())
+
+
 def curation_run(store: Store, curation_run_id: str | None) -> tuple[str, str]:
     if curation_run_id is None:
         return latest_curation_run(store)
