@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -60,7 +61,8 @@ def read_lines(path: Path) -> list[str]:
         return handle.read().splitlines()
 
 
-def config_for(workdir: Path, args, suspicion_seed: int = 0, **curate) -> "PrefcurateConfig":  # noqa: F821
+def config_for(workdir: Path, args, suspicion_seed: int = 0, **curate):
+    """The product's config for one store of the experiment (features shared by every store)."""
     from prefcurate.core.config import config_from_dict
 
     return config_from_dict({
@@ -203,6 +205,8 @@ def main() -> None:
     from prefcurate.rm.score import scoring_precision
     from prefcurate.rm.stats import bootstrap_mean, paired_difference
 
+    logging.basicConfig(format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("prefcurate").setLevel(logging.INFO)
     started = time.perf_counter()
     data = args.data or hh_harmless_pairs_path()
     lines = read_lines(data)
@@ -236,7 +240,8 @@ def main() -> None:
                                else head_correctness(cache, train, heldout, args.l2))
                     results.setdefault((condition, arm), []).append(correct)
                 if condition == "noisy":
-                    is_flip = np.array([r[6] in planted for r in pool])
+                    # source_row counts rows of the pool file; pool_rows maps them back to the data's rows
+                    is_flip = np.array([pool_rows[r[6] - 1] in planted for r in pool])
                     flagged = np.array([bool(r[8]) for r in pool])
                     suspicion = np.array([1 - r[7] if r[7] is not None else 0.5 for r in pool])
                     detector["flagged"].append(int(flagged.sum()))

@@ -329,6 +329,13 @@ class EvaluateConfig(_Section):
     # Regional compilation as in training. auto: for models of 50M parameters or more scoring 1,024
     # sequences or more at once, where it repays its ~15 s.
     compile: Literal["auto", "on", "off"] = "auto"
+    # Reward-hacking probes on the held-out chosen responses (rm/probes.py): which direction of the
+    # reward change counts as hacking, per edit. On harmlessness data a refusal may rightly raise it.
+    probes: dict[Literal["padding", "flattery", "markdown", "repetition", "refusal"],
+                 Literal["increase", "decrease", "none"]] = Field(default_factory=lambda: {
+                     "padding": "increase", "flattery": "increase", "markdown": "increase", "repetition": "increase",
+                     "refusal": "none"})
+    probe_responses: Annotated[int, Field(ge=0)] = 200  # held-out chosen responses probed (0: no probes)
 
 
 class ArgillaAccount(_Section):

@@ -14,6 +14,7 @@ from prefcurate.core.config import EvaluateConfig
 from prefcurate.core.report import StageReport
 from prefcurate.rm import metrics as m
 from prefcurate.rm.data import load_splits
+from prefcurate.rm.probes import probe_alarms, run_probes
 from prefcurate.rm.score import RewardScorer
 from prefcurate.rm.stats import bootstrap_mean
 
@@ -85,7 +86,13 @@ def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, cu
             ensemble=m.ensemble_disagreement([[c - r for c, r in zip(cm, rm)]
                                               for cm, rm in zip(chosen_members, rejected_members)]),
         )
-        metrics["alarms"] = metrics["by_difficulty"]["alarms"]
+        probed = min(config.probe_responses, len(chosen))
+        if probed:
+            metrics["probes"] = run_probes(
+                lambda prompts, responses, messages: scorer.score(prompts, responses, config.batch_size, messages),
+                list(data["prompt"])[:probed], list(data["chosen"])[:probed],
+                list(messages or [None] * len(chosen))[:probed], chosen[:probed], config.probes)
+        metrics["alarms"] = metrics["by_difficulty"]["alarms"] + probe_alarms(metrics.get("probes", {}))
         _plots(Path(checkpoint_dir), margins, metrics["calibration"])
     else:
         metrics["warning"] = "no held-out pairs survived curation; nothing to evaluate"
@@ -154,6 +161,13 @@ def render_markdown(metrics: dict) -> str:
                   "| bucket | pairs | accuracy |", "|---|---|---|"]
         for name, bucket in metrics["by_difficulty"]["buckets"].items():
             lines.append(f"| {name} | {bucket['pairs']} | {fmt(bucket['accuracy'])} |")
+        if metrics.get("probes"):
+            lines += ["", "## Reward-hacking probes (edits to held-out chosen responses)", "",
+                      "| edit | mean reward change | 95% interval | raised on | hacking if | flagged |",
+                      "|---|---|---|---|---|---|"]
+            for name, probe in metrics["probes"].items():
+                lines.append(f"| {name} | {probe['mean_change']:+.4f} | [{probe['ci_low']:+.4f}, {probe['ci_high']:+.4f}] "
+                             f"| {probe['raised_share']:.0%} | {probe['hacking_if']} | {'yes' if probe['flagged'] else 'no'} |")
         lines += ["", "![margins and calibration](eval_plots.png)"]
     for alarm in metrics.get("alarms", []):
         lines += ["", f"**Alarm:** {alarm}"]
