@@ -70,7 +70,7 @@ def config_for(workdir: Path, args, suspicion_seed: int = 0, **curate):
         "models_dir": str(BENCH / ".cache" / "models"),
         "suspicion": {"features": {"backbone": args.backbone, "layer": args.layer, "max_length": args.max_length,
                                    "cache_dir": str(CACHE / "features"), "device": args.device},
-                      "seed": suspicion_seed},
+                      "seed": suspicion_seed, "max_label_probability": args.max_label_probability},
         "curate": curate,
     })
 
@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--heldout", type=float, default=0.3)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--action", choices=["drop", "flip"], default="drop", help="what curation does with suspects")
+    parser.add_argument("--max-label-probability", type=float, default=0.3, help="suspicion.max_label_probability")
     parser.add_argument("--backbone", default="embedded:smollm2-135m-instruct")
     parser.add_argument("--layer", type=int, default=18)
     parser.add_argument("--max-length", type=int, default=256)
@@ -287,6 +288,7 @@ def main() -> None:
           + " ".join(f"acc_{c}_{a}={accuracy[(c, a)]:.4f}" for c in ("clean", "noisy") for a in ("full", "curated", "random"))
           + f" flip_precision={mean['precision']:.3f} flip_precision_random={mean['random_precision']:.3f} "
           f"flip_recall={mean['recall']:.3f} flip_auroc={mean['auroc']:.3f} noise={args.noise} action={args.action} "
+          f"max_label_probability={args.max_label_probability} "
           f"heldout_pairs={len(heldout.pair_ids)} pool_pairs={len(pool_rows)} seeds={args.seeds} recipe={recipe} "
           f"backbone={args.backbone} layer={args.layer} max_length={args.max_length} "
           f"features_computed={cache.computed} seconds={seconds:.0f} {hardware.hardware_fields()}")
