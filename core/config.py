@@ -137,6 +137,9 @@ class JudgeConfig(_Section):
     commit_every: PositiveInt = 256
     # Calls per Prefect task: the unit of progress (and of retry) in the Prefect UI.
     calls_per_task: PositiveInt = 2000
+    # Imported pairs already carry a label: the judges see a seeded sample of them, enough to measure
+    # their agreement with it (judge_quality.gold_agreement) without paying for every pair. None: all.
+    max_imported_pairs: Annotated[int, Field(ge=0)] | None = 32
 
     @model_validator(mode="after")
     def _unique_judge_names(self) -> JudgeConfig:
@@ -145,6 +148,17 @@ class JudgeConfig(_Section):
         if repeated:
             raise ValueError(f"panel: judges sharing a model need distinct `name`s; repeated: {repeated}")
         return self
+
+
+class GoldConfig(_Section):
+    """Human-labelled pairs `prefcurate run` imports next to the generated ones: they measure the
+    judges against people, train the reward model on human labels and test it on held-out ones.
+    The default is a seeded sample of the HH-RLHF harmless pairs shipped with the package."""
+
+    # Any file `import-pairs` reads, or shipped:hh-rlhf-harmless; None: no gold.
+    source: str | None = "shipped:hh-rlhf-harmless"
+    sample: PositiveInt | None = 500  # rows drawn from a JSONL source (seeded); None: every row
+    seed: int = 0
 
 
 class SplitConfig(_Section):
@@ -252,7 +266,9 @@ class EnsembleConfig(_Section):
 
 class TrainConfig(_Section):
     base_model: str = EMBEDDED_MODEL
-    max_length: PositiveInt = 512
+    # Tokens per sequence; longer ones keep their end (the answer and the turns just before it).
+    # 256 keeps CPU runs short; raise it on a GPU.
+    max_length: PositiveInt = 256
     epochs: PositiveInt = 2
     batch_size: PositiveInt = 4  # pairs per device per step (chosen and rejected: twice the sequences)
     gradient_accumulation_steps: PositiveInt = 1
@@ -484,6 +500,7 @@ class PrefcurateConfig(_Section):
     generate: GenerateConfig = GenerateConfig()
     pairs: PairingConfig = PairingConfig()
     judge: JudgeConfig = JudgeConfig()
+    gold: GoldConfig = GoldConfig()
     curate: CurateConfig = CurateConfig()
     suspicion: SuspicionConfig = SuspicionConfig()
     train: TrainConfig = TrainConfig()

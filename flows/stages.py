@@ -56,6 +56,11 @@ def suspect_flow(config: PrefcurateConfig) -> dict:
     return pipeline.suspect_stage(config)
 
 
+@flow(name="import-gold", log_prints=True)
+def gold_flow(config: PrefcurateConfig) -> dict:
+    return pipeline.gold_stage(config)
+
+
 @flow(name="curate", log_prints=True)
 def curate_flow(config: PrefcurateConfig) -> dict:
     summary = pipeline.curate_stage(config)
@@ -108,5 +113,5 @@ def collect_annotations_flow(config: PrefcurateConfig) -> dict:
 def pipeline_flow(config: PrefcurateConfig) -> dict:
     """prompts -> candidates -> pairs -> judge labels -> curated Parquet -> reward model -> report."""
     return pipeline.run_pipeline(config, pipeline.Stages(
-        ingest=ingest_flow, generate=generate_flow, pairs=pairs_flow, judge=judge_flow, curate=curate_flow,
-        train=train_flow, evaluate=evaluate_flow))
+        ingest=ingest_flow, generate=generate_flow, pairs=pairs_flow, gold=gold_flow, judge=judge_flow,
+        suspect=suspect_flow, curate=curate_flow, train=train_flow, evaluate=evaluate_flow))

@@ -230,12 +230,15 @@ def run(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOpti
     stages = _run(pipeline_flow, cfg)
     for summary in stages.values():
         _print_summary(summary)
+    from prefcurate import pipeline
+
     report = {
         "store": str(Path(cfg.store.path).resolve()),
         "curated_dataset": stages["curate"]["output_dir"],
         "checkpoint": stages["train"]["checkpoint"],
         "eval_report": stages["evaluate"]["report"],
         "accuracy": stages["evaluate"]["accuracy"],
+        "judge_gold_agreement": pipeline.judge_gold_agreement(cfg),
         "stages": stages,
     }
     cfg.workdir.mkdir(parents=True, exist_ok=True)
@@ -246,6 +249,36 @@ def run(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOpti
     typer.echo(f"  reward model:    {report['checkpoint']}")
     typer.echo(f"  eval report:     {report['eval_report']} (held-out accuracy: {report['accuracy']})")
     typer.echo(f"  run report:      {(cfg.workdir / 'run_report.json').resolve()}")
+    typer.echo("\nWhat the numbers say:")
+    for line in plain_words(report["judge_gold_agreement"], stages["evaluate"]):
+        typer.echo(f"  {line}")
+
+
+def _percent(figure: dict, key: str = "estimate") -> str:
+    return f"{figure[key]:.0%} [{figure['ci_low']:.0%}, {figure['ci_high']:.0%}]"
+
+
+def plain_words(judge_agreement: dict, evaluation: dict) -> list[str]:
+    """The run's figures in sentences a newcomer can act on (intervals: 95% bootstrap)."""
+    lines = []
+    for judge, figure in judge_agreement.items():
+        verdict = ("better than chance" if figure["ci_low"] > 0.5 else
+                   "no better than chance: this judge carries no signal here; point judge.panel at a capable model")
+        lines.append(f"Judge {judge} agrees with the human labels on {_percent(figure)} of its {figure['n']} votes on "
+                     f"gold pairs (chance: 50%): {verdict}.")
+    human = evaluation.get("human_labelled")
+    if human:
+        verdict = ("a real signal: better than chance (human labels on this data agree with each other ~65-70% of "
+                   "the time, so that is about the ceiling)" if human["ci_low"] > 0.5 else
+                   "not distinguishable from chance on this many pairs")
+        lines.append(f"The reward model ranks {_percent(human, 'accuracy')} of {human['pairs']} held-out "
+                     f"human-labelled pairs the way people did (chance: 50%): {verdict}.")
+    elif evaluation.get("accuracy") is not None:
+        lines.append(f"The reward model ranks {evaluation['accuracy']:.0%} of {evaluation.get('count_out')} held-out pairs "
+                     "as their labels do; no held-out pair has a human label, so this measures agreement with the judges.")
+    for alarm in evaluation.get("alarms") or []:
+        lines.append(f"Alarm: the reward model {alarm}" if alarm.startswith("rewards ") else f"Alarm: {alarm}")
+    return lines
 
 
 @app.command()

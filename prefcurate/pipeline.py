@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,6 +27,7 @@ from prefcurate.curation.generation.generate import generate_candidates
 from prefcurate.curation.generation.pairing import build_pairs
 from prefcurate.curation.intake.preference_pairs import import_preference_pairs
 from prefcurate.curation.intake.prompts import ingest_prompts
+from prefcurate.curation.intake.shipped import hh_harmless_pairs_path, read_text_lines
 from prefcurate.curation.judging.constitution import load_constitution
 from prefcurate.curation.judging.estimate import estimate_judging
 from prefcurate.curation.judging.judge import judge_pairs, open_panel, run_directly
@@ -80,10 +82,50 @@ def judge_report(config: PrefcurateConfig, store: Store | None = None) -> tuple[
     return str(path), markdown
 
 
+def judge_gold_agreement(config: PrefcurateConfig) -> dict:
+    """Per judge: how often its valid votes on gold pairs (imported labels) name the gold winner,
+    with a 95% bootstrap interval over the votes."""
+    from prefcurate.rm.stats import bootstrap_mean
+
+    with open_store(config) as store:
+        votes = store.con.execute("""
+            SELECT v.judge, (v.winner = l.reference_label)::DOUBLE FROM judgment_votes AS v
+            JOIN pair_labels AS l USING (pair_id) WHERE l.reference_label IN ('a', 'b') ORDER BY v.judgment_id
+        """).fetchall()
+    by_judge: dict[str, list[float]] = {}
+    for judge, agreed in votes:
+        by_judge.setdefault(judge, []).append(agreed)
+    return {judge: bootstrap_mean(values).as_dict() for judge, values in by_judge.items()}
+
+
 def import_stage(config: PrefcurateConfig, source: str, fmt: str = "auto", split: str = "train") -> dict:
     """Import a preference dataset (plain / HH-RLHF / ShareGPT or chat messages) as labelled pairs."""
     with open_store(config) as store:
         return finish_stage(store, import_preference_pairs(store, source, fmt, split))
+
+
+def gold_source(config: PrefcurateConfig) -> Path:
+    source = config.gold.source
+    if source == "shipped:hh-rlhf-harmless":
+        return hh_harmless_pairs_path()
+    if source.startswith("shipped:"):
+        raise ValueError(f"gold.source: unknown shipped data {source!r}; shipped: hh-rlhf-harmless")
+    return Path(source)
+
+
+def gold_stage(config: PrefcurateConfig) -> dict:
+    """Import gold.source's human-labelled pairs (a seeded sample of gold.sample rows of a JSONL file,
+    written under <workdir>/gold so the import names what it read) next to the generated pairs."""
+    source, gold = gold_source(config), config.gold
+    if gold.sample and source.name.lower().endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        lines = [line for line in read_text_lines(source) if line.strip()]
+        chosen = sorted(random.Random(gold.seed).sample(range(len(lines)), min(gold.sample, len(lines))))
+        sampled = config.workdir.resolve() / "gold" / f"{source.name.split('.')[0]}-{len(chosen)}-seed{gold.seed}.jsonl"
+        if not sampled.exists():
+            sampled.parent.mkdir(parents=True, exist_ok=True)
+            sampled.write_text("".join(lines[i] + "\n" for i in chosen), encoding="utf-8")
+        source = sampled
+    return import_stage(config, str(source))
 
 
 def judge_estimate(config: PrefcurateConfig) -> dict:
@@ -200,19 +242,26 @@ class Stages:
     ingest: Callable[..., dict] = ingest_stage
     generate: Callable[..., dict] = generate_stage
     pairs: Callable[..., dict] = pairs_stage
+    gold: Callable[..., dict] = gold_stage
     judge: Callable[..., dict] = judge_stage
+    suspect: Callable[..., dict] = suspect_stage
     curate: Callable[..., dict] = curate_stage
     train: Callable[..., dict] = train_stage
     evaluate: Callable[..., dict] = evaluate_stage
 
 
 def run_pipeline(config: PrefcurateConfig, stages: Stages = Stages()) -> dict[str, dict]:
-    """prompts -> candidates -> pairs -> judge labels -> curated Parquet -> reward model -> report."""
+    """prompts -> candidates -> pairs (+ human-labelled gold pairs) -> judge labels (+ suspect labels
+    checked, when curation acts on them) -> curated Parquet -> reward model -> report."""
     done = {}
     done["ingest"] = stages.ingest(config)
     done["generate"] = stages.generate(config)
     done["pairs"] = stages.pairs(config)
+    if config.gold.source:
+        done["gold"] = stages.gold(config)
     done["judge"] = stages.judge(config)
+    if config.curate.suspect_labels != "keep":
+        done["suspect"] = stages.suspect(config)
     done["curate"] = stages.curate(config)
     done["train"] = stages.train(config, done["curate"]["curation_run_id"])
     done["evaluate"] = stages.evaluate(config, done["train"]["rm_run_id"])

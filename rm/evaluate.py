@@ -10,6 +10,8 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from prefcurate.core.config import EvaluateConfig
 from prefcurate.core.report import StageReport
 from prefcurate.rm import metrics as m
@@ -92,6 +94,8 @@ def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, cu
                 lambda prompts, responses, messages: scorer.score(prompts, responses, config.batch_size, messages),
                 list(data["prompt"])[:probed], list(data["chosen"])[:probed],
                 list(messages or [None] * len(chosen))[:probed], chosen[:probed], config.probes)
+        if "label_source" in data.column_names:
+            metrics["by_label_source"] = accuracy_by_label_source(margins, list(data["label_source"]))
         metrics["alarms"] = metrics["by_difficulty"]["alarms"] + probe_alarms(metrics.get("probes", {}))
         _plots(Path(checkpoint_dir), margins, metrics["calibration"])
     else:
@@ -104,11 +108,34 @@ def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, cu
     (Path(checkpoint_dir) / "eval_report.md").write_text(render_markdown(metrics))
     store.con.execute("UPDATE rm_runs SET eval_metrics = ?, status = 'evaluated', updated_at = current_timestamp "
                       "WHERE rm_run_id = ?", [json.dumps(metrics), rm_run_id])
+    human = (metrics.get("by_label_source") or {}).get("human-labelled")
+    if human:
+        report.details["human_labelled"] = human
     report.details.update(accuracy=metrics["accuracy"], accuracy_ci=metrics.get("accuracy_ci"),
                           mean_margin=metrics.get("mean_margin"),
                           ece=(metrics.get("calibration") or {}).get("ece"), alarms=metrics.get("alarms", []),
                           report=str(report_json))
     return metrics, report.finish()
+
+
+HUMAN_SOURCES = ("human", "import")  # annotators' labels, and labels imported with a dataset
+
+
+def accuracy_by_label_source(margins: list[float], sources: list[str]) -> dict:
+    """Accuracy with its interval per label source (human, import, balanced, vote, ...), and over
+    the human-labelled pairs together (`human-labelled`: the figure to trust; judges' labels from a
+    weak judge are noise to be measured against)."""
+    correct = np.array([1.0 if margin > 0 else 0.0 for margin in margins])
+    kinds = np.array([source.split("+")[0] for source in sources])
+    groups = {name: kinds == name for name in sorted(set(kinds.tolist()))}
+    if any(kind in HUMAN_SOURCES for kind in groups):
+        groups["human-labelled"] = np.isin(kinds, HUMAN_SOURCES)
+    result = {}
+    for name, mask in groups.items():
+        interval = bootstrap_mean(correct[mask])
+        result[name] = {"pairs": int(mask.sum()), "accuracy": interval.estimate, "ci_low": interval.low,
+                        "ci_high": interval.high}
+    return result
 
 
 def _plots(folder: Path, margins: list[float], calibration: dict) -> None:
@@ -157,6 +184,12 @@ def render_markdown(metrics: dict) -> str:
         if metrics.get("ensemble"):
             for key, value in metrics["ensemble"].items():
                 lines.append(f"| ensemble: {key} | {fmt(value)} |")
+        if metrics.get("by_label_source"):
+            lines += ["", "## Accuracy by label source", "", "| labels | pairs | accuracy | 95% interval |",
+                      "|---|---|---|---|"]
+            for name, group in metrics["by_label_source"].items():
+                lines.append(f"| {name} | {group['pairs']} | {fmt(group['accuracy'])} | "
+                             f"[{fmt(group['ci_low'])}, {fmt(group['ci_high'])}] |")
         lines += ["", "## Accuracy by difficulty (label confidence or judge agreement)", "",
                   "| bucket | pairs | accuracy |", "|---|---|---|"]
         for name, bucket in metrics["by_difficulty"]["buckets"].items():

@@ -87,6 +87,7 @@ def pipeline_config(tmp_path, tiny_model_dir, openai_server):
         "workdir": str(tmp_path / "out"),
         "store": {"path": str(tmp_path / "store.duckdb")},
         "ingest": {"source": str(prompts)},
+        "gold": {"source": None},  # the human-labelled gold sample has a test of its own (test_end_to_end)
         "generate": {"backend": {"model": str(tiny_model_dir), "batch_size": 16},
                      "n_candidates": 3, "max_new_tokens": 12, "temperature": 1.0},
         "judge": {"panel": [{"backend": {"kind": "openai", "model": "test-model", "base_url": openai_server.base_url}}],

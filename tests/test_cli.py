@@ -82,6 +82,7 @@ def test_main_command_on_the_embedded_model(tmp_path):
     config.write_text(
         f"workdir: {tmp_path / 'out'}\nstore: {{path: {tmp_path / 's.duckdb'}}}\ningest: {{source: {prompts}}}\n"
         "generate: {n_candidates: 3, max_new_tokens: 24}\n"
+        "gold: {sample: 30}\njudge: {max_imported_pairs: 6}\n"
         "curate: {splits: {validation: 0.0, test: 0.4}}\n"
         "train: {epochs: 1, trainable_layers: 1, max_length: 128}\n")
     env = {**os.environ, "PREFCURATE_MODELS_CACHE": ""}
@@ -92,6 +93,11 @@ def test_main_command_on_the_embedded_model(tmp_path):
     report = json.loads((tmp_path / "out" / "run_report.json").read_text())
     assert report["stages"]["judge"]["valid"] == report["stages"]["judge"]["calls_planned"]
     assert os.path.isfile(os.path.join(report["checkpoint"], "model.safetensors"))
+    # 30 human-labelled gold pairs came with it: 6 judged (agreement measured), the rest train and test
+    assert report["stages"]["gold"]["count_out"] >= 29
+    assert list(report["judge_gold_agreement"].values())[0]["n"] == 12  # 6 pairs x 2 orders
+    said = done.stdout.split("What the numbers say:")[1]
+    assert "agrees with the human labels on" in said and "held-out human-labelled pairs" in said
 
 
 def test_judge_estimate_predicts_without_calling_and_the_report_prints(tmp_path, openai_server):

@@ -96,3 +96,35 @@ def test_pipeline_flow_fills_every_stage_and_reruns_as_a_no_op(pipeline_config, 
     assert len(openai_server.requests) == plain_requests + calls  # no judge call repeated
     assert {t: n for t, n in after.items() if t != "stage_runs"} == {t: n for t, n in filled.items() if t != "stage_runs"}
     assert again["train"]["reused"] and again["curate"]["curation_run_id"] == stages["curate"]["curation_run_id"]
+
+
+def test_human_gold_pairs_measure_the_judge_and_test_the_reward_model(pipeline_config, openai_server):
+    """The default run's gold: a seeded sample of the shipped HH-RLHF pairs imported next to the
+    generated ones; the judges see only a sample of them (their agreement with people), the rest
+    train and test the reward model on human labels, reported with intervals and in plain words."""
+    import pyarrow.parquet as pq
+
+    from prefcurate.cli import plain_words
+    from prefcurate.pipeline import judge_gold_agreement, open_store, run_pipeline
+
+    config = pipeline_config.model_copy(deep=True)
+    config.gold.source, config.gold.sample = "shipped:hh-rlhf-harmless", 40
+    config.judge.max_imported_pairs = 8
+    done = run_pipeline(config)
+    assert list(done) == ["ingest", "generate", "pairs", "gold", "judge", "curate", "train", "evaluate"]
+    assert done["gold"]["count_out"] >= 39  # a row or so of the sample may be a reject
+    with open_store(config) as store:
+        generated = store.scalar("SELECT count(*) FROM pairs WHERE pair_id NOT IN (SELECT pair_id FROM reference_labels)")
+        judged_gold = store.scalar("SELECT count(DISTINCT pair_id) FROM judgments WHERE pair_id IN "
+                                   "(SELECT pair_id FROM reference_labels)")
+    assert judged_gold == 8 and done["judge"]["calls_planned"] == 2 * (generated + 8)
+    agreement = judge_gold_agreement(config)
+    figure = next(iter(agreement.values()))
+    assert figure["n"] == 16 and figure["ci_low"] <= figure["estimate"] <= figure["ci_high"]
+    curated = pq.read_table(f"{done['curate']['output_dir']}/train.parquet").column("label_source").to_pylist()
+    assert curated.count("import") >= 15  # human labels train the reward model
+    human = done["evaluate"]["human_labelled"]
+    assert human["pairs"] >= 5 and human["ci_low"] <= human["accuracy"] <= human["ci_high"]
+    said = plain_words(agreement, done["evaluate"])
+    assert any("agrees with the human labels" in line for line in said)
+    assert any(f"of {human['pairs']} held-out human-labelled pairs" in line for line in said)

@@ -150,8 +150,16 @@ def plan_calls(pairs: list[tuple], constitution: Constitution, judge: PanelJudge
     return planned
 
 
-def pairs_to_judge(store: Store) -> list[tuple]:
-    return store.con.execute("SELECT pair_id, prompt, text_a, text_b FROM pair_texts ORDER BY pair_id").fetchall()
+def pairs_to_judge(store: Store, max_imported: int | None = None) -> list[tuple]:
+    """Every pair, except imported (reference-labelled) pairs beyond a seeded sample of max_imported."""
+    if max_imported is None:
+        return store.con.execute("SELECT pair_id, prompt, text_a, text_b FROM pair_texts ORDER BY pair_id").fetchall()
+    return store.con.execute("""
+        SELECT pair_id, prompt, text_a, text_b FROM pair_texts
+        WHERE pair_id NOT IN (SELECT pair_id FROM reference_labels)
+           OR pair_id IN (SELECT pair_id FROM (SELECT DISTINCT pair_id FROM reference_labels)
+                          ORDER BY md5('judged-imported:' || pair_id) LIMIT $n)
+        ORDER BY pair_id""", {"n": max_imported}).fetchall()
 
 
 def answered_ids(store: Store) -> set[str]:
@@ -351,7 +359,7 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
                 run_batch: Callable[[str, Callable[[], None]], None] = run_directly) -> StageReport:
     """Judge every pair with every panel member. `run_batch(label, work)` runs one batch of calls
     (the Prefect flow wraps each in a task); by default it just calls `work()`."""
-    pairs = pairs_to_judge(store)
+    pairs = pairs_to_judge(store, config.max_imported_pairs)
     run = JudgeRun(store, panel, constitution, config)
     planned, todo = run.plan(pairs)
     report = StageReport(STAGE, count_in=len(pairs), details={

@@ -7,7 +7,7 @@
 --   reward_variance                                               the new model's mean within-prompt reward
 --                                                                 variance on the round's policy responses
 --   reward_length_correlation                                     its reward-length correlation on them
---   on_policy_gain, on_policy_gain_ci_low, on_policy_gain_ci_high candidate minus incumbent on-policy accuracy, with
+--   on_policy_gain, on_policy_gain_ci_low, on_policy_gain_ci_high  candidate minus incumbent on-policy accuracy, with
 --                                                                 the gate's paired bootstrap interval
 --   fixed_change, fixed_change_ci_low, fixed_change_ci_high       the same on the fixed held-out set
 --   incumbent_normalized_spread, candidate_normalized_spread      within-prompt reward std over the policy's responses
