@@ -153,7 +153,7 @@ def finetune_correctness(train_pairs: list[tuple], heldout: HeldOut, args, seed:
 
     base = resolve_model(args.backbone, BENCH / ".cache" / "models")
     device = pick_device(args.device)
-    config = TrainConfig(epochs=1, batch_size=8, learning_rate=1e-5, trainable_layers=None, max_length=args.max_length)
+    config = TrainConfig(method="finetune", epochs=1, batch_size=8, learning_rate=1e-5, trainable_layers=None, max_length=args.max_length)
     tokenizer = AutoTokenizer.from_pretrained(base)
     prompts, messages = [r[0] for r in train_pairs], [r[1] for r in train_pairs]
     chosen = [r[2] if r[4] else r[3] for r in train_pairs]

@@ -68,7 +68,7 @@ def run_ours(data: Path, base: str, batch_size: int, out: Path, precision: str, 
     from prefcurate.rm.model import load_tokenizer
     from prefcurate.rm.train import train_member
 
-    config = TrainConfig(epochs=1, batch_size=batch_size, trainable_layers=None, max_length=512, learning_rate=1e-5,
+    config = TrainConfig(method="finetune", epochs=1, batch_size=batch_size, trainable_layers=None, max_length=512, learning_rate=1e-5,
                          precision=precision)
     rows = datasets.load_dataset("parquet", data_files=str(data))["train"]
     pairs = encode_pairs(load_tokenizer(base), rows, 512)

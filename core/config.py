@@ -264,7 +264,20 @@ class EnsembleConfig(_Section):
     bootstrap: bool = False
 
 
+class HeadConfig(_Section):
+    """train.method head: a linear Bradley-Terry head on a frozen backbone cut after `layer` blocks."""
+
+    layer: PositiveInt = 18  # SmolLM2-135M has 30; its middle-upper blocks score best with a linear head
+    l2: Annotated[float, Field(gt=0)] = 0.3
+
+
 class TrainConfig(_Section):
+    # finetune: the Trainer updates the model (top `trainable_layers` blocks, LoRA, or all); head: a
+    # linear head fitted on a frozen backbone cut after head.layer blocks, in one forward pass over
+    # the data (seconds to minutes on a CPU, and better than a short fine-tune on a few hundred human
+    # labels); auto: head on a CPU, finetune on a GPU. Both give an ordinary HF checkpoint.
+    method: Literal["auto", "finetune", "head"] = "auto"
+    head: HeadConfig = HeadConfig()
     base_model: str = EMBEDDED_MODEL
     # Tokens per sequence; longer ones keep their end (the answer and the turns just before it).
     # 256 keeps CPU runs short; raise it on a GPU.

@@ -29,6 +29,7 @@ from prefcurate.core.hashing import content_hash
 from prefcurate.core.report import StageReport
 from prefcurate.rm import distributed
 from prefcurate.rm.data import PairCollator, PairData, encode_pairs, load_splits, pair_features
+from prefcurate.rm.head_train import train_head_member
 from prefcurate.rm.model import (
     ENSEMBLE_FILE,
     add_lora,
@@ -211,7 +212,7 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
         "trainable_parameters": first["trainable_parameters"],
         "seconds": round(sum(m["seconds"] for m in members), 2),
         "tokens_per_second": first["tokens_per_second"], "device": device,
-        "ensemble_members": len(members), "members": members,
+        "ensemble_members": len(members), "members": members, "method": first.get("method", "finetune"),
     }
     (checkpoint_dir / "training_config.json").write_text(json.dumps({
         "rm_run_id": run_id, "curation_run_id": curation_run_id, "curated_dir": str(curated_dir),
@@ -223,10 +224,17 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
         [run_id, curation_run_id, base_model_path, str(checkpoint_dir), json.dumps(config.model_dump(mode="json")),
          json.dumps(metrics)])
     report.count_out = len(train)
-    report.details.update(reused=False, final_loss=None if first["final_loss"] is None else round(first["final_loss"], 4),
+    report.details.update(reused=False, method=metrics["method"], final_loss=None if first["final_loss"] is None else round(first["final_loss"], 4),
                           validation_accuracy=metrics["validation_accuracy"], truncated=metrics["truncated_sequences"],
                           members=len(members), tokens_per_second=first["tokens_per_second"])
     return TrainResult(run_id, checkpoint_dir, metrics, reused=False), report.finish()
+
+
+def resolve_method(config: TrainConfig, device: str) -> str:
+    """auto: a fitted head on a frozen backbone on a CPU, fine-tuning on a GPU."""
+    if config.method != "auto":
+        return config.method
+    return "head" if device == "cpu" else "finetune"
 
 
 def train_members(base_model_path: str, train: PairData, validation: PairData | None, config: TrainConfig,
@@ -241,7 +249,11 @@ def train_members(base_model_path: str, train: PairData, validation: PairData | 
             data = _resample(train, [rng.randrange(len(train)) for _ in range(len(train))])
         name = "." if config.ensemble.members == 1 else f"members/{index}"
         label = "train" if config.ensemble.members == 1 else f"train member {index + 1}/{config.ensemble.members}"
-        member = train_member(base_model_path, data, config, seed, device, checkpoint_dir / name, label)
+        if resolve_method(config, device) == "head":
+            member = train_head_member(base_model_path, data, config, seed, device, checkpoint_dir / name, label,
+                                       resolve_precision(config, device), save=distributed.rank() == 0)
+        else:
+            member = train_member(base_model_path, data, config, seed, device, checkpoint_dir / name, label)
         if validation is not None:
             member["validation_accuracy"] = held_out_accuracy(checkpoint_dir / name, validation, config, device)
             log.info("%s: validation accuracy %.3f", label, member["validation_accuracy"])

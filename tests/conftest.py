@@ -93,7 +93,7 @@ def pipeline_config(tmp_path, tiny_model_dir, openai_server):
         "judge": {"panel": [{"backend": {"kind": "openai", "model": "test-model", "base_url": openai_server.base_url}}],
                   "calls_per_task": 16},
         "curate": {"require_position_consistency": True, "splits": {"validation": 0.15, "test": 0.25}},
-        "train": {"base_model": str(tiny_model_dir), "epochs": 1, "trainable_layers": None, "max_length": 96},
+        "train": {"base_model": str(tiny_model_dir), "method": "finetune", "epochs": 1, "trainable_layers": None, "max_length": 96},
     })
 
 

@@ -76,7 +76,7 @@ def test_a_trained_reward_model_and_any_checkpoint_score_benchmark_files_into_th
                                "train": {"device": "cpu", "max_length": 64}})
     with open_store(config) as store:
         result, _ = train_reward_model(store, "run-1", write_export(tmp_path / "curated"), str(tiny_model_dir),
-                                       TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None,
+                                       TrainConfig(method="finetune", epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None,
                                                    max_length=64), tmp_path / "rm", "cpu")
     pairs = write_jsonl(tmp_path / "rewardbench.jsonl", [
         {"prompt": f"Question {i}?", "chosen": f"An excellent answer {i}.", "rejected": f"A terrible answer {i}.",

@@ -23,7 +23,7 @@ from prefcurate.rm import distributed
 from prefcurate.rm.train import follow_training, train_reward_model
 
 curated, base, out, report = map(Path, sys.argv[1:5])
-config = TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64)
+config = TrainConfig(method="finetune", epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64)
 if distributed.rank() == 0:
     from prefcurate.core.store import Store
     with Store(out / "store.duckdb") as store:

@@ -60,7 +60,7 @@ def test_a_bf16_training_step_on_cuda_learns_and_saves(tmp_path, tiny_model_dir)
     from prefcurate.rm.train import held_out_accuracy, train_member
 
     curated = write_export(tmp_path / "curated")
-    config = TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64,
+    config = TrainConfig(method="finetune", epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64,
                          precision="auto", compile="off")
     splits = load_splits(curated)
     tokenizer = load_tokenizer(str(tiny_model_dir))
@@ -103,7 +103,7 @@ torch.cuda.set_device(0)
 total = torch.ones(1, device="cuda")
 dist.all_reduce(total)
 assert total.item() == dist.get_world_size()
-config = TrainConfig(epochs=2, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64, compile="off")
+config = TrainConfig(method="finetune", epochs=2, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64, compile="off")
 pairs = encode_pairs(load_tokenizer(str(base)), load_splits(curated)["train"], config.max_length)
 metrics = train_member(str(base), pairs, config, 0, "cuda", out / "rm", "torchrun")
 backend = dist.get_backend()

@@ -58,7 +58,7 @@ def test_evaluation_flags_a_length_loving_reward_model_for_padding(tmp_path, sto
     from prefcurate.rm.train import train_reward_model
 
     curated = write_length_loving_export(tmp_path / "curated")
-    config = TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=96)
+    config = TrainConfig(method="finetune", epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=96)
     result, _ = train_reward_model(store, "run-length", curated, str(tiny_model_dir), config, tmp_path / "rm", "cpu")
     metrics, _ = evaluate_reward_model(store, result.rm_run_id, result.checkpoint_dir, curated, EvaluateConfig(), "cpu", 96)
     padding = metrics["probes"]["padding"]

@@ -43,7 +43,7 @@ def test_truncation_keeps_the_end_and_is_counted(tiny_model_dir):
 
 def test_training_learns_a_planted_preference_and_the_checkpoint_reloads(tmp_path, store, tiny_model_dir):
     curated = write_export(tmp_path / "curated")
-    config = TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64)
+    config = TrainConfig(method="finetune", epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64)
     result, report = train_reward_model(store, "run-1", curated, str(tiny_model_dir), config, tmp_path / "rm", "cpu")
     assert report.count_in == 48 and not result.reused
     assert result.metrics["mean_loss_last_epoch"] < math.log(2) - 0.1
@@ -87,7 +87,7 @@ def test_compiled_blocks_train_the_same_preference_and_save_plain_names(tmp_path
     from transformers import AutoModelForSequenceClassification
 
     curated = write_export(tmp_path / "curated")
-    config = TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64,
+    config = TrainConfig(method="finetune", epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64,
                          compile="on", precision="bf16")
     result, _ = train_reward_model(store, "run-1", curated, str(tiny_model_dir), config, tmp_path / "rm", "cpu")
     assert result.metrics["members"][0]["compiled"] and result.metrics["members"][0]["packed"]
@@ -192,7 +192,7 @@ def test_an_ensemble_is_saved_together_and_scores_mean_min_and_std(tmp_path, sto
     from tests.support.builders import add_candidates, add_prompt
 
     curated = write_export(tmp_path / "curated", n_train=24, n_test=12)
-    config = TrainConfig(epochs=2, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64,
+    config = TrainConfig(method="finetune", epochs=2, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64,
                          ensemble={"members": 2, "bootstrap": True})
     result, report = train_reward_model(store, "run-e", curated, str(tiny_model_dir), config, tmp_path / "rm", "cpu")
     assert report.details["members"] == 2
@@ -221,7 +221,7 @@ def test_lora_trains_the_score_head_and_saves_a_plain_checkpoint(tmp_path, store
     from transformers import AutoModelForSequenceClassification
 
     curated = write_export(tmp_path / "curated", n_train=32, n_test=8)
-    config = TrainConfig(epochs=3, batch_size=8, learning_rate=5e-3, max_length=64,
+    config = TrainConfig(method="finetune", epochs=3, batch_size=8, learning_rate=5e-3, max_length=64,
                          lora={"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0})
     result, _ = train_reward_model(store, "run-l", curated, str(tiny_model_dir), config, tmp_path / "rm", "cpu")
     member = result.metrics["members"][0]
@@ -240,3 +240,24 @@ def test_steady_tokens_per_second_leaves_out_the_warm_up():
     clock = [(10.0, 100)] + [(10.0 + 0.1 * i, 100 + 100 * i) for i in range(1, 12)]
     assert steady_tokens_per_second(clock) == pytest.approx(1000.0)
     assert steady_tokens_per_second(clock[:3]) is None  # too few batches past the warm-up to tell
+
+
+def test_a_fitted_head_on_a_frozen_backbone_is_an_ordinary_checkpoint_that_learns(tmp_path, store, tiny_model_dir):
+    """train.method head: one forward pass, a linear head on the cut backbone's last-token states,
+    saved as a sequence classifier of the cut backbone that scores with exactly that head."""
+    from transformers import AutoConfig
+
+    curated = write_export(tmp_path / "curated")
+    config = TrainConfig(method="head", head={"layer": 1, "l2": 0.01}, max_length=64)
+    result, report = train_reward_model(store, "run-head", curated, str(tiny_model_dir), config, tmp_path / "rm", "cpu")
+    assert report.details["method"] == "head" and result.metrics["members"][0]["train_accuracy"] >= 0.9
+    assert AutoConfig.from_pretrained(result.checkpoint_dir).num_hidden_layers == 1  # the block above it is gone
+    scorer = RewardScorer(str(result.checkpoint_dir))
+    prompts = [f"Question {i}?" for i in range(100, 110)]
+    chosen = scorer.score(prompts, [f"An excellent answer {i}." for i in range(100, 110)])
+    rejected = scorer.score(prompts, [f"A terrible answer {i}." for i in range(100, 110)])
+    assert sum(c > r for c, r in zip(chosen, rejected)) >= 9
+    # auto picks the head on a CPU and fine-tuning on a GPU
+    from prefcurate.rm.train import resolve_method
+
+    assert resolve_method(TrainConfig(), "cpu") == "head" and resolve_method(TrainConfig(), "cuda") == "finetune"
