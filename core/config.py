@@ -36,6 +36,10 @@ class StoreConfig(_Section):
     # DuckDB allows one writing process per file. A flow that finds the store busy waits up to this
     # long for the other writer to finish its stage, then fails with a clear error.
     lock_timeout_s: Annotated[float, Field(ge=0)] = 600.0
+    # Readers never wait for a writer: while a stage writes, a copy of the store, `<path>.snapshot`,
+    # is republished every this many seconds (and when the stage ends). `prefcurate query` reads it
+    # when the store is busy; point long-lived connections (notebooks, dashboards) at it. None: off.
+    snapshot_every_s: Annotated[float, Field(gt=0)] | None = 5.0
 
 
 class IngestConfig(_Section):
@@ -62,6 +66,9 @@ class BackendConfig(_Section):
     max_concurrency: PositiveInt = 16
     timeout_s: Annotated[float, Field(gt=0)] = 60.0
     max_retries: Annotated[int, Field(ge=0)] = 4
+    # A stage stops after this many calls in a row fail to reach the endpoint (each after the
+    # client's retries), and at once when the endpoint refuses the key (401/403).
+    max_consecutive_failures: PositiveInt = 16
     # Client-side rate limits (openai only), so a big run stays under the provider's quota
     # instead of leaning on 429s. Tokens are estimated before sending (prompt chars / 4 + max_tokens).
     requests_per_minute: PositiveInt | None = None
@@ -133,8 +140,11 @@ class JudgeConfig(_Section):
     seed: int = 0
     # Price per model name (the backend's `model`), for cost estimates and the run report.
     prices: dict[str, Price] = Field(default_factory=dict)
-    # Answers are committed every this many (and every 5 s): a killed run loses at most that much.
+    # Answers are committed to the store every this many (and every 5 s). Each answer also goes to
+    # an append-only journal beside the store as it arrives (core/journal.py), replayed by the next
+    # run: a killed run then loses only the calls in flight. journal: false loses up to commit_every.
     commit_every: PositiveInt = 256
+    journal: bool = True
     # Calls per Prefect task: the unit of progress (and of retry) in the Prefect UI.
     calls_per_task: PositiveInt = 2000
     # Imported pairs already carry a label: the judges see a seeded sample of them, enough to measure
@@ -534,6 +544,15 @@ class PrefcurateConfig(_Section):
     def resolved_argilla_home(self) -> Path:
         return self.argilla.server.home or self.workdir / "argilla"
 
+    def secret_env_names(self) -> list[str]:
+        """Every environment variable this config reads a secret from (masked wherever text leaves)."""
+        backends = [self.generate.backend, *(judge.backend for judge in self.judge.panel),
+                    *self.refresh.policies.values()]
+        accounts = [self.argilla.owner, *self.argilla.annotators]
+        names = [backend.api_key_env for backend in backends if backend.kind == "openai"]
+        names += [name for account in accounts for name in (account.password_env, account.api_key_env) if name]
+        return sorted(set(names))
+
 
 def _describe(error: ValidationError, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
@@ -553,6 +572,21 @@ def config_from_dict(data: dict, source: str = "<dict>") -> PrefcurateConfig:
         raise ConfigError(_describe(error, source)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one
+    silently: a second `store:` would quietly switch the store)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {seen[key]})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None) -> PrefcurateConfig:
     """Load a YAML or TOML config file; None gives the embedded defaults."""
     if path is None:
@@ -560,14 +594,24 @@ def load_config(path: str | Path | None) -> PrefcurateConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: not valid UTF-8 (byte {error.start}: {raw[error.start]:#04x}); "
+                          "save the file as UTF-8") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
         else:
             raise ConfigError(f"{path}: config files must end in .yaml, .yml or .toml")
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{path}: {where}not valid YAML: {error.problem or error.context}") from None
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {error}") from None
     if not isinstance(data, dict):

@@ -24,3 +24,8 @@ class StageReport:
     def summary(self) -> str:
         extras = ", ".join(f"{key}={value}" for key, value in self.details.items() if not isinstance(value, (dict, list)))
         return f"[{self.stage}] in={self.count_in} out={self.count_out}" + (f" ({extras})" if extras else "")
+
+
+class StageFailed(RuntimeError):
+    """A stage could not produce what it was asked for (the command exits 1 saying why); what it
+    did produce is stored. "Nothing to do" (everything cached) is not a failure."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.report import StageReport
+from prefcurate.core.secrets import redact
 
 log = logging.getLogger("prefcurate")
 
@@ -56,8 +58,11 @@ class Store:
     """
 
     def __init__(self, path: str | Path, read_only: bool = False, memory_limit: str | None = None,
-                 lock_timeout_s: float = 0.0):
+                 lock_timeout_s: float = 0.0, snapshot_every_s: float | None = None):
         self.path = Path(path)
+        # The read snapshot (see publish_snapshot): None publishes none.
+        self.snapshot_every_s = None if read_only else snapshot_every_s
+        self._published_at, self._publish_cost, self._unpublished = time.monotonic(), 0.0, False
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         settings = {"preserve_insertion_order": False}  # nothing relies on it; big scans use less memory
@@ -65,8 +70,13 @@ class Store:
             settings["memory_limit"] = memory_limit  # DuckDB spills to disk beyond it
         self.con = self._connect(read_only, settings, lock_timeout_s)
         if not read_only:
-            self._migrate()
-            self._create_views()
+            try:
+                self._migrate()
+                self._create_views()
+            except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as error:
+                self.con.close()
+                raise StoreError(f"the store {self.path} is damaged ({_first_line(error)}); "
+                                 "restore it from a backup or move it aside to start a new one") from None
 
     def _connect(self, read_only: bool, settings: dict, lock_timeout_s: float) -> duckdb.DuckDBPyConnection:
         """DuckDB lets one process write a file at a time (it locks the file): wait up to
@@ -76,9 +86,10 @@ class Store:
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only, config=settings)
-            except duckdb.IOException as error:
-                if "lock" not in str(error).lower():
-                    raise StoreError(f"cannot open the store {self.path}: {error}") from None
+            except duckdb.Error as error:
+                if not isinstance(error, duckdb.IOException) or "lock" not in str(error).lower():
+                    # a truncated file, flipped blocks, not a DuckDB file, a newer DuckDB's file, no permission
+                    raise StoreError(f"cannot open the store {self.path}: {_first_line(error)}") from None
                 if time.monotonic() >= deadline:
                     raise StoreBusyError(
                         f"cannot open the store {self.path}: {error}. Another process is writing to it"
@@ -142,12 +153,46 @@ class Store:
         try:
             yield self.con
         except BaseException:
-            self.con.execute("ROLLBACK")
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # DuckDB may have aborted it already: the error that did it is the one to see
             raise
         self.con.execute("COMMIT")
+        self._unpublished = True
+
+    # -- the read snapshot ------------------------------------------------------------------
+    def publish_snapshot(self, force: bool = False) -> bool:
+        """Copy the store to `<store>.snapshot` for readers, at most every snapshot_every_s (and never
+        spending more than ~10% of the time copying). DuckDB lets one process write a file or many
+        read it, never both: readers of the snapshot never block the writer, and see data at most
+        a few seconds old. The copy is written aside and renamed over the old one, so a reader that
+        has the old one open keeps a consistent view until it reconnects."""
+        if self.snapshot_every_s is None or not (self._unpublished or force):
+            return False
+        since = time.monotonic() - self._published_at
+        if not force and since < max(self.snapshot_every_s, 10 * self._publish_cost):
+            return False
+        started = time.monotonic()
+        final = snapshot_path(self.path)
+        aside = final.with_name(final.name + ".tmp")
+        aside.unlink(missing_ok=True)
+        database = self.scalar("SELECT current_database()")
+        self.con.execute("ATTACH '" + str(aside).replace("'", "''") + "' AS _snapshot")
+        try:
+            self.con.execute(f'COPY FROM DATABASE "{database}" TO _snapshot')
+        finally:
+            self.con.execute("DETACH _snapshot")
+        os.replace(aside, final)
+        self._published_at = time.monotonic()
+        self._publish_cost, self._unpublished = self._published_at - started, False
+        return True
 
     def close(self) -> None:
-        self.con.close()
+        try:
+            self.publish_snapshot(force=True)  # readers see the stage's last writes
+        finally:
+            self.con.close()
 
     def __enter__(self) -> Store:
         return self
@@ -194,7 +239,7 @@ class Store:
         rows = [{
             "reject_id": content_hash(stage, r["source"], r.get("source_row"), r.get("field"), r["reason"]),
             "stage": stage, "source": r["source"], "source_row": r.get("source_row"),
-            "field": r.get("field"), "reason": r["reason"], "raw": r.get("raw"),
+            "field": _storable(r.get("field")), "reason": _storable(r["reason"]), "raw": _storable(r.get("raw")),
         } for r in rejects]
         return self.insert_new("rejects", pa.Table.from_pylist(rows, schema=REJECT_SCHEMA))
 
@@ -211,6 +256,48 @@ REJECT_SCHEMA = pa.schema([
     ("reject_id", pa.string()), ("stage", pa.string()), ("source", pa.string()), ("source_row", pa.int64()),
     ("field", pa.string()), ("reason", pa.string()), ("raw", pa.string()),
 ])
+
+
+def snapshot_path(store_path: str | Path) -> Path:
+    return Path(f"{store_path}.snapshot")
+
+
+def open_for_reading(path: str | Path, wait_s: float = 2.0) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    """A read-only connection for a query: the store itself when no process is writing it (waiting
+    up to wait_s for one to let go), else its read snapshot. Returns (connection, None) or
+    (connection, a note saying which snapshot and how old)."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"no store at {path}")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=True), None
+        except duckdb.ConnectionException:
+            pass  # this very process has it open for writing
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise StoreError(f"cannot open the store {path}: {_first_line(error)}") from None
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    snapshot = snapshot_path(path)
+    if not snapshot.exists():
+        raise StoreBusyError(f"{path} is being written by another process, and it has no read snapshot yet "
+                             "(store.snapshot_every_s)")
+    age = time.time() - snapshot.stat().st_mtime
+    published = time.strftime("%H:%M:%S", time.localtime(snapshot.stat().st_mtime))
+    return (duckdb.connect(str(snapshot), read_only=True),
+            f"the store is being written; reading its snapshot of {published} ({age:.0f} s old)")
+
+
+def _storable(text: str | None) -> str | None:
+    """A reject keeps what was wrong, even text that is not valid Unicode (as escapes)."""
+    return None if text is None else redact(str(text).encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 class StoreError(RuntimeError):

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from prefcurate.core.config import PrefcurateConfig
+from prefcurate.flows.stage_flow import stage_flow
 from prefcurate.flows.stages import judge_calls_task
 from prefcurate.refresh.round import refresh_round
 
 
-@flow(name="refresh", log_prints=True)
+@stage_flow("refresh")
 def refresh_flow(config: PrefcurateConfig, round_index: int | None = None) -> dict:
     summary = refresh_round(config, round_index, run_batch=lambda label, work: judge_calls_task(label, work))
     markdown = summary.pop("round_report_markdown", None)

@@ -8,25 +8,26 @@ from __future__ import annotations
 
 from typing import Callable
 
-from prefect import flow, task
+from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from prefcurate import pipeline
 from prefcurate.core.config import PrefcurateConfig
+from prefcurate.flows.stage_flow import stage_flow
 
 
-@flow(name="ingest", log_prints=True)
+@stage_flow("ingest")
 def ingest_flow(config: PrefcurateConfig) -> dict:
     return pipeline.ingest_stage(config)
 
 
-@flow(name="generate", log_prints=True)
+@stage_flow("generate")
 def generate_flow(config: PrefcurateConfig) -> dict:
     return pipeline.generate_stage(config)
 
 
-@flow(name="pairs", log_prints=True)
+@stage_flow("pairs")
 def pairs_flow(config: PrefcurateConfig) -> dict:
     return pipeline.pairs_stage(config)
 
@@ -38,7 +39,7 @@ def judge_calls_task(label: str, work: Callable[[], None]) -> None:
     work()
 
 
-@flow(name="judge", log_prints=True)
+@stage_flow("judge")
 def judge_flow(config: PrefcurateConfig) -> dict:
     summary = pipeline.judge_stage(config, run_batch=lambda label, work: judge_calls_task(label, work))
     create_markdown_artifact(key="judge-quality", description="Judge quality report",
@@ -46,22 +47,22 @@ def judge_flow(config: PrefcurateConfig) -> dict:
     return summary
 
 
-@flow(name="import-pairs", log_prints=True)
+@stage_flow("import-pairs")
 def import_pairs_flow(config: PrefcurateConfig, source: str, fmt: str = "auto", split: str = "train") -> dict:
     return pipeline.import_stage(config, source, fmt, split)
 
 
-@flow(name="suspect-labels", log_prints=True)
+@stage_flow("suspect-labels")
 def suspect_flow(config: PrefcurateConfig) -> dict:
     return pipeline.suspect_stage(config)
 
 
-@flow(name="import-gold", log_prints=True)
+@stage_flow("import-gold")
 def gold_flow(config: PrefcurateConfig) -> dict:
     return pipeline.gold_stage(config)
 
 
-@flow(name="curate", log_prints=True)
+@stage_flow("curate")
 def curate_flow(config: PrefcurateConfig) -> dict:
     summary = pipeline.curate_stage(config)
     rows = "\n".join(f"| {step} | {n_in} | {n_out} |" for step, (n_in, n_out) in summary["funnel"].items())
@@ -70,34 +71,34 @@ def curate_flow(config: PrefcurateConfig) -> dict:
     return summary
 
 
-@flow(name="train", log_prints=True)
+@stage_flow("train")
 def train_flow(config: PrefcurateConfig, curation_run_id: str | None = None) -> dict:
     return pipeline.train_stage(config, curation_run_id)
 
 
-@flow(name="evaluate", log_prints=True)
+@stage_flow("evaluate")
 def evaluate_flow(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
     return pipeline.evaluate_stage(config, rm_run_id)
 
 
-@flow(name="evaluate-benchmark", log_prints=True)
+@stage_flow("evaluate-benchmark")
 def benchmark_flow(config: PrefcurateConfig, benchmark: str, rm_run_id: str | None = None, checkpoint: str | None = None,
                    sections: str | None = None) -> dict:
     return pipeline.benchmark_stage(config, benchmark, rm_run_id, checkpoint, sections)
 
 
-@flow(name="score", log_prints=True)
+@stage_flow("score")
 def score_flow(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
     return pipeline.score_stage(config, rm_run_id)
 
 
-@flow(name="push-for-annotation", log_prints=True)
+@stage_flow("push-for-annotation")
 def push_for_annotation_flow(config: PrefcurateConfig, round_index: int = 0) -> dict:
     """Send pairs chosen by argilla.push.policy to annotators in Argilla."""
     return pipeline.annotate_push_stage(config, round_index)
 
 
-@flow(name="collect-annotations", log_prints=True, retries=1, retry_delay_seconds=30)
+@stage_flow("collect-annotations", retries=1, retry_delay_seconds=30)
 def collect_annotations_flow(config: PrefcurateConfig) -> dict:
     """Pull annotators' answers into the store. Idempotent, so safe on a schedule; a server that
     is down fails the run after the client timeout (and one retry), it never hangs."""
@@ -109,7 +110,7 @@ def collect_annotations_flow(config: PrefcurateConfig) -> dict:
     return summary
 
 
-@flow(name="prefcurate-pipeline", log_prints=True)
+@stage_flow("prefcurate-pipeline")
 def pipeline_flow(config: PrefcurateConfig) -> dict:
     """prompts -> candidates -> pairs -> judge labels -> curated Parquet -> reward model -> report."""
     return pipeline.run_pipeline(config, pipeline.Stages(

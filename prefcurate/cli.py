@@ -2,27 +2,77 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import logging
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 import yaml
 
+from prefcurate import console
 from prefcurate.core.config import ConfigError, PrefcurateConfig, load_config
+from prefcurate.core.secrets import register_env_secrets
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn prompts into a curated preference set and a reward model.")
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Print tracebacks in the terminal too "
+                                        "(they always go to <workdir>/logs/prefcurate.log).")) -> None:
+    console.session.debug = debug
+
+
+# Failures a user can act on: their message says what and where. Anything else is a bug of ours or
+# a library's, shown as "unexpected <type>" (the traceback is in the log file either way).
+_KNOWN_FAILURES = (ValueError, LookupError, OSError, RuntimeError)
+
+
+def _user_errors(function):
+    """Every failure becomes one line (`error: ... [log: FILE]`) and an exit code; no traceback."""
+
+    @functools.wraps(function)
+    def guarded(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            typer.echo("interrupted: what was answered is stored; run the same command to resume", err=True)
+            raise typer.Exit(console.EXIT_INTERRUPTED) from None
+        except console.Terminated:
+            typer.echo("terminated: what was answered is stored; run the same command to resume", err=True)
+            raise typer.Exit(console.EXIT_TERMINATED) from None
+        except ConfigError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(console.EXIT_USAGE) from None
+        except Exception as error:  # noqa: BLE001 (the point: no traceback reaches the terminal)
+            known = isinstance(error, _KNOWN_FAILURES) or type(error).__module__.startswith("duckdb")
+            typer.echo(console.failure_line(error, known=known), err=True)
+            if console.session.debug:
+                raise
+            raise typer.Exit(console.EXIT_FAILED) from None
+
+    return guarded
+
+
+def command(typer_app: typer.Typer = app, name: str | None = None):
+    """`@typer_app.command(name)` for a function whose failures print one line."""
+    return lambda function: typer_app.command(name)(_user_errors(function))
+
 
 def _config(path: Optional[Path], store: Optional[Path] = None) -> PrefcurateConfig:
     try:
         config = load_config(path)
     except ConfigError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(console.EXIT_USAGE) from None
     if store is not None:
         config.store.path = store
+    console.session.workdir = config.workdir
+    register_env_secrets(config.secret_env_names())
     return config
 
 
@@ -40,21 +90,18 @@ StoreOption = typer.Option(None, "--store", help="DuckDB store file (overrides s
 
 def _setup_logging() -> None:
     """Call after Prefect is imported: its logging config resets the root logger."""
-    # A no-op when Prefect's console handler is on the root logger (it prints our records too).
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("prefcurate").setLevel(logging.INFO)  # stage counts and progress lines
-    for noisy in ("httpx", "httpcore", "openai", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    console.setup_logging()
 
 
 def _run(flow, config: PrefcurateConfig, **kwargs) -> dict:
-    """Run a flow (each command imports its own, when called: importing Prefect would slow `--help`)."""
+    """Run a flow (each command imports its own, when called: importing Prefect would slow `--help`)
+    against a Prefect server this command owns (or PREFECT_API_URL)."""
+    from prefcurate.flows.temporary_server import prefect_api
+
     _setup_logging()
-    try:
+    console.handle_sigterm()
+    with prefect_api():
         return flow(config, **kwargs)
-    except (ValueError, LookupError, FileNotFoundError, RuntimeError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _print_summary(summary: dict) -> None:
@@ -65,7 +112,7 @@ def _print_summary(summary: dict) -> None:
         typer.echo(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
 
 
-@app.command()
+@command()
 def ingest(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
            source: Optional[str] = typer.Option(None, help="Prompt file or dataset (overrides ingest.source)."),
            prompt_column: Optional[str] = typer.Option(None, help="Column holding the prompt text.")) -> None:
@@ -80,7 +127,7 @@ def ingest(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreO
     _print_summary(_run(ingest_flow, cfg))
 
 
-@app.command()
+@command()
 def generate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Generate N candidate responses per prompt."""
     from prefcurate.flows.stages import generate_flow
@@ -88,7 +135,7 @@ def generate(config: Optional[Path] = ConfigOption, store: Optional[Path] = Stor
     _print_summary(_run(generate_flow, _config(config, store)))
 
 
-@app.command()
+@command()
 def pairs(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Build candidate pairs per prompt."""
     from prefcurate.flows.stages import pairs_flow
@@ -96,7 +143,7 @@ def pairs(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
     _print_summary(_run(pairs_flow, _config(config, store)))
 
 
-@app.command()
+@command()
 def judge(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
           estimate: bool = typer.Option(False, "--estimate",
                                         help="Predict calls, tokens and cost; send nothing.")) -> None:
@@ -109,7 +156,7 @@ def judge(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
         return
     from prefcurate import pipeline
 
-    predicted = _guarded(pipeline.judge_estimate, cfg)
+    predicted = pipeline.judge_estimate(cfg)
     typer.echo(f"pairs: {predicted['pairs']}  calls planned: {predicted['calls_planned']}  "
                f"cached: {predicted['calls_cached']}  to make: {predicted['calls_to_make']}")
     for name, judge_estimate in predicted["judges"].items():
@@ -124,17 +171,17 @@ def judge(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
                f"{'no priced judge' if total is None else f'~${total:.4f}'}")
 
 
-@app.command("judge-report")
+@command(app, "judge-report")
 def judge_report(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Write the judge quality report (gold agreement, position consistency, ties, invalid, principles, cost)."""
     from prefcurate import pipeline
 
-    path, markdown = _guarded(pipeline.judge_report, _config(config, store))
+    path, markdown = pipeline.judge_report(_config(config, store))
     typer.echo(markdown)
     typer.echo(f"written: {path} (and .md)")
 
 
-@app.command("import-pairs")
+@command(app, "import-pairs")
 def import_pairs(source: str = typer.Argument(..., help="Preference file or dataset: prompt/chosen/rejected, "
                                                         "HH-RLHF transcripts, or ShareGPT/chat messages."),
                  config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
@@ -146,16 +193,7 @@ def import_pairs(source: str = typer.Argument(..., help="Preference file or data
     _print_summary(_run(import_pairs_flow, _config(config, store), source=source, fmt=fmt, split=split))
 
 
-def _guarded(function, *args):
-    """Run a plain (non-flow) stage function, turning expected failures into a clear error."""
-    try:
-        return function(*args)
-    except (ValueError, LookupError, FileNotFoundError, RuntimeError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
-
-
-@app.command()
+@command()
 def suspect(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Check labels against reward models trained on the other folds; flag those they contradict."""
     from prefcurate.flows.stages import suspect_flow
@@ -163,7 +201,7 @@ def suspect(config: Optional[Path] = ConfigOption, store: Optional[Path] = Store
     _print_summary(_run(suspect_flow, _config(config, store)))
 
 
-@app.command()
+@command()
 def curate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Filter, cap and split labelled pairs; export Parquet and a manifest."""
     from prefcurate.flows.stages import curate_flow
@@ -171,7 +209,7 @@ def curate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreO
     _print_summary(_run(curate_flow, _config(config, store)))
 
 
-@app.command()
+@command()
 def train(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
           curation_run: Optional[str] = typer.Option(None, help="Curation run id (default: the latest).")) -> None:
     """Train a Bradley-Terry reward model on a curated export.
@@ -191,7 +229,7 @@ def train(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
     _print_summary(_run(train_flow, cfg, curation_run_id=curation_run))
 
 
-@app.command()
+@command()
 def evaluate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
              rm_run: Optional[str] = typer.Option(None, help="Reward-model run id (default: the latest)."),
              benchmark: Optional[Path] = typer.Option(None, help="A preference benchmark file (JSONL or Parquet): "
@@ -212,7 +250,7 @@ def evaluate(config: Optional[Path] = ConfigOption, store: Optional[Path] = Stor
                         checkpoint=checkpoint, sections=None if sections is None else str(sections)))
 
 
-@app.command()
+@command()
 def score(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
           rm_run: Optional[str] = typer.Option(None, help="Reward-model run id (default: the latest).")) -> None:
     """Score stored candidates with a reward model (or ensemble) into `candidate_rewards`."""
@@ -221,7 +259,7 @@ def score(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
     _print_summary(_run(score_flow, _config(config, store), rm_run_id=rm_run))
 
 
-@app.command()
+@command()
 def run(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Run every stage: prompts -> candidates -> pairs -> labels -> curated set -> reward model -> report."""
     cfg = _config(config, store)
@@ -281,17 +319,19 @@ def plain_words(judge_agreement: dict, evaluation: dict) -> list[str]:
     return lines
 
 
-@app.command()
+@command()
 def query(sql: str = typer.Argument(..., help="SQL to run against the store, e.g. \"SELECT * FROM store_counts\"."),
           config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
-    """Run a read-only SQL query on the store and print the result."""
+    """Run a read-only SQL query on the store and print the result. While a stage writes the store,
+    this reads its snapshot (at most store.snapshot_every_s old) and says so."""
     import duckdb
 
+    from prefcurate.core.store import open_for_reading
+
     cfg = _config(config, store)
-    if not Path(cfg.store.path).exists():
-        typer.echo(f"error: no store at {cfg.store.path}", err=True)
-        raise typer.Exit(1)
-    con = duckdb.connect(str(cfg.store.path), read_only=True)
+    con, note = open_for_reading(cfg.store.path)
+    if note:
+        typer.echo(f"note: {note}", err=True)
     try:
         con.sql(sql).show(max_rows=200, max_width=200)
     except duckdb.Error as error:
@@ -307,17 +347,7 @@ annotate_app = typer.Typer(no_args_is_help=True, help="Send pairs to annotators 
 app.add_typer(annotate_app, name="annotate")
 
 
-def _argilla_guarded(function, *args):
-    from prefcurate.curation.annotation.server import AnnotationServerError
-
-    try:
-        return function(*args)
-    except AnnotationServerError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
-
-
-@argilla_app.command("start")
+@command(argilla_app, "start")
 def argilla_start(config: Optional[Path] = ConfigOption) -> None:
     """Start argilla-server (its own venv, migrations, owner, workspace, annotators); reuse it if running."""
     from prefcurate.curation.annotation.dataset import connect, ensure_team
@@ -325,13 +355,13 @@ def argilla_start(config: Optional[Path] = ConfigOption) -> None:
 
     _setup_logging()
     settings = _config(config)
-    status = _argilla_guarded(start_server, settings.argilla, settings.resolved_argilla_home)
-    _argilla_guarded(lambda: ensure_team(connect(settings.argilla, settings.resolved_argilla_home), settings.argilla))
+    status = start_server(settings.argilla, settings.resolved_argilla_home)
+    ensure_team(connect(settings.argilla, settings.resolved_argilla_home), settings.argilla)
     typer.echo(json.dumps(status, indent=2))
     typer.echo(f"annotators sign in at {status['url']} (workspace {settings.argilla.workspace!r})")
 
 
-@argilla_app.command("stop")
+@command(argilla_app, "stop")
 def argilla_stop(config: Optional[Path] = ConfigOption) -> None:
     """Stop the server (and the redis-server it started)."""
     from prefcurate.curation.annotation.server import stop_server
@@ -340,7 +370,7 @@ def argilla_stop(config: Optional[Path] = ConfigOption) -> None:
     typer.echo("stopped" if stopped else "not running")
 
 
-@argilla_app.command("status")
+@command(argilla_app, "status")
 def argilla_status(config: Optional[Path] = ConfigOption) -> None:
     """Whether the server answers, where it keeps its data, which search engine and Redis it uses."""
     from prefcurate.curation.annotation.server import server_status
@@ -351,7 +381,7 @@ def argilla_status(config: Optional[Path] = ConfigOption) -> None:
     raise typer.Exit(0 if status["running"] else 1)
 
 
-@argilla_app.command("add-annotators")
+@command(argilla_app, "add-annotators")
 def argilla_add_annotators(config: Optional[Path] = ConfigOption) -> None:
     """Create the annotators listed in argilla.annotators (passwords from their env vars) and add them
     to the workspace; existing ones are kept."""
@@ -359,12 +389,11 @@ def argilla_add_annotators(config: Optional[Path] = ConfigOption) -> None:
 
     _setup_logging()
     settings = _config(config)
-    workspace = _argilla_guarded(
-        lambda: ensure_team(connect(settings.argilla, settings.resolved_argilla_home), settings.argilla))
+    workspace = ensure_team(connect(settings.argilla, settings.resolved_argilla_home), settings.argilla)
     typer.echo(f"workspace {workspace.name!r}: {sorted(user.username for user in workspace.users)}")
 
 
-@annotate_app.command("push")
+@command(annotate_app, "push")
 def annotate_push(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
                   round_index: int = typer.Option(0, "--round", help="Refresh round the pairs belong to.")) -> None:
     """Send pairs (argilla.push.policy: all or uncertain) to the Argilla dataset."""
@@ -373,7 +402,7 @@ def annotate_push(config: Optional[Path] = ConfigOption, store: Optional[Path] =
     _print_summary(_run(push_for_annotation_flow, _config(config, store), round_index=round_index))
 
 
-@annotate_app.command("pull")
+@command(annotate_app, "pull")
 def annotate_pull(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Collect submitted, discarded and draft answers into the store; print agreement."""
     from prefcurate.flows.stages import collect_annotations_flow
@@ -381,7 +410,7 @@ def annotate_pull(config: Optional[Path] = ConfigOption, store: Optional[Path] =
     _print_summary(_run(collect_annotations_flow, _config(config, store)))
 
 
-@app.command()
+@command()
 def refresh(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
             round_index: Optional[int] = typer.Option(None, "--round", help="Round to run (default: the next one). "
                                                       "A finished round is returned as stored.")) -> None:
@@ -395,7 +424,7 @@ def refresh(config: Optional[Path] = ConfigOption, store: Optional[Path] = Store
             typer.echo(f"{key}: {summary[key]}")
 
 
-@app.command()
+@command()
 def serve(config: Optional[Path] = ConfigOption,
           limit: Optional[int] = typer.Option(None, help="Most flow runs at once (default: no limit).")) -> None:
     """Serve the scheduled deployments of serve.schedules against the Prefect server at PREFECT_API_URL."""
@@ -410,7 +439,7 @@ def serve(config: Optional[Path] = ConfigOption,
         raise typer.Exit(2) from None
 
 
-@app.command()
+@command()
 def deploy(work_pool: str = typer.Option(..., "--work-pool", help="A Prefect work pool (e.g. `prefect work-pool "
                                          "create local --type process`)."),
            config: Optional[Path] = ConfigOption) -> None:
@@ -427,11 +456,16 @@ def deploy(work_pool: str = typer.Option(..., "--work-pool", help="A Prefect wor
                f"prefect worker start --pool {work_pool}")
 
 
-@app.command("show-config")
+@command(app, "show-config")
 def show_config(config: Optional[Path] = ConfigOption) -> None:
     """Print the effective configuration (defaults merged with the file) as YAML."""
     typer.echo(yaml.safe_dump(_config(config).model_dump(mode="json"), sort_keys=False))
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The `prefcurate` entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -17,9 +17,10 @@ import yaml
 
 from prefcurate.core.config import PrefcurateConfig
 from prefcurate.core.local_models import pick_device, resolve_model
-from prefcurate.core.report import StageReport
+from prefcurate.core.report import StageFailed, StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation.backends import make_backend
+from prefcurate.curation.upstream import identical_samples_note, why_empty
 from prefcurate.curation.export.card import write_dataset_card
 from prefcurate.curation.export.parquet import export_curation_run
 from prefcurate.curation.funnel.curate import curate, latest_curation_run, record_curation_run
@@ -39,7 +40,7 @@ log = logging.getLogger("prefcurate")
 
 def open_store(config: PrefcurateConfig) -> Store:
     return Store(config.store.path, memory_limit=config.store.memory_limit,
-                 lock_timeout_s=config.store.lock_timeout_s)
+                 lock_timeout_s=config.store.lock_timeout_s, snapshot_every_s=config.store.snapshot_every_s)
 
 
 def finish_stage(store: Store, report: StageReport) -> dict:
@@ -61,7 +62,11 @@ def generate_stage(config: PrefcurateConfig) -> dict:
 
 def pairs_stage(config: PrefcurateConfig) -> dict:
     with open_store(config) as store:
-        return finish_stage(store, build_pairs(store, config.pairs))
+        summary = finish_stage(store, build_pairs(store, config.pairs))
+        if not store.count("pairs") and store.count("candidates"):
+            raise StageFailed(f"pairs: no pair could be formed from {store.count('candidates')} candidates: "
+                              f"{identical_samples_note(store)}")
+        return summary
 
 
 def judge_stage(config: PrefcurateConfig, run_batch: Callable = run_directly) -> dict:
@@ -196,6 +201,9 @@ def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None, ba
     base_model = base_model or resolve_model(config.train.base_model, config.resolved_models_dir)
     with open_store(config) as store:
         run_id, curated_dir = curation_run(store, curation_run_id)
+        if not store.scalar("SELECT count(*) FROM curated_pairs WHERE curation_run_id = ? AND split = 'train' "
+                            "AND NOT coalesce(is_tie, false)", [run_id]):
+            raise StageFailed(why_empty(store, "train"))
         _result, report = train_reward_model(store, run_id, Path(curated_dir), base_model, config.train,
                                             config.workdir.resolve() / "rm", pick_device(config.train.device))
         return finish_stage(store, report)

@@ -28,8 +28,16 @@ def load_splits(curated_dir: str | Path) -> dict:
         raise FileNotFoundError(f"{curated_dir}: no train.parquet; run `prefcurate curate` first")
     loaded = datasets.load_dataset("parquet", data_files=data_files)
     if "tie" in loaded["train"].column_names:
-        loaded = loaded.filter(lambda tie: not tie, input_columns="tie")
+        loaded = datasets.DatasetDict({name: _without_ties(split) for name, split in loaded.items()})
     return loaded
+
+
+def _without_ties(split):
+    """Rows whose `tie` is not true, chosen by index (`Dataset.filter` would hash a Python function
+    with dill, which prints bytecode into Prefect's logs)."""
+    ties = split.data.column("tie").to_pylist()
+    keep = [index for index, tie in enumerate(ties) if not tie]
+    return split if len(keep) == len(ties) else split.select(keep).flatten_indices()
 
 
 def prompt_conversation(prompt: str, prompt_messages: str | None) -> list[dict]:

@@ -60,7 +60,7 @@ def last_token_states(model, sequences: list[list[int]], pad_id: int, device: st
 def train_head_member(base_model_path: str, pairs: PairData, config: TrainConfig, seed: int, device: str,
                       out_dir: Path, label: str, precision: str, save: bool = True) -> dict:
     started = time.perf_counter()
-    model, tokenizer = load_reward_model(base_model_path, device)
+    model, tokenizer = load_reward_model(base_model_path, device, new_head=True)
     cut_backbone(model, config.head.layer)
     model.eval()
     sequences = pairs.chosen + pairs.rejected

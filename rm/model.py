@@ -105,10 +105,34 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def load_reward_model(path: str, device: str = "cpu", attn_implementation: str | None = None):
+class _ExpectedNewHead(logging.Filter):
+    """Drops transformers' load report when all it says is what starting a reward model from a
+    language model means: a new score head (MISSING score.*) and an unused LM head (UNEXPECTED
+    lm_head.*). A first-time user would read "MISSING ... Consider training" as a failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        keys = [line.split("|")[0].strip() for line in message.splitlines()
+                if line.count("|") >= 2 and not line.startswith(("Key", "-"))]
+        return not keys or not all(key.startswith(("score.", "lm_head.")) for key in keys)
+
+
+def load_reward_model(path: str, device: str = "cpu", attn_implementation: str | None = None,
+                      new_head: bool = False):
+    """A reward model from a checkpoint; `new_head`: from a base language model (its score head is
+    initialised here, and the load report saying so is expected)."""
     tokenizer = load_tokenizer(path)
     options = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **options)
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    quiet = _ExpectedNewHead()
+    if new_head:
+        report_logger.addFilter(quiet)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **options)
+    finally:
+        report_logger.removeFilter(quiet)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer
 

@@ -121,7 +121,7 @@ def train_member(base_model_path: str, pairs: PairData, config: TrainConfig, see
     set_seed(seed)
     attention = resolve_attention(config, device)
     precision = resolve_precision(config, device)
-    model, tokenizer = load_reward_model(base_model_path, device, attention)
+    model, tokenizer = load_reward_model(base_model_path, device, attention, new_head=True)
     if config.lora.enabled:
         model = add_lora(model, config.lora)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

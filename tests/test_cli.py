@@ -56,6 +56,34 @@ def test_query_prints_results_and_refuses_bad_sql(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_failure_is_one_line_naming_the_log_that_has_the_traceback(tmp_path):
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"workdir: {tmp_path / 'out'}\nstore:\n  path: {tmp_path / 's.duckdb'}\n")
+    cli = [sys.executable, "-m", "prefcurate.cli"]
+    failed = subprocess.run(cli + ["ingest", "--config", str(config), "--source", str(empty)],
+                            capture_output=True, text=True, timeout=300)
+    log = tmp_path / "out" / "logs" / "prefcurate.log"
+    assert failed.returncode == 1
+    assert [line for line in failed.stderr.splitlines() if "error" in line.lower()] == [
+        f"error: {empty}: file is empty [log: {log}]"]
+    assert "Traceback" not in failed.stderr and "Traceback" in log.read_text()
+
+    debug = subprocess.run(cli + ["--debug", "ingest", "--config", str(config), "--source", str(empty)],
+                           capture_output=True, text=True, timeout=300)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+    damaged = tmp_path / "damaged.duckdb"
+    damaged.write_bytes(b"not a database at all " * 1000)
+    opened = subprocess.run(cli + ["ingest", "--config", str(config), "--store", str(damaged)],
+                            capture_output=True, text=True, timeout=300)
+    assert opened.returncode == 1 and "Traceback" not in opened.stderr
+    [line] = [line for line in opened.stderr.splitlines() if "error" in line.lower()]
+    assert line.startswith(f"error: cannot open the store {damaged}: ")
+
+
+@pytest.mark.slow
 def test_a_missing_source_fails_with_its_path_and_keeps_the_store(tmp_path):
     # A real process: Prefect's console handler outlives CliRunner's captured streams.
     store = tmp_path / "s.duckdb"

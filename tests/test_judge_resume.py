@@ -73,3 +73,42 @@ def test_a_killed_judge_run_resumes_without_repeating_answered_calls(tmp_path):
     with Store(store_path) as store:
         final = {row[0] for row in store.con.execute("SELECT judgment_id FROM judgments WHERE valid").fetchall()}
     assert final == {call.judgment_id for call in planned} and stored <= final
+
+
+@pytest.mark.slow
+def test_with_the_journal_a_resume_repeats_only_the_calls_in_flight_at_the_kill(tmp_path):
+    """The server kills the judge at its 150th answer, with answers committed only every 1000:
+    without the journal all 149 answers would be asked again."""
+    from tests.support.openai_server import call_key
+
+    store_path = tmp_path / "store.duckdb"
+    with Store(store_path) as store:
+        add_judgeable_pairs(store, N_PAIRS)
+    config_path = tmp_path / "judge.yaml"
+
+    def configure(server) -> None:
+        config_path.write_text(yaml.safe_dump({
+            "workdir": str(tmp_path / "out"), "store": {"path": str(store_path)},
+            "judge": {"commit_every": 1000, "panel": [{"backend": {
+                "kind": "openai", "model": "test-model", "base_url": server.base_url, "max_concurrency": 8}}]}}))
+
+    with OpenAICompatServer(Behaviour(latency_s=0.02, kill_at_answer=150)) as server:
+        configure(server)
+        process = subprocess.Popen(judge_command(config_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server.behaviour.kill_pid = process.pid
+        process.communicate(timeout=300)
+        assert process.returncode == -signal.SIGKILL
+        answered, asked = set(server.answered), [call_key(body) for body in server.requests]
+        in_flight = server.in_flight_at_kill
+    assert len(answered) == 149 and 0 < in_flight <= 8
+
+    with OpenAICompatServer(Behaviour()) as server:
+        configure(server)
+        resumed = subprocess.run(judge_command(config_path), capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        asked_again = [call_key(body) for body in server.requests]
+    assert not answered & set(asked_again)  # no answered call is paid for twice
+    assert len(set(asked) & set(asked_again)) == in_flight  # the calls in flight, and only those, again
+    assert len(asked_again) == 2 * N_PAIRS - 149
+    with Store(store_path) as store:
+        assert store.scalar("SELECT count(*) FROM judgments WHERE valid") == 2 * N_PAIRS

@@ -47,3 +47,43 @@ def test_rejects_are_kept_once(store):
     reject = {"source": "f.jsonl", "source_row": 3, "field": "prompt", "reason": "empty prompt"}
     assert store.add_rejects("ingest", [reject]) == 1
     assert store.add_rejects("ingest", [reject]) == 0
+
+
+def test_the_read_snapshot_follows_the_writer_and_a_reader_never_blocks_it(tmp_path):
+    import subprocess
+    import sys
+
+    from prefcurate.core.store import open_for_reading, snapshot_path
+
+    path = tmp_path / "s.duckdb"
+    count = "SELECT count(*) FROM prompts"
+    # another process reads: DuckDB shares one database instance per path within a process
+    read = [sys.executable, "-c", f"import duckdb; print(duckdb.connect({str(snapshot_path(path))!r}, "
+            f"read_only=True).execute({count!r}).fetchone()[0])"]
+    with Store(path, snapshot_every_s=0.01) as writer:
+        writer.con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('a', 'first', 't')")
+        writer._unpublished = True
+        assert writer.publish_snapshot(force=True)
+        held = duckdb.connect(str(snapshot_path(path)), read_only=True)  # a notebook that stays connected
+        assert held.execute(count).fetchone()[0] == 1
+        with writer.transaction():
+            writer.con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('b', 'second', 't')")
+        assert not writer.publish_snapshot()  # too soon: it never spends more than ~10% of its time copying
+        assert writer.publish_snapshot(force=True)  # not blocked by the reader holding the old snapshot
+        assert held.execute(count).fetchone()[0] == 1  # which keeps its consistent view
+        assert subprocess.run(read, capture_output=True, text=True, check=True).stdout.strip() == "2"
+        held.close()  # (in one process a second connection would share the held one's database)
+        con, note = open_for_reading(path, wait_s=0.2)  # the store itself is taken by the writer
+        assert "reading its snapshot" in note and con.execute(count).fetchone()[0] == 2
+        con.close()
+    con, note = open_for_reading(path)  # no writer: the store itself
+    assert note is None and con.execute(count).fetchone()[0] == 2
+    con.close()
+
+
+def test_a_store_with_no_snapshot_setting_publishes_none(tmp_path):
+    from prefcurate.core.store import snapshot_path
+
+    with Store(tmp_path / "s.duckdb") as store, store.transaction():
+        store.con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('a', 'first', 't')")
+    assert not snapshot_path(tmp_path / "s.duckdb").exists()

@@ -15,6 +15,7 @@ import argilla as rg
 from argilla._exceptions import ArgillaCredentialsError
 
 from prefcurate.core.config import ArgillaConfig
+from prefcurate.core.secrets import redact, secret_from_env
 from prefcurate.curation.annotation.server import AnnotationServerError, owner_api_key
 
 log = logging.getLogger("prefcurate.argilla")
@@ -52,7 +53,7 @@ def connect(config: ArgillaConfig, home: Path) -> rg.Argilla:
         ) from None
     except Exception as error:  # the SDK raises several types for "cannot reach"
         raise AnnotationServerError(
-            f"cannot reach Argilla at {config.resolved_url}: {error}. Is it running? (`prefcurate argilla status`)"
+            f"cannot reach Argilla at {config.resolved_url}: {redact(str(error))}. Is it running? (`prefcurate argilla status`)"
         ) from None
 
 
@@ -62,7 +63,7 @@ def annotator_password(account_env: str | None, username: str) -> str:
             f"annotator {username!r}: set the environment variable {account_env or '(argilla.annotators[].password_env)'}"
             " to their password (at least 8 characters)"
         )
-    password = os.environ[account_env]
+    password = secret_from_env(account_env)
     if len(password) < 8:
         raise AnnotationServerError(f"annotator {username!r}: the password in {account_env} is shorter than 8 characters")
     return password

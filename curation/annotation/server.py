@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from prefcurate.core.config import ArgillaConfig
+from prefcurate.core.secrets import register_secret, secret_from_env
 
 log = logging.getLogger("prefcurate.argilla")
 
@@ -107,26 +108,26 @@ def ensure_server_venv(venv: Path) -> Path:
 def _kept_secret(paths: ServerPaths, name: str, env_var: str | None, length: int = 32) -> str:
     """The value of env_var when set; else a value generated once and kept (0600) in the home."""
     if env_var and os.environ.get(env_var):
-        return os.environ[env_var]
+        return secret_from_env(env_var)
     path = paths.secret(name)
     if path.exists():
-        return path.read_text().strip()
+        return register_secret(path.read_text().strip())
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     value = secrets.token_urlsafe(length)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(value)
-    return value
+    return register_secret(value)
 
 
 def owner_api_key(config: ArgillaConfig, home: Path) -> str:
     """The owner's API key: from the environment, or the one the local server was started with."""
     env_var = config.owner.api_key_env
     if env_var and os.environ.get(env_var):
-        return os.environ[env_var]
+        return secret_from_env(env_var)
     path = ServerPaths(home).secret("owner_api_key")
     if path.exists():
-        return path.read_text().strip()
+        return register_secret(path.read_text().strip())
     raise AnnotationServerError(
         f"no Argilla API key: set {env_var or 'argilla.owner.api_key_env'} or start the server with "
         f"`prefcurate argilla start` (which keeps one in {path.parent})"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from concurrent.futures import Future, as_completed
@@ -19,6 +18,7 @@ from typing import Iterable, Iterator
 import openai
 
 from prefcurate.core.config import BackendConfig
+from prefcurate.core.secrets import redact, secret_from_env
 from prefcurate.curation.backends import backend_identity
 from prefcurate.curation.backends.base import ChatBackend, ChatRequest, ChatResult
 from prefcurate.curation.backends.rate_limit import RateLimiter, estimate_request_tokens
@@ -49,7 +49,7 @@ class OpenAIBackend(ChatBackend):
         self.config = config
         self.identity = backend_identity(config)
         # Local servers ignore the key; the real API needs it from the environment.
-        self._api_key = os.environ.get(config.api_key_env) or "unused-local-key"
+        self._api_key = secret_from_env(config.api_key_env) or "unused-local-key"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="prefcurate-openai", daemon=True)
         self._thread.start()
@@ -90,7 +90,8 @@ class OpenAIBackend(ChatBackend):
                     **options,
                 )
             except Exception as error:  # every failure becomes a result with a reason
-                return ChatResult(request.key, error=f"{_error_kind(error)}: {str(error)[:300]}",
+                # Providers echo the request (the key too, in some 401s): mask before cutting.
+                return ChatResult(request.key, error=f"{_error_kind(error)}: {redact(str(error))[:300]}",
                                   latency_ms=1000 * (time.perf_counter() - started))
             latency = 1000 * (time.perf_counter() - started)
             if not response.choices:
@@ -100,7 +101,7 @@ class OpenAIBackend(ChatBackend):
             tokens = _token_logprobs(choice) if request.want_logprobs else None
             return ChatResult(
                 request.key,
-                text=choice.message.content if choice.message else None,
+                text=redact(choice.message.content) if choice.message else None,
                 finish_reason=choice.finish_reason,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
@@ -111,8 +112,12 @@ class OpenAIBackend(ChatBackend):
 
     def complete(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
         futures = [self._call_soon(self._one(request)) for request in requests]
-        for future in as_completed(futures):
-            yield future.result()
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:  # the caller stopped early: drop the calls not sent yet
+            for future in futures:
+                future.cancel()
 
     def close(self) -> None:
         if self._loop.is_closed():

@@ -5,26 +5,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+
 from prefcurate.core.config import CurateConfig
 from prefcurate.core.store import Store
 from prefcurate.curation.funnel.shingles import word_ngram_hashes_sql
 from prefcurate.curation.funnel.step import StepOutcome
+from prefcurate.curation.intake.sources import read_source
 
 
 class CurationError(ValueError):
     """A curation input (a benchmark file, ...) that cannot be used."""
 
 
-def _benchmark_relation(benchmark) -> str:
+_REGISTERED = "_curation_benchmark_texts"
+
+
+def _benchmark_relation(con, benchmark) -> str:
     path = Path(benchmark.path)
+    where = f"curate.decontamination.benchmarks[{benchmark.name}]"
     if not path.is_file():
-        raise CurationError(f"curate.decontamination.benchmarks[{benchmark.name}]: file not found: {path}")
-    quoted = str(path).replace("'", "''")
+        raise CurationError(f"{where}: file not found: {path}")
     if path.suffix.lower() == ".parquet":
-        return f"read_parquet('{quoted}')"
-    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        return f"read_json_auto('{quoted}', format = 'newline_delimited')"
-    raise CurationError(f"curate.decontamination.benchmarks[{benchmark.name}]: {path}: use a .jsonl or .parquet file")
+        return "read_parquet('" + str(path).replace("'", "''") + "')"
+    if path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
+        raise CurationError(f"{where}: {path}: use a .jsonl or .parquet file")
+    # Our reader, not DuckDB's: a bad line is named. It stops the step, because decontamination
+    # against part of a benchmark would pass contaminated prompts as clean.
+    texts, columns = [], set()
+    for item in read_source(str(path), "jsonl", "train")[1]:
+        if item.values is None:
+            raise CurationError(f"{where}: {path}: line {item.row}: {item.error}")
+        columns.update(item.values)
+        value = item.values.get(benchmark.text_column)
+        texts.append(None if value is None else str(value))
+    if benchmark.text_column not in columns:
+        raise CurationError(f"{where}: {path} has no column {benchmark.text_column!r} (text_column); "
+                            f"columns are {sorted(columns)}")
+    con.register(_REGISTERED, pa.table({benchmark.text_column: pa.array(texts, pa.string())}))
+    return _REGISTERED
 
 
 def decontaminate(store: Store, config: CurateConfig) -> StepOutcome:
@@ -37,7 +56,7 @@ def decontaminate(store: Store, config: CurateConfig) -> StepOutcome:
     con.execute("CREATE OR REPLACE TEMP TABLE _curation_contaminated (prompt_id VARCHAR, benchmark VARCHAR, overlap DOUBLE)")
     per_benchmark = {}
     for benchmark in settings.benchmarks:
-        relation = _benchmark_relation(benchmark)
+        relation = _benchmark_relation(con, benchmark)
         columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
         if benchmark.text_column not in columns:
             raise CurationError(f"curate.decontamination.benchmarks[{benchmark.name}]: {benchmark.path} has no column "
@@ -53,6 +72,8 @@ def decontaminate(store: Store, config: CurateConfig) -> StepOutcome:
             FROM _curation_prompt_ngrams AS p LEFT JOIN bench AS b USING (h)
             GROUP BY p.prompt_id
             HAVING overlap >= ?""", [benchmark.name, settings.threshold])
+        if relation == _REGISTERED:
+            con.unregister(_REGISTERED)
         per_benchmark[benchmark.name] = store.scalar(
             "SELECT count(*) FROM _curation_contaminated WHERE benchmark = ?", [benchmark.name])
     con.execute("INSERT INTO _curation_prompt_drops SELECT 'decontaminated', prompt_id, arg_max(benchmark, overlap), "

@@ -8,19 +8,24 @@ their slot empty (and a row in rejects) to be retried next time.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
+from contextlib import closing
 
 import pyarrow as pa
 
 from prefcurate.core.config import GenerateConfig
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.progress import Progress
-from prefcurate.core.report import StageReport
+from prefcurate.core.report import StageFailed, StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation.backends import ChatBackend, ChatRequest
+from prefcurate.curation.backends.failure_watch import FailureWatch
 
 STAGE = "generate"
 COMMIT_EVERY = 64
+IDENTICAL_WARN_SHARE = 0.5  # of prompts with all samples identical: the endpoint ignores sampling
+log = logging.getLogger(__name__)
 
 
 def generator_params(config: GenerateConfig) -> dict:
@@ -64,7 +69,7 @@ def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConf
                 seed=int(candidate_id[:8], 16),
             ))
 
-    written, errors, buffer, rejects = 0, Counter(), [], []
+    written, errors, buffer, rejects, rejects_seen = 0, Counter(), [], [], []
 
     def flush() -> None:
         nonlocal written
@@ -73,34 +78,64 @@ def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConf
             store.add_rejects(STAGE, rejects)
         buffer.clear()
         rejects.clear()
+        store.publish_snapshot()  # every few seconds at most: for readers
 
-    with Progress("generate", len(requests)) as progress:
-        for result in backend.complete(requests):
-            prompt_id, index = slots[result.key]
-            if result.ok:
-                buffer.append({
-                    "candidate_id": result.key, "prompt_id": prompt_id, "generator_key": generator_key,
-                    "generator": backend.identity, "sample_index": index, "text": result.text,
-                    "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
-                    "completion_tokens": result.completion_tokens, "params": json.dumps(generator_params(config)),
-                })
-            else:
-                kind = result.error.split(":", 1)[0]
-                errors[kind] += 1
-                rejects.append({"source": backend.identity,
-                                "field": f"candidate {result.key} (prompt {prompt_id}, sample {index})",
-                                "reason": result.error})
-            progress.update()
-            if len(buffer) + len(rejects) >= COMMIT_EVERY:
-                flush()
-    flush()
+    def keep(result) -> None:
+        prompt_id, index = slots[result.key]
+        if result.ok:
+            buffer.append({
+                "candidate_id": result.key, "prompt_id": prompt_id, "generator_key": generator_key,
+                "generator": backend.identity, "sample_index": index, "text": result.text,
+                "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens, "params": json.dumps(generator_params(config)),
+            })
+        else:
+            errors[result.error_kind] += 1
+            rejects.append({"source": backend.identity,
+                            "field": f"candidate {result.key} (prompt {prompt_id}, sample {index})",
+                            "reason": result.error})
+            if len(rejects_seen) < 3:
+                rejects_seen.append(rejects[-1])
+        if len(buffer) + len(rejects) >= COMMIT_EVERY:
+            flush()
+
+    watch = FailureWatch(STAGE, backend.identity, config.backend)
+    results = backend.complete(requests)
+    with Progress("generate", len(requests)) as progress, closing(results):
+        try:
+            for result in results:
+                keep(result)
+                progress.update()
+                watch.observe(result)
+        finally:
+            flush()  # what was answered before an interruption or a stop is kept
 
     report.count_out = store.scalar(
         "SELECT count(DISTINCT prompt_id) FROM candidates WHERE generator_key = ?", [generator_key])
+    identical, sampled = identical_sample_prompts(store, generator_key) if config.n_candidates > 1 else (0, 0)
     report.details.update(requested=len(requests), already_stored=len(existing), new_candidates=written,
                           failed=sum(errors.values()), failures_by_kind=dict(errors),
-                          candidates_total=len(existing) + written)
+                          candidates_total=len(existing) + written, identical_sample_prompts=identical)
+    if sampled and identical / sampled >= IDENTICAL_WARN_SHARE:
+        log.warning("generate: %d of %d prompts got %d identical samples (temperature %g): the endpoint probably "
+                    "ignores temperature/seed, and identical samples make no pairs. Check the server's sampling "
+                    "options (e.g. a greedy default, or continuous batching that drops per-request sampling)",
+                    identical, sampled, config.n_candidates, config.temperature)
+    if requests and not written and errors:
+        kind, count = errors.most_common(1)[0]
+        example = next((r["reason"] for r in rejects_seen if r["reason"].startswith(kind)), kind)
+        raise StageFailed(f"generate: all {len(requests)} calls failed ({dict(errors)}), e.g. {example[:200]}")
     return report.finish()
+
+
+def identical_sample_prompts(store: Store, generator_key: str) -> tuple[int, int]:
+    """(prompts whose samples from this generator are all the same text, prompts with 2+ samples)."""
+    row = store.one("""
+        SELECT count(*) FILTER (WHERE distinct_texts = 1), count(*)
+        FROM (SELECT prompt_id, count(DISTINCT text) AS distinct_texts, count(*) AS samples
+              FROM candidates WHERE generator_key = ? GROUP BY prompt_id)
+        WHERE samples > 1""", [generator_key])
+    return (row[0], row[1]) if row else (0, 0)
 
 
 _SCHEMA = pa.schema([

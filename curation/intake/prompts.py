@@ -9,6 +9,8 @@ before anything is written.
 from __future__ import annotations
 
 import json
+import logging
+
 import pyarrow as pa
 
 from prefcurate.core.config import IngestConfig
@@ -19,6 +21,7 @@ from prefcurate.curation.intake.shipped import embedded_prompts_path
 from prefcurate.curation.intake.sources import IngestError, detect_format, read_source
 
 STAGE = "ingest"
+log = logging.getLogger(__name__)
 
 
 def _reject(source: str, row: int | None, field: str | None, reason: str, raw: str | None) -> dict:
@@ -41,6 +44,8 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
     duplicates = 0
     missing_column_rows = 0
     seen_keys: set[str] = set()
+    rows_by_id: dict[str, int] = {}
+    repeated_ids: list[tuple[str, int, int]] = []
     for item in rows:
         report.count_in += 1
         if item.values is None:
@@ -64,6 +69,10 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
             duplicates += 1
             continue
         external = item.values.get(config.id_column) if config.id_column else None
+        if external is not None:
+            first_row = rows_by_id.setdefault(str(external), item.row)
+            if first_row != item.row:
+                repeated_ids.append((str(external), first_row, item.row))
         accepted[key] = {"prompt_id": key, "text": text, "source": source, "source_row": item.row,
                          "external_id": None if external is None else str(external)}
 
@@ -73,6 +82,11 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
         raise IngestError(f"{source}: no row has the field {config.prompt_column!r} (set ingest.prompt_column); "
                           f"fields seen: {sorted(seen_keys)}")
 
+    if repeated_ids:
+        value, first_row, row = repeated_ids[0]
+        log.warning("%s: %d rows repeat an earlier row's %s (e.g. %r on rows %d and %d); "
+                    "the ids do not identify prompts", source, len(repeated_ids), config.id_column, value, first_row, row)
+        report.details["repeated_ids"] = len(repeated_ids)
     with store.transaction():
         new = store.insert_new("prompts", pa.Table.from_pylist(list(accepted.values()), schema=_PROMPT_SCHEMA))
         new_rejects = store.add_rejects(STAGE, rejects)

@@ -12,6 +12,7 @@ parsed are stored as invalid with the reason and kept.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -26,13 +27,16 @@ import pyarrow as pa
 
 from prefcurate.core.config import JudgeConfig, PanelJudgeConfig, judge_name
 from prefcurate.core.hashing import content_hash
+from prefcurate.core.journal import Journal, journal_path, read_journal
 from prefcurate.core.progress import Progress
-from prefcurate.core.report import StageReport
+from prefcurate.core.report import StageFailed, StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation import orientation
+from prefcurate.curation.backends.failure_watch import FailureWatch
 from prefcurate.curation.backends import ChatBackend, ChatRequest, ChatResult, backend_identity, make_backend
 from prefcurate.curation.judging.constitution import Constitution, Principle
 from prefcurate.curation.judging.prompt import TEMPLATE_VERSION, judge_messages, response_format_for
+from prefcurate.curation.upstream import why_empty
 from prefcurate.curation.judging.verdicts import (
     VERDICTS,
     first_position_logit,
@@ -46,6 +50,9 @@ from prefcurate.curation.judging.verdicts import (
 STAGE = "judge"
 CALL_FAILED = "call_failed"
 COMMIT_SECONDS = 5.0
+PROBE_CALLS = 8  # first answers of an `auto` judge that tell whether its endpoint enforces JSON
+NOT_ENFORCED_SHARE = 0.5  # of them unparseable or truncated: JSON is not enforced, fall back to text
+log = logging.getLogger(__name__)
 
 
 # -- the panel --------------------------------------------------------------------------------------
@@ -225,30 +232,46 @@ def complete_concurrently(calls: list[PlannedCall]) -> Iterator[tuple[PlannedCal
         by_judge.setdefault(call.judge.name, []).append(call)
     done: queue.Queue = queue.Queue(maxsize=1024)
     finished = object()
+    stop = threading.Event()  # the consumer stopped early (an endpoint failing, Ctrl-C): stop asking
+
+    def send(item) -> bool:
+        while not stop.is_set():
+            try:
+                done.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def work(judge_calls: list[PlannedCall]) -> None:
         by_id = {call.judgment_id: call for call in judge_calls}
+        results = judge_calls[0].judge.backend.complete(call.request for call in judge_calls)
         try:
-            for result in judge_calls[0].judge.backend.complete(call.request for call in judge_calls):
-                done.put((by_id[result.key], result))
+            for result in results:
+                if not send((by_id[result.key], result)):
+                    break
         except BaseException as error:  # a backend that breaks (not one failed call) ends the stage
-            done.put(error)
+            send(error)
         finally:
-            done.put(finished)
+            results.close()  # cancels what the backend still has queued
+            send(finished)
 
     threads = [threading.Thread(target=work, args=(group,), daemon=True, name=f"judge-{name}")
                for name, group in by_judge.items()]
     for thread in threads:
         thread.start()
     running = len(threads)
-    while running:
-        item = done.get()
-        if item is finished:
-            running -= 1
-        elif isinstance(item, BaseException):
-            raise item
-        else:
-            yield item
+    try:
+        while running:
+            item = done.get()
+            if item is finished:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        stop.set()
 
 
 @dataclass
@@ -257,6 +280,7 @@ class RunStats:
 
     outcomes: Counter = field(default_factory=Counter)  # valid / error kinds
     by_judge: dict = field(default_factory=dict)
+    first_invalid: dict = field(default_factory=dict)  # judge -> the first reason a call was not valid
     latencies_ms: list = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -267,6 +291,8 @@ class RunStats:
         outcome = "valid" if row["valid"] else row["error_kind"] or "invalid"
         self.outcomes[outcome] += 1
         self.by_judge.setdefault(row["judge"], Counter())[outcome] += 1
+        if not row["valid"]:
+            self.first_invalid.setdefault(row["judge"], row["invalid_reason"] or "")
         if row["latency_ms"] is not None:
             self.latencies_ms.append(row["latency_ms"])
         self.prompt_tokens += row["prompt_tokens"] or 0
@@ -275,6 +301,13 @@ class RunStats:
             self.unpriced_calls += 1
         else:
             self.cost_usd += row["cost_usd"]
+
+    def judges_without_a_verdict(self) -> list[str]:
+        """'<judge> gave no valid verdict in N calls (outcomes), e.g. <reason>' for each judge whose
+        every call this run failed or could not be read."""
+        return [f"{judge} gave no valid verdict in {sum(outcomes.values())} calls ({dict(outcomes)}), e.g. "
+                f"{self.first_invalid.get(judge, '')[:160]!r}"
+                for judge, outcomes in self.by_judge.items() if outcomes and not outcomes.get("valid")]
 
     def summary(self) -> dict:
         ordered = sorted(self.latencies_ms)
@@ -299,6 +332,10 @@ class JudgeRun:
     def __init__(self, store: Store, panel: list[PanelJudge], constitution: Constitution, config: JudgeConfig):
         self.store, self.panel, self.constitution, self.config = store, panel, constitution, config
         self.stats = RunStats()
+        self.watches = {judge.name: FailureWatch(STAGE, f"judge {judge.name}", judge.config.backend) for judge in panel}
+        self.fallbacks: dict[str, str] = {}  # judge -> why its output format fell back to text
+        self.replayed = self._replay_journal()
+        self.journal = Journal(journal_path(store.path, "judgments")) if config.journal else None
         self._buffer: list[dict] = []
         self._flushed_at = time.monotonic()
 
@@ -309,42 +346,78 @@ class JudgeRun:
         return planned, [call for call in planned if call.judgment_id not in answered]
 
     def probe_output_formats(self, pairs: list[tuple], todo: list[PlannedCall]) -> tuple[list[PlannedCall], int]:
-        """An endpoint asked for json_schema by `auto` may refuse it: ask one real call first, and
-        fall back to text for that judge when the endpoint calls the request bad. Returns what is
-        left to ask and how many calls the probes answered."""
+        """An endpoint asked for json_schema by `auto` may refuse it (HTTP 400), or accept it without
+        enforcing it (answers come back truncated or unparseable). Ask a judge's first few calls and
+        fall back to text in either case, saying so. Returns what is left to ask and how many calls
+        the probes answered."""
         probed, fell_back = set(), False
         for judge in self.panel:
             if judge.config.output_format != "auto" or judge.output_format != "json_schema" or judge.format_confirmed:
                 continue
-            first = next((call for call in todo if call.judge is judge), None)
-            if first is None:
+            first = [call for call in todo if call.judge is judge][:PROBE_CALLS]
+            if not first:
                 continue
-            [(_, result)] = list(complete_concurrently([first]))
-            if result.error_kind == "bad_request":
-                judge.output_format = "text"  # its calls change (and so do their ids): plan again
-                fell_back = True
+            answers = list(complete_concurrently(first[:1]))  # one call tells whether it is refused
+            if answers[0][1].error_kind == "bad_request":
+                reason = "the endpoint refused response_format (HTTP 400)"
             else:
-                self._keep(first, result)  # a real answer (or failure) like any other: kept, not re-asked
-                probed.add(first.judgment_id)
+                answers += list(complete_concurrently(first[1:])) if len(first) > 1 else []
+                rows = [self._keep(call, result) for call, result in answers]  # real answers: kept, not re-asked
+                probed.update(call.judgment_id for call, _ in answers)
+                answered = [row for row in rows if not (row["invalid_reason"] or "").startswith(CALL_FAILED)]
+                unreadable = sum(row["error_kind"] in ("unparseable", "truncated") for row in answered)
+                if not answered or unreadable / len(answered) < NOT_ENFORCED_SHARE:
+                    continue
+                reason = (f"{unreadable} of its first {len(answered)} JSON answers were unparseable or truncated: "
+                          "the endpoint accepts response_format but does not enforce it")
+            judge.output_format = "text"  # its calls change (and so do their ids): plan again
+            self.fallbacks[judge.name] = reason
+            log.warning("judge %s: %s; asking for free text instead (judge.panel[].output_format: text "
+                        "skips this check)", judge.name, reason)
+            fell_back = True
         self.flush()
         if fell_back:
             todo = self.plan(pairs)[1]
         return [call for call in todo if call.judgment_id not in probed], len(probed)
 
-    def _keep(self, call: PlannedCall, result: ChatResult) -> None:
+    def _replay_journal(self) -> int:
+        """Answers a run that died had received but not committed: into the store before planning."""
+        path = journal_path(self.store.path, "judgments")
+        rows = read_journal(path)
+        if rows:
+            with self.store.transaction():
+                self.store.upsert("judgments", pa.Table.from_pylist(rows, schema=JUDGMENT_SCHEMA))
+            log.info("judge: %d answers a stopped run had received are stored from its journal", len(rows))
+        path.unlink(missing_ok=True)
+        return len(rows)
+
+    def _keep(self, call: PlannedCall, result: ChatResult) -> dict:
         row = judgment_row(call, result, self.constitution, self.config)
         self.stats.add(row)
+        if self.journal is not None:
+            self.journal.append(row)
         self._buffer.append(row)
         # Commit every `commit_every` answers, and at least every few seconds on a slow endpoint.
         if len(self._buffer) >= self.config.commit_every or time.monotonic() - self._flushed_at > COMMIT_SECONDS:
             self.flush()
+        self.watches[call.judge.name].observe(result)
+        return row
 
     def flush(self) -> None:
         if self._buffer:
             with self.store.transaction():
                 self.store.upsert("judgments", pa.Table.from_pylist(self._buffer, schema=JUDGMENT_SCHEMA))
             self._buffer.clear()
+            if self.journal is not None:
+                self.journal.clear()
+            self.store.publish_snapshot()  # every few seconds at most: for readers
         self._flushed_at = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal.path.unlink(missing_ok=True)
 
     def ask(self, calls: list[PlannedCall], progress: Progress) -> None:
         try:
@@ -360,25 +433,37 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
     """Judge every pair with every panel member. `run_batch(label, work)` runs one batch of calls
     (the Prefect flow wraps each in a task); by default it just calls `work()`."""
     pairs = pairs_to_judge(store, config.max_imported_pairs)
+    if not pairs:
+        raise StageFailed(why_empty(store, STAGE))
     run = JudgeRun(store, panel, constitution, config)
     planned, todo = run.plan(pairs)
     report = StageReport(STAGE, count_in=len(pairs), details={
         "judges": {judge.name: {"model": judge.identity, "output_format": judge.output_format} for judge in panel},
         "template_version": TEMPLATE_VERSION, "constitution_version": constitution.version,
         "principle_sampling": config.principle_sampling,
-        "calls_planned": len(planned), "calls_cached": len(planned) - len(todo)})
+        "calls_planned": len(planned), "calls_cached": len(planned) - len(todo),
+        "replayed_from_journal": run.replayed})
 
     with Progress("judge", len(todo)) as progress:
-        if todo:
-            todo, probed = run.probe_output_formats(pairs, todo)
-            progress.update(probed)
-        for start in range(0, len(todo), config.calls_per_task):
-            batch = todo[start:start + config.calls_per_task]
-            run_batch(f"{start // config.calls_per_task + 1}-of-{-(-len(todo) // config.calls_per_task)}",
-                      lambda batch=batch: run.ask(batch, progress))
+        try:
+            if todo:
+                todo, probed = run.probe_output_formats(pairs, todo)
+                progress.update(probed)
+            for start in range(0, len(todo), config.calls_per_task):
+                batch = todo[start:start + config.calls_per_task]
+                run_batch(f"{start // config.calls_per_task + 1}-of-{-(-len(todo) // config.calls_per_task)}",
+                          lambda batch=batch: run.ask(batch, progress))
+        finally:
+            run.close()
 
     for judge in panel:  # a fallback chosen during the run shows in the report
         report.details["judges"][judge.name]["output_format"] = judge.output_format
+        if judge.name in run.fallbacks:
+            report.details["judges"][judge.name]["format_fallback"] = run.fallbacks[judge.name]
+    failed = run.stats.judges_without_a_verdict()
+    if failed:
+        raise StageFailed("judge: " + "; ".join(failed) + " (the answers are stored in judgments; the judge report "
+                          "and `SELECT invalid_reason FROM judgments WHERE NOT valid` show them)")
     labelled = store.one(
         "SELECT count(*) FILTER (WHERE n_votes > 0), count(*) FILTER (WHERE position_consistent) FROM pair_labels")
     report.count_out = labelled[0]

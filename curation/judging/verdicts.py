@@ -52,10 +52,14 @@ def parse_verdict(text: str | None) -> tuple[str | None, str | None]:
 
     payload, body = _json_payload(stripped)
     if payload is not None:
+        # JSON answers are held to the schema: "C", "equal" or "tied" are not verdicts there.
         for key in _JSON_KEYS:
             value = payload.get(key)
-            if isinstance(value, str) and value.strip().lower() in _WORD_TO_VERDICT:
-                return _WORD_TO_VERDICT[value.strip().lower()], None
+            if value is None:
+                continue
+            if isinstance(value, str) and value.strip().lower() in _VERDICT_TOKENS:
+                return _VERDICT_TOKENS[value.strip().lower()], None
+            return None, f"JSON {key} {value!r} is not one of A, B, tie"
         return None, f"JSON without a verdict field ({', '.join(_JSON_KEYS)})"
     if body.startswith("{"):
         # Truncated or malformed JSON: a complete "verdict": "X" pair still says what the judge meant.

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
+import os
 import random
 import re
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +32,12 @@ from aiohttp import web
 _BLOCK = re.compile(r"<<<RESPONSE_(A|B)\n(.*?)\nRESPONSE_\1>>>", re.DOTALL)
 _WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma "
           "tau upsilon phi chi psi omega").split()
+
+
+def call_key(body: dict) -> str:
+    """What identifies a call across runs: the request without transport details."""
+    return hashlib.sha256(json.dumps({k: body.get(k) for k in ("model", "messages", "response_format", "seed")},
+                                     sort_keys=True).encode()).hexdigest()
 
 
 def longer_wins(response_a: str, response_b: str) -> str:
@@ -58,6 +67,17 @@ class Behaviour:
     judge_rule: Callable[[str, str], str] = longer_wins
     judge_confidence: float = 0.9
     supports_response_format: bool = True
+    # Accepts response_format but answers as it likes (prose, cut at max_tokens), as some servers do.
+    enforces_response_format: bool = True
+    ignores_sampling: bool = False  # every sample of a prompt is the same text (seed/temperature ignored)
+    # kill -9 `kill_pid` at the `kill_at_answer`-th answer: from then on nothing more is answered,
+    # and after `kill_settle_s` (so the client has received every answer sent) the kill is sent.
+    # `in_flight_at_kill` then counts the calls asked but not answered.
+    kill_pid: int | None = None
+    kill_at_answer: int | None = None
+    kill_settle_s: float = 0.3
+    api_key: str | None = None  # when set, other keys get a 401
+    echo_key_in_errors: bool = False  # the 401 message quotes the key it was given (some providers do)
     seed: int = 0
 
 
@@ -69,6 +89,8 @@ class OpenAICompatServer:
         self.host, self.port = host, port
         self.requests: list[dict] = []  # every chat request body received, in order
         self.outcomes: list[str] = []
+        self.answered: list[str] = []  # call_key of every request answered, in order
+        self.in_flight_at_kill: int | None = None
         self._rng = random.Random(self.behaviour.seed)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -141,6 +163,12 @@ class OpenAICompatServer:
         body = await request.json()
         with self._lock:
             self.requests.append(body)
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.behaviour.api_key is not None and given != self.behaviour.api_key:
+            shown = given if self.behaviour.echo_key_in_errors else given[:3] + "***"
+            return web.json_response({"error": {"message": f"Incorrect API key provided: {shown}",
+                                                "type": "invalid_request_error", "code": "invalid_api_key"}},
+                                     status=401)
         if self.behaviour.latency_s:
             await asyncio.sleep(self.behaviour.latency_s)
         fault = self._next_fault()
@@ -158,7 +186,29 @@ class OpenAICompatServer:
         if body.get("response_format") and not self.behaviour.supports_response_format:
             return web.json_response({"error": {"message": "response_format is not supported by this server",
                                                 "type": "invalid_request_error"}}, status=400)
-        return web.json_response(self._completion(body, fault))
+        completion = self._completion(body, fault)
+        if self.behaviour.kill_at_answer is not None:
+            await self._answer_or_kill()
+        with self._lock:
+            self.answered.append(call_key(body))
+        return web.json_response(completion)
+
+    async def _answer_or_kill(self) -> None:
+        """Before the kill_at_answer-th answer: stop answering, let the client take in what it got,
+        then kill it. Answers held back are never sent."""
+        b = self.behaviour
+        with self._lock:
+            reached = self.in_flight_at_kill is None and len(self.answered) + 1 >= b.kill_at_answer
+            if reached:
+                self.in_flight_at_kill = -1  # killing: hold everything
+        if self.in_flight_at_kill is not None and not reached:
+            await asyncio.sleep(3600)
+        if reached:
+            await asyncio.sleep(b.kill_settle_s)
+            with self._lock:
+                self.in_flight_at_kill = len(self.requests) - len(self.answered)
+            os.kill(b.kill_pid, signal.SIGKILL)
+            await asyncio.sleep(3600)
 
     def _completion(self, body: dict, fault: str = "ok") -> dict:
         messages = body.get("messages", [])
@@ -166,7 +216,14 @@ class OpenAICompatServer:
         blocks = dict(_BLOCK.findall(prompt))
         want_logprobs = bool(body.get("logprobs")) and self.behaviour.logprobs
         logprobs, finish_reason = None, "stop"
-        if "A" in blocks and "B" in blocks:
+        if "A" in blocks and "B" in blocks and body.get("response_format") and not self.behaviour.enforces_response_format:
+            rambling = ("Let me compare the two responses carefully, looking at accuracy, helpfulness and tone. "
+                        "Response A opens with").split()
+            cut = body.get("max_tokens") or 64
+            rambles = hashlib.sha256(prompt.encode()).digest()[0] % 2 == 1
+            text = " ".join(rambling[:cut]) if rambles else "I think both have merits."
+            finish_reason = "length" if rambles else "stop"
+        elif "A" in blocks and "B" in blocks:
             verdict = self.behaviour.judge_rule(blocks["A"], blocks["B"])
             tokens = self._verdict_tokens(verdict, as_json=bool(body.get("response_format")))
             if fault == "empty":
@@ -179,7 +236,8 @@ class OpenAICompatServer:
             if want_logprobs and tokens:
                 logprobs = self._logprobs(tokens, verdict)
         else:
-            text = self._reply(prompt, body.get("seed"), body.get("max_tokens") or 64)
+            seed = None if self.behaviour.ignores_sampling else body.get("seed")
+            text = self._reply(prompt, seed, body.get("max_tokens") or 64)
         completion_tokens = len(text.split())
         return {
             "id": "chatcmpl-" + hashlib.sha1(f"{prompt}{time.time()}".encode()).hexdigest()[:12],
