@@ -53,6 +53,7 @@ def kill_and_resume(folder: Path, pairs: int, at: int, journal: bool, args) -> d
     make_store(store, pairs)
     config = folder / f"{store.stem}.yaml"
     command = [sys.executable, "-m", "prefcurate.cli", "judge", "--config", str(config)]
+    # One server for both runs: its URL is part of every call's identity.
     with OpenAICompatServer(Behaviour(latency_s=args.latency, kill_at_answer=at, kill_settle_s=0.5)) as server:
         config.write_text(yaml.safe_dump({"workdir": str(folder / "out"), "store": {"path": str(store)},
                                           "judge": judge_config(server, args.concurrency, journal, args.commit_every)}))
@@ -63,19 +64,18 @@ def kill_and_resume(folder: Path, pairs: int, at: int, journal: bool, args) -> d
             raise RuntimeError(f"the judge was not killed (exit {process.returncode}): {err[-2000:]}")
         answered_first = set(server.answered)
         asked_first = {call_key(body) for body in server.requests}
-        in_flight = server.in_flight_at_kill
-    with OpenAICompatServer(Behaviour(latency_s=args.latency)) as server:
-        config.write_text(yaml.safe_dump({"workdir": str(folder / "out"), "store": {"path": str(store)},
-                                          "judge": judge_config(server, args.concurrency, journal, args.commit_every)}))
+        in_flight, first_requests = server.in_flight_at_kill, len(server.requests)
+
+        server.behaviour.kill_at_answer = None
         resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
         if resumed.returncode != 0:
             raise RuntimeError(f"the resume failed: {resumed.stderr[-2000:]}")
-        asked_again = [call_key(body) for body in server.requests]
+        asked_again = [call_key(body) for body in server.requests[first_requests:]]
     repeats = sum(key in asked_first for key in asked_again)  # asked twice: in flight, or answered and lost
     lost = sum(key in answered_first for key in asked_again)  # answered, paid for, and asked again
     return {"killed_at": at, "journal": journal, "in_flight": in_flight, "answered_before_kill": len(answered_first),
             "repeats": repeats, "lost": lost, "resume_calls": len(asked_again),
-            "complete": len(answered_first) + len(asked_again) - repeats >= 2 * pairs}
+            "complete": len(answered_first | set(asked_again)) == 2 * pairs}
 
 
 def throughput(folder: Path, pairs: int, journal: bool, run: int, args) -> float:

@@ -73,6 +73,8 @@ class Store:
             try:
                 self._migrate()
                 self._create_views()
+                if self.snapshot_every_s is not None and not snapshot_path(self.path).exists():
+                    self.publish_snapshot(force=True)  # readers have one from the start
             except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as error:
                 self.con.close()
                 raise StoreError(f"the store {self.path} is damaged ({_first_line(error)}); "

@@ -103,9 +103,23 @@ def prefect_api() -> Iterator[str | None]:
     server = TemporaryServer()
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield server.api_url
+            try:
+                yield server.api_url
+            finally:
+                _send_pending_logs()  # while the server still listens
     finally:
         server.stop()
+
+
+def _send_pending_logs() -> None:
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogHandler
+
+    for drain in (lambda: APILogHandler().flush(), lambda: EventsWorker.drain_all(timeout=5)):
+        try:
+            drain()
+        except Exception:  # noqa: BLE001 (best effort: the run itself is over)
+            pass
 
 
 # -- the server side ---------------------------------------------------------------------------

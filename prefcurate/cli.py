@@ -98,8 +98,11 @@ def _run(flow, config: PrefcurateConfig, **kwargs) -> dict:
     against a Prefect server this command owns (or PREFECT_API_URL)."""
     from prefcurate.flows.temporary_server import prefect_api
 
+    import os
+
     _setup_logging()
     console.handle_sigterm()
+    console.session.temporary_api = not os.environ.get("PREFECT_API_URL")
     with prefect_api():
         return flow(config, **kwargs)
 

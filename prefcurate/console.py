@@ -28,6 +28,7 @@ class _Session:
     debug = False
     workdir = Path("prefcurate_out")
     file_handler: logging.FileHandler | None = None
+    temporary_api = False  # flows run against the command's own temporary Prefect server
 
 
 session = _Session()
@@ -51,10 +52,18 @@ def handle_sigterm() -> None:
 
 class _QuietRunFailures(logging.Filter):
     """Terminal only: the command says what failed in one line; Prefect's own report of the failure
-    (with the traceback) goes to the log file."""
+    (with the traceback, and its "Finished in state Failed(...)") goes to the log file. Links to the
+    runs are dropped when the server is the command's temporary one (it serves no UI)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return session.debug or not (record.levelno >= logging.ERROR and record.name.startswith(_RUN_LOGGERS))
+        if session.debug or not record.name.startswith(_RUN_LOGGERS):
+            return True
+        if record.levelno >= logging.ERROR:
+            return False
+        message = record.getMessage()
+        if message.startswith(("Finished in state Failed", "Finished in state Crashed")):
+            return False
+        return not (session.temporary_api and message.startswith("View at http"))
 
 
 class _WithoutTraceback(logging.Formatter):

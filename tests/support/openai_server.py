@@ -119,6 +119,7 @@ class OpenAICompatServer:
         return self
 
     async def _start_site(self) -> None:
+        self._stopping = asyncio.Event()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
@@ -131,6 +132,7 @@ class OpenAICompatServer:
     def stop(self) -> None:
         if self._loop is None:
             return
+        self._loop.call_soon_threadsafe(self._stopping.set)  # release held answers
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -187,28 +189,29 @@ class OpenAICompatServer:
             return web.json_response({"error": {"message": "response_format is not supported by this server",
                                                 "type": "invalid_request_error"}}, status=400)
         completion = self._completion(body, fault)
-        if self.behaviour.kill_at_answer is not None:
-            await self._answer_or_kill()
+        if self.behaviour.kill_at_answer is not None and not await self._answer_or_kill():
+            return web.json_response({"error": {"message": "stopping"}}, status=503)
         with self._lock:
             self.answered.append(call_key(body))
         return web.json_response(completion)
 
-    async def _answer_or_kill(self) -> None:
-        """Before the kill_at_answer-th answer: stop answering, let the client take in what it got,
-        then kill it. Answers held back are never sent."""
+    async def _answer_or_kill(self) -> bool:
+        """At the kill_at_answer-th answer: stop answering, let the client take in what it got, then
+        kill it. False for an answer held back (it is never sent)."""
         b = self.behaviour
         with self._lock:
-            reached = self.in_flight_at_kill is None and len(self.answered) + 1 >= b.kill_at_answer
+            if self.in_flight_at_kill is None and len(self.answered) + 1 < b.kill_at_answer:
+                return True
+            reached = self.in_flight_at_kill is None
             if reached:
-                self.in_flight_at_kill = -1  # killing: hold everything
-        if self.in_flight_at_kill is not None and not reached:
-            await asyncio.sleep(3600)
+                self.in_flight_at_kill = -1  # killing: hold everything from now on
         if reached:
             await asyncio.sleep(b.kill_settle_s)
             with self._lock:
                 self.in_flight_at_kill = len(self.requests) - len(self.answered)
             os.kill(b.kill_pid, signal.SIGKILL)
-            await asyncio.sleep(3600)
+        await self._stopping.wait()
+        return False
 
     def _completion(self, body: dict, fault: str = "ok") -> dict:
         messages = body.get("messages", [])
