@@ -4,7 +4,7 @@ The store commits answers in batches (`commit_every`): cheap, but a kill -9 betw
 would lose a batch of paid-for calls. So each answer is also appended to a journal file as one JSON
 line the moment it arrives, and handed to the operating system at once (a write and a flush, no
 fsync: it survives the death of the process; power loss is out of scope). Once a batch is committed
-the journal is emptied. At the start of the next run whatever a dead process left in the journal is
+its entries leave the journal. At the start of the next run whatever a dead process left in the journal is
 replayed into the store first; writes are keyed by content hashes, so replaying a line that also
 reached the store changes nothing. A resume then repeats only the calls that were in flight.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from pathlib import Path
 
 log = logging.getLogger("prefcurate")
@@ -40,23 +42,41 @@ def read_journal(path: Path) -> list[dict]:
 
 
 class Journal:
-    """Open with the table's journal path; `append` each answer, `clear` after each commit."""
+    """Open with the table's journal path; `append` each answer as it arrives (any thread), and call
+    `committed` with the keys of the rows the store has committed."""
 
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(path, "a", encoding="utf-8")
+        self._lock = threading.Lock()  # answers arrive on several threads (one per endpoint)
+        self._pending: dict[str, str] = {}  # key -> its line, appended but not committed yet
 
-    def append(self, row: dict) -> None:
-        self._handle.write(json.dumps(row, default=str) + "\n")
-        self._handle.flush()  # in the OS's hands: survives kill -9
+    def append(self, key: str, entry: dict) -> None:
+        line = json.dumps(entry, default=str) + "\n"
+        with self._lock:
+            self._handle.write(line)
+            self._handle.flush()  # in the OS's hands: survives kill -9
+            self._pending[key] = line
 
-    def clear(self) -> None:
-        """Everything appended so far is committed to the store."""
-        self._handle.truncate(0)
+    def committed(self, keys) -> None:
+        """Drop the committed entries. Answers that arrived since (still on their way to the store)
+        stay: the file is rewritten aside and renamed over the old one, so a kill at any moment
+        leaves one complete journal or the other."""
+        with self._lock:
+            for key in keys:
+                self._pending.pop(key, None)
+            aside = self.path.with_name(self.path.name + ".tmp")
+            aside.write_text("".join(self._pending.values()), encoding="utf-8")
+            self._handle.close()
+            os.replace(aside, self.path)
+            self._handle = open(self.path, "a", encoding="utf-8")
 
-    def close(self) -> None:
-        self._handle.close()
+    def close(self, remove: bool = False) -> None:
+        with self._lock:
+            self._handle.close()
+            if remove and not self._pending:
+                self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> Journal:
         return self

@@ -7,6 +7,7 @@ normal HF folder under the models directory, which then loads in about two secon
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -91,3 +92,28 @@ def pick_device(requested: str) -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def model_fingerprint(name_or_path: str) -> str:
+    """What a model is, not where it lies: the sha256 of every file in its folder (by relative name),
+    so the same weights give the same id on any machine. A hub name not on disk is its own name."""
+    from prefcurate.core.hashing import content_hash
+
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        return content_hash("model-name", name_or_path)
+    files = sorted(path for path in folder.rglob("*") if path.is_file() and not path.name.startswith("."))
+    key = tuple((str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in files)
+    if key not in _FINGERPRINTS:
+        digests = {}
+        for path in files:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            digests[path.relative_to(folder).as_posix()] = digest.hexdigest()
+        _FINGERPRINTS[key] = content_hash("model", digests)
+    return _FINGERPRINTS[key]

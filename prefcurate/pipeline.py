@@ -196,7 +196,7 @@ def curate_stage(config: PrefcurateConfig) -> dict:
 def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None, base_model: str | None = None) -> dict:
     """Train on a curation run (default: the latest) from train.base_model, or from `base_model` (a
     checkpoint folder: a refresh round's warm start)."""
-    from prefcurate.rm.train import train_reward_model  # torch-heavy: import when used
+    from prefcurate.rm.job import train_reward_model  # torch-heavy: import when used
 
     base_model = base_model or resolve_model(config.train.base_model, config.resolved_models_dir)
     with open_store(config) as store:

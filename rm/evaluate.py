@@ -55,6 +55,18 @@ def _candidate_spread(store: Store, scorer: RewardScorer, prompt_ids: list[str],
 
 def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, curated_dir: Path,
                           config: EvaluateConfig, device: str, max_length: int) -> tuple[dict, StageReport]:
+    """Evaluate, with the store's candidates for the reward spread, and record the metrics in rm_runs."""
+    metrics, report = evaluate_checkpoint(rm_run_id, checkpoint_dir, curated_dir, config, device, max_length, store)
+    store.con.execute("UPDATE rm_runs SET eval_metrics = ?, status = 'evaluated', updated_at = current_timestamp "
+                      "WHERE rm_run_id = ?", [json.dumps(metrics), rm_run_id])
+    return metrics, report
+
+
+def evaluate_checkpoint(rm_run_id: str, checkpoint_dir: Path, curated_dir: Path, config: EvaluateConfig,
+                        device: str, max_length: int, store: Store | None = None) -> tuple[dict, StageReport]:
+    """Evaluate a checkpoint on a curated export's held-out split; reports go beside the checkpoint.
+    Without a store (a training job on another machine) the reward spread across a prompt's stored
+    candidates is left out (null): it needs the candidates, which stay with the store."""
     splits = load_splits(curated_dir)
     split = config.split if config.split in splits and len(splits[config.split]) else "validation"
     data = splits[split] if split in splits else None
@@ -83,7 +95,7 @@ def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, cu
             by_difficulty=m.accuracy_by_difficulty(margins, _label_strength(data)),
             calibration=m.expected_calibration_error(margins),
             length=m.length_bias(chosen, rejected, [len(t) for t in data["chosen"]], [len(t) for t in data["rejected"]]),
-            candidate_reward_spread=_candidate_spread(
+            candidate_reward_spread=None if store is None else _candidate_spread(
                 store, scorer, data["prompt_id"] if "prompt_id" in data.column_names else [], config.batch_size),
             ensemble=m.ensemble_disagreement([[c - r for c, r in zip(cm, rm)]
                                               for cm, rm in zip(chosen_members, rejected_members)]),
@@ -106,8 +118,6 @@ def evaluate_reward_model(store: Store, rm_run_id: str, checkpoint_dir: Path, cu
     report_json = Path(checkpoint_dir) / "eval_report.json"
     report_json.write_text(json.dumps(metrics, indent=2) + "\n")
     (Path(checkpoint_dir) / "eval_report.md").write_text(render_markdown(metrics))
-    store.con.execute("UPDATE rm_runs SET eval_metrics = ?, status = 'evaluated', updated_at = current_timestamp "
-                      "WHERE rm_run_id = ?", [json.dumps(metrics), rm_run_id])
     human = (metrics.get("by_label_source") or {}).get("human-labelled")
     if human:
         report.details["human_labelled"] = human
@@ -179,7 +189,7 @@ def render_markdown(metrics: dict) -> str:
         lines.append(f"| calibration ECE | {fmt(metrics['calibration']['ece'])} |")
         for key, value in metrics["length"].items():
             lines.append(f"| {key} | {fmt(value)} |")
-        for key, value in metrics["candidate_reward_spread"].items():
+        for key, value in (metrics["candidate_reward_spread"] or {}).items():
             lines.append(f"| candidates: {key} | {fmt(value)} |")
         if metrics.get("ensemble"):
             for key, value in metrics["ensemble"].items():

@@ -19,14 +19,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from transformers import TrainingArguments, set_seed
 
 from prefcurate.core.config import TrainConfig
 from prefcurate.core.hashing import content_hash
-from prefcurate.core.report import StageReport
+from prefcurate.core.local_models import model_fingerprint
 from prefcurate.rm import distributed
 from prefcurate.rm.data import PairCollator, PairData, encode_pairs, load_splits, pair_features
 from prefcurate.rm.head_train import train_head_member
@@ -48,9 +47,6 @@ from prefcurate.rm.model import (
 from prefcurate.rm.score import score_sequences
 from prefcurate.rm.trainer import BradleyTerryTrainer, ProgressCallback, mean_last_epoch, steady_tokens_per_second
 
-if TYPE_CHECKING:  # the store needs duckdb; training and scoring run where it is not installed
-    from prefcurate.core.store import Store
-
 log = logging.getLogger(__name__)
 STAGE = "train"
 
@@ -63,10 +59,16 @@ class TrainResult:
     reused: bool
 
 
-def rm_run_id(curated_dir: Path, config: TrainConfig, base_model_path: str) -> str:
+def export_fingerprint(curated_dir: Path) -> str:
+    """The export's content: its manifest's file hashes (paths do not count)."""
     manifest = json.loads((Path(curated_dir) / "manifest.json").read_text())
-    data_hashes = {split: entry["sha256"] for split, entry in manifest["files"].items()}
-    return content_hash("rm", data_hashes, config.model_dump(mode="json"), base_model_path)
+    return content_hash("export", {split: entry["sha256"] for split, entry in manifest["files"].items()})
+
+
+def rm_run_id(curated_dir: Path, config: TrainConfig, base_model_path: str) -> str:
+    """The same training gets the same id on any machine: export content, base model content, config."""
+    return content_hash("rm", export_fingerprint(curated_dir), model_fingerprint(base_model_path),
+                        config.model_dump(mode="json"))
 
 
 def _resample(pairs: PairData, indices: list[int]) -> PairData:
@@ -167,43 +169,26 @@ def train_member(base_model_path: str, pairs: PairData, config: TrainConfig, see
     }
 
 
-def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, base_model_path: str,
-                       config: TrainConfig, output_root: Path, device: str) -> tuple[TrainResult, StageReport]:
-    run_id = rm_run_id(curated_dir, config, base_model_path)
-    checkpoint_dir = Path(output_root) / run_id[:16]
-    report = StageReport(STAGE, details={"rm_run_id": run_id, "checkpoint": str(checkpoint_dir), "device": device})
-
-    stored = store.one("SELECT train_metrics FROM rm_runs WHERE rm_run_id = ?", [run_id])
-    if stored and all((member / "config.json").is_file() for member in member_dirs(checkpoint_dir)):
-        metrics = json.loads(stored[0])
-        report.count_in = report.count_out = metrics["train_pairs"]
-        report.details.update(reused=True)
-        distributed.share_plan(None, device)  # under a launcher: nothing for the other ranks to train
-        return TrainResult(run_id, checkpoint_dir, metrics, reused=True), report.finish()
-
-    # -- data ----------------------------------------------------------------------------------------
+def train_checkpoint(curated_dir: Path, base_model_path: str, config: TrainConfig, device: str,
+                     checkpoint_dir: Path) -> dict:
+    """Train on an export into checkpoint_dir; no store. Returns the training metrics."""
     splits = load_splits(curated_dir)
     tokenizer = load_tokenizer(base_model_path)
     train = encode_pairs(tokenizer, splits["train"], config.max_length, config.margin)
     validation = (encode_pairs(tokenizer, splits["validation"], config.max_length)
                   if "validation" in splits and len(splits["validation"]) else None)
-    report.count_in = len(train)
     if len(train) == 0:
         distributed.share_plan(None, device)  # release the other ranks before failing
         raise ValueError(f"{curated_dir}/train.parquet has no pairs: nothing to train on "
                          "(see the curation funnel: `SELECT * FROM curation_run_funnel`)")
-
-    # -- members -------------------------------------------------------------------------------------
     distributed.share_plan({"curated_dir": str(curated_dir), "base_model": base_model_path,
                             "config": config.model_dump(mode="json"), "checkpoint_dir": str(checkpoint_dir)}, device)
     members, names = train_members(base_model_path, train, validation, config, device, checkpoint_dir)
     if config.ensemble.members > 1:
         (checkpoint_dir / ENSEMBLE_FILE).write_text(json.dumps(
             {"members": names, "bootstrap": config.ensemble.bootstrap, "combine": "mean"}, indent=2) + "\n")
-
-    # -- record ----------------------------------------------------------------------------------------
     first = members[0]
-    metrics = {
+    return {
         "train_pairs": len(train), "validation_pairs": len(validation) if validation else 0,
         "truncated_sequences": train.truncated + (validation.truncated if validation else 0),
         "epochs": config.epochs, "steps": sum(m["steps"] for m in members),
@@ -214,20 +199,6 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
         "tokens_per_second": first["tokens_per_second"], "device": device,
         "ensemble_members": len(members), "members": members, "method": first.get("method", "finetune"),
     }
-    (checkpoint_dir / "training_config.json").write_text(json.dumps({
-        "rm_run_id": run_id, "curation_run_id": curation_run_id, "curated_dir": str(curated_dir),
-        "base_model": base_model_path, "config": config.model_dump(mode="json")}, indent=2) + "\n")
-    (checkpoint_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    store.con.execute(
-        "INSERT OR REPLACE INTO rm_runs (rm_run_id, curation_run_id, base_model, checkpoint_dir, config, status,"
-        " train_metrics) VALUES (?, ?, ?, ?, ?, 'trained', ?)",
-        [run_id, curation_run_id, base_model_path, str(checkpoint_dir), json.dumps(config.model_dump(mode="json")),
-         json.dumps(metrics)])
-    report.count_out = len(train)
-    report.details.update(reused=False, method=metrics["method"], final_loss=None if first["final_loss"] is None else round(first["final_loss"], 4),
-                          validation_accuracy=metrics["validation_accuracy"], truncated=metrics["truncated_sequences"],
-                          members=len(members), tokens_per_second=first["tokens_per_second"])
-    return TrainResult(run_id, checkpoint_dir, metrics, reused=False), report.finish()
 
 
 def resolve_method(config: TrainConfig, device: str) -> str:

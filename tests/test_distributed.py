@@ -20,7 +20,8 @@ import json, sys
 from pathlib import Path
 from prefcurate.core.config import TrainConfig
 from prefcurate.rm import distributed
-from prefcurate.rm.train import follow_training, train_reward_model
+from prefcurate.rm.job import train_reward_model
+from prefcurate.rm.train import follow_training
 
 curated, base, out, report = map(Path, sys.argv[1:5])
 config = TrainConfig(method="finetune", epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=64)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from prefcurate.core.config import load_config
+from prefcurate.core.journal import journal_path, read_journal
 from prefcurate.core.store import Store
 from prefcurate.curation.judging.constitution import load_constitution
 from prefcurate.curation.judging.judge import PanelJudge, pairs_to_judge, plan_calls
@@ -54,22 +55,23 @@ def test_a_killed_judge_run_resumes_without_repeating_answered_calls(tmp_path):
         process.wait()
         asked_before_kill = len(server.requests)
 
+        journaled = {row["judgment_id"] for row in read_journal(journal_path(store_path, "judgments"))}
         with Store(store_path) as store:
             stored = {row[0] for row in store.con.execute("SELECT judgment_id FROM judgments").fetchall()}
             config = load_config(config_path).judge
             planned = plan_calls(pairs_to_judge(store), load_constitution(None),
                                  PanelJudge(config.panel[0], "json_schema"), config)
-        assert 0 < len(stored) < len(planned) == 2 * N_PAIRS
+        assert 0 < len(stored | journaled) < len(planned) == 2 * N_PAIRS
         id_of = {request_key(call.request.messages): call.judgment_id for call in planned}
 
         resumed = subprocess.run(judge_command(config_path), capture_output=True, text=True, timeout=300)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     asked_after = [id_of[request_key(body["messages"])] for body in server.requests[asked_before_kill:]]
-    assert not stored & set(asked_after)  # nothing stored before the kill was asked again
-    # what was asked but not yet committed when the kill came is at most one commit batch + in-flight calls
+    assert not (stored | journaled) & set(asked_after)  # nothing kept before the kill was asked again
+    # what was asked but neither committed nor journaled when the kill came: the calls in flight
     asked_before = {id_of[request_key(body["messages"])] for body in server.requests[:asked_before_kill]}
-    assert len(asked_before - stored) <= COMMIT_EVERY + CONCURRENCY
+    assert len(asked_before - stored - journaled) <= CONCURRENCY
     with Store(store_path) as store:
         final = {row[0] for row in store.con.execute("SELECT judgment_id FROM judgments WHERE valid").fetchall()}
     assert final == {call.judgment_id for call in planned} and stored <= final

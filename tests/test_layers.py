@@ -7,26 +7,18 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+from tests.support.gpu_machine import NOT_ON_A_GPU_MACHINE, gpu_machine_paths, installed_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PACKAGE_DIRS = PYPROJECT["tool"]["setuptools"]["package-dir"]  # import name -> root folder
 # Run inside argilla-server's own virtual environment (argilla_server installed, prefcurate not).
 OTHER_ENVIRONMENT = ("prefcurate.curation.annotation.argilla_service",)
-
-
-def installed_tree(target: Path) -> Path:
-    """The package as it installs (scripts/installed_tree.py): the checker reads packages from disk,
-    and in this repository prefcurate.curation lives in curation/, not in prefcurate/curation/."""
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "installed_tree.py"), str(target)], capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return target
 
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess:
@@ -90,12 +82,10 @@ def test_the_cli_and_the_flows_import_without_torch():
     assert done.stdout.strip() == "[]"
 
 
-# What a GPU machine does not have (prefcurate's pipeline side): the reward-model code must not need it.
-NOT_ON_A_GPU_MACHINE = ("duckdb", "prefect", "openai", "argilla", "argilla_server", "rensa")
 IMPORT_WHAT_A_GPU_RUNS = """
 import sys
 sys.path[:0] = sys.argv[1:]
-import prefcurate.rm.train, prefcurate.rm.score, prefcurate.rm.evaluate, prefcurate.rm.distributed
+import prefcurate.rm.train, prefcurate.rm.score, prefcurate.rm.evaluate, prefcurate.rm.distributed, prefcurate.rm.job
 import tests.conftest, tests.test_gpu
 print(sorted({m.split('.')[0] for m in sys.modules} & set(%r)))
 """ % (NOT_ON_A_GPU_MACHINE,)
@@ -104,18 +94,9 @@ print(sorted({m.split('.')[0] for m in sys.modules} & set(%r)))
 def test_training_scoring_and_the_gpu_tests_import_without_the_pipelines_packages(tmp_path):
     """As on a GPU machine: a site folder holding everything installed but duckdb, prefect, openai,
     argilla and rensa, and no editable install (python -S); the package laid out as it installs."""
-    import sysconfig
-
-    site = tmp_path / "site"
-    site.mkdir()
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        top = entry.name.lstrip("_").split("-")[0].split(".")[0].lower()
-        if top not in NOT_ON_A_GPU_MACHINE and not entry.name.startswith("__editable__"):
-            (site / entry.name).symlink_to(entry)
-    tree = installed_tree(tmp_path / "tree")
-    shutil.copytree(ROOT / "tests", tree / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-    done = subprocess.run([sys.executable, "-S", "-c", IMPORT_WHAT_A_GPU_RUNS, str(tree), str(site)],
-                          capture_output=True, text=True, timeout=300, cwd=tree)
+    paths = gpu_machine_paths(tmp_path)
+    done = subprocess.run([sys.executable, "-S", "-c", IMPORT_WHAT_A_GPU_RUNS, *paths],
+                          capture_output=True, text=True, timeout=300, cwd=paths[0])
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
 

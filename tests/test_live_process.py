@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 
 def _judge_process(tmp_path: Path, server: OpenAICompatServer, pairs: int = 100,
                    commit_every: int = 1000) -> tuple[subprocess.Popen, Path]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     store_path = tmp_path / "s.duckdb"
     with Store(store_path) as store:
         add_judgeable_pairs(store, pairs)
@@ -116,10 +117,20 @@ def test_a_reader_polling_every_second_is_never_refused_while_the_judge_writes(t
             notes += "reading its snapshot" in read.stderr
             time.sleep(1)
         _out, err = process.communicate()
-    assert process.returncode == 0, err
-    assert counts == sorted(counts), counts  # never goes back
-    assert notes >= 2 and counts[-1] > 0  # the snapshot was read while the judge wrote, and it grew
-    assert _answered(store_path) == 600
+        assert process.returncode == 0, err
+        assert counts == sorted(counts), counts  # never goes back
+        assert notes >= 2 and counts[-1] > 0  # the snapshot was read while the judge wrote, and it grew
+        assert _answered(store_path) == 600
+        # the same judging with nobody reading: the writer's pace holds with a reader polling
+        alone, alone_store = _judge_process(tmp_path / "alone", server, pairs=300, commit_every=16)
+        alone.communicate()
+    with_reader, without = _judge_seconds(store_path), _judge_seconds(alone_store)
+    assert with_reader < 1.5 * without, (with_reader, without)
+
+
+def _judge_seconds(store_path: Path) -> float:
+    with Store(store_path) as store:
+        return store.scalar("SELECT epoch(finished_at) - epoch(started_at) FROM stage_runs WHERE stage = 'judge'")
 
 
 def test_a_key_echoed_by_the_endpoint_reaches_no_output_log_store_or_prefect_database(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pyarrow as pa
@@ -10,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefcurate.rm.probes import EDITS, run_probes
+from tests.support.exports import write_manifest
 
 
 def test_probes_report_the_change_with_an_interval_and_flag_by_direction():
@@ -37,7 +37,6 @@ def write_length_loving_export(folder, n_train=96, n_test=24):
     words = [word.strip(".,").lower() for word in FILLER.split()]
     rng = random.Random(5)
     folder.mkdir(parents=True)
-    files = {}
     padding = lambda: " ".join(rng.choice(words) for _ in range(rng.randint(15, 40))) + "."  # noqa: E731
     train = [{"prompt": f"Question {i}?", "chosen": f"Answer {i}. {padding()}", "rejected": f"Answer {i}."}
              for i in range(n_train)]
@@ -45,17 +44,15 @@ def write_length_loving_export(folder, n_train=96, n_test=24):
     test = [{"prompt": f"Question {i}?", "chosen": f"Answer {i}, in short.", "rejected": f"Answer {i}."}
             for i in range(500, 500 + n_test)]
     for split, rows in (("train", train), ("test", test)):
-        n = len(rows)
         pq.write_table(pa.Table.from_pylist(rows), folder / f"{split}.parquet")
-        files[split] = {"sha256": f"length-{split}", "rows": n}
-    (folder / "manifest.json").write_text(json.dumps({"files": files}))
+    write_manifest(folder)
     return folder
 
 
 def test_evaluation_flags_a_length_loving_reward_model_for_padding(tmp_path, store, tiny_model_dir):
     from prefcurate.core.config import EvaluateConfig, TrainConfig
     from prefcurate.rm.evaluate import evaluate_reward_model
-    from prefcurate.rm.train import train_reward_model
+    from prefcurate.rm.job import train_reward_model
 
     curated = write_length_loving_export(tmp_path / "curated")
     config = TrainConfig(method="finetune", epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=96)

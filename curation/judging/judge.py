@@ -224,9 +224,11 @@ def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constituti
 
 # -- running ----------------------------------------------------------------------------------------
 
-def complete_concurrently(calls: list[PlannedCall]) -> Iterator[tuple[PlannedCall, ChatResult]]:
+def complete_concurrently(calls: list[PlannedCall], on_result: Callable[[PlannedCall, ChatResult], None] | None = None,
+                          ) -> Iterator[tuple[PlannedCall, ChatResult]]:
     """Each judge's backend works through its own calls in its own thread (one endpoint does not
-    wait for another); results come back as they finish."""
+    wait for another); results come back as they finish. `on_result` sees each one the moment it
+    arrives, in that thread (the journal: durable before the consumer gets to it)."""
     by_judge: dict[str, list[PlannedCall]] = {}
     for call in calls:
         by_judge.setdefault(call.judge.name, []).append(call)
@@ -248,6 +250,8 @@ def complete_concurrently(calls: list[PlannedCall]) -> Iterator[tuple[PlannedCal
         results = judge_calls[0].judge.backend.complete(call.request for call in judge_calls)
         try:
             for result in results:
+                if on_result is not None:
+                    on_result(by_id[result.key], result)
                 if not send((by_id[result.key], result)):
                     break
         except BaseException as error:  # a backend that breaks (not one failed call) ends the stage
@@ -334,15 +338,19 @@ class JudgeRun:
         self.stats = RunStats()
         self.watches = {judge.name: FailureWatch(STAGE, f"judge {judge.name}", judge.config.backend) for judge in panel}
         self.fallbacks: dict[str, str] = {}  # judge -> why its output format fell back to text
-        self.replayed = self._replay_journal()
-        self.journal = Journal(journal_path(store.path, "judgments")) if config.journal else None
+        path = journal_path(store.path, "judgments")
+        self._left_by_a_stopped_run = read_journal(path)  # replayed once the calls are planned
+        self.replayed = 0
+        self.journal = Journal(path) if config.journal else None
         self._buffer: list[dict] = []
         self._flushed_at = time.monotonic()
 
     def plan(self, pairs: list[tuple]) -> tuple[list[PlannedCall], list[PlannedCall]]:
         """(planned, todo) over the whole panel."""
-        answered = answered_ids(self.store)
         planned = [call for judge in self.panel for call in plan_calls(pairs, self.constitution, judge, self.config)]
+        if self._left_by_a_stopped_run:
+            self._replay(planned)
+        answered = answered_ids(self.store)
         return planned, [call for call in planned if call.judgment_id not in answered]
 
     def probe_output_formats(self, pairs: list[tuple], todo: list[PlannedCall]) -> tuple[list[PlannedCall], int]:
@@ -357,11 +365,11 @@ class JudgeRun:
             first = [call for call in todo if call.judge is judge][:PROBE_CALLS]
             if not first:
                 continue
-            answers = list(complete_concurrently(first[:1]))  # one call tells whether it is refused
+            answers = list(complete_concurrently(first[:1], self._on_result))  # one call: is it refused?
             if answers[0][1].error_kind == "bad_request":
                 reason = "the endpoint refused response_format (HTTP 400)"
             else:
-                answers += list(complete_concurrently(first[1:])) if len(first) > 1 else []
+                answers += list(complete_concurrently(first[1:], self._on_result)) if len(first) > 1 else []
                 rows = [self._keep(call, result) for call, result in answers]  # real answers: kept, not re-asked
                 probed.update(call.judgment_id for call, _ in answers)
                 answered = [row for row in rows if not (row["invalid_reason"] or "").startswith(CALL_FAILED)]
@@ -380,22 +388,37 @@ class JudgeRun:
             todo = self.plan(pairs)[1]
         return [call for call in todo if call.judgment_id not in probed], len(probed)
 
-    def _replay_journal(self) -> int:
-        """Answers a run that died had received but not committed: into the store before planning."""
-        path = journal_path(self.store.path, "judgments")
-        rows = read_journal(path)
+    @property
+    def _on_result(self) -> Callable[[PlannedCall, ChatResult], None] | None:
+        return self._journal_answer if self.journal is not None else None
+
+    def _journal_answer(self, call: PlannedCall, result: ChatResult) -> None:
+        """In the backend's thread, as the answer arrives: one line, flushed to the OS."""
+        self.journal.append(call.judgment_id, {"judgment_id": call.judgment_id, **{name: getattr(result, name) for name in (
+            "text", "finish_reason", "prompt_tokens", "completion_tokens", "latency_ms", "first_token_logprobs",
+            "token_logprobs", "error")}})
+
+    def _replay(self, planned: list[PlannedCall]) -> None:
+        """Answers a run that died had received but not committed: read as if they had just arrived."""
+        by_id = {call.judgment_id: call for call in planned}
+        entries = self._left_by_a_stopped_run
+        self._left_by_a_stopped_run = []
+        rows = [judgment_row(by_id[entry["judgment_id"]], ChatResult(key=entry.pop("judgment_id"), **entry),
+                             self.constitution, self.config)
+                for entry in entries if entry["judgment_id"] in by_id]
         if rows:
             with self.store.transaction():
                 self.store.upsert("judgments", pa.Table.from_pylist(rows, schema=JUDGMENT_SCHEMA))
             log.info("judge: %d answers a stopped run had received are stored from its journal", len(rows))
-        path.unlink(missing_ok=True)
-        return len(rows)
+        if self.journal is not None:
+            self.journal.committed(())  # the stopped run's entries are in the store now
+        else:
+            journal_path(self.store.path, "judgments").unlink(missing_ok=True)
+        self.replayed = len(rows)
 
     def _keep(self, call: PlannedCall, result: ChatResult) -> dict:
         row = judgment_row(call, result, self.constitution, self.config)
         self.stats.add(row)
-        if self.journal is not None:
-            self.journal.append(row)
         self._buffer.append(row)
         # Commit every `commit_every` answers, and at least every few seconds on a slow endpoint.
         if len(self._buffer) >= self.config.commit_every or time.monotonic() - self._flushed_at > COMMIT_SECONDS:
@@ -407,21 +430,20 @@ class JudgeRun:
         if self._buffer:
             with self.store.transaction():
                 self.store.upsert("judgments", pa.Table.from_pylist(self._buffer, schema=JUDGMENT_SCHEMA))
-            self._buffer.clear()
             if self.journal is not None:
-                self.journal.clear()
+                self.journal.committed(row["judgment_id"] for row in self._buffer)
+            self._buffer.clear()
             self.store.publish_snapshot()  # every few seconds at most: for readers
         self._flushed_at = time.monotonic()
 
     def close(self) -> None:
         self.flush()
         if self.journal is not None:
-            self.journal.close()
-            self.journal.path.unlink(missing_ok=True)
+            self.journal.close(remove=True)
 
     def ask(self, calls: list[PlannedCall], progress: Progress) -> None:
         try:
-            for call, result in complete_concurrently(calls):
+            for call, result in complete_concurrently(calls, self._on_result):
                 self._keep(call, result)
                 progress.update()
         finally:
