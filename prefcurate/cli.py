@@ -214,10 +214,21 @@ def curate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreO
 
 @command()
 def train(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
-          curation_run: Optional[str] = typer.Option(None, help="Curation run id (default: the latest).")) -> None:
+          curation_run: Optional[str] = typer.Option(None, help="Curation run id (default: the latest)."),
+          export: Optional[str] = typer.Option(None, help="The portable job: a curated export folder (path or fsspec "
+                                               "URL, e.g. s3://bucket/curated/<run>); no store is opened."),
+          output: Optional[str] = typer.Option(None, help="With --export: where the checkpoint, reports and "
+                                               "result.json go (path or URL)."),
+          base_model: Optional[str] = typer.Option(None, help="With --export: the base model (path, URL or hub "
+                                                   "name; default train.base_model)."),
+          evaluate_split: bool = typer.Option(True, "--evaluate/--no-evaluate",
+                                              help="With --export: evaluate on the export's held-out split.")) -> None:
     """Train a Bradley-Terry reward model on a curated export.
 
-    Under `torchrun` / `accelerate launch` rank 0 runs the flow and the other ranks join its training."""
+    Without --export: the store's latest (or named) curation run, recorded in rm_runs. With --export
+    and --output: the portable job, anywhere (a GPU machine): no store, duckdb or Prefect; record its
+    output later with `prefcurate record-training`. Under `torchrun` / `accelerate launch` rank 0 runs
+    it and the other ranks join its training."""
     from prefcurate.rm import distributed
 
     cfg = _config(config, store)
@@ -227,9 +238,51 @@ def train(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
 
         follow_training(pick_device(cfg.train.device))
         return
+    if export is not None:
+        _train_job(cfg, export, output, base_model, evaluate_split)
+        return
     from prefcurate.flows.stages import train_flow
 
     _print_summary(_run(train_flow, cfg, curation_run_id=curation_run))
+
+
+def _train_job(cfg: PrefcurateConfig, export: str, output: Optional[str], base_model: Optional[str],
+               evaluate_split: bool) -> None:
+    from prefcurate.core.local_models import pick_device, resolve_model
+    from prefcurate.rm.job import run_training_job
+
+    if output is None:
+        raise typer.BadParameter("--export needs --output (a path or URL for the checkpoint)")
+    console.setup_logging()
+    model = base_model or resolve_model(cfg.train.base_model, cfg.resolved_models_dir)
+    result = run_training_job(export, model, output, cfg.train, pick_device(cfg.train.device),
+                              cfg.evaluate if evaluate_split else None, cfg.workdir / "cache")
+    if result is None:
+        return
+    evaluation = result.get("eval_metrics") or {}
+    typer.echo(f"train: {'reused' if result['reused'] else 'trained'} {result['rm_run_id'][:16]} -> {output}")
+    typer.echo(f"  train_pairs: {result['train_metrics']['train_pairs']}")
+    if evaluation.get("accuracy") is not None:
+        low, high = evaluation["accuracy_ci"]
+        typer.echo(f"  held-out accuracy: {evaluation['accuracy']:.3f} [{low:.3f}, {high:.3f}] on {evaluation['pairs']} pairs")
+    typer.echo(f"  record it in the store: prefcurate record-training {output}")
+
+
+@command(app, "record-training")
+def record_training_command(output: str = typer.Argument(..., help="A training job's output (path or URL)."),
+                            config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+                            curation_run: Optional[str] = typer.Option(
+                                None, help="Curation run the export came from (default: the one in result.json).")
+                            ) -> None:
+    """Record a finished training job's output in the store (rm_runs); recording twice adds nothing."""
+    from prefcurate.core.store import Store
+    from prefcurate.rm.job import record_training
+
+    cfg = _config(config, store)
+    with Store(cfg.store.path, lock_timeout_s=cfg.store.lock_timeout_s,
+               snapshot_every_s=cfg.store.snapshot_every_s) as opened:
+        run_id = record_training(opened, output, curation_run)
+    typer.echo(f"recorded: rm run {run_id[:16]} from {output}")
 
 
 @command()

@@ -209,6 +209,15 @@ def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None, ba
         return finish_stage(store, report)
 
 
+def local_checkpoint(config: PrefcurateConfig, checkpoint_dir: str) -> Path:
+    """A reward model on this machine: rm_runs holds a path, or the URL a training job elsewhere wrote
+    it to (then it is fetched into <workdir>/cache). Scoring and the store-side evaluations (the
+    refresh gate's held-out sets, `prefcurate score`) run here, from it."""
+    from prefcurate.core.locations import fetch_folder
+
+    return fetch_folder(checkpoint_dir, config.workdir / "cache" / "checkpoints")
+
+
 def evaluate_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
     from prefcurate.rm.evaluate import evaluate_reward_model
 
@@ -219,8 +228,9 @@ def evaluate_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> di
                else store.one(query + "ORDER BY r.updated_at DESC LIMIT 1"))
         if row is None:
             raise LookupError(f"{config.store.path}: no reward model run {rm_run_id or ''}; run `prefcurate train` first")
-        _metrics, report = evaluate_reward_model(store, row[0], Path(row[1]), Path(row[2]), config.evaluate,
-                                                 pick_device(config.train.device), config.train.max_length)
+        _metrics, report = evaluate_reward_model(store, row[0], local_checkpoint(config, row[1]), Path(row[2]),
+                                                 config.evaluate, pick_device(config.train.device),
+                                                 config.train.max_length)
         return finish_stage(store, report)
 
 
@@ -235,7 +245,8 @@ def score_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
         if row is None:
             raise LookupError(f"{config.store.path}: no reward model run {rm_run_id or ''}; run `prefcurate train` first")
         report = StageReport("score", count_in=store.count("candidates"), details={"rm_run_id": row[0]})
-        scorer = RewardScorer(row[1], pick_device(config.train.device), config.train.max_length,
+        scorer = RewardScorer(str(local_checkpoint(config, row[1])), pick_device(config.train.device),
+                              config.train.max_length,
                               config.evaluate.precision, config.evaluate.compile)
         outcome = score_candidates(store, scorer, row[0], config.evaluate.batch_size)
         report.count_out = outcome["scored"]
@@ -294,7 +305,7 @@ def benchmark_stage(config: PrefcurateConfig, benchmark: str, rm_run_id: str | N
         if row is None:
             raise LookupError(f"{config.store.path}: no reward model run {rm_run_id or ''}; run `prefcurate train` "
                               "first, or name a checkpoint with --checkpoint")
-        rm_run_id, model_path, model = row[0], row[1], row[0]
+        rm_run_id, model_path, model = row[0], str(local_checkpoint(config, row[1])), row[0]
     else:
         model_path, model = resolve_model(checkpoint, config.resolved_models_dir), checkpoint
     report = StageReport("benchmark", count_in=len(rows.rows) + len(rows.skipped),

@@ -88,3 +88,47 @@ def test_export_model_and_output_can_be_urls(tmp_path, store, tiny_model_dir):
     assert json.loads((remote / "result.json").read_text())["rm_run_id"] == result["rm_run_id"]
     assert record_training(store, f"file://{remote}") == result["rm_run_id"]
     assert store.scalar("SELECT checkpoint_dir FROM rm_runs") == f"file://{remote}"
+
+    # the store side scores from the URL it recorded: fetched into the workdir's cache
+    from prefcurate.core.config import PrefcurateConfig
+    from prefcurate.pipeline import local_checkpoint
+    from prefcurate.rm.score import RewardScorer
+
+    here = local_checkpoint(PrefcurateConfig(workdir=tmp_path / "work"), f"file://{remote}")
+    assert here.is_relative_to(tmp_path / "work" / "cache") and (here / "config.json").is_file()
+    item = (["Question 1?"], ["An excellent answer 1."])
+    assert RewardScorer(str(here)).score(*item) == pytest.approx(RewardScorer(str(remote)).score(*item), abs=1e-6)
+
+
+def test_the_cli_trains_from_an_export_without_a_store_and_records_it_with_one(tmp_path, tiny_model_dir):
+    """`prefcurate train --export` as a GPU machine runs it, then `record-training` on the store side."""
+    from typer.testing import CliRunner
+
+    from prefcurate.cli import app
+    from prefcurate.core.store import Store
+
+    export = write_export(tmp_path / "export")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"workdir: {tmp_path / 'work'}\nstore:\n  path: {tmp_path / 's.duckdb'}\n"
+                      "train:\n  method: head\n  max_length: 64\n  head:\n    layer: 1\n"
+                      "evaluate:\n  probe_responses: 4\n")
+    out = tmp_path / "out"
+    script = ("import sys\nsys.path[:0] = sys.argv[1:3]\nsys.argv = ['prefcurate'] + sys.argv[3:]\n"
+              "from prefcurate.cli import main\nmain()")
+    paths = gpu_machine_paths(tmp_path / "machine")
+    done = subprocess.run([sys.executable, "-S", "-c", script, *paths, "train", "--config", str(config),
+                           "--export", str(export), "--output", str(out), "--base-model", str(tiny_model_dir)],
+                          capture_output=True, text=True, timeout=600, cwd=paths[0])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "held-out accuracy:" in done.stdout and f"prefcurate record-training {out}" in done.stdout
+    assert not (tmp_path / "s.duckdb").exists()  # no store was touched
+
+    runner = CliRunner()
+    for _ in range(2):
+        recorded = runner.invoke(app, ["record-training", str(out), "--config", str(config)])
+        assert recorded.exit_code == 0, recorded.output
+    with Store(tmp_path / "s.duckdb") as store:
+        assert store.one("SELECT count(*), any_value(status) FROM rm_runs") == (1, "evaluated")
+    (out / "result.json").unlink()
+    refused = runner.invoke(app, ["record-training", str(out), "--config", str(config)])
+    assert refused.exit_code == 1 and "the training job did not finish" in refused.output

@@ -19,7 +19,7 @@ from typing import Callable
 
 from prefcurate.core.config import PrefcurateConfig
 from prefcurate.curation.judging.judge import run_directly
-from prefcurate.pipeline import curate_stage, judge_stage, open_store, train_stage
+from prefcurate.pipeline import curate_stage, judge_stage, local_checkpoint, open_store, train_stage
 from prefcurate.refresh import ledger
 from prefcurate.refresh.gate import decide
 from prefcurate.refresh.heldout import load_heldout_sets, measure, open_scorer
@@ -44,6 +44,7 @@ def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
             log.info("refresh round %d is done (%s): nothing to do", round_index, finished["decision"])
             return finished
         incumbent_id, incumbent_dir = ledger.start_round(store, round_index, refresh.gate)
+        incumbent_dir = str(local_checkpoint(config, incumbent_dir))  # trained elsewhere: fetched
         drawn = draw_prompts(store, round_index, refresh.prompts_per_round, refresh.on_policy_heldout, refresh.seed)
     prompt_ids = [prompt_id for prompt_id, _ in drawn]
     log.info("refresh round %d: incumbent %s, %d prompts (%d held out)", round_index, incumbent_id[:12],
