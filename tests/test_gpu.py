@@ -124,3 +124,18 @@ def test_torchrun_trains_one_process_over_nccl(tmp_path, tiny_model_dir):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["steps"] == 2 * 6 and report["backend"] == "nccl"
     assert (tmp_path / "rm" / "config.json").is_file()
+
+
+def test_the_portable_training_job_runs_on_cuda_with_no_store(tmp_path, tiny_model_dir):
+    """Issue 17's hand-off as a GPU machine runs it: an export in, a checkpoint and result.json out."""
+    from prefcurate.core.config import EvaluateConfig, TrainConfig
+    from prefcurate.rm.job import read_result, run_training_job
+
+    export = write_export(tmp_path / "export", n_train=96, n_test=16)
+    config = TrainConfig(method="finetune", epochs=3, batch_size=16, learning_rate=3e-3, trainable_layers=None,
+                         max_length=64)
+    result = run_training_job(export, str(tiny_model_dir), tmp_path / "out", config, "cuda",
+                              EvaluateConfig(probe_responses=0))
+    assert read_result(tmp_path / "out")["rm_run_id"] == result["rm_run_id"]
+    assert result["train_metrics"]["device"] == "cuda" and result["eval_metrics"]["accuracy"] >= 0.9
+    assert not {"duckdb", "prefect"} & {name.split(".")[0] for name in sys.modules}
