@@ -495,6 +495,61 @@ def serve(config: Optional[Path] = ConfigOption,
         raise typer.Exit(2) from None
 
 
+@command(app, "serve-rm")
+def serve_rm(checkpoint: Optional[str] = typer.Option(None, help="A reward model folder or URL (default: the "
+                                                      "store's latest reward model)."),
+             config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+             host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless you mean to expose it)."),
+             port: int = typer.Option(8765, help="Port (0: any free one, printed)."),
+             token_env: Optional[str] = typer.Option(None, help="Environment variable holding a bearer token that "
+                                                     "every request must carry."),
+             max_batch: int = typer.Option(64, help="Most items scored in one batched pass."),
+             max_wait_ms: float = typer.Option(5.0, help="How long a batch waits for more requests to join it."),
+             max_queue: int = typer.Option(1024, help="Requests waiting at most; beyond, 503.")) -> None:
+    """Serve a reward model (or ensemble) over HTTP: POST /score, OpenRLHF's POST /get_reward, GET /health."""
+    from prefcurate.core.local_models import pick_device
+    from prefcurate.core.secrets import secret_from_env
+    from prefcurate.rm.score import RewardScorer
+    from prefcurate.rm.serving import BatchingScorer, RewardServer
+
+    cfg = _config(config, store)
+    console.setup_logging()
+    folder = _served_checkpoint(cfg, checkpoint)
+    token = secret_from_env(token_env)
+    if token_env and not token:
+        raise typer.BadParameter(f"--token-env: ${token_env} is not set")
+    device = pick_device(cfg.train.device)
+    scorer = RewardScorer(folder, device, cfg.train.max_length, cfg.evaluate.precision)
+    server = RewardServer((host, port), BatchingScorer(scorer, max_batch, max_wait_ms, max_queue,
+                                                       cfg.evaluate.batch_size), token)
+    console.handle_sigterm()
+    typer.echo(f"serving {folder} ({len(scorer.members)} member(s), {device}, {scorer.precision}) at "
+               f"http://{host}:{server.server_address[1]}", err=False)
+    try:
+        server.serve_forever()
+    except (KeyboardInterrupt, console.Terminated):
+        typer.echo("stopped")
+    finally:
+        server.server_close()
+
+
+def _served_checkpoint(cfg: PrefcurateConfig, checkpoint: Optional[str]) -> str:
+    from prefcurate.pipeline import local_checkpoint
+
+    if checkpoint is None:
+        from prefcurate.core.store import open_for_reading
+
+        con, _note = open_for_reading(cfg.store.path)
+        try:
+            row = con.execute("SELECT checkpoint_dir FROM rm_runs ORDER BY updated_at DESC LIMIT 1").fetchone()
+        finally:
+            con.close()
+        if row is None:
+            raise LookupError(f"{cfg.store.path}: no reward model yet; train one, or name it with --checkpoint")
+        checkpoint = row[0]
+    return str(local_checkpoint(cfg, checkpoint))
+
+
 @command()
 def deploy(work_pool: str = typer.Option(..., "--work-pool", help="A Prefect work pool (e.g. `prefect work-pool "
                                          "create local --type process`)."),

@@ -78,6 +78,18 @@ DISTINCT_PROMPTS = [
 ]
 
 
+@pytest.fixture(scope="session")
+def reward_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny model as a reward model with a fixed (saved) random score head."""
+    from prefcurate.rm.model import load_reward_model
+
+    model, tokenizer = load_reward_model(str(tiny_model_dir), new_head=True)
+    folder = tmp_path_factory.mktemp("reward-model")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def pipeline_config(tmp_path, tiny_model_dir, openai_server):
     """The whole pipeline on 24 prompts: the tiny model generates and trains, the suite's server judges."""

@@ -11,17 +11,6 @@ from prefcurate.rm.score import RewardScorer
 from prefcurate.rm.trl_reward import reward_function
 
 
-@pytest.fixture(scope="module")
-def reward_model_dir(tmp_path_factory, tiny_model_dir):
-    from prefcurate.rm.model import load_reward_model
-
-    model, tokenizer = load_reward_model(str(tiny_model_dir), new_head=True)  # a fixed, saved head
-    folder = tmp_path_factory.mktemp("rm")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_standard_format_scores_as_the_scorer_does(reward_model_dir):
     reward = reward_function(reward_model_dir, precision="fp32")
     prompts = ["Name a colour.", "What is 2 + 2?"]
