@@ -519,7 +519,7 @@ def serve_rm(checkpoint: Optional[str] = typer.Option(None, help="A reward model
     if token_env and not token:
         raise typer.BadParameter(f"--token-env: ${token_env} is not set")
     device = pick_device(cfg.train.device)
-    scorer = RewardScorer(folder, device, cfg.train.max_length, cfg.evaluate.precision)
+    scorer = RewardScorer(folder, device, cfg.train.max_length, cfg.evaluate.precision, cfg.evaluate.compile)
     server = RewardServer((host, port), BatchingScorer(scorer, max_batch, max_wait_ms, max_queue,
                                                        cfg.evaluate.batch_size), token)
     console.handle_sigterm()

@@ -165,6 +165,7 @@ def parse_openrlhf_request(body: dict, max_items: int, max_chars: int) -> list[s
 
 class RewardServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # connections waiting to be accepted: RL trainers open many at once
 
     def __init__(self, address: tuple[str, int], batcher: BatchingScorer, token: str | None = None,
                  max_items: int = 256, max_chars: int = 100_000, timeout_s: float = 120.0):
