@@ -7,7 +7,6 @@ normal HF folder under the models directory, which then loads in about two secon
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -100,7 +99,7 @@ _FINGERPRINTS: dict[tuple, str] = {}
 def model_fingerprint(name_or_path: str) -> str:
     """What a model is, not where it lies: the sha256 of every file in its folder (by relative name),
     so the same weights give the same id on any machine. A hub name not on disk is its own name."""
-    from prefcurate.core.hashing import content_hash
+    from prefcurate.core.hashing import content_hash, file_sha256
 
     folder = Path(name_or_path)
     if not folder.is_dir():
@@ -108,12 +107,6 @@ def model_fingerprint(name_or_path: str) -> str:
     files = sorted(path for path in folder.rglob("*") if path.is_file() and not path.name.startswith("."))
     key = tuple((str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in files)
     if key not in _FINGERPRINTS:
-        digests = {}
-        for path in files:
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            digests[path.relative_to(folder).as_posix()] = digest.hexdigest()
-        _FINGERPRINTS[key] = content_hash("model", digests)
+        _FINGERPRINTS[key] = content_hash("model", {path.relative_to(folder).as_posix(): file_sha256(path)
+                                                    for path in files})
     return _FINGERPRINTS[key]

@@ -15,7 +15,6 @@ recording the same output again changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prefcurate.core.config import EvaluateConfig, TrainConfig
+from prefcurate.core.hashing import file_sha256
 from prefcurate.core.locations import fetch_folder, is_url, publish_folder, read_text
 from prefcurate.rm import distributed
 from prefcurate.core.report import StageReport
@@ -50,7 +50,7 @@ def verify_export(export_dir: Path) -> dict:
         path = export_dir / Path(entry["path"]).name
         if not path.is_file():
             raise FileNotFoundError(f"{export_dir}: {path.name} ({split}) is listed in manifest.json but missing")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
         if digest != entry["sha256"]:
             raise ValueError(f"{export_dir}: {path.name} does not match manifest.json (sha256 {digest[:12]}, "
                              f"expected {entry['sha256'][:12]}): a partial copy?")
