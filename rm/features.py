@@ -125,18 +125,11 @@ def _truncated_backbone(path: str, layer: int, device: str):
     lands in (a forward hook: hidden-state tuples differ between model families and versions)."""
     from transformers import AutoModel
 
-    from prefcurate.rm.model import load_tokenizer
+    from prefcurate.rm.model import cut_blocks, load_tokenizer
 
     tokenizer = load_tokenizer(path)
     model = AutoModel.from_pretrained(path).to(device).eval()
-    blocks = getattr(model, "layers", None) or getattr(getattr(model, "model", None), "layers", None)
-    if blocks is None or not 1 <= layer <= len(blocks):
-        raise ValueError(f"suspicion.features.layer = {layer}: {path} has "
-                         f"{'no transformer blocks it can find' if blocks is None else f'{len(blocks)} blocks'}")
-    del blocks[layer:]
-    model.config.num_hidden_layers = layer
-    if getattr(model.config, "layer_types", None):
-        model.config.layer_types = model.config.layer_types[:layer]
+    blocks = cut_blocks(model, layer, "suspicion.features.layer", str(path))
     captured: dict = {}
     blocks[layer - 1].register_forward_hook(
         lambda module, args, output: captured.__setitem__("output", output[0] if isinstance(output, tuple) else output))

@@ -25,19 +25,7 @@ from prefcurate.core.config import TrainConfig
 from prefcurate.core.progress import Progress
 from prefcurate.rm.data import PairData, pad_batch
 from prefcurate.rm.heads import fit_head
-from prefcurate.rm.model import load_reward_model
-
-
-def cut_backbone(model, layer: int) -> None:
-    """Keep the first `layer` transformer blocks of a sequence classifier (in place)."""
-    blocks = model.model.layers if hasattr(model, "model") and hasattr(model.model, "layers") else None
-    if blocks is None or not 1 <= layer <= len(blocks):
-        raise ValueError(f"train.head.layer = {layer}: the model has "
-                         f"{'no transformer blocks it can find' if blocks is None else f'{len(blocks)} blocks'}")
-    del blocks[layer:]
-    model.config.num_hidden_layers = layer
-    if getattr(model.config, "layer_types", None):
-        model.config.layer_types = model.config.layer_types[:layer]
+from prefcurate.rm.model import cut_blocks, load_reward_model
 
 
 def last_token_states(model, sequences: list[list[int]], pad_id: int, device: str, batch_size: int,
@@ -61,7 +49,7 @@ def train_head_member(base_model_path: str, pairs: PairData, config: TrainConfig
                       out_dir: Path, label: str, precision: str, save: bool = True) -> dict:
     started = time.perf_counter()
     model, tokenizer = load_reward_model(base_model_path, device, new_head=True)
-    cut_backbone(model, config.head.layer)
+    cut_blocks(model, config.head.layer, "train.head.layer")
     model.eval()
     sequences = pairs.chosen + pairs.rejected
     states = last_token_states(model, sequences, tokenizer.pad_token_id, device, config.batch_size * 4,

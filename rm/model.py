@@ -145,6 +145,20 @@ def _transformer_blocks(model) -> torch.nn.ModuleList | None:
     return None
 
 
+def cut_blocks(model, layer: int, setting: str, owner: str = "the model") -> torch.nn.ModuleList:
+    """Keep the first `layer` transformer blocks (in place); returns what is left of them. `setting`
+    and `owner` name the config key and the model in the error."""
+    blocks = _transformer_blocks(model)
+    if blocks is None or not 1 <= layer <= len(blocks):
+        raise ValueError(f"{setting} = {layer}: {owner} has "
+                         f"{'no transformer blocks it can find' if blocks is None else f'{len(blocks)} blocks'}")
+    del blocks[layer:]
+    model.config.num_hidden_layers = layer
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:layer]
+    return blocks
+
+
 def freeze_lower_layers(model, trainable_layers: int | None) -> int:
     """Train only the top `trainable_layers` blocks, the final norm and the score head.
 
