@@ -59,7 +59,7 @@ def _surrogate_field(record: dict) -> str | None:
     that can be stored), searching nested values too."""
     def bad(value) -> bool:
         if isinstance(value, str):
-            return any("\ud800" <= char <= "\udfff" for char in value)
+            return _has_surrogates(value)
         if isinstance(value, dict):
             return any(bad(item) for item in value.values())
         if isinstance(value, list):
