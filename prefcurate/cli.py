@@ -275,12 +275,11 @@ def record_training_command(output: str = typer.Argument(..., help="A training j
                                 None, help="Curation run the export came from (default: the one in result.json).")
                             ) -> None:
     """Record a finished training job's output in the store (rm_runs); recording twice adds nothing."""
-    from prefcurate.core.store import Store
+    from prefcurate.pipeline import open_store
     from prefcurate.rm.job import record_training
 
     cfg = _config(config, store)
-    with Store(cfg.store.path, lock_timeout_s=cfg.store.lock_timeout_s,
-               snapshot_every_s=cfg.store.snapshot_every_s) as opened:
+    with open_store(cfg) as opened:
         run_id = record_training(opened, output, curation_run)
     typer.echo(f"recorded: rm run {run_id[:16]} from {output}")
 

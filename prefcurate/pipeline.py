@@ -63,8 +63,9 @@ def generate_stage(config: PrefcurateConfig) -> dict:
 def pairs_stage(config: PrefcurateConfig) -> dict:
     with open_store(config) as store:
         summary = finish_stage(store, build_pairs(store, config.pairs))
-        if not store.count("pairs") and store.count("candidates"):
-            raise StageFailed(f"pairs: no pair could be formed from {store.count('candidates')} candidates: "
+        candidates = store.count("candidates")
+        if not store.count("pairs") and candidates:
+            raise StageFailed(f"pairs: no pair could be formed from {candidates} candidates: "
                               f"{identical_samples_note(store)}")
         return summary
 
