@@ -148,8 +148,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="prefcurate-serve-") as tmp:
         checkpoint = make_checkpoint(Path(tmp) / "rm")
         scorer = RewardScorer(checkpoint, device, 512, "auto", compile="auto")  # as serve-rm's defaults
-        ours = serve(RewardServer(("127.0.0.1", 0), BatchingScorer(scorer, args.max_batch, 5.0, 4096, 16),
-                                  max_items=16))
+        batcher = BatchingScorer(scorer, args.max_batch, 5.0, 4096, 16)
+        compile_started = time.perf_counter()
+        compiled = batcher.warm_up()  # as serve-rm does before serving (counted in seconds=)
+        compile_s = time.perf_counter() - compile_started
+        ours = serve(RewardServer(("127.0.0.1", 0), batcher, max_items=16))
         naive = serve(NaiveServer(("127.0.0.1", 0), checkpoint, device))
         items = make_items(args.requests)
         load(ours, items[:8], 4)  # warm both up (first forwards allocate)
@@ -168,7 +171,7 @@ def main() -> None:
     print(f"RESULT ratio={ours_f['rps'] / naive_f['rps']:.2f} clients={most} rps={ours_f['rps']:.1f} "
           f"rps_naive={naive_f['rps']:.1f} p50_ms={ours_f['p50_ms']:.0f} p99_ms={ours_f['p99_ms']:.0f} "
           f"p99_ms_naive={naive_f['p99_ms']:.0f} precision={scorer.precision} max_reward_diff={difference:.4f} "
-          f"reward_std={spread:.4f} requests={args.requests} seconds={time.perf_counter() - started:.0f} "
+          f"reward_std={spread:.4f} compiled={compiled} compile_s={compile_s:.0f} requests={args.requests} seconds={time.perf_counter() - started:.0f} "
           f"{hardware_fields()}")
 
 

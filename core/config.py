@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -281,6 +281,9 @@ class HeadConfig(_Section):
     l2: Annotated[float, Field(gt=0)] = 0.3
 
 
+PLACEMENT_FIELDS = {"work_pool", "job_variables", "storage", "wait_for_worker_s"}
+
+
 class TrainConfig(_Section):
     # finetune: the Trainer updates the model (top `trainable_layers` blocks, LoRA, or all); head: a
     # linear head fitted on a frozen backbone cut after head.layer blocks, in one forward pass over
@@ -324,6 +327,31 @@ class TrainConfig(_Section):
     ensemble: EnsembleConfig = EnsembleConfig()
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     seed: int = 0
+    # -- where training runs (not part of the recipe: the same training gets the same run id anywhere)
+    # None: in this process, on the store's machine. A Prefect work pool (a GPU pool): the pipeline
+    # and refresh rounds upload the curated export (and a local base model) to `storage`, run the
+    # training deployment that `prefcurate deploy` registers on that pool, wait for it, and record
+    # the checkpoint it writes back to `storage`. Needs a Prefect server (PREFECT_API_URL).
+    work_pool: str | None = None
+    # The pool's job variables for the training run (image, env, GPU requests, ...): they override
+    # the pool's base job template. Secrets belong in the worker's environment, not here.
+    job_variables: dict[str, Any] = {}
+    # A folder both machines reach: s3://bucket/prefix (credentials and endpoint from the environment:
+    # AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...), gs://..., or a shared filesystem path.
+    storage: str | None = None
+    # Fail (and cancel the run) when no worker of the pool has started it after this long.
+    wait_for_worker_s: PositiveInt = 600
+
+    @model_validator(mode="after")
+    def _placement_needs_storage(self):
+        if self.work_pool and not self.storage:
+            raise ValueError("train.work_pool needs train.storage: a location both machines reach "
+                             "(s3://bucket/prefix, or a shared folder)")
+        return self
+
+    def recipe(self) -> dict:
+        """The training recipe: every field but where it runs (run ids and records are made of this)."""
+        return self.model_dump(mode="json", exclude=PLACEMENT_FIELDS)
 
 
 class FeatureConfig(_Section):

@@ -18,6 +18,7 @@ from prefect.schedules import Cron
 from prefcurate.core.config import PrefcurateConfig
 from prefcurate.flows.refresh import refresh_flow
 from prefcurate.flows.stages import collect_annotations_flow, curate_flow, judge_flow, pipeline_flow
+from prefcurate.flows.training import TRAIN_JOB, deploy_training
 
 FLOWS = {
     "judge": judge_flow,
@@ -74,26 +75,35 @@ def build_deployments(config: PrefcurateConfig) -> list:
     ]
 
 
-def deploy_to_work_pool(config: PrefcurateConfig, work_pool: str) -> list[str]:
-    """Register the same scheduled deployments on a work pool instead of serving them here: a
-    worker of that pool (process here; Kubernetes or Docker in production) runs the flow runs.
-    The flows' code is read from where prefcurate is installed on the worker's machine."""
+def deploy_to_work_pool(config: PrefcurateConfig, work_pool: str | None) -> dict[str, str]:
+    """Register the scheduled deployments on a work pool instead of serving them here (a worker of
+    that pool, process here, Kubernetes or Docker in production, runs their flow runs), and the
+    training deployment on train.work_pool when that is set. The flows' code is read from where
+    prefcurate is installed on the worker's machine. Returns {deployment: work pool}."""
     if not os.environ.get("PREFECT_API_URL"):
         raise ServeError("deploying to a work pool needs a Prefect server: export PREFECT_API_URL")
+    if work_pool is None and not config.train.work_pool:
+        raise ServeError("nothing to deploy: give --work-pool for serve.schedules, or set train.work_pool")
+    deployed = {}
+    if config.train.work_pool:
+        deploy_training(config)
+        deployed[f"{TRAIN_JOB}/{config.train.work_pool}"] = config.train.work_pool
+    if work_pool is None:
+        return deployed
     source = str(Path(__file__).resolve().parent)
     parameters = deployment_parameters(config)
-    ids = []
     for name, schedule in config.serve.schedules.items():
         flow = FLOWS[schedule.flow]
         module = Path(sys.modules[flow.fn.__module__].__file__).name
         loaded = flow.from_source(source=source, entrypoint=f"{module}:{flow.fn.__name__}")
-        ids.append(str(loaded.deploy(
+        loaded.deploy(
             name=name, work_pool_name=work_pool, parameters=parameters, tags=["prefcurate", schedule.flow],
             concurrency_limit=1,
             schedules=[Cron(schedule.cron, timezone=config.serve.timezone, active=_active(schedule, config))],
             print_next_steps=False,
-        )))
-    return ids
+        )
+        deployed[f"{flow.name}/{name}"] = work_pool
+    return deployed
 
 
 def serve_deployments(config: PrefcurateConfig, limit: int | None = None) -> None:
@@ -105,5 +115,7 @@ def serve_deployments(config: PrefcurateConfig, limit: int | None = None) -> Non
         )
     if not config.serve.schedules:
         raise ServeError("serve.schedules is empty: nothing to serve")
+    if config.train.work_pool:  # training runs on its own pool, from a deployment there
+        deploy_training(config)
     # pause_on_shutdown=False: a restarted serve process finds its schedules still active.
     serve(*build_deployments(config), limit=limit, pause_on_shutdown=False)

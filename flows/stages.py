@@ -15,6 +15,7 @@ from prefect.cache_policies import NONE
 from prefcurate import pipeline
 from prefcurate.core.config import PrefcurateConfig
 from prefcurate.flows.stage_flow import stage_flow
+from prefcurate.flows.training import check_work_pool, run_on_work_pool
 
 
 @stage_flow("ingest")
@@ -73,7 +74,9 @@ def curate_flow(config: PrefcurateConfig) -> dict:
 
 @stage_flow("train")
 def train_flow(config: PrefcurateConfig, curation_run_id: str | None = None) -> dict:
-    return pipeline.train_stage(config, curation_run_id)
+    """In this process, or with train.work_pool set, as train-job on that pool (flows/training.py)."""
+    check_work_pool(config)
+    return pipeline.train_stage(config, curation_run_id, place=run_on_work_pool)
 
 
 @stage_flow("evaluate")
@@ -113,6 +116,7 @@ def collect_annotations_flow(config: PrefcurateConfig) -> dict:
 @stage_flow("prefcurate-pipeline")
 def pipeline_flow(config: PrefcurateConfig) -> dict:
     """prompts -> candidates -> pairs -> judge labels -> curated Parquet -> reward model -> report."""
+    check_work_pool(config)  # before hours of generating and judging, not after
     return pipeline.run_pipeline(config, pipeline.Stages(
         ingest=ingest_flow, generate=generate_flow, pairs=pairs_flow, gold=gold_flow, judge=judge_flow,
         suspect=suspect_flow, curate=curate_flow, train=train_flow, evaluate=evaluate_flow))

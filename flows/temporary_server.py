@@ -28,6 +28,12 @@ import httpx
 
 _STARTUP_TIMEOUT_S = 90.0
 _STOP_TIMEOUT_S = 5.0
+_OURS: set[str] = set()  # the API URLs of temporary servers this process runs
+
+
+def is_temporary(api_url: str | None) -> bool:
+    """Whether the URL is one of this process's temporary servers: no worker ever polls those."""
+    return api_url in _OURS
 
 
 def _free_port() -> int:
@@ -101,6 +107,7 @@ def prefect_api() -> Iterator[str | None]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     server = TemporaryServer()
+    _OURS.add(server.api_url)
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             try:
@@ -108,6 +115,7 @@ def prefect_api() -> Iterator[str | None]:
             finally:
                 _send_pending_logs()  # while the server still listens
     finally:
+        _OURS.discard(server.api_url)
         server.stop()
 
 

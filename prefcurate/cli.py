@@ -519,8 +519,10 @@ def serve_rm(checkpoint: Optional[str] = typer.Option(None, help="A reward model
         raise typer.BadParameter(f"--token-env: ${token_env} is not set")
     device = pick_device(cfg.train.device)
     scorer = RewardScorer(folder, device, cfg.train.max_length, cfg.evaluate.precision, cfg.evaluate.compile)
-    server = RewardServer((host, port), BatchingScorer(scorer, max_batch, max_wait_ms, max_queue,
-                                                       cfg.evaluate.batch_size), token)
+    batcher = BatchingScorer(scorer, max_batch, max_wait_ms, max_queue, cfg.evaluate.batch_size)
+    if batcher.warm_up():
+        typer.echo("compiled the model's blocks (evaluate.compile) before serving")
+    server = RewardServer((host, port), batcher, token)
     console.handle_sigterm()
     typer.echo(f"serving {folder} ({len(scorer.members)} member(s), {device}, {scorer.precision}) at "
                f"http://{host}:{server.server_address[1]}", err=False)
@@ -550,20 +552,22 @@ def _served_checkpoint(cfg: PrefcurateConfig, checkpoint: Optional[str]) -> str:
 
 
 @command()
-def deploy(work_pool: str = typer.Option(..., "--work-pool", help="A Prefect work pool (e.g. `prefect work-pool "
-                                         "create local --type process`)."),
+def deploy(work_pool: Optional[str] = typer.Option(None, "--work-pool", help="The work pool for the serve.schedules "
+                                                   "deployments (e.g. `prefect work-pool create cpu --type process`)."),
            config: Optional[Path] = ConfigOption) -> None:
-    """Register the serve.schedules deployments on a work pool; its workers run them (scale-out)."""
+    """Register the serve.schedules deployments on a work pool (its workers run them), and the
+    training deployment train-job/<pool> on train.work_pool when that is set."""
     from prefcurate.flows.deployments import ServeError, deploy_to_work_pool
 
     _setup_logging()
     try:
-        ids = deploy_to_work_pool(_config(config), work_pool)
+        deployed = deploy_to_work_pool(_config(config), work_pool)
     except ServeError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"{len(ids)} deployments on work pool {work_pool!r}; start a worker: "
-               f"prefect worker start --pool {work_pool}")
+    for pool in sorted(set(deployed.values())):
+        names = sorted(name for name, on in deployed.items() if on == pool)
+        typer.echo(f"work pool {pool!r}: {', '.join(names)}; start a worker: prefect worker start --pool {pool}")
 
 
 @command(app, "show-config")

@@ -11,7 +11,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import yaml
 
@@ -34,6 +34,9 @@ from prefcurate.curation.judging.estimate import estimate_judging
 from prefcurate.curation.judging.judge import judge_pairs, open_panel, run_directly
 from prefcurate.curation.judging.report import write_judge_report
 from prefcurate.curation.labels import labelled_pairs
+
+if TYPE_CHECKING:
+    from prefcurate.rm.handoff import TrainingHandoff
 
 log = logging.getLogger("prefcurate")
 
@@ -194,20 +197,47 @@ def curate_stage(config: PrefcurateConfig) -> dict:
         return finish_stage(store, report)
 
 
-def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None, base_model: str | None = None) -> dict:
+def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None, base_model: str | None = None,
+                place: Callable[[TrainingHandoff, PrefcurateConfig], dict] | None = None) -> dict:
     """Train on a curation run (default: the latest) from train.base_model, or from `base_model` (a
-    checkpoint folder: a refresh round's warm start)."""
+    checkpoint folder: a refresh round's warm start). In this process, or, with train.work_pool set,
+    through `place` (flows/training.py: a deployment on that pool), which the store is not held for."""
     from prefcurate.rm.job import train_reward_model  # torch-heavy: import when used
 
     base_model = base_model or resolve_model(config.train.base_model, config.resolved_models_dir)
+    if config.train.work_pool:
+        return _train_on_work_pool(config, curation_run_id, base_model, place)
     with open_store(config) as store:
-        run_id, curated_dir = curation_run(store, curation_run_id)
-        if not store.scalar("SELECT count(*) FROM curated_pairs WHERE curation_run_id = ? AND split = 'train' "
-                            "AND NOT coalesce(is_tie, false)", [run_id]):
-            raise StageFailed(why_empty(store, "train"))
+        run_id, curated_dir = _trainable_curation_run(store, curation_run_id)
         _result, report = train_reward_model(store, run_id, Path(curated_dir), base_model, config.train,
                                             config.workdir.resolve() / "rm", pick_device(config.train.device))
         return finish_stage(store, report)
+
+
+def _trainable_curation_run(store: Store, curation_run_id: str | None) -> tuple[str, str]:
+    run_id, curated_dir = curation_run(store, curation_run_id)
+    if not store.scalar("SELECT count(*) FROM curated_pairs WHERE curation_run_id = ? AND split = 'train' "
+                        "AND NOT coalesce(is_tie, false)", [run_id]):
+        raise StageFailed(why_empty(store, "train"))
+    return run_id, curated_dir
+
+
+def _train_on_work_pool(config: PrefcurateConfig, curation_run_id: str | None, base_model: str,
+                        place: Callable[[TrainingHandoff, PrefcurateConfig], dict] | None) -> dict:
+    """Upload, run the job on the pool and wait (the store is free meanwhile), then record its output."""
+    from prefcurate.rm.handoff import prepare_handoff
+    from prefcurate.rm.job import record_placed_training
+
+    if place is None:
+        raise StageFailed(f"train.work_pool is {config.train.work_pool!r}: training runs on that pool through "
+                          "Prefect; run it with `prefcurate train`, `run` or `refresh` (or unset train.work_pool)")
+    with open_store(config) as store:
+        run_id, curated_dir = _trainable_curation_run(store, curation_run_id)
+    handoff = prepare_handoff(Path(curated_dir), base_model, config.train)
+    log.info("train: on work pool %s: %s -> %s", config.train.work_pool, handoff.export, handoff.output)
+    placed = place(handoff, config)
+    with open_store(config) as store:
+        return finish_stage(store, record_placed_training(store, handoff.output, run_id, placed))
 
 
 def local_checkpoint(config: PrefcurateConfig, checkpoint_dir: str) -> Path:

@@ -94,7 +94,7 @@ def run_training_job(export: str | Path, base_model: str | Path, output: str | P
         result = {
             "version": RESULT_VERSION, "rm_run_id": run_id, "export": str(export),
             "export_fingerprint": export_fingerprint(export_dir), "curation_run_id": manifest.get("curation_run_id"),
-            "base_model": str(base_model), "config": config.model_dump(mode="json"),
+            "base_model": str(base_model), "config": config.recipe(),
             "train_metrics": metrics, "eval_metrics": eval_metrics,
         }
         (local / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -139,6 +139,20 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
     if result is None:  # a rank other than 0 under a launcher: nothing to record
         return TrainResult(run_id, checkpoint_dir, {}, reused=False), report.finish()
     record_training(store, checkpoint_dir, curation_run_id)
+    return TrainResult(run_id, checkpoint_dir, result["train_metrics"], reused=result["reused"]), \
+        training_report(report, result)
+
+
+def record_placed_training(store: Store, output: str, curation_run_id: str, placed: dict) -> StageReport:
+    """The train stage's store side when the job ran elsewhere (on a work pool): record its output."""
+    run_id = record_training(store, output, curation_run_id)
+    result = read_result(output)
+    report = StageReport(STAGE, details={"rm_run_id": run_id, "checkpoint": output, **placed})
+    return training_report(report, {**result, "reused": placed.get("reused", False)})
+
+
+def training_report(report: StageReport, result: dict) -> StageReport:
+    """The train stage's counts and figures, from a job's result."""
     metrics = result["train_metrics"]
     report.count_in = report.count_out = metrics["train_pairs"]
     first = metrics["members"][0] if metrics.get("members") else {}
@@ -147,4 +161,4 @@ def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, ba
                           validation_accuracy=metrics.get("validation_accuracy"),
                           truncated=metrics.get("truncated_sequences"), members=metrics.get("ensemble_members"),
                           tokens_per_second=metrics.get("tokens_per_second"))
-    return TrainResult(run_id, checkpoint_dir, metrics, reused=result["reused"]), report.finish()
+    return report.finish()

@@ -94,6 +94,12 @@ class RewardScorer:
                                     progress if label else None, autocast_bf16=self.precision == "bf16")
                     for model in self.members]
 
+    def compile_now(self) -> bool:
+        """Compile the blocks now, whatever the job size, if the setting allows: a long-lived server
+        pays the compile once at start instead of never (its calls are small). Returns whether compiled."""
+        self._compile_for(COMPILE_MIN_SEQUENCES)
+        return self.compiled
+
     def _compile_for(self, sequences: int) -> None:
         if self.compiled or (self.compile == "auto" and sequences < COMPILE_MIN_SEQUENCES):
             return

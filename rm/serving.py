@@ -60,6 +60,18 @@ class BatchingScorer:
         self._worker = threading.Thread(target=self._work, daemon=True, name="reward-batcher")
         self._worker.start()
 
+    def warm_up(self) -> bool:
+        """Compile the model's blocks (if its compile setting allows) and run a single item and a small
+        batch through them before serving, so that no client waits for the compiler. Returns whether
+        it compiled."""
+        if not self.scorer.compile_now():
+            return False
+        started = time.monotonic()
+        self._score(["warm up"])  # batch and length of 1 get their own kernels (0/1 specialisation)
+        self._score(["a longer text to warm up a batch", "of several items", "of different lengths"])
+        log.info("compiled the reward model for serving in %.0f s", time.monotonic() - started)
+        return True
+
     @property
     def queued(self) -> int:
         return self._queue.qsize()

@@ -68,7 +68,7 @@ def export_fingerprint(curated_dir: Path) -> str:
 def rm_run_id(curated_dir: Path, config: TrainConfig, base_model_path: str) -> str:
     """The same training gets the same id on any machine: export content, base model content, config."""
     return content_hash("rm", export_fingerprint(curated_dir), model_fingerprint(base_model_path),
-                        config.model_dump(mode="json"))
+                        config.recipe())
 
 
 def _resample(pairs: PairData, indices: list[int]) -> PairData:
@@ -182,7 +182,7 @@ def train_checkpoint(curated_dir: Path, base_model_path: str, config: TrainConfi
         raise ValueError(f"{curated_dir}/train.parquet has no pairs: nothing to train on "
                          "(see the curation funnel: `SELECT * FROM curation_run_funnel`)")
     distributed.share_plan({"curated_dir": str(curated_dir), "base_model": base_model_path,
-                            "config": config.model_dump(mode="json"), "checkpoint_dir": str(checkpoint_dir)}, device)
+                            "config": config.recipe(), "checkpoint_dir": str(checkpoint_dir)}, device)
     members, names = train_members(base_model_path, train, validation, config, device, checkpoint_dir)
     if config.ensemble.members > 1:
         (checkpoint_dir / ENSEMBLE_FILE).write_text(json.dumps(

@@ -33,8 +33,9 @@ log = logging.getLogger("prefcurate")
 
 
 def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
-                  run_batch: Callable = run_directly) -> dict:
-    """Run (or finish, or return) refresh round `round_index` (default: the next one)."""
+                  run_batch: Callable = run_directly, place: Callable | None = None) -> dict:
+    """Run (or finish, or return) refresh round `round_index` (default: the next one). `place` runs
+    the retraining on train.work_pool when that is set (pipeline.train_stage)."""
     refresh = config.refresh
     # -- the model in charge and the round's prompts ------------------------------------------------
     with open_store(config) as store:
@@ -69,8 +70,9 @@ def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
     routed = route_to_annotators(config, round_index) if config.argilla.enabled else {"argilla": "disabled"}
     curated = curate_stage(config)
     warm = refresh.warm_start and not (Path(incumbent_dir) / "ensemble.json").exists()
-    trained = train_stage(config, curated["curation_run_id"], base_model=incumbent_dir if warm else None)
-    candidate_id, candidate_dir = trained["rm_run_id"], trained["checkpoint"]
+    trained = train_stage(config, curated["curation_run_id"], base_model=incumbent_dir if warm else None,
+                          place=place)
+    candidate_id, candidate_dir = trained["rm_run_id"], str(local_checkpoint(config, trained["checkpoint"]))
 
     # -- measure both models, decide, record ----------------------------------------------------------
     with open_store(config) as store:
