@@ -522,7 +522,7 @@ class RefreshConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    flow: Literal["judge", "collect-annotations", "refresh", "curate", "pipeline"]
+    flow: Literal["judge", "collect-annotations", "refresh", "curate", "train", "pipeline"]
     cron: str = Field(min_length=9)  # five fields, e.g. "0 2 * * *"
     enabled: bool = True
 

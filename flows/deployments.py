@@ -17,7 +17,7 @@ from prefect.schedules import Cron
 
 from prefcurate.core.config import PrefcurateConfig
 from prefcurate.flows.refresh import refresh_flow
-from prefcurate.flows.stages import collect_annotations_flow, curate_flow, judge_flow, pipeline_flow
+from prefcurate.flows.stages import collect_annotations_flow, curate_flow, judge_flow, pipeline_flow, train_flow
 from prefcurate.flows.training import TRAIN_JOB, deploy_training
 
 FLOWS = {
@@ -25,6 +25,7 @@ FLOWS = {
     "collect-annotations": collect_annotations_flow,
     "refresh": refresh_flow,
     "curate": curate_flow,
+    "train": train_flow,
     "pipeline": pipeline_flow,
 }
 
