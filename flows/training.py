@@ -24,6 +24,7 @@ from prefcurate.flows.temporary_server import is_temporary
 log = logging.getLogger("prefcurate")
 TRAIN_JOB = "train-job"
 POLL_S = 2.0
+HEARTBEAT_S = 60.0
 
 
 class PlacementError(StageFailed):
@@ -120,15 +121,22 @@ def _start(deployment: str, parameters: dict, config: PrefcurateConfig, run_id: 
 
 
 def _wait(flow_run_id, pool: str, wait_for_worker_s: int):
+    """Poll the run until it ends, saying when its state changes and, while it runs, every minute."""
     from prefect.client.orchestration import get_client
 
-    started = time.monotonic()
+    started = last_said = time.monotonic()
+    said = None
     with get_client(sync_client=True) as client:
         while True:
             state = client.read_flow_run(flow_run_id).state
             if state.is_final():
                 return state
-            if (state.is_scheduled() or state.is_pending()) and time.monotonic() - started > wait_for_worker_s:
+            now = time.monotonic()
+            if state.name != said or now - last_said >= HEARTBEAT_S:
+                log.info("train: the training run is %s on work pool %s (%.0f min)", state.name, pool,
+                         (now - started) / 60)
+                said, last_said = state.name, now
+            if state.is_scheduled() and now - started > wait_for_worker_s:  # Pending: a worker has it (pulling an image, ...)
                 raise PlacementError(f"no worker of work pool {pool} started the training run in {wait_for_worker_s} s "
                                      f"(train.wait_for_worker_s): start one with `prefect worker start --pool {pool}`")
             time.sleep(POLL_S)

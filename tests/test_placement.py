@@ -150,14 +150,8 @@ def test_without_a_prefect_server_the_command_says_what_to_start(tmp_path, tiny_
 
 # -- through Prefect: two process work pools, a worker on each, S3 on moto ---------------------------
 
-BLOCK_DUCKDB = """
-import importlib.abc, sys
-class _NoStoreHere(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "duckdb":
-            raise ImportError("the GPU pool's machine has no duckdb: the training job must not need the store")
-sys.meta_path.insert(0, _NoStoreHere())
-"""
+# As if duckdb were not installed: `import duckdb` fails and importlib.util.find_spec says None.
+BLOCK_DUCKDB = "import sys\nsys.modules['duckdb'] = None\n"
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +188,7 @@ def deploy(config_path: Path, env: dict, *args: str) -> str:
 
 
 @pytest.mark.slow
-def test_a_cpu_pool_flow_trains_on_the_gpu_pool_through_s3(services, tmp_path, tiny_model_dir):
+def test_a_cpu_pool_flow_trains_on_the_gpu_pool_through_s3(services, tmp_path, tiny_model_dir, monkeypatch):
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -206,13 +200,14 @@ def test_a_cpu_pool_flow_trains_on_the_gpu_pool_through_s3(services, tmp_path, t
     said = deploy(config_path, env, "--work-pool", "cpu")
     assert "work pool 'gpu': train-job/gpu" in said and "work pool 'cpu': train/retrain-nightly" in said
 
-    os.environ.update({key: env[key] for key in env if key.startswith("AWS_")})  # this side reads S3 too
+    for key in (key for key in env if key.startswith("AWS_")):  # this side reads S3 too
+        monkeypatch.setenv(key, env[key])
     with temporary_settings(updates={PREFECT_API_URL: api}):
         parent = run_deployment("train/retrain-nightly", timeout=600)
     assert parent.state.is_completed(), parent.state
     assert parent.work_pool_name == "cpu"
-    [child] = flow_runs(api, parent_task_run_id=None, work_pool_name="gpu")
-    assert child.state.is_completed() and child.flow_version is not None
+    [child] = flow_runs(api, work_pool_name="gpu")
+    assert child.state.is_completed() and child.parent_task_run_id is not None  # a subflow of the parent's
     locations = [child.parameters[key] for key in ("export", "base_model", "output")]
     assert all(value.startswith("s3://prefcurate-test/handoff/") for value in locations), locations
     assert str(tmp_path) not in json.dumps(child.parameters)  # nothing of the store machine's paths
@@ -279,3 +274,37 @@ def test_a_pool_without_a_deployment_or_a_worker_fails_with_what_to_do(services,
     assert "no worker of work pool idle started the training run in 3 s" in unattended.stderr
     [run] = flow_runs(api, work_pool_name="idle")
     assert run.state.is_cancelled()
+
+
+@pytest.mark.slow
+def test_the_pipeline_and_a_refresh_round_train_on_the_gpu_pool(services, pipeline_config, monkeypatch):
+    """The flows run here (the store's machine), each training on the GPU pool through S3: the
+    pipeline's first model, then a refresh round's warm-started retraining from that model."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from prefcurate.flows.refresh import refresh_flow
+    from prefcurate.flows.stages import pipeline_flow
+    from prefcurate.flows.training import deploy_training
+    from prefcurate.core.config import PromotionGate
+
+    api, env = services["api"], services["env"]
+    for key in (key for key in env if key.startswith("AWS_")):
+        monkeypatch.setenv(key, env[key])
+    config = pipeline_config
+    config.train = config.train.model_copy(update={"work_pool": "gpu", "storage": "s3://prefcurate-test/refresh"})
+    config.refresh.prompts_per_round, config.refresh.on_policy_heldout = 8, 0.5
+    config.refresh.gate = PromotionGate(min_on_policy_gain=-1.0, max_fixed_drop=1.0, min_relative_spread=0.0,
+                                        min_heldout_pairs=1)
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        deploy_training(config)
+        pipeline_flow(config)
+        round_one = refresh_flow(config)
+    assert round_one["round"] == 1 and round_one["decision"] == "promoted", round_one["reason"]
+    with Store(config.store.path, read_only=True) as store:
+        checkpoints = dict(store.con.execute("SELECT rm_run_id, checkpoint_dir FROM rm_runs").fetchall())
+    assert set(checkpoints) == {round_one["incumbent_rm_run_id"], round_one["candidate_rm_run_id"]}
+    assert all(value.startswith("s3://prefcurate-test/refresh/rm/") for value in checkpoints.values())
+    trained = [run for run in flow_runs(api, work_pool_name="gpu") if "/refresh/" in run.parameters["output"]]
+    assert len(trained) == 2 and all(run.state.is_completed() for run in trained)
+    warm = {run.parameters["base_model"] for run in trained}  # round 1 started from the first model
+    assert len(warm) == 2 and all(value.startswith("s3://prefcurate-test/refresh/models/") for value in warm)
