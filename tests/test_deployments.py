@@ -5,69 +5,28 @@ store's writer lock: a second writer waits (bounded) or fails clearly, and nothi
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from prefcurate.core.store import Store, StoreBusyError
 from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
-from tests.support.network import free_port
+from tests.support.services import prefect_server as start_prefect_server
+from tests.support.services import process_worker, stop, wait_until
 
 BIN = Path(sys.executable).parent
-
-
-def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture
 def prefect_server(tmp_path):
     """A real `prefect server start` on a free loopback port with its own home (and database)."""
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1", "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
-    env.pop("PREFECT_API_URL", None)
-    log = open(tmp_path / "prefect-server.log", "wb")
-    process = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    api = f"http://127.0.0.1:{port}/api"
-
-    def healthy():
-        try:
-            return httpx.get(f"{api}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(healthy, 90, "prefect server health")
-        yield api, env
-    finally:
-        stop(process)
-        log.close()
+    with start_prefect_server(tmp_path) as (api, env):
+        yield api, {key: value for key, value in env.items() if key != "PREFECT_API_URL"}
 
 
 def judged_store(path: Path, n: int = 6) -> None:
@@ -197,21 +156,13 @@ def test_the_same_flows_run_under_a_process_work_pool(prefect_server, tmp_path):
     judged_store(store_path, n=3)
     config_path = curate_config_file(tmp_path, store_path,
                                      {"curate-nightly": {"flow": "curate", "cron": "0 3 * * *"}})
-    subprocess.run([str(BIN / "prefect"), "work-pool", "create", "local-processes", "--type", "process"],
-                   env=env, check=True, capture_output=True)
-    deployed = subprocess.run([str(BIN / "prefcurate"), "deploy", "--work-pool", "local-processes",
-                               "--config", str(config_path)], env=env, capture_output=True, text=True)
-    assert deployed.returncode == 0, deployed.stderr
-    worker_log = open(tmp_path / "worker.log", "wb")
-    worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "local-processes"], env=env,
-                              stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with process_worker("local-processes", env, tmp_path / "worker.log"):  # creates the pool
+        deployed = subprocess.run([str(BIN / "prefcurate"), "deploy", "--work-pool", "local-processes",
+                                   "--config", str(config_path)], env=env, capture_output=True, text=True)
+        assert deployed.returncode == 0, deployed.stderr
         with temporary_settings(updates={PREFECT_API_URL: api}):
             run = run_deployment("curate/curate-nightly", timeout=300)
         assert run.state.is_completed(), run.state
-    finally:
-        stop(worker)
-        worker_log.close()
     with Store(store_path, read_only=True) as store:
         assert store.count("curated_pairs") == 3
 
