@@ -56,7 +56,9 @@ class IngestConfig(_Section):
 class BackendConfig(_Section):
     """Where chat completions come from: a local transformers model or an OpenAI-compatible server."""
 
-    kind: Literal["transformers", "openai"] = "transformers"
+    # openai_batch: the same calls through the provider's batch API (OpenAI Batch protocol): about
+    # half the price, answered within completion_window; `judge` submits and a later run collects.
+    kind: Literal["transformers", "openai", "openai_batch"] = "transformers"
     # transformers: a local folder, a hub name, or `embedded:smollm2-135m-instruct`.
     # openai: the model name the server expects.
     model: str = EMBEDDED_MODEL
@@ -73,13 +75,17 @@ class BackendConfig(_Section):
     # instead of leaning on 429s. Tokens are estimated before sending (prompt chars / 4 + max_tokens).
     requests_per_minute: PositiveInt | None = None
     tokens_per_minute: PositiveInt | None = None
+    # openai_batch only: the provider's limits per input file, and its completion window.
+    batch_max_requests: PositiveInt = 50_000
+    batch_max_bytes: PositiveInt = 190_000_000
+    completion_window: str = "24h"
     # transformers only
     batch_size: PositiveInt = 8
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
 
     @model_validator(mode="after")
     def _openai_needs_model_name(self) -> BackendConfig:
-        if self.kind == "openai" and self.model.startswith("embedded:"):
+        if self.kind in ("openai", "openai_batch") and self.model.startswith("embedded:"):
             raise ValueError("model: an openai backend needs the served model's name, not an embedded model")
         return self
 
@@ -116,12 +122,21 @@ class PanelJudgeConfig(_Section):
     #   text        free text, parsed robustly.
     output_format: Literal["auto", "json_schema", "json_object", "text"] = "auto"
 
+    @model_validator(mode="after")
+    def _batches_cannot_probe(self) -> PanelJudgeConfig:
+        if self.backend.kind == "openai_batch" and self.output_format == "auto":
+            raise ValueError("output_format: a batch judge (backend.kind openai_batch) needs json_schema, json_object "
+                             "or text: auto decides by probing the endpoint with a few calls, which a batch cannot do")
+        return self
+
 
 class Price(_Section):
     """US dollars per million tokens."""
 
     input_per_million: Annotated[float, Field(ge=0)]
     output_per_million: Annotated[float, Field(ge=0)]
+    # What a call through the provider's batch API costs, as a share of the online price (OpenAI: half).
+    batch_share: Annotated[float, Field(gt=0, le=1)] = 0.5
 
 
 def judge_name(judge: PanelJudgeConfig) -> str:
@@ -150,6 +165,10 @@ class JudgeConfig(_Section):
     # Imported pairs already carry a label: the judges see a seeded sample of them, enough to measure
     # their agreement with it (judge_quality.gold_agreement) without paying for every pair. None: all.
     max_imported_pairs: Annotated[int, Field(ge=0)] | None = 32
+    # Batch judges (backend.kind openai_batch): how often a waiting run polls its batches, and how
+    # many times a call that failed inside a batch is submitted before its failure stands.
+    batch_poll_s: Annotated[float, Field(gt=0)] = 30.0
+    batch_attempts: PositiveInt = 3
 
     @model_validator(mode="after")
     def _unique_judge_names(self) -> JudgeConfig:
@@ -577,7 +596,7 @@ class PrefcurateConfig(_Section):
         backends = [self.generate.backend, *(judge.backend for judge in self.judge.panel),
                     *self.refresh.policies.values()]
         accounts = [self.argilla.owner, *self.argilla.annotators]
-        names = [backend.api_key_env for backend in backends if backend.kind == "openai"]
+        names = [backend.api_key_env for backend in backends if backend.kind in ("openai", "openai_batch")]
         names += [name for account in accounts for name in (account.password_env, account.api_key_env) if name]
         return sorted(set(names))
 

@@ -41,8 +41,9 @@ def judge_calls_task(label: str, work: Callable[[], None]) -> None:
 
 
 @stage_flow("judge")
-def judge_flow(config: PrefcurateConfig) -> dict:
-    summary = pipeline.judge_stage(config, run_batch=lambda label, work: judge_calls_task(label, work))
+def judge_flow(config: PrefcurateConfig, wait: bool = False) -> dict:
+    """wait: poll provider batches (batch judges) until every call is answered."""
+    summary = pipeline.judge_stage(config, run_batch=lambda label, work: judge_calls_task(label, work), wait=wait)
     create_markdown_artifact(key="judge-quality", description="Judge quality report",
                              markdown=summary.pop("judge_report_markdown"))
     return summary

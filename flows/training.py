@@ -113,9 +113,10 @@ def _start(deployment: str, parameters: dict, config: PrefcurateConfig, run_id: 
         except ObjectNotFound:
             raise PlacementError(f"no deployment {deployment} on the Prefect server at {api}: register it with "
                                  "`prefcurate deploy` (it deploys train-job on train.work_pool)") from None
-        if not flow_run.state.is_final() or attempt:
+        if not (flow_run.state.is_final() or flow_run.state.is_cancelling()) or attempt:
             return flow_run
-        # The key's run has ended (cancelled, failed, or completed with its output since removed): anew.
+        # The key's run has ended or is being cancelled (a Ctrl-C'd parent), or completed with its
+        # output since removed: a new run.
         key = f"{key}-{uuid.uuid4().hex[:8]}"
     raise AssertionError("unreachable")
 

@@ -149,13 +149,15 @@ def pairs(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
 @command()
 def judge(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
           estimate: bool = typer.Option(False, "--estimate",
-                                        help="Predict calls, tokens and cost; send nothing.")) -> None:
+                                        help="Predict calls, tokens and cost; send nothing."),
+          wait: bool = typer.Option(False, "--wait", help="Batch judges: poll until every submitted call is "
+                                    "answered (default: submit, collect what is done, and return).")) -> None:
     """Judge pairs with the judge panel, in both orders, under sampled constitution principles."""
     cfg = _config(config, store)
     if not estimate:
         from prefcurate.flows.stages import judge_flow
 
-        _print_summary(_run(judge_flow, cfg))
+        _print_summary(_run(judge_flow, cfg, wait=wait))
         return
     from prefcurate import pipeline
 

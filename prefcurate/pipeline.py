@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -73,13 +74,24 @@ def pairs_stage(config: PrefcurateConfig) -> dict:
         return summary
 
 
-def judge_stage(config: PrefcurateConfig, run_batch: Callable = run_directly) -> dict:
-    """Judge every pair with every panel member; run_batch(label, work) runs one batch of calls."""
+def judge_stage(config: PrefcurateConfig, run_batch: Callable = run_directly, wait: bool = False) -> dict:
+    """Judge every pair with every panel member; run_batch(label, work) runs one batch of calls.
+    Batch judges' calls that still wait in provider batches are collected by a later run, or with
+    `wait`, by polling every judge.batch_poll_s with the store closed in between (other writers go on)."""
     constitution = load_constitution(config.judge.constitution)
-    with open_store(config) as store, open_panel(store, config.judge, config.resolved_models_dir) as panel:
-        summary = finish_stage(store, judge_pairs(store, panel, constitution, config.judge, run_batch))
-        summary["judge_report"], summary["judge_report_markdown"] = judge_report(config, store)
-        return summary
+    while True:
+        with open_store(config) as store, open_panel(store, config.judge, config.resolved_models_dir) as panel:
+            summary = finish_stage(store, judge_pairs(store, panel, constitution, config.judge, run_batch))
+            pending = summary.get("batches", {}).get("pending_calls", 0)
+            if not (wait and pending):
+                summary["judge_report"], summary["judge_report_markdown"] = judge_report(config, store)
+                if pending:
+                    log.info("judge: %d calls wait in %d provider batches; run `prefcurate judge` again (or with "
+                             "--wait) to collect them", pending, summary["batches"]["open_batches"])
+                return summary
+        log.info("judge: %d calls wait in %d provider batches; polling again in %.0f s", pending,
+                 summary["batches"]["open_batches"], config.judge.batch_poll_s)
+        time.sleep(config.judge.batch_poll_s)
 
 
 def judge_report(config: PrefcurateConfig, store: Store | None = None) -> tuple[str, str]:
@@ -309,7 +321,7 @@ def run_pipeline(config: PrefcurateConfig, stages: Stages = Stages()) -> dict[st
     done["pairs"] = stages.pairs(config)
     if config.gold.source:
         done["gold"] = stages.gold(config)
-    done["judge"] = stages.judge(config)
+    done["judge"] = stages.judge(config, wait=True)  # the rest of the pipeline needs every label
     if config.curate.suspect_labels != "keep":
         done["suspect"] = stages.suspect(config)
     done["curate"] = stages.curate(config)

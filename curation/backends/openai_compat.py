@@ -73,42 +73,13 @@ class OpenAIBackend(ChatBackend):
         async with self._slots:
             await self._limiter.acquire(estimate_request_tokens(request.messages, request.max_tokens))
             started = time.perf_counter()
-            options = {}
-            if request.seed is not None:
-                options["seed"] = request.seed
-            if request.want_logprobs:
-                options.update(logprobs=True, top_logprobs=10)
-            if request.response_format is not None:
-                options["response_format"] = request.response_format
             try:
-                response = await self._client.chat.completions.create(
-                    model=self.config.model,
-                    messages=request.messages,
-                    max_tokens=request.max_tokens,
-                    temperature=request.temperature,
-                    top_p=request.top_p,
-                    **options,
-                )
+                response = await self._client.chat.completions.create(**chat_body(request, self.config.model))
             except Exception as error:  # every failure becomes a result with a reason
                 # Providers echo the request (the key too, in some 401s): mask before cutting.
                 return ChatResult(request.key, error=f"{_error_kind(error)}: {redact(str(error))[:300]}",
                                   latency_ms=1000 * (time.perf_counter() - started))
-            latency = 1000 * (time.perf_counter() - started)
-            if not response.choices:
-                return ChatResult(request.key, error="malformed_response: no choices", latency_ms=latency)
-            choice = response.choices[0]
-            usage = response.usage
-            tokens = _token_logprobs(choice) if request.want_logprobs else None
-            return ChatResult(
-                request.key,
-                text=redact(choice.message.content) if choice.message else None,
-                finish_reason=choice.finish_reason,
-                prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None,
-                latency_ms=latency,
-                first_token_logprobs=tokens[0][1] if tokens else None,
-                token_logprobs=tokens,
-            )
+            return chat_result(request.key, response, request.want_logprobs, 1000 * (time.perf_counter() - started))
 
     def complete(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
         futures = [self._call_soon(self._one(request)) for request in requests]
@@ -126,6 +97,39 @@ class OpenAIBackend(ChatBackend):
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+def chat_body(request: ChatRequest, model: str) -> dict:
+    """The chat-completions request body: the same online and in a batch file, so that both modes
+    ask the same question."""
+    body = {"model": model, "messages": request.messages, "max_tokens": request.max_tokens,
+            "temperature": request.temperature, "top_p": request.top_p}
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.want_logprobs:
+        body.update(logprobs=True, top_logprobs=10)
+    if request.response_format is not None:
+        body["response_format"] = request.response_format
+    return body
+
+
+def chat_result(key: str, response, want_logprobs: bool, latency_ms: float | None) -> ChatResult:
+    """A ChatResult from a chat completion (the client's object, online or parsed from a batch line)."""
+    if not response.choices:
+        return ChatResult(key, error="malformed_response: no choices", latency_ms=latency_ms)
+    choice = response.choices[0]
+    usage = response.usage
+    tokens = _token_logprobs(choice) if want_logprobs else None
+    return ChatResult(
+        key,
+        text=redact(choice.message.content) if choice.message else None,
+        finish_reason=choice.finish_reason,
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        latency_ms=latency_ms,
+        first_token_logprobs=tokens[0][1] if tokens else None,
+        token_logprobs=tokens,
+    )
 
 
 def _token_logprobs(choice) -> list[tuple[str, dict[str, float]]] | None:

@@ -15,6 +15,7 @@ from prefcurate.curation.judging.judge import (
     PanelJudge,
     format_history,
     pairs_to_judge,
+    price_of,
     resolve_output_format,
 )
 
@@ -44,9 +45,7 @@ def estimate_judging(store: Store, constitution: Constitution, config: JudgeConf
         prompt_tokens = round(characters * (tokens_per_char or 1 / DEFAULT_CHARS_PER_TOKEN))
         completion_tokens = round(len(calls) * (completion_mean if completion_mean is not None
                                                 else judge.config.max_new_tokens))
-        price = config.prices.get(judge.config.backend.model)
-        cost = None if price is None else (prompt_tokens * price.input_per_million
-                                           + completion_tokens * price.output_per_million) / 1e6
+        cost = price_of(config, judge.config, prompt_tokens, completion_tokens)  # batch prices for batch judges
         per_judge[judge.name] = {
             "model": judge.identity, "output_format": judge.output_format,
             "calls_planned": sum(1 for call in planned if call.judge is judge), "calls_to_make": len(calls),

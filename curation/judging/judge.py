@@ -183,7 +183,8 @@ def price_of(config: JudgeConfig, judge: PanelJudgeConfig, prompt_tokens: int | 
     price = config.prices.get(judge.backend.model)
     if price is None or prompt_tokens is None:
         return None
-    return (prompt_tokens * price.input_per_million + (completion_tokens or 0) * price.output_per_million) / 1e6
+    online = (prompt_tokens * price.input_per_million + (completion_tokens or 0) * price.output_per_million) / 1e6
+    return online * price.batch_share if judge.backend.kind == "openai_batch" else online
 
 
 def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constitution, config: JudgeConfig) -> dict:
@@ -370,7 +371,7 @@ class JudgeRun:
                 reason = "the endpoint refused response_format (HTTP 400)"
             else:
                 answers += list(complete_concurrently(first[1:], self._on_result)) if len(first) > 1 else []
-                rows = [self._keep(call, result) for call, result in answers]  # real answers: kept, not re-asked
+                rows = [self.keep(call, result) for call, result in answers]  # real answers: kept, not re-asked
                 probed.update(call.judgment_id for call, _ in answers)
                 answered = [row for row in rows if not (row["invalid_reason"] or "").startswith(CALL_FAILED)]
                 unreadable = sum(row["error_kind"] in ("unparseable", "truncated") for row in answered)
@@ -416,7 +417,7 @@ class JudgeRun:
             journal_path(self.store.path, "judgments").unlink(missing_ok=True)
         self.replayed = len(rows)
 
-    def _keep(self, call: PlannedCall, result: ChatResult) -> dict:
+    def keep(self, call: PlannedCall, result: ChatResult) -> dict:
         row = judgment_row(call, result, self.constitution, self.config)
         self.stats.add(row)
         self._buffer.append(row)
@@ -444,7 +445,7 @@ class JudgeRun:
     def ask(self, calls: list[PlannedCall], progress: Progress) -> None:
         try:
             for call, result in complete_concurrently(calls, self._on_result):
-                self._keep(call, result)
+                self.keep(call, result)
                 progress.update()
         finally:
             self.flush()  # whatever arrived before an interruption is kept
@@ -453,7 +454,9 @@ class JudgeRun:
 def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitution, config: JudgeConfig,
                 run_batch: Callable[[str, Callable[[], None]], None] = run_directly) -> StageReport:
     """Judge every pair with every panel member. `run_batch(label, work)` runs one batch of calls
-    (the Prefect flow wraps each in a task); by default it just calls `work()`."""
+    (the Prefect flow wraps each in a task); by default it just calls `work()`. Batch judges' calls
+    go to provider batches (batch_calls.py): collected if finished, else submitted; the report's
+    batches.pending_calls says how many still wait."""
     pairs = pairs_to_judge(store, config.max_imported_pairs)
     if not pairs:
         raise StageFailed(why_empty(store, STAGE))
@@ -466,8 +469,13 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
         "calls_planned": len(planned), "calls_cached": len(planned) - len(todo),
         "replayed_from_journal": run.replayed})
 
+    batch_judges = [judge for judge in panel if judge.config.backend.kind == "openai_batch"]
+    in_batches = [call for call in todo if call.judge in batch_judges]
+    todo = [call for call in todo if call.judge not in batch_judges]
     with Progress("judge", len(todo)) as progress:
         try:
+            if in_batches or batch_judges:
+                report.details["batches"] = _judge_in_batches(store, run, planned, batch_judges, config)
             if todo:
                 todo, probed = run.probe_output_formats(pairs, todo)
                 progress.update(probed)
@@ -498,6 +506,21 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
                               "SELECT judge, round(consistency_rate, 3) FROM judge_position_bias").fetchall()),
                           **stats)
     return report.finish()
+
+
+def _judge_in_batches(store: Store, run: JudgeRun, planned: list[PlannedCall], judges: list[PanelJudge],
+                      config: JudgeConfig) -> dict:
+    from prefcurate.curation.judging.batch_calls import BatchCalls
+
+    batches = BatchCalls(store, run, judges, config.batch_attempts)
+    batches.collect({call.judgment_id: call for call in planned})
+    answered = answered_ids(store)
+    batches.submit([call for call in planned if call.judge in judges and call.judgment_id not in answered])
+    pending, counts = batches.pending_ids(), batches.counts
+    return {"pending_calls": len(pending), "open_batches": len(batches.open_batches()),
+            "submitted_batches": counts.submitted_batches, "submitted_calls": counts.submitted_calls,
+            "collected_batches": counts.collected_batches, "collected_calls": counts.collected_calls,
+            "unreadable_lines": counts.unreadable_lines, "given_up_calls": counts.given_up_calls}
 
 
 JUDGMENT_SCHEMA = pa.schema([

@@ -1,7 +1,7 @@
 """A small OpenAI-compatible chat-completions server for tests and benchmarks.
 
-It speaks the real HTTP protocol (POST /v1/chat/completions, GET /v1/models) so the real `openai`
-client talks to it. Its answers are deterministic:
+It speaks the real HTTP protocol (POST /v1/chat/completions, GET /v1/models, and the Batch API's
+/v1/files and /v1/batches: tests/support/batch_api.py) so the real `openai` client talks to it. Its answers are deterministic:
 - a pairwise judge prompt (our template's RESPONSE_A / RESPONSE_B blocks) gets a verdict chosen by
   `judge_rule` (default: the longer response wins, so verdicts are position-consistent), with
   logprobs when the request asks for them, as JSON when it sets `response_format` (or a 400 when
@@ -96,6 +96,9 @@ class OpenAICompatServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        from tests.support.batch_api import BatchAPI
+
+        self.batch_api = BatchAPI(self)  # /v1/files and /v1/batches (the OpenAI Batch protocol)
 
     @property
     def base_url(self) -> str:
@@ -123,6 +126,7 @@ class OpenAICompatServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        self.batch_api.add_routes(app.router)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)

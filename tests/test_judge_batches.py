@@ -1,0 +1,208 @@
+"""Batch judges (issue 18, part 1): the same calls through the OpenAI Batch protocol, against the
+suite's server speaking it (tests/support/batch_api.py): same call ids and rows as online, batches
+kept in the store, failed/expired/garbage lines asked again, size limits, and kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from prefcurate.core.config import ConfigError, JudgeConfig, config_from_dict
+from prefcurate.core.report import StageFailed
+from prefcurate.core.store import Store
+from tests.support.judging import add_judgeable_pairs, judge_config, run_judge
+from tests.support.openai_server import Behaviour, OpenAICompatServer
+
+BATCH = {"kind": "openai_batch"}
+
+
+def batch_config(server, **backend) -> JudgeConfig:
+    return judge_config(server, members=[{"backend": {**BATCH, **backend}, "output_format": "json_schema"}])
+
+
+def stored_judgments(store) -> dict:
+    return {row[0]: row[1:] for row in store.con.execute(
+        "SELECT judgment_id, winner, confidence, valid FROM judgments").fetchall()}
+
+
+def test_a_batch_judge_needs_an_explicit_output_format():
+    with pytest.raises(ConfigError, match="a batch judge .* needs json_schema, json_object or text"):
+        config_from_dict({"judge": {"panel": [{"backend": {**BATCH, "model": "m"}}]}})
+
+
+def test_batch_and_online_ask_the_same_calls_and_store_the_same_rows(tmp_path, openai_server):
+    """Submit, then collect on the next run; the rows equal the online judge's, call for call."""
+    with Store(tmp_path / "batch.duckdb") as store:
+        add_judgeable_pairs(store, 6)
+        first = run_judge(store, batch_config(openai_server))
+        assert first.details["batches"]["submitted_calls"] == 12 and first.details["batches"]["pending_calls"] == 12
+        assert store.count("judgments") == 0 and first.count_out == 0
+        second = run_judge(store, batch_config(openai_server))
+        assert second.details["batches"]["collected_calls"] == 12 and second.details["batches"]["pending_calls"] == 0
+        assert second.details["batches"]["submitted_calls"] == 0  # nothing asked twice
+        batched = stored_judgments(store)
+        assert store.one("SELECT count(*), count(DISTINCT batch_id) FROM provider_batch_requests") == (12, 1)
+    with Store(tmp_path / "online.duckdb") as store:
+        add_judgeable_pairs(store, 6)
+        run_judge(store, judge_config(openai_server, members=[{"output_format": "json_schema"}]))
+        assert stored_judgments(store) == batched  # same ids, same verdicts and confidences
+    assert openai_server.batch_api.lines_received == 12
+
+
+def test_switching_a_judge_from_online_to_batch_asks_nothing_twice(store, openai_server):
+    add_judgeable_pairs(store, 6)
+    run_judge(store, judge_config(openai_server, members=[{"output_format": "json_schema"}]))
+    report = run_judge(store, batch_config(openai_server))
+    assert report.details["batches"]["submitted_calls"] == 0 and openai_server.batch_api.lines_received == 0
+
+
+def test_failed_expired_and_garbage_lines_are_asked_again_in_a_later_batch(store, openai_server):
+    openai_server.batch_api.behaviour.fail_share = 0.25
+    openai_server.batch_api.behaviour.garbage_lines = 2
+    add_judgeable_pairs(store, 8)
+    run_judge(store, batch_config(openai_server))  # 16 calls submitted
+    collected = run_judge(store, batch_config(openai_server))
+    assert collected.details["batches"]["unreadable_lines"] == 2
+    assert store.scalar("SELECT count(*) FROM judgments WHERE valid") == 12
+    assert store.scalar("SELECT count(*) FROM judgments WHERE NOT valid AND error_kind = 'batch_error'") == 4
+    assert collected.details["batches"]["submitted_calls"] == 4  # the failed lines, once more
+
+    openai_server.batch_api.behaviour.fail_share = 0.0
+    openai_server.batch_api.behaviour.expire = True  # the retry batch expires half answered
+    expired = run_judge(store, batch_config(openai_server))
+    assert expired.details["batches"]["collected_calls"] == 2 and expired.details["batches"]["submitted_calls"] == 2
+    openai_server.batch_api.behaviour.expire = False
+    run_judge(store, batch_config(openai_server))
+    assert store.scalar("SELECT count(*) FROM judgments WHERE valid") == 16
+    assert store.scalar("SELECT count(*) FROM provider_batches WHERE collected_at IS NULL") == 0
+    assert openai_server.batch_api.lines_received == 16 + 4 + 2
+
+
+def test_a_call_that_keeps_failing_is_given_up_after_batch_attempts(store, openai_server):
+    openai_server.batch_api.behaviour.fail_share = 1.0
+    add_judgeable_pairs(store, 2)
+    config = batch_config(openai_server).model_copy(update={"batch_attempts": 2})
+    run_judge(store, config)  # submitted
+    for _ in range(2):  # collected: every call failed, as an online judge whose every call fails
+        with pytest.raises(StageFailed, match="gave no valid verdict in 4 calls .*batch_error"):
+            run_judge(store, config)
+    last = run_judge(store, config)
+    assert openai_server.batch_api.lines_received == 2 * 4  # 4 calls, submitted twice each
+    assert last.details["batches"]["given_up_calls"] == 4 and last.details["batches"]["pending_calls"] == 0
+    assert store.scalar("SELECT count(*) FROM judgments WHERE error_kind = 'batch_error'") == 4
+
+
+def test_batches_are_split_under_the_providers_limits(tmp_path, openai_server):
+    with Store(tmp_path / "by-count.duckdb") as store:
+        add_judgeable_pairs(store, 10)
+        report = run_judge(store, batch_config(openai_server, batch_max_requests=6))
+        assert report.details["batches"]["submitted_batches"] == 4  # 20 calls in 6 + 6 + 6 + 2
+        sizes = [row[0] for row in store.con.execute("SELECT n_requests FROM provider_batches ORDER BY n_requests").fetchall()]
+        assert sizes == [2, 6, 6, 6]
+        again = run_judge(store, batch_config(openai_server, batch_max_requests=6))
+        assert again.details["batches"]["submitted_calls"] == 0  # they wait, or are answered: none resubmitted
+    longest = max(len(line) for file in openai_server.batch_api.files.values() for line in file.splitlines(True))
+    with Store(tmp_path / "by-bytes.duckdb") as store:
+        add_judgeable_pairs(store, 10)
+        report = run_judge(store, batch_config(openai_server, batch_max_bytes=2 * longest))
+        sizes = [row[0] for row in store.con.execute("SELECT n_requests FROM provider_batches").fetchall()]
+        assert sum(sizes) == 20 and max(sizes) <= 2 and report.details["batches"]["submitted_batches"] == len(sizes)
+
+
+def judge_command(config_path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "prefcurate.cli", "judge", "--config", str(config_path), *args]
+
+
+def write_config(tmp_path, server, **judge) -> str:
+    path = tmp_path / "judge.yaml"
+    path.write_text(yaml.safe_dump({
+        "workdir": str(tmp_path / "out"), "store": {"path": str(tmp_path / "store.duckdb")},
+        "judge": {"batch_poll_s": 0.5, **judge, "panel": [{"output_format": "json_schema", "backend": {
+            **BATCH, "model": "test-model", "base_url": server.base_url}}]}}))
+    return path
+
+
+@pytest.mark.slow
+def test_the_cli_submits_and_returns_then_wait_collects(tmp_path):
+    with Store(tmp_path / "store.duckdb") as store:
+        add_judgeable_pairs(store, 5)
+    with OpenAICompatServer(Behaviour()) as server:
+        server.batch_api.behaviour.delay_s = 3.0
+        config_path = write_config(tmp_path, server)
+        submitted = subprocess.run(judge_command(config_path), capture_output=True, text=True, timeout=300)
+        assert submitted.returncode == 0, submitted.stderr[-2000:]
+        assert "10 calls wait in 1 provider batches" in submitted.stderr + submitted.stdout
+        waited = subprocess.run(judge_command(config_path, "--wait"), capture_output=True, text=True, timeout=300)
+        assert waited.returncode == 0, waited.stderr[-2000:]
+        assert server.batch_api.lines_received == 10
+    with Store(tmp_path / "store.duckdb", read_only=True) as store:
+        assert store.scalar("SELECT count(*) FROM judgments WHERE valid") == 10
+
+
+@pytest.mark.slow
+def test_killed_between_submit_and_download_the_next_run_polls_instead_of_submitting(tmp_path):
+    with Store(tmp_path / "store.duckdb") as store:
+        add_judgeable_pairs(store, 5)
+    with OpenAICompatServer(Behaviour()) as server:
+        server.batch_api.behaviour.delay_s = 3600.0  # never done while the first run waits
+        config_path = write_config(tmp_path, server)
+        process = subprocess.Popen(judge_command(config_path, "--wait"), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not server.batch_api.batches and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)  # it polls, waiting
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        server.batch_api.behaviour.delay_s = 0.0
+        resumed = subprocess.run(judge_command(config_path, "--wait"), capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert server.batch_api.lines_received == 10 and len(server.batch_api.batches) == 1
+    with Store(tmp_path / "store.duckdb", read_only=True) as store:
+        assert store.scalar("SELECT count(*) FROM judgments WHERE valid") == 10
+
+
+@pytest.mark.slow
+def test_killed_before_it_could_record_a_batch_the_next_run_adopts_it(tmp_path):
+    """SIGKILL the moment the provider creates the batch: the store never heard of it; the next run
+    finds it by its chunk id and does not pay for it twice."""
+    with Store(tmp_path / "store.duckdb") as store:
+        add_judgeable_pairs(store, 5)
+    with OpenAICompatServer(Behaviour()) as server:
+        config_path = write_config(tmp_path, server)
+        process = subprocess.Popen(judge_command(config_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server.batch_api.behaviour.kill_pid_on_create = process.pid
+        process.communicate(timeout=300)
+        assert process.returncode == -signal.SIGKILL and len(server.batch_api.batches) == 1
+        with Store(tmp_path / "store.duckdb", read_only=True) as store:
+            assert store.count("provider_batches") == 0
+        resumed = subprocess.run(judge_command(config_path, "--wait"), capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert "adopted" in resumed.stderr
+        assert server.batch_api.lines_received == 10 and len(server.batch_api.batches) == 1
+    with Store(tmp_path / "store.duckdb", read_only=True) as store:
+        assert store.scalar("SELECT count(*) FROM judgments WHERE valid") == 10
+
+
+def test_estimates_and_costs_use_the_batch_price(store, openai_server):
+    from prefcurate.core.config import Price
+    from prefcurate.curation.judging.judge import price_of
+
+    config = batch_config(openai_server).model_copy(update={"prices": {"test-model": Price(
+        input_per_million=2.0, output_per_million=8.0)}})
+    online = judge_config(openai_server, members=[{"output_format": "json_schema"}]).panel[0]
+    assert price_of(config, config.panel[0], 1000, 100) == pytest.approx(price_of(config, online, 1000, 100) / 2)
+    add_judgeable_pairs(store, 3)
+    run_judge(store, config)
+    run_judge(store, config)
+    stored = store.scalar("SELECT sum(cost_usd) FROM judgments")
+    tokens = store.one("SELECT sum(prompt_tokens), sum(completion_tokens) FROM judgments")
+    assert stored == pytest.approx((tokens[0] * 2.0 + tokens[1] * 8.0) / 1e6 / 2)
+    assert json.dumps(config.model_dump(mode="json"))  # the config stays serialisable
