@@ -169,6 +169,10 @@ class JudgeConfig(_Section):
     # many times a call that failed inside a batch is submitted before its failure stands.
     batch_poll_s: Annotated[float, Field(gt=0)] = 30.0
     batch_attempts: PositiveInt = 3
+    # A hard budget on what judging in this store spends (stored answers, calls waiting in batches,
+    # and upper-bound estimates of new calls): calls that would pass it are not asked or submitted.
+    # Needs a price for every judge's model. None: no budget.
+    max_cost_usd: Annotated[float, Field(ge=0)] | None = None
 
     @model_validator(mode="after")
     def _unique_judge_names(self) -> JudgeConfig:

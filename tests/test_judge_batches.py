@@ -206,3 +206,47 @@ def test_estimates_and_costs_use_the_batch_price(store, openai_server):
     tokens = store.one("SELECT sum(prompt_tokens), sum(completion_tokens) FROM judgments")
     assert stored == pytest.approx((tokens[0] * 2.0 + tokens[1] * 8.0) / 1e6 / 2)
     assert json.dumps(config.model_dump(mode="json"))  # the config stays serialisable
+
+
+# -- judge.max_cost_usd ------------------------------------------------------------------------------
+
+def priced(config: JudgeConfig, budget: float | None) -> JudgeConfig:
+    from prefcurate.core.config import Price
+
+    return config.model_copy(update={"max_cost_usd": budget, "prices": {
+        "test-model": Price(input_per_million=1000.0, output_per_million=1000.0)}})
+
+
+def test_a_budget_stops_online_calls_before_it_is_exceeded_and_more_budget_resumes(store, openai_server):
+    add_judgeable_pairs(store, 10)  # 20 calls
+    config = priced(judge_config(openai_server, members=[{"output_format": "json_schema"}]), 3.0)
+    first = run_judge(store, config)
+    asked = len(openai_server.requests)
+    assert 0 < asked < 20 and first.details["budget"]["calls_refused"] == 20 - asked
+    assert store.scalar("SELECT sum(cost_usd) FROM judgments") <= 3.0
+    run_judge(store, config)  # what is left of the budget buys little or nothing more
+    assert store.scalar("SELECT sum(cost_usd) FROM judgments") <= 3.0
+    run_judge(store, priced(config, 1000.0))
+    assert store.scalar("SELECT count(*) FROM judgments WHERE valid") == 20
+
+
+def test_a_budget_counts_calls_waiting_in_batches(store, openai_server):
+    openai_server.batch_api.behaviour.delay_s = 3600.0
+    add_judgeable_pairs(store, 10)
+    config = priced(batch_config(openai_server), 3.0)
+    first = run_judge(store, config)
+    submitted = openai_server.batch_api.lines_received
+    assert 0 < submitted < 20 and first.details["budget"]["calls_refused"] == 20 - submitted
+    second = run_judge(store, config)  # the waiting calls hold their share of the budget: nothing new
+    assert openai_server.batch_api.lines_received == submitted
+    assert second.details["budget"]["waiting_in_batches_usd"] > 0
+
+
+def test_a_budget_needs_every_judge_priced(store, openai_server):
+    from prefcurate.curation.judging.budget import BudgetError
+
+    add_judgeable_pairs(store, 2)
+    config = judge_config(openai_server).model_copy(update={"max_cost_usd": 1.0})
+    with pytest.raises(BudgetError, match="needs a price for every judge's model .* test-model"):
+        run_judge(store, config)
+    assert not openai_server.requests

@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 STAGE = "judge"
 
 
+def waiting_in_batches(store: Store) -> set[str]:
+    """The calls submitted in batches not yet collected."""
+    return {row[0] for row in store.con.execute(
+        "SELECT r.custom_id FROM provider_batch_requests r JOIN provider_batches b USING (batch_id) "
+        "WHERE b.stage = ? AND b.collected_at IS NULL", [STAGE]).fetchall()}
+
+
 @dataclass
 class BatchCounts:
     submitted_batches: int = 0
@@ -48,9 +55,7 @@ class BatchCalls:
             "ORDER BY submitted_at", [STAGE]).fetchall() if row[1] in self.judges]
 
     def pending_ids(self) -> set[str]:
-        return {row[0] for row in self.store.con.execute(
-            "SELECT r.custom_id FROM provider_batch_requests r JOIN provider_batches b USING (batch_id) "
-            "WHERE b.stage = ? AND b.collected_at IS NULL", [STAGE]).fetchall()}
+        return waiting_in_batches(self.store)
 
     def _attempts(self) -> dict[str, int]:
         return dict(self.store.con.execute(

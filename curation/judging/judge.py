@@ -469,13 +469,16 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
         "calls_planned": len(planned), "calls_cached": len(planned) - len(todo),
         "replayed_from_journal": run.replayed})
 
+    allowed = None  # every call, unless a budget says otherwise
+    if config.max_cost_usd is not None:
+        allowed = _apply_budget(store, config, panel, planned, todo, report)
+        todo = [call for call in todo if call.judgment_id in allowed]
     batch_judges = [judge for judge in panel if judge.config.backend.kind == "openai_batch"]
-    in_batches = [call for call in todo if call.judge in batch_judges]
     todo = [call for call in todo if call.judge not in batch_judges]
     with Progress("judge", len(todo)) as progress:
         try:
-            if in_batches or batch_judges:
-                report.details["batches"] = _judge_in_batches(store, run, planned, batch_judges, config)
+            if batch_judges:
+                report.details["batches"] = _judge_in_batches(store, run, planned, batch_judges, config, allowed)
             if todo:
                 todo, probed = run.probe_output_formats(pairs, todo)
                 progress.update(probed)
@@ -508,14 +511,34 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
     return report.finish()
 
 
+def _apply_budget(store: Store, config: JudgeConfig, panel: list[PanelJudge], planned: list[PlannedCall],
+                  todo: list[PlannedCall], report: StageReport) -> set[str]:
+    """The ids of the calls judge.max_cost_usd allows: those waiting in batches, and a prefix of the rest."""
+    from prefcurate.curation.judging.batch_calls import waiting_in_batches
+    from prefcurate.curation.judging.budget import check_budget
+
+    waiting = waiting_in_batches(store)
+    check = check_budget(store, config, panel, [call for call in todo if call.judgment_id not in waiting],
+                         [call for call in planned if call.judgment_id in waiting])
+    report.details["budget"] = check.figures
+    if check.refused:
+        figures = check.figures
+        log.warning("judge: %d calls not asked: they would take the spend past judge.max_cost_usd ($%.2f): spent "
+                    "$%.4f, waiting in batches at most $%.4f, this run at most $%.4f", check.refused,
+                    config.max_cost_usd, figures["spent_usd"], figures["waiting_in_batches_usd"],
+                    figures["this_run_at_most_usd"])
+    return waiting | {call.judgment_id for call in check.allowed}
+
+
 def _judge_in_batches(store: Store, run: JudgeRun, planned: list[PlannedCall], judges: list[PanelJudge],
-                      config: JudgeConfig) -> dict:
+                      config: JudgeConfig, allowed: set[str] | None) -> dict:
     from prefcurate.curation.judging.batch_calls import BatchCalls
 
     batches = BatchCalls(store, run, judges, config.batch_attempts)
     batches.collect({call.judgment_id: call for call in planned})
     answered = answered_ids(store)
-    batches.submit([call for call in planned if call.judge in judges and call.judgment_id not in answered])
+    batches.submit([call for call in planned if call.judge in judges and call.judgment_id not in answered
+                    and (allowed is None or call.judgment_id in allowed)])
     pending, counts = batches.pending_ids(), batches.counts
     return {"pending_calls": len(pending), "open_batches": len(batches.open_batches()),
             "submitted_batches": counts.submitted_batches, "submitted_calls": counts.submitted_calls,
