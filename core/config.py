@@ -53,12 +53,16 @@ class IngestConfig(_Section):
     id_column: str | None = None
 
 
+BATCH_KINDS = ("openai_batch", "batch_files")
+
+
 class BackendConfig(_Section):
     """Where chat completions come from: a local transformers model or an OpenAI-compatible server."""
 
     # openai_batch: the same calls through the provider's batch API (OpenAI Batch protocol): about
     # half the price, answered within completion_window; `judge` submits and a later run collects.
-    kind: Literal["transformers", "openai", "openai_batch"] = "transformers"
+    # batch_files: the same batches as files in batch_dir, for an offline runner (vLLM's run_batch).
+    kind: Literal["transformers", "openai", "openai_batch", "batch_files"] = "transformers"
     # transformers: a local folder, a hub name, or `embedded:smollm2-135m-instruct`.
     # openai: the model name the server expects.
     model: str = EMBEDDED_MODEL
@@ -79,13 +83,16 @@ class BackendConfig(_Section):
     batch_max_requests: PositiveInt = 50_000
     batch_max_bytes: PositiveInt = 190_000_000
     completion_window: str = "24h"
+    batch_dir: Path | None = None  # batch_files: where requests are written and results read
     # transformers only
     batch_size: PositiveInt = 8
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
 
     @model_validator(mode="after")
     def _openai_needs_model_name(self) -> BackendConfig:
-        if self.kind in ("openai", "openai_batch") and self.model.startswith("embedded:"):
+        if self.kind == "batch_files" and self.batch_dir is None:
+            raise ValueError("batch_dir: a batch_files backend needs the folder its runner reads and writes")
+        if self.kind != "transformers" and self.model.startswith("embedded:"):
             raise ValueError("model: an openai backend needs the served model's name, not an embedded model")
         return self
 
@@ -124,7 +131,7 @@ class PanelJudgeConfig(_Section):
 
     @model_validator(mode="after")
     def _batches_cannot_probe(self) -> PanelJudgeConfig:
-        if self.backend.kind == "openai_batch" and self.output_format == "auto":
+        if self.backend.kind in BATCH_KINDS and self.output_format == "auto":
             raise ValueError("output_format: a batch judge (backend.kind openai_batch) needs json_schema, json_object "
                              "or text: auto decides by probing the endpoint with a few calls, which a batch cannot do")
         return self

@@ -27,7 +27,7 @@ def test_yaml_and_toml_give_the_same_config(tmp_path):
 @pytest.mark.parametrize("text, field, reason", [
     ("generate:\n  n_candidates: 0\n", "generate.n_candidates", "greater than 0"),
     ("curate:\n  min_agreement: 1.5\n", "curate.min_agreement", "less than or equal to 1"),
-    ("judge:\n  panel:\n    - backend:\n        kind: vllm\n", "judge.panel.0.backend.kind", "'transformers', 'openai' or 'openai_batch'"),
+    ("judge:\n  panel:\n    - backend:\n        kind: vllm\n", "judge.panel.0.backend.kind", "'transformers', 'openai', 'openai_batch' or 'batch_files'"),
     ("pairs:\n  stratgy: all\n", "pairs.stratgy", "unknown field"),
     ("curate:\n  splits:\n    validation: 0.5\n    test: 0.5\n", "curate.splits", "below 1"),
     ("judge:\n  panel:\n    - backend:\n        kind: openai\n", "judge.panel.0.backend", "needs the served model's name"),

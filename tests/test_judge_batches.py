@@ -250,3 +250,51 @@ def test_a_budget_needs_every_judge_priced(store, openai_server):
     with pytest.raises(BudgetError, match="needs a price for every judge's model .* test-model"):
         run_judge(store, config)
     assert not openai_server.requests
+
+
+# -- batch files (an offline runner such as vLLM's run_batch) ----------------------------------------
+
+def run_offline_runner(folder, server) -> int:
+    """What `vllm run_batch` does: answer each requests file into its results file (written under
+    another name, then renamed). Returns the request lines answered."""
+    answered = 0
+    for requests in sorted(folder.glob("*.requests.jsonl")):
+        results = requests.with_name(requests.name.replace(".requests.", ".results."))
+        if results.exists():
+            continue
+        lines = [json.loads(line) for line in requests.read_text().splitlines()]
+        out = [{"id": f"r{i}", "custom_id": line["custom_id"], "error": None,
+                "response": {"status_code": 200, "body": server._completion(line["body"])}}
+               for i, line in enumerate(lines) if i != 0]  # the runner loses the first line
+        results.with_suffix(".tmp").write_text("".join(json.dumps(row) + "\n" for row in out))
+        results.with_suffix(".tmp").rename(results)
+        answered += len(lines)
+    return answered
+
+
+def test_batch_files_are_answered_by_an_offline_runner_with_the_online_call_ids(tmp_path, openai_server):
+    folder = tmp_path / "batches"
+    members = [{"backend": {"kind": "batch_files", "batch_dir": str(folder), "base_url": openai_server.base_url},
+                "output_format": "json_schema"}]
+    config = judge_config(openai_server, members=members)
+    with Store(tmp_path / "files.duckdb") as store:
+        add_judgeable_pairs(store, 4)
+        first = run_judge(store, config)
+        assert first.details["batches"]["pending_calls"] == 8 and len(list(folder.glob("*.requests.jsonl"))) == 1
+        assert run_judge(store, config).details["batches"]["pending_calls"] == 8  # no results yet: waits
+        assert run_offline_runner(folder, openai_server) == 8
+        second = run_judge(store, config)  # 7 answers stored, the lost line submitted again
+        assert second.details["batches"]["collected_calls"] == 7 and second.details["batches"]["submitted_calls"] == 1
+        run_offline_runner(folder, openai_server)  # its one line is lost again ...
+        third = run_judge(store, config)
+        assert third.details["batches"]["submitted_calls"] == 1  # ... and asked a third time
+        run_offline_runner(folder, openai_server)
+        fourth = run_judge(store, config)  # lost 3 times (judge.batch_attempts): its failure stands
+        assert fourth.details["batches"]["submitted_calls"] == 0 and fourth.details["batches"]["given_up_calls"] == 1
+        assert len(list(folder.glob("*.requests.jsonl"))) == 3  # the 8 calls, then the lost one twice alone
+        batched = stored_judgments(store)
+    with Store(tmp_path / "online.duckdb") as store:
+        add_judgeable_pairs(store, 4)
+        run_judge(store, judge_config(openai_server, members=[{"output_format": "json_schema"}]))
+        online = stored_judgments(store)
+    assert len(batched) == 7 and all(online[key] == value for key, value in batched.items())

@@ -12,17 +12,21 @@ __all__ = ["ChatBackend", "ChatRequest", "ChatResult", "backend_identity", "make
 
 def backend_identity(config: BackendConfig) -> str:
     """A stable name for the model behind a backend config: part of every cache key."""
-    if config.kind in ("openai", "openai_batch"):  # one model, two ways to ask: one identity, one cache
+    if config.kind != "transformers":  # one model, several ways to ask it: one identity, one cache
         return f"openai:{config.base_url or 'api.openai.com'}:{config.model}"
     return f"transformers:{config.model}"
 
 
 def make_backend(config: BackendConfig, models_dir: Path):
-    """A ChatBackend, or for openai_batch an OpenAIBatchBackend (submit / poll / download)."""
+    """A ChatBackend, or for the batch kinds a batch backend (submit / poll / download)."""
     if config.kind == "openai_batch":
         from prefcurate.curation.backends.openai_batch import OpenAIBatchBackend
 
         return OpenAIBatchBackend(config)
+    if config.kind == "batch_files":
+        from prefcurate.curation.backends.batch_files import FileBatchBackend
+
+        return FileBatchBackend(config)
     if config.kind == "openai":
         from prefcurate.curation.backends.openai_compat import OpenAIBackend
 

@@ -98,21 +98,12 @@ class OpenAIBatchBackend:
     def download(self, state: BatchState, want_logprobs: bool = True) -> tuple[dict[str, ChatResult], int]:
         """Results by custom_id from the output and error files, and the number of lines that could
         not be read (they are asked again, like calls that failed)."""
-        results, unreadable = {}, 0
-        for file_id in (state.output_file_id, state.error_file_id):
-            if not file_id:
-                continue
-            for raw in self._client.files.content(file_id).text.splitlines():
-                if not raw.strip():
-                    continue
-                try:
-                    key, result = _line_result(json.loads(raw), want_logprobs)
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    unreadable += 1
-                    continue
-                if key not in results or results[key].error:  # an answer beats an error for the same call
-                    results[key] = result
-        return results, unreadable
+        lines = [line for file_id in (state.output_file_id, state.error_file_id) if file_id
+                 for line in self._read_file(file_id)]
+        return read_output_lines(lines, want_logprobs)
+
+    def _read_file(self, file_id: str) -> list[str]:
+        return self._client.files.content(file_id).text.splitlines()
 
     def close(self) -> None:
         self._client.close()
@@ -126,6 +117,22 @@ class OpenAIBatchBackend:
 
 def _state(batch) -> BatchState:
     return BatchState(batch.id, batch.status, batch.output_file_id, batch.error_file_id)
+
+
+def read_output_lines(lines: list[str], want_logprobs: bool) -> tuple[dict[str, ChatResult], int]:
+    """Batch output lines (answers and errors) as results by custom_id, and the count of unreadable lines."""
+    results, unreadable = {}, 0
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            key, result = _line_result(json.loads(raw), want_logprobs)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            unreadable += 1
+            continue
+        if key not in results or results[key].error:  # an answer beats an error for the same call
+            results[key] = result
+    return results, unreadable
 
 
 def _line_result(line: dict, want_logprobs: bool) -> tuple[str, ChatResult]:

@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from prefcurate.core.config import JudgeConfig, PanelJudgeConfig, judge_name
+from prefcurate.core.config import BATCH_KINDS, JudgeConfig, PanelJudgeConfig, judge_name
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.journal import Journal, journal_path, read_journal
 from prefcurate.core.progress import Progress
@@ -184,7 +184,7 @@ def price_of(config: JudgeConfig, judge: PanelJudgeConfig, prompt_tokens: int | 
     if price is None or prompt_tokens is None:
         return None
     online = (prompt_tokens * price.input_per_million + (completion_tokens or 0) * price.output_per_million) / 1e6
-    return online * price.batch_share if judge.backend.kind == "openai_batch" else online
+    return online * price.batch_share if judge.backend.kind in BATCH_KINDS else online
 
 
 def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constitution, config: JudgeConfig) -> dict:
@@ -473,7 +473,7 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
     if config.max_cost_usd is not None:
         allowed = _apply_budget(store, config, panel, planned, todo, report)
         todo = [call for call in todo if call.judgment_id in allowed]
-    batch_judges = [judge for judge in panel if judge.config.backend.kind == "openai_batch"]
+    batch_judges = [judge for judge in panel if judge.config.backend.kind in BATCH_KINDS]
     todo = [call for call in todo if call.judge not in batch_judges]
     with Progress("judge", len(todo)) as progress:
         try:
