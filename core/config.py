@@ -84,6 +84,10 @@ class BackendConfig(_Section):
     batch_max_bytes: PositiveInt = 190_000_000
     completion_window: str = "24h"
     batch_dir: Path | None = None  # batch_files: where requests are written and results read
+    # How often a waiting run (--wait, `prefcurate run`) polls its batches, and how many times a call
+    # that failed inside a batch is submitted before its failure stands.
+    batch_poll_s: Annotated[float, Field(gt=0)] = 30.0
+    batch_attempts: PositiveInt = 3
     # transformers only
     batch_size: PositiveInt = 8
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -172,10 +176,6 @@ class JudgeConfig(_Section):
     # Imported pairs already carry a label: the judges see a seeded sample of them, enough to measure
     # their agreement with it (judge_quality.gold_agreement) without paying for every pair. None: all.
     max_imported_pairs: Annotated[int, Field(ge=0)] | None = 32
-    # Batch judges (backend.kind openai_batch): how often a waiting run polls its batches, and how
-    # many times a call that failed inside a batch is submitted before its failure stands.
-    batch_poll_s: Annotated[float, Field(gt=0)] = 30.0
-    batch_attempts: PositiveInt = 3
     # A hard budget on what judging in this store spends (stored answers, calls waiting in batches,
     # and upper-bound estimates of new calls): calls that would pass it are not asked or submitted.
     # Needs a price for every judge's model. None: no budget.

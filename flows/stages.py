@@ -24,8 +24,9 @@ def ingest_flow(config: PrefcurateConfig) -> dict:
 
 
 @stage_flow("generate")
-def generate_flow(config: PrefcurateConfig) -> dict:
-    return pipeline.generate_stage(config)
+def generate_flow(config: PrefcurateConfig, wait: bool = False) -> dict:
+    """wait: poll provider batches (a batch backend) until every call is answered."""
+    return pipeline.generate_stage(config, wait=wait)
 
 
 @stage_flow("pairs")

@@ -131,11 +131,13 @@ def ingest(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreO
 
 
 @command()
-def generate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
+def generate(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+             wait: bool = typer.Option(False, "--wait", help="A batch backend: poll until every submitted call is "
+                                       "answered (default: submit, collect what is done, and return).")) -> None:
     """Generate N candidate responses per prompt."""
     from prefcurate.flows.stages import generate_flow
 
-    _print_summary(_run(generate_flow, _config(config, store)))
+    _print_summary(_run(generate_flow, _config(config, store), wait=wait))
 
 
 @command()

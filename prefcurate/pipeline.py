@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import yaml
 
-from prefcurate.core.config import PrefcurateConfig
+from prefcurate.core.config import BATCH_KINDS, PrefcurateConfig
 from prefcurate.core.local_models import pick_device, resolve_model
 from prefcurate.core.report import StageFailed, StageReport
 from prefcurate.core.store import Store
@@ -59,9 +59,14 @@ def ingest_stage(config: PrefcurateConfig) -> dict:
         return finish_stage(store, ingest_prompts(store, config.ingest))
 
 
-def generate_stage(config: PrefcurateConfig) -> dict:
-    with open_store(config) as store, make_backend(config.generate.backend, config.resolved_models_dir) as backend:
-        return finish_stage(store, generate_candidates(store, backend, config.generate))
+def generate_stage(config: PrefcurateConfig, wait: bool = False) -> dict:
+    """Candidates for every prompt. With a batch backend, calls that still wait in provider batches
+    are collected by a later run, or with `wait`, by polling (until_batches_done)."""
+    def once() -> dict:
+        with open_store(config) as store, make_backend(config.generate.backend, config.resolved_models_dir) as backend:
+            return finish_stage(store, generate_candidates(store, backend, config.generate))
+
+    return until_batches_done(once, wait, [config.generate.backend])
 
 
 def pairs_stage(config: PrefcurateConfig) -> dict:
@@ -77,21 +82,34 @@ def pairs_stage(config: PrefcurateConfig) -> dict:
 def judge_stage(config: PrefcurateConfig, run_batch: Callable = run_directly, wait: bool = False) -> dict:
     """Judge every pair with every panel member; run_batch(label, work) runs one batch of calls.
     Batch judges' calls that still wait in provider batches are collected by a later run, or with
-    `wait`, by polling every judge.batch_poll_s with the store closed in between (other writers go on)."""
+    `wait`, by polling (until_batches_done)."""
     constitution = load_constitution(config.judge.constitution)
-    while True:
+
+    def once() -> dict:
         with open_store(config) as store, open_panel(store, config.judge, config.resolved_models_dir) as panel:
-            summary = finish_stage(store, judge_pairs(store, panel, constitution, config.judge, run_batch))
-            pending = summary.get("batches", {}).get("pending_calls", 0)
-            if not (wait and pending):
-                summary["judge_report"], summary["judge_report_markdown"] = judge_report(config, store)
-                if pending:
-                    log.info("judge: %d calls wait in %d provider batches; run `prefcurate judge` again (or with "
-                             "--wait) to collect them", pending, summary["batches"]["open_batches"])
-                return summary
-        log.info("judge: %d calls wait in %d provider batches; polling again in %.0f s", pending,
-                 summary["batches"]["open_batches"], config.judge.batch_poll_s)
-        time.sleep(config.judge.batch_poll_s)
+            return finish_stage(store, judge_pairs(store, panel, constitution, config.judge, run_batch))
+
+    summary = until_batches_done(once, wait, [judge.backend for judge in config.judge.panel])
+    summary["judge_report"], summary["judge_report_markdown"] = judge_report(config)
+    return summary
+
+
+def until_batches_done(run_once: Callable[[], dict], wait: bool, backends: list) -> dict:
+    """Run a stage once; with `wait`, again every batch_poll_s (the smallest of its batch backends')
+    while calls wait in provider batches, with the store closed in between so other writers go on."""
+    poll_s = min((backend.batch_poll_s for backend in backends if backend.kind in BATCH_KINDS), default=0.0)
+    while True:
+        summary = run_once()
+        pending, batches = summary.get("batches", {}).get("pending_calls", 0), summary.get("batches", {})
+        if not pending:
+            return summary
+        if not wait:
+            log.info("%s: %d calls wait in %d provider batches; run `prefcurate %s` again (or with --wait) to collect "
+                     "them", summary["stage"], pending, batches["open_batches"], summary["stage"])
+            return summary
+        log.info("%s: %d calls wait in %d provider batches; polling again in %.0f s", summary["stage"], pending,
+                 batches["open_batches"], poll_s)
+        time.sleep(poll_s)
 
 
 def judge_report(config: PrefcurateConfig, store: Store | None = None) -> tuple[str, str]:
@@ -317,7 +335,7 @@ def run_pipeline(config: PrefcurateConfig, stages: Stages = Stages()) -> dict[st
     checked, when curation acts on them) -> curated Parquet -> reward model -> report."""
     done = {}
     done["ingest"] = stages.ingest(config)
-    done["generate"] = stages.generate(config)
+    done["generate"] = stages.generate(config, wait=True)  # pairs need every candidate
     done["pairs"] = stages.pairs(config)
     if config.gold.source:
         done["gold"] = stages.gold(config)

@@ -14,7 +14,7 @@ from contextlib import closing
 
 import pyarrow as pa
 
-from prefcurate.core.config import GenerateConfig
+from prefcurate.core.config import BATCH_KINDS, GenerateConfig
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.progress import Progress
 from prefcurate.core.report import StageFailed, StageReport
@@ -99,16 +99,19 @@ def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConf
         if len(buffer) + len(rejects) >= COMMIT_EVERY:
             flush()
 
-    watch = FailureWatch(STAGE, backend.identity, config.backend)
-    results = backend.complete(requests)
-    with Progress("generate", len(requests)) as progress, closing(results):
-        try:
-            for result in results:
-                keep(result)
-                progress.update()
-                watch.observe(result)
-        finally:
-            flush()  # what was answered before an interruption or a stop is kept
+    if config.backend.kind in BATCH_KINDS:
+        report.details["batches"] = _generate_in_batches(store, backend, requests, keep, flush)
+    else:
+        watch = FailureWatch(STAGE, backend.identity, config.backend)
+        results = backend.complete(requests)
+        with Progress("generate", len(requests)) as progress, closing(results):
+            try:
+                for result in results:
+                    keep(result)
+                    progress.update()
+                    watch.observe(result)
+            finally:
+                flush()  # what was answered before an interruption or a stop is kept
 
     report.count_out = store.scalar(
         "SELECT count(DISTINCT prompt_id) FROM candidates WHERE generator_key = ?", [generator_key])
@@ -126,6 +129,26 @@ def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConf
         example = next((r["reason"] for r in rejects_seen if r["reason"].startswith(kind)), kind)
         raise StageFailed(f"generate: all {len(requests)} calls failed ({dict(errors)}), e.g. {example[:200]}")
     return report.finish()
+
+
+def _generate_in_batches(store: Store, backend, requests: list[ChatRequest], keep, flush) -> dict:
+    """Collect finished provider batches into their slots, then submit the slots still empty."""
+    from prefcurate.curation.provider_batches import ProviderBatches, batch_summary
+
+    wanted = {request.key for request in requests}
+
+    def keep_answer(key: str, result) -> bool:
+        if key not in wanted:  # filled meanwhile, or no longer asked for
+            return False
+        keep(result)
+        return result.ok
+
+    batches = ProviderBatches(store, STAGE, backend, backend.identity)
+    batches.collect(keep_answer, flush)
+    filled = {row[0] for row in store.con.execute(
+        "SELECT candidate_id FROM candidates WHERE list_contains(?, candidate_id)", [list(wanted)]).fetchall()}
+    batches.submit([request for request in requests if request.key not in filled], backend.config.batch_attempts)
+    return batch_summary(store, STAGE, batches.counts)
 
 
 def identical_sample_prompts(store: Store, generator_key: str) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from prefcurate.core.config import JudgeConfig
 from prefcurate.core.store import Store
-from prefcurate.curation.judging.judge import PlannedCall, price_of
+from prefcurate.curation.judging.pricing import price_of
 
 UNCALIBRATED_CHARS_PER_TOKEN = 3.0
 MARGIN = 1.1
@@ -26,7 +26,7 @@ class BudgetError(ValueError):
 
 @dataclass
 class BudgetCheck:
-    allowed: list[PlannedCall]
+    allowed: list
     refused: int
     figures: dict
 
@@ -38,16 +38,17 @@ def _tokens_per_char(store: Store, judge) -> float:
     return MARGIN * row[0] if row and row[0] else 1 / UNCALIBRATED_CHARS_PER_TOKEN
 
 
-def check_budget(store: Store, config: JudgeConfig, panel: list, todo: list[PlannedCall],
-                 waiting: list[PlannedCall]) -> BudgetCheck:
-    """The calls of `todo` the budget allows (a prefix, in order), given the calls `waiting` in batches."""
+def check_budget(store: Store, config: JudgeConfig, panel: list, todo: list,
+                 waiting: list) -> BudgetCheck:
+    """The calls of `todo` the budget allows (a prefix, in order), given the calls `waiting` in batches
+    (judge.PlannedCall objects; not imported here, since judge.py imports this module)."""
     unpriced = sorted({judge.name for judge in panel if config.prices.get(judge.config.backend.model) is None})
     if unpriced:
         raise BudgetError(f"judge.max_cost_usd needs a price for every judge's model (judge.prices); none for "
                           f"{', '.join(unpriced)}")
     rates = {judge.name: _tokens_per_char(store, judge) for judge in panel}
 
-    def estimate(call: PlannedCall) -> float:
+    def estimate(call) -> float:
         return price_of(config, call.judge.config, round(call.request_chars * rates[call.judge.name]),
                         call.judge.config.max_new_tokens)
 

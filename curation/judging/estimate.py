@@ -10,12 +10,12 @@ from __future__ import annotations
 from prefcurate.core.config import JudgeConfig
 from prefcurate.core.store import Store
 from prefcurate.curation.judging.constitution import Constitution
+from prefcurate.curation.judging.pricing import price_of
 from prefcurate.curation.judging.judge import (
     JudgeRun,
     PanelJudge,
     format_history,
     pairs_to_judge,
-    price_of,
     resolve_output_format,
 )
 

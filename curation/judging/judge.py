@@ -25,7 +25,9 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from prefcurate.core.config import BATCH_KINDS, JudgeConfig, PanelJudgeConfig, judge_name
+from prefcurate.core.config import JudgeConfig, PanelJudgeConfig, judge_name
+from prefcurate.core.config import BATCH_KINDS
+from prefcurate.curation.judging.pricing import price_of
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.journal import Journal, journal_path, read_journal
 from prefcurate.core.progress import Progress
@@ -177,15 +179,6 @@ def answered_ids(store: Store) -> set[str]:
 
 
 # -- reading an answer ------------------------------------------------------------------------------
-
-def price_of(config: JudgeConfig, judge: PanelJudgeConfig, prompt_tokens: int | None,
-             completion_tokens: int | None) -> float | None:
-    price = config.prices.get(judge.backend.model)
-    if price is None or prompt_tokens is None:
-        return None
-    online = (prompt_tokens * price.input_per_million + (completion_tokens or 0) * price.output_per_million) / 1e6
-    return online * price.batch_share if judge.backend.kind in BATCH_KINDS else online
-
 
 def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constitution, config: JudgeConfig) -> dict:
     row = {
@@ -478,7 +471,7 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
     with Progress("judge", len(todo)) as progress:
         try:
             if batch_judges:
-                report.details["batches"] = _judge_in_batches(store, run, planned, batch_judges, config, allowed)
+                report.details["batches"] = _judge_in_batches(store, run, planned, batch_judges, allowed)
             if todo:
                 todo, probed = run.probe_output_formats(pairs, todo)
                 progress.update(probed)
@@ -514,10 +507,10 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
 def _apply_budget(store: Store, config: JudgeConfig, panel: list[PanelJudge], planned: list[PlannedCall],
                   todo: list[PlannedCall], report: StageReport) -> set[str]:
     """The ids of the calls judge.max_cost_usd allows: those waiting in batches, and a prefix of the rest."""
-    from prefcurate.curation.judging.batch_calls import waiting_in_batches
     from prefcurate.curation.judging.budget import check_budget
+    from prefcurate.curation.provider_batches import waiting_in_batches
 
-    waiting = waiting_in_batches(store)
+    waiting = waiting_in_batches(store, STAGE)
     check = check_budget(store, config, panel, [call for call in todo if call.judgment_id not in waiting],
                          [call for call in planned if call.judgment_id in waiting])
     report.details["budget"] = check.figures
@@ -531,19 +524,27 @@ def _apply_budget(store: Store, config: JudgeConfig, panel: list[PanelJudge], pl
 
 
 def _judge_in_batches(store: Store, run: JudgeRun, planned: list[PlannedCall], judges: list[PanelJudge],
-                      config: JudgeConfig, allowed: set[str] | None) -> dict:
-    from prefcurate.curation.judging.batch_calls import BatchCalls
+                      allowed: set[str] | None) -> dict:
+    """Collect the batch judges' finished batches, then submit what is unanswered (and allowed)."""
+    from prefcurate.curation.provider_batches import BatchCounts, ProviderBatches, batch_summary
 
-    batches = BatchCalls(store, run, judges, config.batch_attempts)
-    batches.collect({call.judgment_id: call for call in planned})
-    answered = answered_ids(store)
-    batches.submit([call for call in planned if call.judge in judges and call.judgment_id not in answered
-                    and (allowed is None or call.judgment_id in allowed)])
-    pending, counts = batches.pending_ids(), batches.counts
-    return {"pending_calls": len(pending), "open_batches": len(batches.open_batches()),
-            "submitted_batches": counts.submitted_batches, "submitted_calls": counts.submitted_calls,
-            "collected_batches": counts.collected_batches, "collected_calls": counts.collected_calls,
-            "unreadable_lines": counts.unreadable_lines, "given_up_calls": counts.given_up_calls}
+    by_id = {call.judgment_id: call for call in planned}
+
+    def keep(key: str, result) -> bool:
+        if key not in by_id:  # planned no more (the constitution or the pairs changed)
+            return False
+        run.keep(by_id[key], result)
+        return True
+
+    counts = BatchCounts()
+    for judge in judges:
+        batches = ProviderBatches(store, STAGE, judge.backend, judge.name)
+        batches.collect(keep, run.flush)
+        answered = answered_ids(store)
+        batches.submit([call.request for call in planned if call.judge is judge and call.judgment_id not in answered
+                        and (allowed is None or call.judgment_id in allowed)], judge.config.backend.batch_attempts)
+        counts.add(batches.counts)
+    return batch_summary(store, STAGE, counts)
 
 
 JUDGMENT_SCHEMA = pa.schema([

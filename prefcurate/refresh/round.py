@@ -66,7 +66,7 @@ def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
              refresh.pair_selection, selected["heldout_pairs"])
 
     # -- label, route, re-curate, retrain -------------------------------------------------------------
-    judged = judge_stage(config, run_batch)
+    judged = judge_stage(config, run_batch, wait=True)  # the round trains on these labels
     routed = route_to_annotators(config, round_index) if config.argilla.enabled else {"argilla": "disabled"}
     curated = curate_stage(config)
     warm = refresh.warm_start and not (Path(incumbent_dir) / "ensemble.json").exists()

@@ -1,4 +1,4 @@
-"""Batch judges (issue 18, part 1): the same calls through the OpenAI Batch protocol, against the
+"""Batches (issue 18, part 1): judging and generation through the OpenAI Batch protocol, against the
 suite's server speaking it (tests/support/batch_api.py): same call ids and rows as online, batches
 kept in the store, failed/expired/garbage lines asked again, size limits, and kills."""
 
@@ -88,7 +88,7 @@ def test_failed_expired_and_garbage_lines_are_asked_again_in_a_later_batch(store
 def test_a_call_that_keeps_failing_is_given_up_after_batch_attempts(store, openai_server):
     openai_server.batch_api.behaviour.fail_share = 1.0
     add_judgeable_pairs(store, 2)
-    config = batch_config(openai_server).model_copy(update={"batch_attempts": 2})
+    config = batch_config(openai_server, batch_attempts=2)
     run_judge(store, config)  # submitted
     for _ in range(2):  # collected: every call failed, as an online judge whose every call fails
         with pytest.raises(StageFailed, match="gave no valid verdict in 4 calls .*batch_error"):
@@ -124,8 +124,8 @@ def write_config(tmp_path, server, **judge) -> str:
     path = tmp_path / "judge.yaml"
     path.write_text(yaml.safe_dump({
         "workdir": str(tmp_path / "out"), "store": {"path": str(tmp_path / "store.duckdb")},
-        "judge": {"batch_poll_s": 0.5, **judge, "panel": [{"output_format": "json_schema", "backend": {
-            **BATCH, "model": "test-model", "base_url": server.base_url}}]}}))
+        "judge": {**judge, "panel": [{"output_format": "json_schema", "backend": {
+            **BATCH, "model": "test-model", "base_url": server.base_url, "batch_poll_s": 0.5}}]}}))
     return path
 
 
@@ -193,7 +193,7 @@ def test_killed_before_it_could_record_a_batch_the_next_run_adopts_it(tmp_path):
 
 def test_estimates_and_costs_use_the_batch_price(store, openai_server):
     from prefcurate.core.config import Price
-    from prefcurate.curation.judging.judge import price_of
+    from prefcurate.curation.judging.pricing import price_of
 
     config = batch_config(openai_server).model_copy(update={"prices": {"test-model": Price(
         input_per_million=2.0, output_per_million=8.0)}})
@@ -289,7 +289,7 @@ def test_batch_files_are_answered_by_an_offline_runner_with_the_online_call_ids(
         third = run_judge(store, config)
         assert third.details["batches"]["submitted_calls"] == 1  # ... and asked a third time
         run_offline_runner(folder, openai_server)
-        fourth = run_judge(store, config)  # lost 3 times (judge.batch_attempts): its failure stands
+        fourth = run_judge(store, config)  # lost 3 times (backend.batch_attempts): its failure stands
         assert fourth.details["batches"]["submitted_calls"] == 0 and fourth.details["batches"]["given_up_calls"] == 1
         assert len(list(folder.glob("*.requests.jsonl"))) == 3  # the 8 calls, then the lost one twice alone
         batched = stored_judgments(store)
@@ -298,3 +298,30 @@ def test_batch_files_are_answered_by_an_offline_runner_with_the_online_call_ids(
         run_judge(store, judge_config(openai_server, members=[{"output_format": "json_schema"}]))
         online = stored_judgments(store)
     assert len(batched) == 7 and all(online[key] == value for key, value in batched.items())
+
+
+# -- generation in batches -----------------------------------------------------------------------------
+
+def test_generation_in_batches_fills_the_same_slots_with_the_same_texts_as_online(tmp_path, openai_server):
+    from prefcurate.core.config import GenerateConfig
+    from prefcurate.curation.backends import make_backend
+    from prefcurate.curation.generation.generate import generate_candidates
+    from tests.support.builders import add_prompt
+
+    def generate(path, kind: str) -> list:
+        config = GenerateConfig(n_candidates=3, backend={"kind": kind, "model": "test-model",
+                                                          "base_url": openai_server.base_url})
+        with Store(path) as store, make_backend(config.backend, tmp_path) as backend:
+            for index in range(4):
+                add_prompt(store, f"Generation prompt {index}: describe the number {index}.")
+            reports = [generate_candidates(store, backend, config) for _ in range(2 if kind == "openai_batch" else 1)]
+            rows = store.con.execute("SELECT candidate_id, prompt_id, sample_index, text FROM candidates "
+                                     "ORDER BY candidate_id").fetchall()
+        return reports, rows
+
+    batch_reports, batched = generate(tmp_path / "batch.duckdb", "openai_batch")
+    assert batch_reports[0].details["batches"]["submitted_calls"] == 12 and batch_reports[0].details["new_candidates"] == 0
+    assert batch_reports[1].details["batches"]["collected_calls"] == 12 and batch_reports[1].count_out == 4
+    _, online = generate(tmp_path / "online.duckdb", "openai")
+    assert batched == online and len(batched) == 12
+    assert openai_server.batch_api.lines_received == 12
