@@ -123,7 +123,7 @@ class OpenAICompatServer:
 
     async def _start_site(self) -> None:
         self._stopping = asyncio.Event()
-        app = web.Application()
+        app = web.Application(client_max_size=256 * 1024 * 1024)  # batch input files are large
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         self.batch_api.add_routes(app.router)
