@@ -18,5 +18,5 @@ SELECT
     j.preference_logit,
     j.template_version,
     j.constitution_version
-FROM judgments AS j
+FROM judge_calls AS j
 WHERE j.valid;

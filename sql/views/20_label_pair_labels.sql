@@ -19,6 +19,8 @@
 --   n_reference_labels                             imported labels for the pair
 --   n_human_votes, human_label, human_agreement    submitted human votes, their strict majority and its share
 --                                                  (annotation_pair_agreement)
+--   verifier_label, verifier_domains               a or b when checks (verifier_verdicts) pass exactly one
+--                                                  response and agree; the domains that decided
 CREATE OR REPLACE VIEW pair_labels AS
 WITH comparisons AS (
     SELECT
@@ -41,7 +43,7 @@ consistency AS (
 ),
 calls AS (
     SELECT pair_id, count(*) AS n_calls, count(*) FILTER (WHERE NOT valid) AS n_invalid
-    FROM judgments
+    FROM judge_calls
     GROUP BY pair_id
 ),
 votes AS (
@@ -105,10 +107,13 @@ SELECT
     coalesce(r.n_reference_labels, 0) AS n_reference_labels,
     coalesce(h.n_votes, 0) AS n_human_votes,
     h.majority_label AS human_label,
-    h.agreement AS human_agreement
+    h.agreement AS human_agreement,
+    vv.verifier_label,
+    vv.verifier_domains
 FROM pairs AS p
 LEFT JOIN calls AS c USING (pair_id)
 LEFT JOIN reference AS r USING (pair_id)
 LEFT JOIN annotation_pair_agreement AS h USING (pair_id)
 LEFT JOIN labelled AS l USING (pair_id)
-LEFT JOIN consistency AS k USING (pair_id);
+LEFT JOIN consistency AS k USING (pair_id)
+LEFT JOIN verifier_verdicts AS vv USING (pair_id);

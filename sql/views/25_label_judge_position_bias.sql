@@ -15,7 +15,7 @@ WITH per_call AS (
         winner,
         CASE shown_order WHEN 'ab' THEN preference_logit ELSE -preference_logit END AS first_position_logit,
         verdict_shown
-    FROM judgments
+    FROM judge_calls
     WHERE valid
 ),
 comparisons AS (

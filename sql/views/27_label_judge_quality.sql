@@ -24,7 +24,7 @@ WITH calls AS (
         avg(j.confidence) FILTER (WHERE j.valid) AS mean_confidence,
         count(*) FILTER (WHERE j.confidence_source = 'logprobs') AS n_logprob_confidence,
         count(*) FILTER (WHERE j.confidence_source = 'self_report') AS n_self_reported_confidence
-    FROM judgments AS j
+    FROM judge_calls AS j
     GROUP BY j.judge
 ),
 gold AS (
@@ -80,7 +80,7 @@ SELECT
     avg(CASE WHEN v.winner = l.reference_label THEN 1.0 ELSE 0.0 END)
         FILTER (WHERE l.reference_label IN ('a', 'b')) AS gold_agreement
 FROM judgment_votes AS v
-JOIN judgments AS j USING (judgment_id)
+JOIN judge_calls AS j USING (judgment_id)
 JOIN pair_labels AS l ON l.pair_id = v.pair_id
 JOIN pair_texts AS t ON t.pair_id = v.pair_id
 GROUP BY v.judge, v.principle_id;

@@ -1,0 +1,5 @@
+-- judge_calls (label layer): the judges' calls, that is every judgment but the verifiers' (which are
+-- checks, not opinions: they label a pair through verifier_verdicts, never as votes).
+--   * judgments   every column of judgments
+CREATE OR REPLACE VIEW judge_calls AS
+SELECT * FROM judgments WHERE confidence_source IS DISTINCT FROM 'verifier';
