@@ -51,6 +51,12 @@ class IngestConfig(_Section):
     # Maps our field names to the source's column names.
     prompt_column: str = "prompt"
     id_column: str | None = None
+    # What verifiers can check, read when the source has these columns (judge.panel[].kind: verifier):
+    # a math reference answer, Python tests for code (asserts run after the response's code), and
+    # instruction constraints (a JSON object: min_words, max_words, must_include, format, ...).
+    reference_answer_column: str = "reference_answer"
+    tests_column: str = "tests"
+    constraints_column: str = "constraints"
 
 
 BATCH_KINDS = ("openai_batch", "batch_files")
@@ -117,8 +123,22 @@ class PairingConfig(_Section):
     seed: int = 0
 
 
+class VerifierConfig(_Section):
+    """A verifier member's checks (curation/verifiers/verify.py)."""
+
+    domains: list[Literal["math", "code", "constraints"]] = ["math", "code", "constraints"]
+    time_limit_s: Annotated[float, Field(gt=0)] = 10.0  # per response (code), and per math checker start
+    memory_mb: PositiveInt = 1024  # the sandboxed process's address space
+    parallel: PositiveInt = 2  # code checks run at once
+
+
 class PanelJudgeConfig(_Section):
-    """One member of the judge panel: a model, where it runs, and how it is asked."""
+    """One member of the judge panel: a model, where it runs, and how it is asked; or a verifier."""
+
+    # llm: a model asked for a verdict; verifier: checks (math answers, code tests, constraints) on
+    # the pairs whose prompts declare them, labelling a pair only when exactly one response passes.
+    kind: Literal["llm", "verifier"] = "llm"
+    verifier: VerifierConfig = VerifierConfig()
 
     # The judge's name in the store and reports; defaults to the backend's `model`. Members that
     # share a model (e.g. at two temperatures) need names of their own.
@@ -135,7 +155,7 @@ class PanelJudgeConfig(_Section):
 
     @model_validator(mode="after")
     def _batches_cannot_probe(self) -> PanelJudgeConfig:
-        if self.backend.kind in BATCH_KINDS and self.output_format == "auto":
+        if self.kind == "llm" and self.backend.kind in BATCH_KINDS and self.output_format == "auto":
             raise ValueError("output_format: a batch judge (backend.kind openai_batch) needs json_schema, json_object "
                              "or text: auto decides by probing the endpoint with a few calls, which a batch cannot do")
         return self
@@ -151,7 +171,7 @@ class Price(_Section):
 
 
 def judge_name(judge: PanelJudgeConfig) -> str:
-    return judge.name or judge.backend.model
+    return judge.name or ("verifier" if judge.kind == "verifier" else judge.backend.model)
 
 
 class JudgeConfig(_Section):
@@ -255,12 +275,23 @@ class LengthConfig(_Section):
     target_chosen_longer: Fraction | None = None
 
 
+LABEL_SOURCES = ("verifier", "human", "import", "judges")
+
+
 class CurateConfig(_Section):
-    # Precedence of labels: human annotations, then labels imported with a dataset, then judges.
-    # balanced: the sign of the mean preference logit over both shown orders where the judge gave
+    # Which label wins where a pair has several, first to last: a verifier's (exactly one response
+    # passed its check), human annotations, a label imported with the dataset, the judges'.
+    label_precedence: list[Literal["verifier", "human", "import", "judges"]] = list(LABEL_SOURCES)
+    # The judges' label: balanced: the sign of the mean preference logit over both shown orders where the judge gave
     # verdict probabilities (a constant position bias cancels), the majority vote elsewhere.
     # vote: the strict majority of verdicts.
     label_rule: Literal["balanced", "vote"] = "balanced"
+
+    @model_validator(mode="after")
+    def _every_source_once(self) -> CurateConfig:
+        if sorted(self.label_precedence) != sorted(LABEL_SOURCES):
+            raise ValueError(f"label_precedence: each of {', '.join(LABEL_SOURCES)} once, in the order they win")
+        return self
     ties: Literal["drop", "keep"] = "drop"  # keep: exported with tie = true (and skipped by BT training)
     # Keep only pairs whose every (judge, principle) comparison names the same winner in both orders.
     # Off by default because the embedded 135M judge almost never is; turn it on with a real judge.

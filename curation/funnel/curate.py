@@ -106,11 +106,20 @@ def _drop_work_tables(store: Store) -> None:
 
 
 def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageReport]:
+    set_label_precedence(store, config.label_precedence)
     _drop_work_tables(store)  # a run that failed half-way may have left some
     try:
         return _curate(store, config)
     finally:
         _drop_work_tables(store)
+
+
+def set_label_precedence(store: Store, order: list[str]) -> None:
+    """labelled_pairs (and everything reading it) follows this order from now on."""
+    with store.transaction():
+        store.con.execute("DELETE FROM label_precedence")
+        store.con.executemany("INSERT INTO label_precedence VALUES (?, ?)",
+                              [[source, rank] for rank, source in enumerate(order, start=1)])
 
 
 def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageReport]:

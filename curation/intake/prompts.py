@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 
 import pyarrow as pa
 
@@ -17,6 +18,7 @@ from prefcurate.core.config import IngestConfig
 from prefcurate.core.hashing import prompt_id
 from prefcurate.core.report import StageReport
 from prefcurate.core.store import Store
+from prefcurate.curation.intake.prompt_checks import read_checks
 from prefcurate.curation.intake.shipped import embedded_prompts_path
 from prefcurate.curation.intake.sources import IngestError, detect_format, read_source
 
@@ -46,6 +48,7 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
     seen_keys: set[str] = set()
     rows_by_id: dict[str, int] = {}
     repeated_ids: list[tuple[str, int, int]] = []
+    checks: list[dict] = []
     for item in rows:
         report.count_in += 1
         if item.values is None:
@@ -75,6 +78,10 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
                 repeated_ids.append((str(external), first_row, item.row))
         accepted[key] = {"prompt_id": key, "text": text, "source": source, "source_row": item.row,
                          "external_id": None if external is None else str(external)}
+        row_checks, problems = read_checks(item.values, key, config)
+        checks += row_checks
+        rejects += [_reject(source, item.row, field, reason, json.dumps(item.values.get(field), default=str)[:500])
+                    for field, reason in problems]
 
     if report.count_in == 0:
         raise IngestError(f"{source}: no rows")
@@ -89,12 +96,17 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
         report.details["repeated_ids"] = len(repeated_ids)
     with store.transaction():
         new = store.insert_new("prompts", pa.Table.from_pylist(list(accepted.values()), schema=_PROMPT_SCHEMA))
+        if checks:  # a changed check replaces the prompt's old one of that domain
+            store.upsert("prompt_checks", pa.Table.from_pylist(checks, schema=_CHECK_SCHEMA))
         new_rejects = store.add_rejects(STAGE, rejects)
     report.count_out = len(accepted)
     report.details.update(rejected=len(rejects), duplicates_in_source=duplicates,
-                          new_prompts=new, already_stored=len(accepted) - new, new_rejects=new_rejects)
+                          new_prompts=new, already_stored=len(accepted) - new, new_rejects=new_rejects,
+                          checks=dict(Counter(check["domain"] for check in checks)))
     return report.finish()
 
 
+_CHECK_SCHEMA = pa.schema([("prompt_id", pa.string()), ("domain", pa.string()), ("reference_answer", pa.string()),
+                           ("tests", pa.string()), ("constraints", pa.string()), ("check_hash", pa.string())])
 _PROMPT_SCHEMA = pa.schema([("prompt_id", pa.string()), ("text", pa.string()), ("source", pa.string()),
                             ("source_row", pa.int64()), ("external_id", pa.string())])

@@ -42,11 +42,11 @@ def check_budget(store: Store, config: JudgeConfig, panel: list, todo: list,
                  waiting: list) -> BudgetCheck:
     """The calls of `todo` the budget allows (a prefix, in order), given the calls `waiting` in batches
     (judge.PlannedCall objects; not imported here, since judge.py imports this module)."""
-    unpriced = sorted({judge.name for judge in panel if config.prices.get(judge.config.backend.model) is None})
+    unpriced = sorted({judge.name for judge in panel if not judge.is_verifier and config.prices.get(judge.config.backend.model) is None})
     if unpriced:
         raise BudgetError(f"judge.max_cost_usd needs a price for every judge's model (judge.prices); none for "
                           f"{', '.join(unpriced)}")
-    rates = {judge.name: _tokens_per_char(store, judge) for judge in panel}
+    rates = {judge.name: _tokens_per_char(store, judge) for judge in panel if not judge.is_verifier}
 
     def estimate(call) -> float:
         return price_of(config, call.judge.config, round(call.request_chars * rates[call.judge.name]),

@@ -34,7 +34,7 @@ def _calibration(store: Store, judge: PanelJudge) -> tuple[float | None, float |
 
 def estimate_judging(store: Store, constitution: Constitution, config: JudgeConfig) -> dict:
     panel = [PanelJudge(member, resolve_output_format(member, format_history(store, member)))
-             for member in config.panel]
+             for member in config.panel if member.kind == "llm"]  # verifiers cost nothing
     pairs = pairs_to_judge(store, config.max_imported_pairs)
     planned, todo = JudgeRun(store, panel, constitution, config).plan(pairs)
     per_judge = {}

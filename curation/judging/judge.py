@@ -74,7 +74,11 @@ class PanelJudge:
 
     @property
     def identity(self) -> str:
-        return backend_identity(self.config.backend)
+        return "verifier" if self.is_verifier else backend_identity(self.config.backend)
+
+    @property
+    def is_verifier(self) -> bool:
+        return self.config.kind == "verifier"
 
     @property
     def sampling(self) -> dict:
@@ -103,6 +107,9 @@ def open_panel(store: Store, config: JudgeConfig, models_dir: Path) -> Iterator[
     with ExitStack() as backends:
         panel = []
         for member in config.panel:
+            if member.kind == "verifier":  # checks, not a model: no backend to open
+                panel.append(PanelJudge(member, "verifier"))
+                continue
             history = format_history(store, member)
             output_format = resolve_output_format(member, history)
             panel.append(PanelJudge(member, output_format, backends.enter_context(make_backend(member.backend, models_dir)),
@@ -341,7 +348,8 @@ class JudgeRun:
 
     def plan(self, pairs: list[tuple]) -> tuple[list[PlannedCall], list[PlannedCall]]:
         """(planned, todo) over the whole panel."""
-        planned = [call for judge in self.panel for call in plan_calls(pairs, self.constitution, judge, self.config)]
+        planned = [call for judge in self.panel if not judge.is_verifier
+                   for call in plan_calls(pairs, self.constitution, judge, self.config)]
         if self._left_by_a_stopped_run:
             self._replay(planned)
         answered = answered_ids(self.store)
@@ -462,11 +470,14 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
         "calls_planned": len(planned), "calls_cached": len(planned) - len(todo),
         "replayed_from_journal": run.replayed})
 
+    verifiers = [judge for judge in panel if judge.is_verifier]
+    if verifiers:
+        report.details["verifiers"] = _run_verifiers(store, verifiers)
     allowed = None  # every call, unless a budget says otherwise
     if config.max_cost_usd is not None:
         allowed = _apply_budget(store, config, panel, planned, todo, report)
         todo = [call for call in todo if call.judgment_id in allowed]
-    batch_judges = [judge for judge in panel if judge.config.backend.kind in BATCH_KINDS]
+    batch_judges = [judge for judge in panel if not judge.is_verifier and judge.config.backend.kind in BATCH_KINDS]
     todo = [call for call in todo if call.judge not in batch_judges]
     with Progress("judge", len(todo)) as progress:
         try:
@@ -502,6 +513,22 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
                               "SELECT judge, round(consistency_rate, 3) FROM judge_position_bias").fetchall()),
                           **stats)
     return report.finish()
+
+
+def _run_verifiers(store: Store, verifiers: list[PanelJudge]) -> dict:
+    """Check the pairs whose prompts declare checks; their verdicts are stored as judgments."""
+    from prefcurate.curation.verifiers.verify import verify_pairs
+
+    summary = {}
+    for verifier in verifiers:
+        rows, summary[verifier.name] = verify_pairs(store, verifier.name, verifier.config.verifier)
+        if rows:
+            with store.transaction():
+                store.upsert("judgments", pa.Table.from_pylist(rows, schema=JUDGMENT_SCHEMA))
+        log.info("judge: verifier %s checked %d pairs (%s)", verifier.name, len(rows),
+                 ", ".join(f"{domain}: {counts['decisive']} decisive of {counts['pairs']}"
+                           for domain, counts in summary[verifier.name]["by_domain"].items()) or "nothing new")
+    return summary
 
 
 def _apply_budget(store: Store, config: JudgeConfig, panel: list[PanelJudge], planned: list[PlannedCall],
