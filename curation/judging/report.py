@@ -3,7 +3,8 @@
 Per judge: agreement with gold (imported reference labels), position consistency and bias, tie,
 invalid and unparseable rates, where confidence came from, usage (tokens, cost, latency) and
 errors by kind; per judge and principle: tie rate, agreement with the panel and with gold, and
-the win rate of the longer response.
+the win rate of the longer response; per judge, principle and domain: agreement with the
+verifiers on the pairs a check decided (a judge audited for free).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _SECTIONS = {
     "principles": "SELECT * FROM judge_principle_quality ORDER BY judge, principle_id",
     "usage": "SELECT * FROM judge_usage ORDER BY judge",
     "errors": "SELECT * FROM judge_errors ORDER BY judge, n_calls DESC",
+    "verifier_agreement": "SELECT * FROM judge_verifier_agreement ORDER BY judge, domain, principle_id",
 }
 
 
@@ -79,6 +81,8 @@ def judge_report_markdown(report: dict) -> str:
                                  "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "n_errors"]),
         "## Errors",
         _table(report["errors"], ["judge", "error_kind", "n_calls", "n_to_retry", "example_reason"]),
+        "## Agreement with verifiers (pairs a check decided)",
+        _table(report["verifier_agreement"], ["judge", "domain", "principle_id", "n_votes", "agreement"]),
     ])
 
 

@@ -29,7 +29,7 @@ from prefcurate.core.hashing import content_hash
 from prefcurate.core.progress import Progress
 from prefcurate.core.store import Store
 from prefcurate.curation.verifiers.constraints import violations
-from prefcurate.curation.verifiers.sandbox import Limits, run_sandboxed
+from prefcurate.curation.verifiers.sandbox import Limits, SandboxUnavailable, no_network_prefix, run_sandboxed
 
 log = logging.getLogger(__name__)
 VERSIONS = {"math": "math-verify-0.9/v1", "code": "python-tests/v1", "constraints": "constraints/v1"}
@@ -97,15 +97,16 @@ def _pairs_to_verify(store: Store, domains: list[str]) -> list[tuple]:
         ORDER BY p.pair_id, c.domain""", [domains]).fetchall()
 
 
-def _check_candidates(store: Store, work: dict[tuple, tuple], config: VerifierConfig) -> tuple[dict, int]:
+def _check_candidates(store: Store, work: dict[tuple, tuple], config: VerifierConfig) -> tuple[dict, int, list]:
     """Outcomes by (candidate, domain, check hash): stored ones, and the new ones, checked and stored
-    (with how many were new)."""
+    (with how many were new, and why code was refused, if it was)."""
     stored = {(row[0], row[1], row[2]): Outcome(row[3], row[4], row[5], row[6]) for row in store.con.execute(
         "SELECT candidate_id, domain, check_hash, passed, status, detail, seconds FROM candidate_checks "
         "WHERE list_contains(?, candidate_id)", [sorted({key[0] for key in work})]).fetchall()}
     todo = {key: value for key, value in work.items() if key not in stored}
     limits = Limits(time_s=config.time_limit_s, memory_mb=config.memory_mb)
     outcomes: dict[tuple, Outcome] = {}
+    refused: list[str] = []
     with Progress("verify", len(todo)) as progress:
         math = [(key, value) for key, value in todo.items() if key[1] == "math"]
         by_id = {f"{index}": key for index, (key, _) in enumerate(math)}
@@ -117,6 +118,12 @@ def _check_candidates(store: Store, work: dict[tuple, tuple], config: VerifierCo
             outcomes[key] = check_constraints(response, constraints)
             progress.update()
         code = [(key, value) for key, value in todo.items() if key[1] == "code"]
+        try:
+            no_network_prefix()
+        except SandboxUnavailable as error:  # code is never run with the network: left unchecked, said why
+            log.warning("verify: %d responses' code not run: %s", len(code), error)
+            refused.append(str(error))
+            code = []
         with ThreadPoolExecutor(max_workers=config.parallel) as pool:
             for key, outcome in zip([key for key, _ in code],
                                     pool.map(lambda item: check_code(item[1][1], item[1][0], limits), code)):
@@ -128,7 +135,7 @@ def _check_candidates(store: Store, work: dict[tuple, tuple], config: VerifierCo
                 {"candidate_id": key[0], "domain": key[1], "check_hash": key[2], "passed": outcome.passed,
                  "status": outcome.status, "detail": outcome.detail, "seconds": outcome.seconds}
                 for key, outcome in outcomes.items()], schema=_CHECK_SCHEMA))
-    return {**stored, **outcomes}, len(outcomes)
+    return {**stored, **outcomes}, len(outcomes), refused
 
 
 def verify_pairs(store: Store, name: str, config: VerifierConfig) -> tuple[list[dict], dict]:
@@ -146,9 +153,10 @@ def verify_pairs(store: Store, name: str, config: VerifierConfig) -> tuple[list[
                  "constraints": json.loads(constraints) if constraints else None}[domain]
         for candidate, text in ((cand_a, text_a), (cand_b, text_b)):
             work[(candidate, domain, check_hash)] = (check, text)
-    outcomes, checked = _check_candidates(store, work, config) if work else ({}, 0)
+    outcomes, checked, refused = _check_candidates(store, work, config) if work else ({}, 0, [])
     judgments = [_judgment(name, judgment_id, pair_id, domain, outcomes[(a, domain, h)], outcomes[(b, domain, h)])
-                 for judgment_id, pair_id, domain, h, a, b in planned]
+                 for judgment_id, pair_id, domain, h, a, b in planned
+                 if (a, domain, h) in outcomes and (b, domain, h) in outcomes]
     by_domain: dict[str, dict] = {}
     for row in judgments:
         counts = by_domain.setdefault(row["principle_id"], {"pairs": 0, "decisive": 0, "both_pass": 0,
@@ -156,7 +164,8 @@ def verify_pairs(store: Store, name: str, config: VerifierConfig) -> tuple[list[
         counts["pairs"] += 1
         counts["decisive" if row["valid"] else row["error_kind"]] += 1
     return judgments, {"pairs_checkable": len(rows), "verified_now": len(judgments), "by_domain": by_domain,
-                       "responses_checked_now": checked}
+                       "responses_checked_now": checked, "not_checked": len(planned) - len(judgments),
+                       **({"refused": refused[0]} if refused else {})}
 
 
 def _judgment(name: str, judgment_id: str, pair_id: str, domain: str, a: Outcome, b: Outcome) -> dict:
@@ -166,7 +175,7 @@ def _judgment(name: str, judgment_id: str, pair_id: str, domain: str, a: Outcome
     return {
         "judgment_id": judgment_id, "pair_id": pair_id, "judge": name, "judge_model": f"verifier:{VERSIONS[domain]}",
         "principle_id": domain, "principle_axis": "verifier", "shown_order": "ab", "template_version": VERSIONS[domain],
-        "constitution_version": None, "output_format": "verifier", "sampling": "{}",
+        "constitution_version": "-", "output_format": "verifier", "sampling": "{}",
         "raw_response": json.dumps({"a": a.__dict__, "b": b.__dict__}),
         "verdict_shown": winner.upper() if winner else None, "winner": winner, "confidence": 1.0 if decisive else None,
         "confidence_source": "verifier", "self_confidence": None, "verdict_probs": None, "preference_logit": None,
