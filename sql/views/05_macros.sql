@@ -13,3 +13,12 @@ CREATE OR REPLACE MACRO strict_majority(votes_a, votes_b, votes_tie) AS
 -- trimmed. Two responses equal under it are the same answer; exact prompt dedup and shingling read it too.
 CREATE OR REPLACE MACRO normalized_text(text) AS
     trim(regexp_replace(lower(text), '[^[:alnum:]]+', ' ', 'g'));
+
+-- The first of several candidate labels that exists: each a {rank, source, label, confidence}
+-- struct, the lowest rank winning (label_precedence). NULL when none has a label.
+CREATE OR REPLACE MACRO first_label(candidates) AS
+    list_sort(list_filter(candidates, lambda x: x.label IS NOT NULL))[1];
+
+-- A label source's place in label_precedence (1 wins first).
+CREATE OR REPLACE MACRO precedence_rank(name) AS
+    (SELECT rank FROM label_precedence WHERE source = name);

@@ -24,33 +24,29 @@ WITH judge_rules AS (
         CASE WHEN balanced_label IS NOT NULL THEN 'balanced' ELSE 'vote' END AS _judge_rule_by_balanced
     FROM pair_labels
 ),
+sources AS (
+    -- the labels that are the same under either judge rule, with their place in label_precedence
+    SELECT
+        *,
+        [{'rank': precedence_rank('verifier'), 'source': 'verifier', 'label': verifier_label,
+          'confidence': 1.0::DOUBLE},
+         {'rank': precedence_rank('human'), 'source': 'human', 'label': human_label,
+          'confidence': human_agreement::DOUBLE},
+         {'rank': precedence_rank('import'), 'source': 'import', 'label': reference_label,
+          'confidence': NULL::DOUBLE}] AS _others
+    FROM judge_rules
+),
 ranked AS (
     SELECT
         *,
-        list_sort(list_filter([
-            {'rank': (SELECT rank FROM label_precedence WHERE source = 'verifier'), 'source': 'verifier',
-             'label': verifier_label, 'confidence': 1.0::DOUBLE},
-            {'rank': (SELECT rank FROM label_precedence WHERE source = 'human'), 'source': 'human',
-             'label': human_label, 'confidence': human_agreement::DOUBLE},
-            {'rank': (SELECT rank FROM label_precedence WHERE source = 'import'), 'source': 'import',
-             'label': reference_label, 'confidence': NULL::DOUBLE},
-            {'rank': (SELECT rank FROM label_precedence WHERE source = 'judges'), 'source': 'vote',
-             'label': judge_label_by_vote, 'confidence': judge_confidence_by_vote::DOUBLE}
-        ], lambda x: x.label IS NOT NULL))[1] AS _by_vote,
-        list_sort(list_filter([
-            {'rank': (SELECT rank FROM label_precedence WHERE source = 'verifier'), 'source': 'verifier',
-             'label': verifier_label, 'confidence': 1.0::DOUBLE},
-            {'rank': (SELECT rank FROM label_precedence WHERE source = 'human'), 'source': 'human',
-             'label': human_label, 'confidence': human_agreement::DOUBLE},
-            {'rank': (SELECT rank FROM label_precedence WHERE source = 'import'), 'source': 'import',
-             'label': reference_label, 'confidence': NULL::DOUBLE},
-            {'rank': (SELECT rank FROM label_precedence WHERE source = 'judges'), 'source': _judge_rule_by_balanced,
-             'label': judge_label_by_balanced, 'confidence': judge_confidence_by_balanced::DOUBLE}
-        ], lambda x: x.label IS NOT NULL))[1] AS _by_balanced
-    FROM judge_rules
+        first_label(list_append(_others, {'rank': precedence_rank('judges'), 'source': 'vote',
+            'label': judge_label_by_vote, 'confidence': judge_confidence_by_vote::DOUBLE})) AS _by_vote,
+        first_label(list_append(_others, {'rank': precedence_rank('judges'), 'source': _judge_rule_by_balanced,
+            'label': judge_label_by_balanced, 'confidence': judge_confidence_by_balanced::DOUBLE})) AS _by_balanced
+    FROM sources
 )
 SELECT
-    * EXCLUDE (_judge_rule_by_balanced, _by_vote, _by_balanced),
+    * EXCLUDE (_judge_rule_by_balanced, _others, _by_vote, _by_balanced),
     _by_vote.label AS label_by_vote,
     coalesce(_by_vote.source, 'vote') AS label_source_by_vote,
     _by_vote.confidence AS confidence_by_vote,
