@@ -285,7 +285,9 @@ class CurateConfig(_Section):
     # The judges' label: balanced: the sign of the mean preference logit over both shown orders where the judge gave
     # verdict probabilities (a constant position bias cancels), the majority vote elsewhere.
     # vote: the strict majority of verdicts.
-    label_rule: Literal["balanced", "vote"] = "balanced"
+    # dawid_skene: a label model that weighs every judge and annotator by its reliability, estimated
+    # from the votes themselves (curation/label_model.py).
+    label_rule: Literal["balanced", "vote", "dawid_skene"] = "balanced"
 
     @model_validator(mode="after")
     def _every_source_once(self) -> CurateConfig:

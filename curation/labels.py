@@ -1,18 +1,19 @@
 """A pair's label under one judge label rule, read by name from the labelled_pairs view.
 
-The view (sql/views/21_label_labelled_pairs.sql) applies the precedence, human annotations, then
-a label imported with the dataset, then the judges', under every rule at once; curation,
+The view (sql/views/21_label_labelled_pairs.sql) applies the precedence (label_precedence: by
+default a verifier's, human annotations, a label imported with the dataset, the judges'), under every
+rule at once; curation,
 annotation and refresh rounds read one rule's columns through `labelled_pairs(rule)`, so the
 derivation lives in one place and a data engineer can query the same thing.
 """
 
 from __future__ import annotations
 
-LABEL_RULES = ("balanced", "vote")
+LABEL_RULES = ("balanced", "vote", "dawid_skene")
 # The view's columns that come once per rule, as `<column>_by_<rule>`.
 PER_RULE_COLUMNS = ("label", "label_source", "confidence", "judge_label", "judge_confidence")
-# label_source values that mean "the judges' label" (human and import are the others).
-JUDGE_SOURCES = ("balanced", "vote")
+# label_source values that mean "the judges' label" (verifier, human and import are the others).
+JUDGE_SOURCES = ("balanced", "vote", "dawid_skene")
 
 
 def labelled_pairs(rule: str) -> str:

@@ -21,6 +21,7 @@ from prefcurate.core.config import CurateConfig
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.report import StageReport
 from prefcurate.core.store import Store
+from prefcurate.curation.label_model import refresh_label_model
 from prefcurate.curation.funnel.balance import cap, chosen_longer_share, rebalance_length
 from prefcurate.curation.funnel.decontaminate import decontaminate
 from prefcurate.curation.funnel.dedup import exact_dedup, near_dedup
@@ -107,11 +108,15 @@ def _drop_work_tables(store: Store) -> None:
 
 def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageReport]:
     set_label_precedence(store, config.label_precedence)
+    label_model = refresh_label_model(store) if config.label_rule == "dawid_skene" else None
     _drop_work_tables(store)  # a run that failed half-way may have left some
     try:
-        return _curate(store, config)
+        result, report = _curate(store, config)
     finally:
         _drop_work_tables(store)
+    if label_model is not None:  # the raters' estimated reliabilities, in the run's report
+        report.details["label_model"] = label_model
+    return result, report
 
 
 def set_label_precedence(store: Store, order: list[str]) -> None:

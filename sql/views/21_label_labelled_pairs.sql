@@ -6,23 +6,32 @@
 --   judge_label_by_vote, judge_confidence_by_vote           the judges' label under `vote`: vote_label, vote_confidence
 --   judge_label_by_balanced, judge_confidence_by_balanced   under `balanced`: balanced_label and balanced_confidence,
 --                                                           else (no log-probabilities) vote_label and vote_confidence
---   label_by_vote, label_by_balanced                        the label: the first of verifier_label, human_label,
+--   judge_label_by_dawid_skene, judge_confidence_by_dawid_skene   under `dawid_skene`: the label model's label and
+--                                                           posterior (label_model_labels; every judge and annotator
+--                                                           weighted by its estimated reliability)
+--   label_by_vote, label_by_balanced, label_by_dawid_skene  the label: the first of verifier_label, human_label,
 --                                                           reference_label and the judges' in label_precedence order
---   label_source_by_vote, label_source_by_balanced          where it came from: verifier, human, import, balanced or
---                                                           vote (vote too for a pair nobody has labelled yet)
---   confidence_by_vote, confidence_by_balanced              1.0 for a verifier's, human_agreement for human labels,
+--   label_source_by_vote, label_source_by_balanced,
+--   label_source_by_dawid_skene                             where it came from: verifier, human, import, balanced,
+--                                                           vote or dawid_skene (the rule's name too for a pair
+--                                                           nobody has labelled yet)
+--   confidence_by_vote, confidence_by_balanced,
+--   confidence_by_dawid_skene                               1.0 for a verifier's, human_agreement for human labels,
 --                                                           NULL for imported ones, the judges' confidence for theirs
 CREATE OR REPLACE VIEW labelled_pairs AS
 WITH judge_rules AS (
     SELECT
-        *,
+        pair_labels.*,
         vote_label AS judge_label_by_vote,
         vote_confidence AS judge_confidence_by_vote,
         coalesce(balanced_label, vote_label) AS judge_label_by_balanced,
         CASE WHEN balanced_label IS NOT NULL THEN balanced_confidence ELSE vote_confidence END
             AS judge_confidence_by_balanced,
-        CASE WHEN balanced_label IS NOT NULL THEN 'balanced' ELSE 'vote' END AS _judge_rule_by_balanced
+        CASE WHEN balanced_label IS NOT NULL THEN 'balanced' ELSE 'vote' END AS _judge_rule_by_balanced,
+        lm.label AS judge_label_by_dawid_skene,
+        lm.confidence AS judge_confidence_by_dawid_skene
     FROM pair_labels
+    LEFT JOIN label_model_labels AS lm USING (pair_id)
 ),
 sources AS (
     -- the labels that are the same under either judge rule, with their place in label_precedence
@@ -42,15 +51,21 @@ ranked AS (
         first_label(list_append(_others, {'rank': precedence_rank('judges'), 'source': 'vote',
             'label': judge_label_by_vote, 'confidence': judge_confidence_by_vote::DOUBLE})) AS _by_vote,
         first_label(list_append(_others, {'rank': precedence_rank('judges'), 'source': _judge_rule_by_balanced,
-            'label': judge_label_by_balanced, 'confidence': judge_confidence_by_balanced::DOUBLE})) AS _by_balanced
+            'label': judge_label_by_balanced, 'confidence': judge_confidence_by_balanced::DOUBLE})) AS _by_balanced,
+        first_label(list_append(_others, {'rank': precedence_rank('judges'), 'source': 'dawid_skene',
+            'label': judge_label_by_dawid_skene, 'confidence': judge_confidence_by_dawid_skene::DOUBLE}))
+            AS _by_dawid_skene
     FROM sources
 )
 SELECT
-    * EXCLUDE (_judge_rule_by_balanced, _others, _by_vote, _by_balanced),
+    * EXCLUDE (_judge_rule_by_balanced, _others, _by_vote, _by_balanced, _by_dawid_skene),
     _by_vote.label AS label_by_vote,
     coalesce(_by_vote.source, 'vote') AS label_source_by_vote,
     _by_vote.confidence AS confidence_by_vote,
     _by_balanced.label AS label_by_balanced,
     coalesce(_by_balanced.source, _judge_rule_by_balanced) AS label_source_by_balanced,
-    _by_balanced.confidence AS confidence_by_balanced
+    _by_balanced.confidence AS confidence_by_balanced,
+    _by_dawid_skene.label AS label_by_dawid_skene,
+    coalesce(_by_dawid_skene.source, 'dawid_skene') AS label_source_by_dawid_skene,
+    _by_dawid_skene.confidence AS confidence_by_dawid_skene
 FROM ranked;
