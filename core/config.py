@@ -174,6 +174,19 @@ def judge_name(judge: PanelJudgeConfig) -> str:
     return judge.name or ("verifier" if judge.kind == "verifier" else judge.backend.model)
 
 
+class CascadeConfig(_Section):
+    """A judge cascade (curation/judging/cascade.py): the first level's judge sees every pair, each
+    next one only the pairs the levels before it were unsure of, humans the rest."""
+
+    levels: list[str] = Field(min_length=1)  # panel member names, the cheapest first
+    # Each level's threshold keeps the agreement of its accepted labels with gold at or above this,
+    # with this confidence (a one-sided lower bound), or the level accepts nothing and says why.
+    target_agreement: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.9
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    min_gold: PositiveInt = 30  # gold pairs a level's judge must have labelled to fit its threshold
+    humans: bool = True  # what no level accepts goes to annotators (argilla.push reason `cascade`)
+
+
 class JudgeConfig(_Section):
     # Every pair is judged by every member of the panel.
     panel: list[PanelJudgeConfig] = Field(default_factory=lambda: [PanelJudgeConfig()], min_length=1)
@@ -200,6 +213,9 @@ class JudgeConfig(_Section):
     # and upper-bound estimates of new calls): calls that would pass it are not asked or submitted.
     # Needs a price for every judge's model. None: no budget.
     max_cost_usd: Annotated[float, Field(ge=0)] | None = None
+    # A cheap judge first, a stronger one for what it is unsure of, humans last; None: every judge
+    # judges every pair.
+    cascade: CascadeConfig | None = None
 
     @model_validator(mode="after")
     def _unique_judge_names(self) -> JudgeConfig:
@@ -207,6 +223,18 @@ class JudgeConfig(_Section):
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"panel: judges sharing a model need distinct `name`s; repeated: {repeated}")
+        return self
+
+    @model_validator(mode="after")
+    def _cascade_levels_are_the_llm_judges(self) -> JudgeConfig:
+        if self.cascade is None:
+            return self
+        llm = [judge_name(judge) for judge in self.panel if judge.kind == "llm"]
+        if sorted(self.cascade.levels) != sorted(llm):
+            raise ValueError(f"cascade.levels: every LLM judge of the panel once, cheapest first ({', '.join(llm)}); "
+                             f"got {', '.join(self.cascade.levels)}")
+        if any(judge.kind == "llm" and judge.backend.kind in BATCH_KINDS for judge in self.panel):
+            raise ValueError("cascade: batch judges cannot be in a cascade (each level waits for the one before)")
         return self
 
 
@@ -511,6 +539,7 @@ class AnnotationPushConfig(_Section):
     # ensemble): the mean reward margin |r_a - r_b| is below the sum of the two rewards' member std.
     ensemble_disagreement: bool = True
     suspect: bool = True  # pairs whose label `prefcurate suspect` flagged (reason: suspect)
+    cascade: bool = True  # pairs no level of a judge cascade accepted (reason: cascade)
     max_records: PositiveInt | None = 500  # per push, most uncertain first
     seed: int = 0  # shown order (A/B) per record is random, seeded by this and the pair id
 

@@ -13,7 +13,7 @@ LABEL_RULES = ("balanced", "vote", "dawid_skene")
 # The view's columns that come once per rule, as `<column>_by_<rule>`.
 PER_RULE_COLUMNS = ("label", "label_source", "confidence", "judge_label", "judge_confidence")
 # label_source values that mean "the judges' label" (verifier, human and import are the others).
-JUDGE_SOURCES = ("balanced", "vote", "dawid_skene")
+JUDGE_SOURCES = ("balanced", "vote", "dawid_skene", "cascade")
 
 
 def labelled_pairs(rule: str) -> str:

@@ -58,6 +58,9 @@ def reason_sql(push: AnnotationPushConfig) -> list[str]:
     if push.ensemble_disagreement:
         reasons.append("CASE WHEN ra.reward_std IS NOT NULL AND abs(ra.reward - rb.reward) < ra.reward_std + rb.reward_std"
                        " THEN 'ensemble_disagreement' END")
+    if push.cascade:
+        # a judge cascade's levels were all unsure of it (cascade_decisions): humans are its last level
+        reasons.append("CASE WHEN cd.decision = 'to_humans' THEN 'cascade' END")
     if push.suspect:
         # `prefcurate suspect` flagged the pair's current label (never a human's)
         reasons.append("CASE WHEN sus.flagged AND sus.label = l.label AND l.label_source <> 'human' THEN 'suspect' END")
@@ -83,6 +86,7 @@ def candidates_sql(push: AnnotationPushConfig, label_rule: str) -> str:
         FROM labelled AS l
         JOIN pair_texts AS t ON t.pair_id = l.pair_id
         LEFT JOIN pair_suspicion AS sus ON sus.pair_id = l.pair_id
+        LEFT JOIN cascade_decisions AS cd ON cd.pair_id = l.pair_id
         LEFT JOIN rewards AS ra ON ra.candidate_id = l.candidate_a
         LEFT JOIN rewards AS rb ON rb.candidate_id = l.candidate_b
         WHERE l.pair_id NOT IN (SELECT pair_id FROM annotation_records WHERE workspace = $workspace AND dataset = $dataset)

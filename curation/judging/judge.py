@@ -483,6 +483,14 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
         try:
             if batch_judges:
                 report.details["batches"] = _judge_in_batches(store, run, planned, batch_judges, allowed)
+            if config.cascade is not None:
+                report.details["cascade"] = _judge_in_cascade(store, run, pairs, constitution, config, allowed,
+                                                              run_batch, progress)
+                todo = []  # the cascade asked what each level needed
+            else:
+                from prefcurate.curation.judging.cascade import clear_cascade
+
+                clear_cascade(store)
             if todo:
                 todo, probed = run.probe_output_formats(pairs, todo)
                 progress.update(probed)
@@ -513,6 +521,36 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
                               "SELECT judge, round(consistency_rate, 3) FROM judge_position_bias").fetchall()),
                           **stats)
     return report.finish()
+
+
+def _judge_in_cascade(store: Store, run: JudgeRun, pairs: list[tuple], constitution: Constitution,
+                      config: JudgeConfig, allowed: set[str] | None, run_batch, progress: Progress) -> dict:
+    """Each level's judge asked only about the pairs the levels before it left open (and the gold)."""
+    from prefcurate.curation.judging.cascade import run_cascade
+
+    judges = {judge.name: judge for judge in run.panel if not judge.is_verifier}
+
+    def ask(name: str, pair_ids: list[str]) -> None:
+        wanted = set(pair_ids)
+        calls = plan_calls([pair for pair in pairs if pair[0] in wanted], constitution, judges[name], config)
+        answered = answered_ids(store)
+        todo = [call for call in calls if call.judgment_id not in answered
+                and (allowed is None or call.judgment_id in allowed)]
+        log.info("judge: cascade level %s: %d pairs, %d calls to make", name, len(wanted), len(todo))
+        for start in range(0, len(todo), config.calls_per_task):
+            batch = todo[start:start + config.calls_per_task]
+            run_batch(f"{name}-{start // config.calls_per_task + 1}", lambda batch=batch: run.ask(batch, progress))
+
+    summary = run_cascade(store, config.cascade, [pair[0] for pair in pairs], ask, config.cascade.humans)
+    for level in summary["levels"]:
+        if level["note"]:
+            log.warning("judge: cascade level %d (%s) accepts nothing: %s", level["level"], level["judge"], level["note"])
+        else:
+            log.info("judge: cascade level %d (%s): threshold %.3f, agreement with gold %.3f (lower bound %.3f) on "
+                     "%d gold pairs; accepted %d of %d pairs", level["level"], level["judge"], level["threshold"],
+                     level["agreement"], level["agreement_low"], level["gold_accepted"], level["pairs_accepted"],
+                     level["pairs_seen"])
+    return summary
 
 
 def _run_verifiers(store: Store, verifiers: list[PanelJudge]) -> dict:

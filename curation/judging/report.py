@@ -21,6 +21,7 @@ _SECTIONS = {
     "usage": "SELECT * FROM judge_usage ORDER BY judge",
     "errors": "SELECT * FROM judge_errors ORDER BY judge, n_calls DESC",
     "verifier_agreement": "SELECT * FROM judge_verifier_agreement ORDER BY judge, domain, principle_id",
+    "cascade": "SELECT * FROM cascade_levels ORDER BY level",
 }
 
 
@@ -83,6 +84,9 @@ def judge_report_markdown(report: dict) -> str:
         _table(report["errors"], ["judge", "error_kind", "n_calls", "n_to_retry", "example_reason"]),
         "## Agreement with verifiers (pairs a check decided)",
         _table(report["verifier_agreement"], ["judge", "domain", "principle_id", "n_votes", "agreement"]),
+        "## Judge cascade (judge.cascade)",
+        _table(report["cascade"], ["level", "judge", "threshold", "gold_pairs", "gold_accepted", "agreement",
+                                   "agreement_low", "pairs_seen", "pairs_accepted", "note"]),
     ])
 
 

@@ -22,3 +22,8 @@ CREATE OR REPLACE MACRO first_label(candidates) AS
 -- A label source's place in label_precedence (1 wins first).
 CREATE OR REPLACE MACRO precedence_rank(name) AS
     (SELECT rank FROM label_precedence WHERE source = name);
+
+-- A judges' figure under a judge cascade: the panel's when the cascade has not decided the pair
+-- (or none is configured), the accepting level's when it accepted it, none while it waits for humans.
+CREATE OR REPLACE MACRO cascaded(decision, cascade_value, panel_value) AS
+    CASE WHEN decision IS NULL THEN panel_value WHEN decision = 'accepted' THEN cascade_value END;

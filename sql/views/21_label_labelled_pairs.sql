@@ -13,25 +13,33 @@
 --                                                           reference_label and the judges' in label_precedence order
 --   label_source_by_vote, label_source_by_balanced,
 --   label_source_by_dawid_skene                             where it came from: verifier, human, import, balanced,
---                                                           vote or dawid_skene (the rule's name too for a pair
---                                                           nobody has labelled yet)
+--                                                           vote, dawid_skene, or cascade (a judge cascade's
+--                                                           accepted label); the rule's name (or cascade) too
+--                                                           for a pair nobody has labelled yet
 --   confidence_by_vote, confidence_by_balanced,
 --   confidence_by_dawid_skene                               1.0 for a verifier's, human_agreement for human labels,
 --                                                           NULL for imported ones, the judges' confidence for theirs
 CREATE OR REPLACE VIEW labelled_pairs AS
 WITH judge_rules AS (
+    -- under a judge cascade (cascade_decisions), the judges' label is the accepting level's, and none
+    -- for a pair no level accepted (it waits for humans)
     SELECT
         pair_labels.*,
-        vote_label AS judge_label_by_vote,
-        vote_confidence AS judge_confidence_by_vote,
-        coalesce(balanced_label, vote_label) AS judge_label_by_balanced,
-        CASE WHEN balanced_label IS NOT NULL THEN balanced_confidence ELSE vote_confidence END
+        cascaded(cd.decision, cd.label, vote_label) AS judge_label_by_vote,
+        cascaded(cd.decision, cd.confidence, vote_confidence) AS judge_confidence_by_vote,
+        cascaded(cd.decision, cd.label, coalesce(balanced_label, vote_label)) AS judge_label_by_balanced,
+        cascaded(cd.decision, cd.confidence,
+                 CASE WHEN balanced_label IS NOT NULL THEN balanced_confidence ELSE vote_confidence END)
             AS judge_confidence_by_balanced,
-        CASE WHEN balanced_label IS NOT NULL THEN 'balanced' ELSE 'vote' END AS _judge_rule_by_balanced,
-        lm.label AS judge_label_by_dawid_skene,
-        lm.confidence AS judge_confidence_by_dawid_skene
+        cascaded(cd.decision, cd.label, lm.label) AS judge_label_by_dawid_skene,
+        cascaded(cd.decision, cd.confidence, lm.confidence) AS judge_confidence_by_dawid_skene,
+        CASE WHEN cd.decision IS NOT NULL THEN 'cascade' ELSE 'vote' END AS _judge_source_by_vote,
+        CASE WHEN cd.decision IS NOT NULL THEN 'cascade' WHEN balanced_label IS NOT NULL THEN 'balanced'
+             ELSE 'vote' END AS _judge_source_by_balanced,
+        CASE WHEN cd.decision IS NOT NULL THEN 'cascade' ELSE 'dawid_skene' END AS _judge_source_by_dawid_skene
     FROM pair_labels
     LEFT JOIN label_model_labels AS lm USING (pair_id)
+    LEFT JOIN cascade_decisions AS cd USING (pair_id)
 ),
 sources AS (
     -- the labels that are the same under either judge rule, with their place in label_precedence
@@ -48,24 +56,25 @@ sources AS (
 ranked AS (
     SELECT
         *,
-        first_label(list_append(_others, {'rank': precedence_rank('judges'), 'source': 'vote',
+        first_label(list_append(_others, {'rank': precedence_rank('judges'), 'source': _judge_source_by_vote,
             'label': judge_label_by_vote, 'confidence': judge_confidence_by_vote::DOUBLE})) AS _by_vote,
-        first_label(list_append(_others, {'rank': precedence_rank('judges'), 'source': _judge_rule_by_balanced,
+        first_label(list_append(_others, {'rank': precedence_rank('judges'), 'source': _judge_source_by_balanced,
             'label': judge_label_by_balanced, 'confidence': judge_confidence_by_balanced::DOUBLE})) AS _by_balanced,
-        first_label(list_append(_others, {'rank': precedence_rank('judges'), 'source': 'dawid_skene',
+        first_label(list_append(_others, {'rank': precedence_rank('judges'), 'source': _judge_source_by_dawid_skene,
             'label': judge_label_by_dawid_skene, 'confidence': judge_confidence_by_dawid_skene::DOUBLE}))
             AS _by_dawid_skene
     FROM sources
 )
 SELECT
-    * EXCLUDE (_judge_rule_by_balanced, _others, _by_vote, _by_balanced, _by_dawid_skene),
+    * EXCLUDE (_judge_source_by_vote, _judge_source_by_balanced, _judge_source_by_dawid_skene, _others, _by_vote,
+               _by_balanced, _by_dawid_skene),
     _by_vote.label AS label_by_vote,
-    coalesce(_by_vote.source, 'vote') AS label_source_by_vote,
+    coalesce(_by_vote.source, _judge_source_by_vote) AS label_source_by_vote,
     _by_vote.confidence AS confidence_by_vote,
     _by_balanced.label AS label_by_balanced,
-    coalesce(_by_balanced.source, _judge_rule_by_balanced) AS label_source_by_balanced,
+    coalesce(_by_balanced.source, _judge_source_by_balanced) AS label_source_by_balanced,
     _by_balanced.confidence AS confidence_by_balanced,
     _by_dawid_skene.label AS label_by_dawid_skene,
-    coalesce(_by_dawid_skene.source, 'dawid_skene') AS label_source_by_dawid_skene,
+    coalesce(_by_dawid_skene.source, _judge_source_by_dawid_skene) AS label_source_by_dawid_skene,
     _by_dawid_skene.confidence AS confidence_by_dawid_skene
 FROM ranked;

@@ -66,6 +66,8 @@ class Behaviour:
     logprobs: bool = True
     judge_rule: Callable[[str, str], str] = longer_wins
     judge_confidence: float = 0.9
+    # When set, the confidence of each verdict (its logprob and stated confidence) from the two texts.
+    judge_confidence_rule: Callable[[str, str], float] | None = None
     supports_response_format: bool = True
     # Accepts response_format but answers as it likes (prose, cut at max_tokens), as some servers do.
     enforces_response_format: bool = True
@@ -232,7 +234,9 @@ class OpenAICompatServer:
             finish_reason = "length" if rambles else "stop"
         elif "A" in blocks and "B" in blocks:
             verdict = self.behaviour.judge_rule(blocks["A"], blocks["B"])
-            tokens = self._verdict_tokens(verdict, as_json=bool(body.get("response_format")))
+            rule = self.behaviour.judge_confidence_rule
+            confidence = rule(blocks["A"], blocks["B"]) if rule else self.behaviour.judge_confidence
+            tokens = self._verdict_tokens(verdict, as_json=bool(body.get("response_format")), confidence=confidence)
             if fault == "empty":
                 tokens = []
             elif fault == "malformed":
@@ -241,7 +245,7 @@ class OpenAICompatServer:
                 tokens, finish_reason = tokens[:1], "length"
             text = "".join(token for token, _ in tokens)
             if want_logprobs and tokens:
-                logprobs = self._logprobs(tokens, verdict)
+                logprobs = self._logprobs(tokens, verdict, confidence)
         else:
             seed = None if self.behaviour.ignores_sampling else body.get("seed")
             text = self._reply(prompt, seed, body.get("max_tokens") or 64)
@@ -257,16 +261,14 @@ class OpenAICompatServer:
                       "total_tokens": len(prompt.split()) + completion_tokens},
         }
 
-    def _verdict_tokens(self, verdict: str, as_json: bool) -> list[tuple[str, bool]]:
+    def _verdict_tokens(self, verdict: str, as_json: bool, confidence: float) -> list[tuple[str, bool]]:
         """The answer as (token, is_the_verdict_token) pieces."""
-        confidence = self.behaviour.judge_confidence
         if as_json:
             return [('{"', False), ("verdict", False), ('": "', False), (verdict, True),
                     (f'", "confidence": {confidence}, "reason": "it follows the principle better"}}', False)]
         return [(verdict, True), (f"\nConfidence: {round(100 * confidence)}\nIt follows the principle better.", False)]
 
-    def _logprobs(self, tokens: list[tuple[str, bool]], verdict: str) -> dict:
-        p = self.behaviour.judge_confidence
+    def _logprobs(self, tokens: list[tuple[str, bool]], verdict: str, p: float) -> dict:
         others = [v for v in ("A", "B", "tie") if v != verdict]
         probabilities = {verdict: p, others[0]: (1 - p) * 0.7, others[1]: (1 - p) * 0.3}
         top = [{"token": token, "logprob": math.log(prob), "bytes": list(token.encode())}
