@@ -222,3 +222,50 @@ def test_a_server_on_the_redis_stand_in_starts_logs_its_choice_and_stops(argilla
     assert stop_server(home)
     assert not server_status(config, home)["running"]
     assert not stop_server(home)  # stopping twice is harmless
+
+
+@pytest.mark.slow
+def test_a_judge_cascade_sends_what_no_level_accepts_to_annotators_and_their_labels_win(annotation_config):
+    """The human level of the cascade, in a real Argilla: the pairs the strong judge could not settle
+    are pushed (reason cascade), answered by two annotators, pulled, and labelled by them."""
+    from prefcurate.pipeline import annotate_pull_stage, annotate_push_stage
+    from tests.support.judging import run_judge
+    from tests.support.openai_server import Behaviour, OpenAICompatServer, always_a
+    from tests.test_cascade import build_pairs, cascade_config, longer_wins, sure_when_far_apart
+
+    with Store(annotation_config.store.path) as store:
+        pairs = build_pairs(store)
+        with OpenAICompatServer(Behaviour(judge_rule=longer_wins, judge_confidence_rule=sure_when_far_apart)) as cheap, \
+                OpenAICompatServer(Behaviour(judge_rule=always_a, judge_confidence=0.95)) as strong:
+            report = run_judge(store, cascade_config(cheap, strong))
+    assert report.details["cascade"]["to_humans"] == 15
+    hard_open = {pair for pair, info in pairs.items() if not info["easy"] and not info["gold"]}
+
+    annotation_config.argilla.push = annotation_config.argilla.push.model_copy(update={  # the cascade's reason only
+        "max_records": None, "max_agreement": None, "max_confidence": None, "position_inconsistent": False,
+        "ensemble_disagreement": False, "suspect": False, "cascade": True})
+    annotate_push_stage(annotation_config)
+    with Store(annotation_config.store.path, read_only=True) as store:
+        reasons = dict(store.con.execute("SELECT pair_id, reason FROM annotation_records").fetchall())
+    assert set(reasons) == hard_open and set(reasons.values()) == {"cascade"}
+
+    url = annotation_config.argilla.resolved_url
+    dataset_id = next(iter(Annotator(url, "ann1").dataset_ids()))
+    texts = {}
+    with Store(annotation_config.store.path, read_only=True) as store:
+        for pair, text_a, text_b in store.con.execute("SELECT pair_id, text_a, text_b FROM pair_texts").fetchall():
+            texts[pair] = (text_a, text_b)
+    for username in ("ann1", "ann2"):
+        annotator = Annotator(url, username)
+        by_texts = {frozenset(pair_texts): pair for pair, pair_texts in texts.items()}
+        for record in annotator.pending(dataset_id):  # annotators see texts, not ids
+            pair = by_texts[frozenset((record["fields"]["response_a"], record["fields"]["response_b"]))]
+            if pair not in hard_open:
+                continue
+            right_text = texts[pair][0] if pairs[pair]["label"] == "a" else texts[pair][1]
+            annotator.answer(record, shown_label_of(record, right_text))
+    annotate_pull_stage(annotation_config)
+    with Store(annotation_config.store.path, read_only=True) as store:
+        rows = store.con.execute("SELECT pair_id, label_by_balanced, label_source_by_balanced FROM labelled_pairs "
+                                 "WHERE list_contains(?, pair_id)", [sorted(hard_open)]).fetchall()
+    assert len(rows) == 15 and all(source == "human" and label == pairs[pair]["label"] for pair, label, source in rows)
