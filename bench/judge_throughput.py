@@ -135,12 +135,15 @@ def run_distilabel(pairs: list[dict], base_url: str, batch_size: int, replicas: 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_client(pairs: list[dict], base_url: str, concurrency: int) -> dict:
+def run_client(pairs: list[dict], base_url: str, concurrency: int, route: str = "post") -> dict:
     """The transport's ceiling: the judge's own requests through the bare openai client (aiohttp, as
-    ours), `concurrency` in flight, answers read and dropped."""
+    ours), `concurrency` in flight, answers parsed and dropped. route post: the client's raw-request
+    route that ours takes (client.post, cast to ChatCompletion); create: chat.completions.create,
+    which first walks the request's TypedDicts (slower on a small machine)."""
     import asyncio
 
     import openai
+    from openai.types.chat import ChatCompletion
 
     from prefcurate.curation.judging.constitution import load_constitution
     from prefcurate.curation.judging.prompt import judge_messages, response_format_for
@@ -154,10 +157,13 @@ def run_client(pairs: list[dict], base_url: str, concurrency: int) -> dict:
         async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=2,
                                       http_client=openai.DefaultAioHttpClient()) as client:
             async def one(messages):
+                body = {"model": "test-model", "messages": messages, "max_tokens": 64, "temperature": 0.0,
+                        "logprobs": True, "top_logprobs": 10, "response_format": response_format_for("json_schema")}
                 async with slots:
-                    await client.chat.completions.create(model="test-model", messages=messages, max_tokens=64,
-                                                         temperature=0.0, logprobs=True, top_logprobs=10,
-                                                         response_format=response_format_for("json_schema"))
+                    if route == "post":
+                        await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+                    else:
+                        await client.chat.completions.create(**body)
             started = time.perf_counter()
             await asyncio.gather(*(one(messages) for messages in requests))
             return time.perf_counter() - started
@@ -187,13 +193,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for concurrency in args.concurrency:
                 bound = concurrency / args.latency
-                client = run_client(pairs, base_url, concurrency)
+                client = run_client(pairs, base_url, concurrency, "post")
                 client_rate = client["calls"] / client["seconds"]
+                create = run_client(pairs, base_url, concurrency, "create")
+                create_rate = create["calls"] / create["seconds"]
                 ours = run_ours(pairs, base_url, concurrency, Path(tmp) / f"c{concurrency}")
                 ours_rate = ours["calls"] / ours["seconds"]
-                figures[concurrency] = {"ours": ours_rate, "client": client_rate, "bound": bound}
+                figures[concurrency] = {"ours": ours_rate, "client": client_rate, "create": create_rate, "bound": bound}
                 print(f"{concurrency} in flight: ours {ours_rate:.0f} calls/s ({ours['valid']} valid of {ours['calls']}) "
-                      f"= {ours_rate / client_rate:.3f} of the bare client's {client_rate:.0f} calls/s, "
+                      f"= {ours_rate / client_rate:.3f} of the bare client's {client_rate:.0f} calls/s "
+                      f"({create_rate:.0f} through chat.completions.create), "
                       f"{ours_rate / bound:.3f} of the bound {bound:.0f}", flush=True)
             best = None
             if not args.no_baseline:
@@ -209,7 +218,8 @@ def main() -> None:
         server.wait()
     first = figures[args.concurrency[0]]
     ratio = f"{first['ours'] / best[0]:.2f}" if best else "nan"
-    extra = " ".join(f"calls_per_s_{c}={f['ours']:.0f} vs_client_{c}={f['ours'] / f['client']:.3f} "
+    extra = " ".join(f"calls_per_s_{c}={f['ours']:.0f} client_calls_per_s_{c}={f['client']:.0f} "
+                     f"client_create_calls_per_s_{c}={f['create']:.0f} vs_client_{c}={f['ours'] / f['client']:.3f} "
                      f"vs_bound_{c}={f['ours'] / f['bound']:.3f}" for c, f in figures.items())
     baseline_fields = (f"distilabel_best_calls_per_s={best[0]:.0f} distilabel_best_batch={best[1]} "
                        f"distilabel_best_replicas={best[2]}") if best else "distilabel=skipped"
