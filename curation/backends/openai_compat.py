@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
-from concurrent.futures import Future, as_completed
+from concurrent.futures import Future
 from typing import Iterable, Iterator
 
 import openai
@@ -87,13 +88,26 @@ class OpenAIBackend(ChatBackend):
             return chat_result(request.key, response, request.want_logprobs, 1000 * (time.perf_counter() - started))
 
     def complete(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
-        futures = [self._call_soon(self._one(request)) for request in requests]
+        """All calls are scheduled on the loop in one hand-over (not one cross-thread call each), and
+        results come back through a queue that the loop fills as they finish."""
+        requests = list(requests)
+        done: queue.SimpleQueue = queue.SimpleQueue()
+        tasks: list[asyncio.Task] = []
+
+        async def schedule() -> None:
+            for request in requests:
+                task = asyncio.ensure_future(self._one(request))
+                task.add_done_callback(lambda task: done.put(task))
+                tasks.append(task)
+
+        self._call_soon(schedule()).result()
         try:
-            for future in as_completed(futures):
-                yield future.result()
+            for _ in requests:
+                task = done.get()
+                if not task.cancelled():
+                    yield task.result()
         finally:  # the caller stopped early: drop the calls not sent yet
-            for future in futures:
-                future.cancel()
+            self._loop.call_soon_threadsafe(lambda: [task.cancel() for task in tasks])
 
     def close(self) -> None:
         if self._loop.is_closed():

@@ -46,6 +46,7 @@ from prefcurate.curation.judging.verdicts import (
     parse_verdict,
     verdict_confidence,
     verdict_distribution,
+    verdict_relevant_tokens,
     verdict_token_logprobs,
 )
 
@@ -395,10 +396,11 @@ class JudgeRun:
         return self._journal_answer if self.journal is not None else None
 
     def _journal_answer(self, call: PlannedCall, result: ChatResult) -> None:
-        """In the backend's thread, as the answer arrives: one line, flushed to the OS."""
+        """In the backend's thread, as the answer arrives: one line, flushed to the OS. Of the token
+        log-probabilities it keeps what the verdict is read from (a replay reads the same verdict)."""
         self.journal.append(call.judgment_id, {"judgment_id": call.judgment_id, **{name: getattr(result, name) for name in (
             "text", "finish_reason", "prompt_tokens", "completion_tokens", "latency_ms", "first_token_logprobs",
-            "token_logprobs", "error")}})
+            "error")}, "token_logprobs": verdict_relevant_tokens(result.token_logprobs)})
 
     def _replay(self, planned: list[PlannedCall]) -> None:
         """Answers a run that died had received but not committed: read as if they had just arrived."""

@@ -111,20 +111,38 @@ def _verdict_key(token: str) -> str | None:
     return _VERDICT_TOKENS.get(token.strip(_TOKEN_DRESSING).lower())
 
 
-def verdict_token_logprobs(token_logprobs: list[tuple[str, dict[str, float]]] | None,
-                           scan: int = 48) -> dict[str, float] | None:
+SCAN_TOKENS = 48  # the verdict token is looked for among an answer's first tokens
+
+
+def _verdict_index(token_logprobs: list[tuple[str, dict[str, float]]]) -> int | None:
+    prefix = ""
+    for index, (token, _alternatives) in enumerate(token_logprobs[:SCAN_TOKENS]):
+        core = token.lstrip(_TOKEN_DRESSING)
+        lead = prefix + token[:len(token) - len(core)]
+        if _verdict_key(token) and (_TEXT_LEAD.match(lead) or _JSON_LEAD.search(lead)):
+            return index
+        prefix += token
+    return None
+
+
+def verdict_token_logprobs(token_logprobs: list[tuple[str, dict[str, float]]] | None) -> dict[str, float] | None:
     """The alternatives at the token that carries the verdict: the first token of a text answer
     (after markup or a label), or the value of the "verdict" field of a JSON answer."""
     if not token_logprobs:
         return None
-    prefix = ""
-    for token, alternatives in token_logprobs[:scan]:
-        core = token.lstrip(_TOKEN_DRESSING)
-        lead = prefix + token[:len(token) - len(core)]
-        if _verdict_key(token) and (_TEXT_LEAD.match(lead) or _JSON_LEAD.search(lead)):
-            return alternatives
-        prefix += token
-    return None
+    index = _verdict_index(token_logprobs)
+    return None if index is None else token_logprobs[index][1]
+
+
+def verdict_relevant_tokens(token_logprobs: list[tuple[str, dict[str, float]]] | None):
+    """What verdict_token_logprobs reads of an answer's tokens: those up to the verdict token, with
+    the alternatives of that one alone. A journal keeps this instead of every token's alternatives."""
+    if not token_logprobs:
+        return token_logprobs
+    index = _verdict_index(token_logprobs)
+    if index is None:
+        return [(token, {}) for token, _ in token_logprobs[:SCAN_TOKENS]]
+    return [(token, {}) for token, _ in token_logprobs[:index]] + [token_logprobs[index]]
 
 
 def verdict_distribution(token_alternatives: dict[str, float] | None) -> dict[str, float] | None:
