@@ -85,3 +85,17 @@ def test_principle_sampling_is_deterministic_per_pair():
     assert len({p.id for p in first}) == 2
     picks = {constitution.sample(f"pair-{i}", 1)[0].id for i in range(50)}
     assert len(picks) == len(constitution.principles)  # every principle gets used
+
+
+def test_the_journal_keeps_what_the_verdict_is_read_from():
+    from prefcurate.curation.judging.verdicts import verdict_relevant_tokens, verdict_token_logprobs
+
+    alternatives = {"A": -0.1, "B": -2.5, "tie": -4.0}
+    json_answer = [('{"', {'{"': -0.01, "{": -5.0}), ("verdict", {"verdict": -0.01}), ('": "', {'": "': -0.01}),
+                   ("A", alternatives), ('", "confidence": 0.9}', {'", "confidence": 0.9}': -0.2})]
+    text_answer = [("B", {"B": -0.2, "A": -1.9}), ("\nConfidence: 80", {"\nConfidence: 80": -0.3})]
+    for tokens in (json_answer, text_answer):
+        kept = verdict_relevant_tokens(tokens)
+        assert verdict_token_logprobs(kept) == verdict_token_logprobs(tokens) is not None
+        assert sum(len(alts) for _, alts in kept) < sum(len(alts) for _, alts in tokens)
+    assert verdict_relevant_tokens(None) is None
