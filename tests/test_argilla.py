@@ -231,7 +231,7 @@ def test_a_judge_cascade_sends_what_no_level_accepts_to_annotators_and_their_lab
     from prefcurate.pipeline import annotate_pull_stage, annotate_push_stage
     from tests.support.judging import run_judge
     from tests.support.openai_server import Behaviour, OpenAICompatServer, always_a
-    from tests.test_cascade import build_pairs, cascade_config, longer_wins, sure_when_far_apart
+    from tests.support.cascade import build_pairs, cascade_config, longer_wins, sure_when_far_apart
 
     with Store(annotation_config.store.path) as store:
         pairs = build_pairs(store)
@@ -250,7 +250,8 @@ def test_a_judge_cascade_sends_what_no_level_accepts_to_annotators_and_their_lab
     assert set(reasons) == hard_open and set(reasons.values()) == {"cascade"}
 
     url = annotation_config.argilla.resolved_url
-    dataset_id = next(iter(Annotator(url, "ann1").dataset_ids()))
+    dataset_id = str(find_dataset(connect(annotation_config.argilla, annotation_config.argilla.server.home),
+                                  annotation_config.argilla).id)  # the server is shared: this test's dataset
     texts = {}
     with Store(annotation_config.store.path, read_only=True) as store:
         for pair, text_a, text_b in store.con.execute("SELECT pair_id, text_a, text_b FROM pair_texts").fetchall():
