@@ -25,11 +25,12 @@ from prefcurate.curation.backends.openai_batch import BatchState, chunk_id, spli
 log = logging.getLogger(__name__)
 
 
-def waiting_in_batches(store: Store, stage: str) -> set[str]:
-    """The calls of a stage submitted in batches not yet collected."""
+def waiting_in_batches(store: Store, stage: str, backend: str | None = None) -> set[str]:
+    """The calls of a stage (of one backend, if given) submitted in batches not yet collected."""
     return {row[0] for row in store.con.execute(
         "SELECT r.custom_id FROM provider_batch_requests r JOIN provider_batches b USING (batch_id) "
-        "WHERE b.stage = ? AND b.collected_at IS NULL", [stage]).fetchall()}
+        "WHERE b.stage = ? AND (?::VARCHAR IS NULL OR b.backend = ?) AND b.collected_at IS NULL",
+        [stage, backend, backend]).fetchall()}
 
 
 @dataclass
@@ -59,10 +60,7 @@ class ProviderBatches:
             "ORDER BY submitted_at", [self.stage, self.backend.identity]).fetchall()]
 
     def pending_ids(self) -> set[str]:
-        return {row[0] for row in self.store.con.execute(
-            "SELECT r.custom_id FROM provider_batch_requests r JOIN provider_batches b USING (batch_id) "
-            "WHERE b.stage = ? AND b.backend = ? AND b.collected_at IS NULL",
-            [self.stage, self.backend.identity]).fetchall()}
+        return waiting_in_batches(self.store, self.stage, self.backend.identity)
 
     # -- collect -------------------------------------------------------------------------------
     def collect(self, keep: Callable[[str, ChatResult], bool], flush: Callable[[], None]) -> None:

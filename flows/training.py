@@ -105,20 +105,21 @@ def _start(deployment: str, parameters: dict, config: PrefcurateConfig, run_id: 
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
-    key = f"train-{run_id[:16]}"
-    for attempt in range(2):
+    def start(key: str):
         try:
-            flow_run = run_deployment(deployment, parameters=parameters, job_variables=config.train.job_variables,
-                                      timeout=0, idempotency_key=key, tags=["prefcurate", TRAIN_JOB])
+            return run_deployment(deployment, parameters=parameters, job_variables=config.train.job_variables,
+                                  timeout=0, idempotency_key=key, tags=["prefcurate", TRAIN_JOB])
         except ObjectNotFound:
             raise PlacementError(f"no deployment {deployment} on the Prefect server at {api}: register it with "
                                  "`prefcurate deploy` (it deploys train-job on train.work_pool)") from None
-        if not (flow_run.state.is_final() or flow_run.state.is_cancelling()) or attempt:
-            return flow_run
+
+    key = f"train-{run_id[:16]}"
+    flow_run = start(key)
+    if flow_run.state.is_final() or flow_run.state.is_cancelling():
         # The key's run has ended or is being cancelled (a Ctrl-C'd parent), or completed with its
         # output since removed: a new run.
-        key = f"{key}-{uuid.uuid4().hex[:8]}"
-    raise AssertionError("unreachable")
+        flow_run = start(f"{key}-{uuid.uuid4().hex[:8]}")
+    return flow_run
 
 
 def _wait(flow_run_id, pool: str, wait_for_worker_s: int):

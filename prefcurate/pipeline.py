@@ -100,7 +100,8 @@ def until_batches_done(run_once: Callable[[], dict], wait: bool, backends: list)
     poll_s = min((backend.batch_poll_s for backend in backends if backend.kind in BATCH_KINDS), default=0.0)
     while True:
         summary = run_once()
-        pending, batches = summary.get("batches", {}).get("pending_calls", 0), summary.get("batches", {})
+        batches = summary.get("batches", {})
+        pending = batches.get("pending_calls", 0)
         if not pending:
             return summary
         if not wait:

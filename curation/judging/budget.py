@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from prefcurate.core.config import JudgeConfig
 from prefcurate.core.store import Store
-from prefcurate.curation.judging.pricing import price_of
+from prefcurate.curation.judging.pricing import price_of, token_calibration
 
 UNCALIBRATED_CHARS_PER_TOKEN = 3.0
 MARGIN = 1.1
@@ -32,10 +32,8 @@ class BudgetCheck:
 
 
 def _tokens_per_char(store: Store, judge) -> float:
-    row = store.one("SELECT sum(prompt_tokens) / nullif(sum(request_chars), 0) FROM judgments "
-                    "WHERE judge_model = ? AND prompt_tokens IS NOT NULL AND request_chars IS NOT NULL",
-                    [judge.identity])
-    return MARGIN * row[0] if row and row[0] else 1 / UNCALIBRATED_CHARS_PER_TOKEN
+    calibrated = token_calibration(store, judge.identity)[0]
+    return MARGIN * calibrated if calibrated else 1 / UNCALIBRATED_CHARS_PER_TOKEN
 
 
 def check_budget(store: Store, config: JudgeConfig, panel: list, todo: list,

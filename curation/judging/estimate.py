@@ -10,7 +10,7 @@ from __future__ import annotations
 from prefcurate.core.config import JudgeConfig
 from prefcurate.core.store import Store
 from prefcurate.curation.judging.constitution import Constitution
-from prefcurate.curation.judging.pricing import price_of
+from prefcurate.curation.judging.pricing import price_of, token_calibration
 from prefcurate.curation.judging.judge import (
     JudgeRun,
     PanelJudge,
@@ -22,16 +22,6 @@ from prefcurate.curation.judging.judge import (
 DEFAULT_CHARS_PER_TOKEN = 4.0
 
 
-def _calibration(store: Store, judge: PanelJudge) -> tuple[float | None, float | None, int]:
-    """(prompt tokens per request character, mean completion tokens, calls it rests on)."""
-    row = store.one("""
-        SELECT sum(prompt_tokens) / nullif(sum(request_chars), 0), avg(completion_tokens), count(*)
-        FROM judgments
-        WHERE judge_model = ? AND output_format = ? AND prompt_tokens IS NOT NULL AND request_chars IS NOT NULL
-    """, [judge.identity, judge.output_format])
-    return row if row and row[2] else (None, None, 0)
-
-
 def estimate_judging(store: Store, constitution: Constitution, config: JudgeConfig) -> dict:
     panel = [PanelJudge(member, resolve_output_format(member, format_history(store, member)))
              for member in config.panel if member.kind == "llm"]  # verifiers cost nothing
@@ -40,7 +30,7 @@ def estimate_judging(store: Store, constitution: Constitution, config: JudgeConf
     per_judge = {}
     for judge in panel:
         calls = [call for call in todo if call.judge is judge]
-        tokens_per_char, completion_mean, calibrated_on = _calibration(store, judge)
+        tokens_per_char, completion_mean, calibrated_on = token_calibration(store, judge.identity, judge.output_format)
         characters = sum(call.request_chars for call in calls)
         prompt_tokens = round(characters * (tokens_per_char or 1 / DEFAULT_CHARS_PER_TOKEN))
         completion_tokens = round(len(calls) * (completion_mean if completion_mean is not None

@@ -25,9 +25,7 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from prefcurate.core.config import JudgeConfig, PanelJudgeConfig, judge_name
-from prefcurate.core.config import BATCH_KINDS
-from prefcurate.curation.judging.pricing import price_of
+from prefcurate.core.config import BATCH_KINDS, JudgeConfig, PanelJudgeConfig, judge_name
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.journal import Journal, journal_path, read_journal
 from prefcurate.core.progress import Progress
@@ -37,6 +35,7 @@ from prefcurate.curation import orientation
 from prefcurate.curation.backends.failure_watch import FailureWatch
 from prefcurate.curation.backends import ChatBackend, ChatRequest, ChatResult, backend_identity, make_backend
 from prefcurate.curation.judging.constitution import Constitution, Principle
+from prefcurate.curation.judging.pricing import price_of
 from prefcurate.curation.judging.prompt import TEMPLATE_VERSION, judge_messages, response_format_for
 from prefcurate.curation.upstream import why_empty
 from prefcurate.curation.judging.verdicts import (
@@ -445,6 +444,15 @@ class JudgeRun:
         if self.journal is not None:
             self.journal.close(remove=True)
 
+    def ask_in_tasks(self, calls: list[PlannedCall], run_batch: Callable[[str, Callable[[], None]], None],
+                     progress: Progress, prefix: str = "") -> None:
+        """Ask in tasks of judge.calls_per_task calls, each through run_batch (a Prefect task in flows)."""
+        size = self.config.calls_per_task
+        for start in range(0, len(calls), size):
+            batch = calls[start:start + size]
+            run_batch(f"{prefix}{start // size + 1}-of-{-(-len(calls) // size)}",
+                      lambda batch=batch: self.ask(batch, progress))
+
     def ask(self, calls: list[PlannedCall], progress: Progress) -> None:
         try:
             for call, result in complete_concurrently(calls, self._on_result):
@@ -458,7 +466,7 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
                 run_batch: Callable[[str, Callable[[], None]], None] = run_directly) -> StageReport:
     """Judge every pair with every panel member. `run_batch(label, work)` runs one batch of calls
     (the Prefect flow wraps each in a task); by default it just calls `work()`. Batch judges' calls
-    go to provider batches (batch_calls.py): collected if finished, else submitted; the report's
+    go to provider batches (curation/provider_batches.py): collected if finished, else submitted; the report's
     batches.pending_calls says how many still wait."""
     pairs = pairs_to_judge(store, config.max_imported_pairs)
     if not pairs:
@@ -496,10 +504,7 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
             if todo:
                 todo, probed = run.probe_output_formats(pairs, todo)
                 progress.update(probed)
-            for start in range(0, len(todo), config.calls_per_task):
-                batch = todo[start:start + config.calls_per_task]
-                run_batch(f"{start // config.calls_per_task + 1}-of-{-(-len(todo) // config.calls_per_task)}",
-                          lambda batch=batch: run.ask(batch, progress))
+            run.ask_in_tasks(todo, run_batch, progress)
         finally:
             run.close()
 
@@ -539,9 +544,7 @@ def _judge_in_cascade(store: Store, run: JudgeRun, pairs: list[tuple], constitut
         todo = [call for call in calls if call.judgment_id not in answered
                 and (allowed is None or call.judgment_id in allowed)]
         log.info("judge: cascade level %s: %d pairs, %d calls to make", name, len(wanted), len(todo))
-        for start in range(0, len(todo), config.calls_per_task):
-            batch = todo[start:start + config.calls_per_task]
-            run_batch(f"{name}-{start // config.calls_per_task + 1}", lambda batch=batch: run.ask(batch, progress))
+        run.ask_in_tasks(todo, run_batch, progress, prefix=f"{name}-")
 
     summary = run_cascade(store, config.cascade, [pair[0] for pair in pairs], ask, config.cascade.humans)
     for level in summary["levels"]:

@@ -1,8 +1,10 @@
-"""What a judge call costs: judge.prices per model, at the batch share for batch backends."""
+"""What a judge call costs: judge.prices per model, at the batch share for batch backends; and how
+many tokens a judge's calls have taken, from its stored calls (for estimates and the budget)."""
 
 from __future__ import annotations
 
 from prefcurate.core.config import BATCH_KINDS, JudgeConfig, PanelJudgeConfig
+from prefcurate.core.store import Store
 
 
 def price_of(config: JudgeConfig, judge: PanelJudgeConfig, prompt_tokens: int | None,
@@ -12,3 +14,15 @@ def price_of(config: JudgeConfig, judge: PanelJudgeConfig, prompt_tokens: int | 
         return None
     online = (prompt_tokens * price.input_per_million + (completion_tokens or 0) * price.output_per_million) / 1e6
     return online * price.batch_share if judge.backend.kind in BATCH_KINDS else online
+
+
+def token_calibration(store: Store, judge_model: str, output_format: str | None = None
+                      ) -> tuple[float | None, float | None, int]:
+    """(prompt tokens per request character, mean completion tokens, calls it rests on) over a
+    judge model's stored calls (of one output format, if given)."""
+    row = store.one("""
+        SELECT sum(prompt_tokens) / nullif(sum(request_chars), 0), avg(completion_tokens), count(*)
+        FROM judgments
+        WHERE judge_model = ? AND (?::VARCHAR IS NULL OR output_format = ?)
+          AND prompt_tokens IS NOT NULL AND request_chars IS NOT NULL""", [judge_model, output_format, output_format])
+    return row if row and row[2] else (None, None, 0)

@@ -105,7 +105,7 @@ def run_sandboxed(argv: list[str], stdin: str, limits: Limits, network: bool = F
         seconds = time.monotonic() - started
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     code = child.returncode
-    if timed_out or code in (-signal.SIGXCPU, -signal.SIGKILL) and seconds >= limits.time_s * 0.9:
+    if timed_out or (code in (-signal.SIGXCPU, -signal.SIGKILL) and seconds >= limits.time_s * 0.9):
         status = "timeout"
     elif "MemoryError" in stderr or "Cannot allocate memory" in stderr or "std::bad_alloc" in stderr:
         status = "memory"

@@ -73,7 +73,7 @@ def check_math(tasks: list[tuple[str, str, str]], limits: Limits) -> dict[str, O
                     file_mb=limits.file_mb)
     result = run_sandboxed([sys.executable, "-I", "-m", "prefcurate.curation.verifiers.math_worker"], lines, budget)
     outcomes = {}
-    for line in result.stdout.splitlines() if result.ok or result.stdout else []:
+    for line in result.stdout.splitlines():  # what it answered before it stopped, even if it died
         try:
             answer = json.loads(line)
         except ValueError:
@@ -97,7 +97,7 @@ def _pairs_to_verify(store: Store, domains: list[str]) -> list[tuple]:
         ORDER BY p.pair_id, c.domain""", [domains]).fetchall()
 
 
-def _check_candidates(store: Store, work: dict[tuple, tuple], config: VerifierConfig) -> tuple[dict, int, list]:
+def _check_candidates(store: Store, work: dict[tuple, tuple], config: VerifierConfig) -> tuple[dict, int, str | None]:
     """Outcomes by (candidate, domain, check hash): stored ones, and the new ones, checked and stored
     (with how many were new, and why code was refused, if it was)."""
     stored = {(row[0], row[1], row[2]): Outcome(row[3], row[4], row[5], row[6]) for row in store.con.execute(
@@ -106,13 +106,11 @@ def _check_candidates(store: Store, work: dict[tuple, tuple], config: VerifierCo
     todo = {key: value for key, value in work.items() if key not in stored}
     limits = Limits(time_s=config.time_limit_s, memory_mb=config.memory_mb)
     outcomes: dict[tuple, Outcome] = {}
-    refused: list[str] = []
+    refused = None
     with Progress("verify", len(todo)) as progress:
-        math = [(key, value) for key, value in todo.items() if key[1] == "math"]
-        by_id = {f"{index}": key for index, (key, _) in enumerate(math)}
-        for task_id, outcome in check_math([(task_id, math[int(task_id)][1][0], math[int(task_id)][1][1])
-                                            for task_id in by_id], limits).items():
-            outcomes[by_id[task_id]] = outcome
+        math = [key for key in todo if key[1] == "math"]  # one worker for them all, by position
+        answers = check_math([(str(index), *todo[key]) for index, key in enumerate(math)], limits)
+        outcomes.update((key, answers[str(index)]) for index, key in enumerate(math))
         progress.update(len(math))
         for key, (constraints, response) in ((k, v) for k, v in todo.items() if k[1] == "constraints"):
             outcomes[key] = check_constraints(response, constraints)
@@ -122,8 +120,7 @@ def _check_candidates(store: Store, work: dict[tuple, tuple], config: VerifierCo
             no_network_prefix()
         except SandboxUnavailable as error:  # code is never run with the network: left unchecked, said why
             log.warning("verify: %d responses' code not run: %s", len(code), error)
-            refused.append(str(error))
-            code = []
+            refused, code = str(error), []
         with ThreadPoolExecutor(max_workers=config.parallel) as pool:
             for key, outcome in zip([key for key, _ in code],
                                     pool.map(lambda item: check_code(item[1][1], item[1][0], limits), code)):
@@ -153,7 +150,7 @@ def verify_pairs(store: Store, name: str, config: VerifierConfig) -> tuple[list[
                  "constraints": json.loads(constraints) if constraints else None}[domain]
         for candidate, text in ((cand_a, text_a), (cand_b, text_b)):
             work[(candidate, domain, check_hash)] = (check, text)
-    outcomes, checked, refused = _check_candidates(store, work, config) if work else ({}, 0, [])
+    outcomes, checked, refused = _check_candidates(store, work, config) if work else ({}, 0, None)
     judgments = [_judgment(name, judgment_id, pair_id, domain, outcomes[(a, domain, h)], outcomes[(b, domain, h)])
                  for judgment_id, pair_id, domain, h, a, b in planned
                  if (a, domain, h) in outcomes and (b, domain, h) in outcomes]
@@ -165,7 +162,7 @@ def verify_pairs(store: Store, name: str, config: VerifierConfig) -> tuple[list[
         counts["decisive" if row["valid"] else row["error_kind"]] += 1
     return judgments, {"pairs_checkable": len(rows), "verified_now": len(judgments), "by_domain": by_domain,
                        "responses_checked_now": checked, "not_checked": len(planned) - len(judgments),
-                       **({"refused": refused[0]} if refused else {})}
+                       **({"refused": refused} if refused else {})}
 
 
 def _judgment(name: str, judgment_id: str, pair_id: str, domain: str, a: Outcome, b: Outcome) -> dict:
