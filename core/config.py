@@ -247,6 +247,8 @@ class GoldConfig(_Section):
     source: str | None = "shipped:hh-rlhf-harmless"
     sample: PositiveInt | None = 500  # rows drawn from a JSONL source (seeded); None: every row
     seed: int = 0
+    # Generate candidates for the gold prompts too (by default they only measure judges and models).
+    generate: bool = False
 
 
 class SplitConfig(_Section):

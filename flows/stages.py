@@ -51,8 +51,9 @@ def judge_flow(config: PrefcurateConfig, wait: bool = False) -> dict:
 
 
 @stage_flow("import-pairs")
-def import_pairs_flow(config: PrefcurateConfig, source: str, fmt: str = "auto", split: str = "train") -> dict:
-    return pipeline.import_stage(config, source, fmt, split)
+def import_pairs_flow(config: PrefcurateConfig, source: str, fmt: str = "auto", split: str = "train",
+                      into_pool: bool = False) -> dict:
+    return pipeline.import_stage(config, source, fmt, split, into_pool)
 
 
 @stage_flow("suspect-labels")

@@ -193,11 +193,15 @@ def import_pairs(source: str = typer.Argument(..., help="Preference file or data
                                                         "HH-RLHF transcripts, or ShareGPT/chat messages."),
                  config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
                  fmt: str = typer.Option("auto", "--format", help="auto | jsonl | parquet | csv | datasets"),
-                 split: str = typer.Option("train", help="Split, for `datasets` sources.")) -> None:
+                 split: str = typer.Option("train", help="Split, for `datasets` sources."),
+                 into_pool: bool = typer.Option(False, "--into-pool",
+                                                help="Also generate candidates for these prompts (by default "
+                                                     "imported prompts only measure judges and models).")) -> None:
     """Import an existing preference dataset as labelled pairs (gold for judges, data for training)."""
     from prefcurate.flows.stages import import_pairs_flow
 
-    _print_summary(_run(import_pairs_flow, _config(config, store), source=source, fmt=fmt, split=split))
+    _print_summary(_run(import_pairs_flow, _config(config, store), source=source, fmt=fmt, split=split,
+                        into_pool=into_pool))
 
 
 @command()

@@ -138,10 +138,12 @@ def judge_gold_agreement(config: PrefcurateConfig) -> dict:
     return {judge: bootstrap_mean(values).as_dict() for judge, values in by_judge.items()}
 
 
-def import_stage(config: PrefcurateConfig, source: str, fmt: str = "auto", split: str = "train") -> dict:
-    """Import a preference dataset (plain / HH-RLHF / ShareGPT or chat messages) as labelled pairs."""
+def import_stage(config: PrefcurateConfig, source: str, fmt: str = "auto", split: str = "train",
+                 into_pool: bool = False) -> dict:
+    """Import a preference dataset (plain / HH-RLHF / ShareGPT or chat messages) as labelled pairs;
+    into_pool: its prompts are also ones generation answers."""
     with open_store(config) as store:
-        return finish_stage(store, import_preference_pairs(store, source, fmt, split))
+        return finish_stage(store, import_preference_pairs(store, source, fmt, split, into_pool))
 
 
 def gold_source(config: PrefcurateConfig) -> Path:
@@ -165,7 +167,7 @@ def gold_stage(config: PrefcurateConfig) -> dict:
             sampled.parent.mkdir(parents=True, exist_ok=True)
             sampled.write_text("".join(lines[i] + "\n" for i in chosen), encoding="utf-8")
         source = sampled
-    return import_stage(config, str(source))
+    return import_stage(config, str(source), into_pool=gold.generate)
 
 
 def judge_estimate(config: PrefcurateConfig) -> dict:

@@ -128,3 +128,44 @@ def test_human_gold_pairs_measure_the_judge_and_test_the_reward_model(pipeline_c
     said = plain_words(agreement, done["evaluate"])
     assert any("agrees with the human labels" in line for line in said)
     assert any(f"of {human['pairs']} held-out human-labelled pairs" in line for line in said)
+
+
+def test_the_main_job_run_twice_adds_no_row_and_makes_no_model_call(pipeline_config, openai_server):
+    """With gold pairs imported after generation, a second run of an unchanged config is a no-op: the
+    gold prompts are not prompts to answer (issue 23, item 0)."""
+    import duckdb
+
+    from prefcurate.pipeline import run_pipeline
+
+    config = pipeline_config.model_copy(deep=True)
+    config.gold.source, config.gold.sample = "shipped:hh-rlhf-harmless", 12
+    config.judge.max_imported_pairs = 4
+    first = run_pipeline(config)
+    assert first["generate"]["count_in"] == 24  # the ingested prompts, not the gold ones
+    tables = ("prompts", "candidates", "pairs", "judgments", "reference_labels", "curated_pairs", "rm_runs", "rejects")
+
+    def rows() -> dict:
+        with duckdb.connect(str(config.store.path), read_only=True) as con:
+            return {table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] for table in tables}
+
+    before, calls = rows(), len(openai_server.requests)
+    second = run_pipeline(config)
+    assert rows() == before and len(openai_server.requests) == calls
+    assert second["generate"]["requested"] == 0 and second["judge"]["calls_made"] == 0
+    assert second["train"]["reused"]
+
+
+def test_gold_prompts_are_answered_only_when_the_config_says_so(pipeline_config, store):
+    from prefcurate.curation.intake.preference_pairs import import_preference_pairs
+    from prefcurate.curation.intake.prompts import ingest_prompts
+    from prefcurate.pipeline import gold_source
+
+    source = str(gold_source(pipeline_config.model_copy(update={"gold": pipeline_config.gold.model_copy(
+        update={"source": "shipped:hh-rlhf-harmless"})})))
+    import_preference_pairs(store, source)
+    gold_prompts = store.scalar("SELECT count(*) FROM prompts")
+    assert gold_prompts > 0 and store.scalar("SELECT count(*) FROM prompts WHERE in_pool") == 0
+    ingest_prompts(store, pipeline_config.ingest)  # ingested prompts are in the pool, whatever came first
+    assert store.scalar("SELECT count(*) FROM prompts WHERE in_pool") == 24
+    import_preference_pairs(store, source, into_pool=True)
+    assert store.scalar("SELECT count(*) FROM prompts WHERE in_pool") == 24 + gold_prompts

@@ -42,7 +42,9 @@ def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConf
     """n_candidates per prompt (all prompts, or only prompt_ids) for slots not filled yet."""
     generator_key = generator_key_for(backend.identity, config)
     if prompt_ids is None:
-        prompts = store.con.execute("SELECT prompt_id, text, messages FROM prompts ORDER BY prompt_id").fetchall()
+        # the prompt pool: not the prompts of imported (gold) pairs, which measure judges and models
+        prompts = store.con.execute("SELECT prompt_id, text, messages FROM prompts WHERE in_pool "
+                                    "ORDER BY prompt_id").fetchall()
     else:
         prompts = store.con.execute("SELECT prompt_id, text, messages FROM prompts WHERE list_contains(?, prompt_id) "
                                     "ORDER BY prompt_id", [prompt_ids]).fetchall()

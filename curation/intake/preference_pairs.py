@@ -25,6 +25,7 @@ from prefcurate.core.hashing import content_hash, prompt_id
 from prefcurate.core.report import StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation.generation.pairing import pair_id
+from prefcurate.curation.intake.prompts import put_in_pool
 from prefcurate.curation.intake.sources import IngestError, SourceRow, detect_format, read_source
 
 STAGE = "import"
@@ -146,7 +147,10 @@ def _validate(row: PreferenceRow) -> None:
 
 # -- the stage --------------------------------------------------------------------------------------
 
-def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split: str = "train") -> StageReport:
+def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split: str = "train",
+                            into_pool: bool = False) -> StageReport:
+    """Import a preference dataset as labelled pairs. Its prompts are not ones generation answers
+    (they measure judges and reward models) unless `into_pool`."""
     fmt = detect_format(source) if fmt == "auto" else fmt
     _columns, rows = read_source(source, fmt, split)
     report = StageReport(STAGE, details={"source": source, "format": fmt})
@@ -173,7 +177,7 @@ def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split:
         key = prompt_id(text)
         prompts.setdefault(key, {
             "prompt_id": key, "text": text, "source": source, "source_row": item.row, "external_id": None,
-            "messages": json.dumps(parsed.context) if len(parsed.context) > 1 else None})
+            "messages": json.dumps(parsed.context) if len(parsed.context) > 1 else None, "in_pool": into_pool})
         ids = {}
         for side, answer in (("chosen", parsed.chosen), ("rejected", parsed.rejected)):
             candidate_key = content_hash("candidate", key, IMPORT_GENERATOR_KEY, answer)
@@ -202,6 +206,8 @@ def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split:
         raise IngestError(f"{source}: no rows")
     with store.transaction():
         new_prompts = store.insert_new("prompts", pa.Table.from_pylist(list(prompts.values()), schema=_PROMPTS))
+        if into_pool:
+            put_in_pool(store, list(prompts))
         new_candidates = store.insert_new("candidates", pa.Table.from_pylist(list(candidates.values()), schema=_CANDIDATES))
         new_pairs = store.insert_new("pairs", pa.Table.from_pylist(list(pairs.values()), schema=_PAIRS))
         new_labels = store.insert_new("reference_labels", pa.Table.from_pylist(list(labels.values()), schema=_LABELS))
@@ -214,7 +220,8 @@ def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split:
 
 
 _PROMPTS = pa.schema([("prompt_id", pa.string()), ("text", pa.string()), ("source", pa.string()),
-                      ("source_row", pa.int64()), ("external_id", pa.string()), ("messages", pa.string())])
+                      ("source_row", pa.int64()), ("external_id", pa.string()), ("messages", pa.string()),
+                      ("in_pool", pa.bool_())])
 _CANDIDATES = pa.schema([("candidate_id", pa.string()), ("prompt_id", pa.string()), ("generator_key", pa.string()),
                          ("generator", pa.string()), ("sample_index", pa.int32()), ("text", pa.string()),
                          ("finish_reason", pa.string()), ("prompt_tokens", pa.int32()),

@@ -96,6 +96,7 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
         report.details["repeated_ids"] = len(repeated_ids)
     with store.transaction():
         new = store.insert_new("prompts", pa.Table.from_pylist(list(accepted.values()), schema=_PROMPT_SCHEMA))
+        put_in_pool(store, list(accepted))  # a prompt first stored by an import is now one to answer
         if checks:  # a changed check replaces the prompt's old one of that domain
             store.upsert("prompt_checks", pa.Table.from_pylist(checks, schema=_CHECK_SCHEMA))
         new_rejects = store.add_rejects(STAGE, rejects)
@@ -104,6 +105,13 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
                           new_prompts=new, already_stored=len(accepted) - new, new_rejects=new_rejects,
                           checks=dict(Counter(check["domain"] for check in checks)))
     return report.finish()
+
+
+def put_in_pool(store: Store, prompt_ids: list[str]) -> None:
+    """Make these stored prompts ones that generation answers (prompts.in_pool)."""
+    if prompt_ids:
+        store.con.execute("UPDATE prompts SET in_pool = true WHERE NOT in_pool AND list_contains(?, prompt_id)",
+                          [prompt_ids])
 
 
 _CHECK_SCHEMA = pa.schema([("prompt_id", pa.string()), ("domain", pa.string()), ("reference_answer", pa.string()),

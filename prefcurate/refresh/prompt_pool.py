@@ -25,6 +25,7 @@ def draw_prompts(store: Store, round_index: int, n: int, heldout_share: float, s
     rows = store.con.execute("""
         SELECT p.prompt_id, max(r.round_index) AS last_drawn
         FROM prompts AS p LEFT JOIN round_prompts AS r USING (prompt_id)
+        WHERE p.in_pool
         GROUP BY p.prompt_id""").fetchall()
     order = sorted(rows, key=lambda row: (row[1] is not None, row[1] or 0, content_hash("pool", seed, row[0])))
     drawn = [prompt_id for prompt_id, _ in order[:n]]
