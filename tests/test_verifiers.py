@@ -187,3 +187,60 @@ def test_the_label_precedence_decides_which_source_wins_and_judges_are_audited(s
 def test_a_config_names_every_label_source_once():
     with pytest.raises(Exception, match="label_precedence: each of verifier, human, import, judges once"):
         config_from_dict({"curate": {"label_precedence": ["human", "judges"]}})
+
+
+# -- verifier labels to the curated set ----------------------------------------------------------------
+
+def _curated_rows(store, tmp_path, **curate) -> dict:
+    """Curate and export; {prompt: (chosen, rejected, label_source)} over every split of the Parquet export."""
+    import pyarrow.parquet as pq
+
+    from prefcurate.core.config import CurateConfig
+    from prefcurate.curation.export.parquet import export_curation_run
+    from prefcurate.curation.funnel.curate import curate as run_curate
+
+    config = CurateConfig(**curate)
+    result, report = run_curate(store, config)
+    assert report.count_out > 0, result.funnel
+    folder = export_curation_run(store, result.curation_run_id, tmp_path / f"curated-{len(list(tmp_path.iterdir()))}", {})
+    rows = {}
+    for split in ("train", "validation", "test"):
+        if (folder / f"{split}.parquet").exists():
+            for row in pq.read_table(folder / f"{split}.parquet").to_pylist():
+                rows[row["prompt"]] = (row["chosen"], row["rejected"], row["label_source"])
+    return rows
+
+
+DECISIVE = {  # prompt -> the response that passes its check
+    "What is 6 * 7?": "6 * 7 = 42, so the answer is \\boxed{42}.",
+    "Write add(a, b) in Python.": "```python\ndef add(a, b):\n    return a + b\n```",
+    "Write add(a, b), fast.": "```python\ndef add(a, b):\n    return sum([a, b])\n```",
+    "Give the capital of France as JSON.": '{"capital": "Paris"}',
+}
+
+
+def test_verifier_labels_alone_reach_the_curated_export(store, tmp_path):
+    """A panel of only a verifier: every decisive pair is curated and exported with the passing response
+    as chosen (issue 23, item 1: curation used to drop them all at has_label_evidence)."""
+    checked_store(store)
+    run_judge(store, verifier_panel())
+    rows = _curated_rows(store, tmp_path, dedup={"near": {"enabled": False}})
+    assert {prompt: (chosen, source) for prompt, (chosen, _, source) in rows.items()} == {
+        prompt: (passing, "verifier") for prompt, passing in DECISIVE.items()}  # both-pass has no label
+
+
+def test_verifier_and_judge_labels_follow_the_precedence_into_the_export(store, tmp_path, openai_server):
+    """The suite's judge prefers the longer response; on the constraints pair that is the wrong one."""
+    checked_store(store)
+    llm = {"backend": {"kind": "openai", "model": "test-model", "base_url": openai_server.base_url},
+           "output_format": "json_schema"}
+    run_judge(store, verifier_panel(llm))
+    verifier_first = _curated_rows(store, tmp_path, dedup={"near": {"enabled": False}})
+    assert {prompt: verifier_first[prompt][0] for prompt in DECISIVE} == DECISIVE
+    assert {verifier_first[prompt][2] for prompt in DECISIVE} == {"verifier"}
+    assert verifier_first["What is 1 + 1?"][2] in ("balanced", "vote")  # both pass: the judges decide
+    judges_first = _curated_rows(store, tmp_path, dedup={"near": {"enabled": False}},
+                                 label_precedence=["judges", "human", "import", "verifier"])
+    assert {source for _, _, source in judges_first.values()} <= {"balanced", "vote"}
+    # the longer one, which breaks the JSON constraint: the judges' label
+    assert judges_first["Give the capital of France as JSON."][0] == "Paris is the capital."

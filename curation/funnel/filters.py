@@ -16,7 +16,9 @@ def _judged(predicate: str) -> str:
 
 def filter_steps(config: CurateConfig) -> list[Step]:
     steps = [
-        Step("has_label_evidence", "n_votes > 0 OR reference_label IS NOT NULL OR n_human_votes > 0"),
+        # Evidence is a label from any source labelled_pairs knows (verifier, human, import, judges,
+        # cascade, and whatever comes next), or votes that have not settled on one.
+        Step("has_label_evidence", "label IS NOT NULL OR n_votes > 0 OR n_human_votes > 0"),
         Step("has_label", "label IS NOT NULL"),
     ]
     if config.ties == "drop":
@@ -31,7 +33,9 @@ def filter_steps(config: CurateConfig) -> list[Step]:
         # A judge without logprobs or a stated confidence gives none; such pairs cannot pass the bar.
         steps.append(Step(f"confidence>={config.min_confidence:g}",
                           _judged(f"coalesce(confidence, 0) >= {config.min_confidence!r}")))
-    steps.append(Step("responses_differ", "NOT identical_texts"))
+    # Equal but for case, punctuation and spacing is the same answer, unless a check passed one and
+    # failed the other: `a + b` and `a - b` differ only in punctuation.
+    steps.append(Step("responses_differ", "NOT identical_texts OR verifier_label IS NOT NULL"))
     length = config.length
     bounds = [f"least(chars_a, chars_b) >= {length.min_chars}"]
     if length.max_chars is not None:
