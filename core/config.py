@@ -57,6 +57,9 @@ class IngestConfig(_Section):
     reference_answer_column: str = "reference_answer"
     tests_column: str = "tests"
     constraints_column: str = "constraints"
+    # A read that rejects more than this share of its rows fails (exit 1; the good rows and the
+    # rejects are stored); one that keeps none always fails. Also for import-pairs and the gold import.
+    max_reject_share: Fraction = 0.5
 
 
 BATCH_KINDS = ("openai_batch", "batch_files")
@@ -76,11 +79,18 @@ class BackendConfig(_Section):
     # The API key is read from this environment variable, never from the config file.
     api_key_env: str = "OPENAI_API_KEY"
     max_concurrency: PositiveInt = 16
+    # A deadline for each attempt's whole answer (not per read: a server sending a byte now and then
+    # still times out). A call makes at most 1 + max_retries attempts: with the defaults, about 5
+    # minutes in all, plus backoff.
     timeout_s: Annotated[float, Field(gt=0)] = 60.0
     max_retries: Annotated[int, Field(ge=0)] = 4
     # A stage stops after this many calls in a row fail to reach the endpoint (each after the
-    # client's retries), and at once when the endpoint refuses the key (401/403).
+    # client's retries), and at once when the endpoint refuses the key (401/403) or lacks the model (404).
     max_consecutive_failures: PositiveInt = 16
+    # openai: a stage stops (exit 1, naming the endpoint) when the endpoint answers nothing at all for
+    # this long while calls wait; what was answered is stored. At least timeout_s: one slow answer
+    # is not a stall.
+    stall_s: Annotated[float, Field(gt=0)] = 300.0
     # Client-side rate limits (openai only), so a big run stays under the provider's quota
     # instead of leaning on 429s. Tokens are estimated before sending (prompt chars / 4 + max_tokens).
     requests_per_minute: PositiveInt | None = None
@@ -104,6 +114,9 @@ class BackendConfig(_Section):
             raise ValueError("batch_dir: a batch_files backend needs the folder its runner reads and writes")
         if self.kind != "transformers" and self.model.startswith("embedded:"):
             raise ValueError("model: an openai backend needs the served model's name, not an embedded model")
+        if self.kind == "openai" and self.stall_s < self.timeout_s:
+            raise ValueError(f"stall_s ({self.stall_s:g}) must be at least timeout_s ({self.timeout_s:g}): one answer "
+                             "may take timeout_s without the endpoint being stuck")
         return self
 
 
@@ -328,6 +341,9 @@ class CurateConfig(_Section):
     # Keep only pairs whose every (judge, principle) comparison names the same winner in both orders.
     # Off by default because the embedded 135M judge almost never is; turn it on with a real judge.
     require_position_consistency: bool = False
+    # Verdicts read from an answer the endpoint cut at the token limit (judgments.cut_answer):
+    # keep them, or drop the judge labels that rest on any of them.
+    cut_verdicts: Literal["keep", "drop"] = "keep"
     min_confidence: Fraction = 0.0
     min_agreement: Fraction = 0.5
     min_human_agreement: Fraction = 0.0  # where pairs have human votes

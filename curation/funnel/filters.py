@@ -26,6 +26,8 @@ def filter_steps(config: CurateConfig) -> list[Step]:
     if config.min_human_agreement > 0:
         steps.append(Step(f"human_agreement>={config.min_human_agreement:g}",
                           f"n_human_votes = 0 OR human_agreement >= {config.min_human_agreement!r}"))
+    if config.cut_verdicts == "drop":
+        steps.append(Step("no_cut_verdicts", _judged("n_cut_votes = 0")))
     if config.require_position_consistency:
         steps.append(Step("position_consistent", _judged("position_consistent")))
     steps.append(Step(f"agreement>={config.min_agreement:g}", _judged(f"agreement >= {config.min_agreement!r}")))

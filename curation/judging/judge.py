@@ -41,6 +41,7 @@ from prefcurate.curation.upstream import why_empty
 from prefcurate.curation.judging.verdicts import (
     VERDICTS,
     first_position_logit,
+    answer_completeness,
     parse_self_confidence,
     parse_verdict,
     verdict_confidence,
@@ -197,7 +198,8 @@ def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constituti
         "sampling": json.dumps({**call.judge.sampling, "seed": config.seed}),
         "raw_response": result.text, "verdict_shown": None, "winner": None, "confidence": None,
         "confidence_source": "none", "self_confidence": None, "verdict_probs": None, "preference_logit": None,
-        "valid": False, "invalid_reason": None, "error_kind": None, "request_chars": call.request_chars,
+        "valid": False, "invalid_reason": None, "error_kind": None, "cut_answer": False,
+        "request_chars": call.request_chars,
         "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
         "cost_usd": price_of(config, call.judge.config, result.prompt_tokens, result.completion_tokens),
         "latency_ms": result.latency_ms,
@@ -205,11 +207,15 @@ def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constituti
     if result.error:
         row.update(invalid_reason=f"{CALL_FAILED}: {result.error}", error_kind=result.error_kind)
         return row
-    verdict, reason = parse_verdict(result.text)
-    self_confidence = parse_self_confidence(result.text) if call.output_format != "choices" else None
-    row["self_confidence"] = self_confidence
+    cut, unfinished = answer_completeness(result.finish_reason)
+    if unfinished:
+        row.update(invalid_reason=f"unfinished: {unfinished}", error_kind="unfinished")
+        return row
+    verdict, reason = parse_verdict(result.text, call.output_format, cut=cut)
+    self_confidence = parse_self_confidence(result.text, cut=cut) if call.output_format != "choices" else None
+    row.update(self_confidence=self_confidence, cut_answer=cut)
     if verdict is None:
-        kind = "truncated" if result.finish_reason == "length" else "unparseable"
+        kind = "truncated" if cut else "unparseable"
         row.update(invalid_reason=f"{kind}: {reason}", error_kind=kind)
         return row
     distribution = verdict_distribution(verdict_token_logprobs(result.token_logprobs) or result.first_token_logprobs)
@@ -307,12 +313,14 @@ class RunStats:
         else:
             self.cost_usd += row["cost_usd"]
 
-    def judges_without_a_verdict(self) -> list[str]:
+    def judges_without_a_verdict(self, with_stored_verdicts: set[str] = frozenset()) -> list[str]:
         """'<judge> gave no valid verdict in N calls (outcomes), e.g. <reason>' for each judge whose
-        every call this run failed or could not be read."""
+        every call this run failed or could not be read, unless it has valid verdicts stored from
+        before (a re-run asking again the few calls that failed is no judge that never works)."""
         return [f"{judge} gave no valid verdict in {sum(outcomes.values())} calls ({dict(outcomes)}), e.g. "
                 f"{self.first_invalid.get(judge, '')[:160]!r}"
-                for judge, outcomes in self.by_judge.items() if outcomes and not outcomes.get("valid")]
+                for judge, outcomes in self.by_judge.items()
+                if outcomes and not outcomes.get("valid") and judge not in with_stored_verdicts]
 
     def summary(self) -> dict:
         ordered = sorted(self.latencies_ms)
@@ -512,7 +520,8 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
         report.details["judges"][judge.name]["output_format"] = judge.output_format
         if judge.name in run.fallbacks:
             report.details["judges"][judge.name]["format_fallback"] = run.fallbacks[judge.name]
-    failed = run.stats.judges_without_a_verdict()
+    failed = run.stats.judges_without_a_verdict(
+        {row[0] for row in store.con.execute("SELECT DISTINCT judge FROM judgments WHERE valid").fetchall()})
     if failed:
         raise StageFailed("judge: " + "; ".join(failed) + " (the answers are stored in judgments; the judge report "
                           "and `SELECT invalid_reason FROM judgments WHERE NOT valid` show them)")
@@ -626,5 +635,5 @@ JUDGMENT_SCHEMA = pa.schema([
     ("self_confidence", pa.float64()), ("verdict_probs", pa.string()), ("preference_logit", pa.float64()),
     ("valid", pa.bool_()), ("invalid_reason", pa.string()), ("error_kind", pa.string()),
     ("request_chars", pa.int32()), ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()),
-    ("cost_usd", pa.float64()), ("latency_ms", pa.float64()),
+    ("cost_usd", pa.float64()), ("latency_ms", pa.float64()), ("cut_answer", pa.bool_()),
 ])

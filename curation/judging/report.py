@@ -73,7 +73,7 @@ def judge_report_markdown(report: dict) -> str:
         "## Judges",
         _table(report["judges"], ["judge", "n_calls", "n_valid", "gold_agreement", "n_gold_votes", "consistency_rate",
                                   "share_first_position_verdicts", "tie_rate", "invalid_rate", "unparseable_rate",
-                                  "mean_confidence"]),
+                                  "n_cut_verdicts", "mean_confidence"]),
         "## Principles",
         _table(report["principles"], ["judge", "principle_id", "principle_axis", "n_votes", "panel_agreement",
                                       "gold_agreement", "tie_rate", "longer_win_rate", "first_position_rate"]),

@@ -1,6 +1,8 @@
 """Reading a judge's answer: its verdict (A, B or tie, as shown), the confidence it states, and the
-probabilities at the token that carries the verdict. Tolerant of dress (markup, labels, fenced or
-truncated JSON), strict about ambiguity: an answer that names two verdicts is unreadable."""
+probabilities at the token that carries the verdict. Tolerant of dress (markup, labels, fenced JSON),
+strict about ambiguity (an answer that names two verdicts is unreadable) and about completeness: an
+answer the server calls complete must parse under the requested format; only an answer the server
+cut at the token limit may be read from what arrived (and the judgment says so: cut_answer)."""
 
 from __future__ import annotations
 
@@ -42,8 +44,27 @@ def _json_payload(stripped: str) -> tuple[dict | None, str]:
     return (payload if isinstance(payload, dict) else None), body
 
 
-def parse_verdict(text: str | None) -> tuple[str | None, str | None]:
-    """Return (verdict, None) with verdict in {'A', 'B', 'tie'}, or (None, reason it could not be read)."""
+JSON_FORMATS = ("json_schema", "json_object")
+# finish_reason values that say the answer ended where the model meant it to (None: not reported)
+COMPLETE = (None, "stop", "eos", "end_turn", "stop_sequence")
+CUT = "length"
+
+
+def answer_completeness(finish_reason: str | None) -> tuple[bool, str | None]:
+    """(cut at the token limit, reason it cannot be read at all) from the endpoint's finish_reason."""
+    if finish_reason == CUT:
+        return True, None
+    if finish_reason in COMPLETE:
+        return False, None
+    return False, f"the endpoint ended the answer with finish_reason {finish_reason!r}"
+
+
+def parse_verdict(text: str | None, output_format: str = "text", cut: bool = False) -> tuple[str | None, str | None]:
+    """Return (verdict, None) with verdict in {'A', 'B', 'tie'}, or (None, reason it could not be read).
+
+    `cut`: the server stopped the answer at the token limit, so a JSON answer may be unfinished and
+    its verdict is read from the complete `"verdict": "X"` field it holds. Otherwise JSON must parse:
+    a complete answer that does not is invalid, never a verdict."""
     if text is None:
         return None, "no content"
     stripped = text.strip()
@@ -51,6 +72,8 @@ def parse_verdict(text: str | None) -> tuple[str | None, str | None]:
         return None, "empty response"
 
     payload, body = _json_payload(stripped)
+    if output_format in JSON_FORMATS and payload is None and not body.startswith("{"):
+        return None, f"not JSON, under the requested {output_format} format: {stripped[:80]!r}"
     if payload is not None:
         # JSON answers are held to the schema: "C", "equal" or "tied" are not verdicts there.
         for key in _JSON_KEYS:
@@ -62,11 +85,13 @@ def parse_verdict(text: str | None) -> tuple[str | None, str | None]:
             return None, f"JSON {key} {value!r} is not one of A, B, tie"
         return None, f"JSON without a verdict field ({', '.join(_JSON_KEYS)})"
     if body.startswith("{"):
-        # Truncated or malformed JSON: a complete "verdict": "X" pair still says what the judge meant.
+        if not cut:
+            return None, f"malformed JSON in an answer the server calls complete: {body[:80]!r}"
+        # Cut at the token limit: a complete "verdict": "X" pair still says what the judge meant.
         named = {_WORD_TO_VERDICT[m.lower()] for m in _JSON_VERDICT.findall(body)}
         if len(named) == 1:
             return named.pop(), None
-        return None, f"malformed JSON without a readable verdict: {body[:80]!r}"
+        return None, f"cut JSON without a readable verdict: {body[:80]!r}"
 
     # Every place a verdict can stand must agree: "A ... [[B]]" is ambiguous, not A.
     first_line = stripped.splitlines()[0].strip()
@@ -81,15 +106,19 @@ def parse_verdict(text: str | None) -> tuple[str | None, str | None]:
     return None, f"no verdict found in: {stripped[:80]!r}"
 
 
-def parse_self_confidence(text: str | None) -> float | None:
+def parse_self_confidence(text: str | None, cut: bool = False) -> float | None:
     """The confidence a judge states about its verdict, as a probability in [0, 1], or None.
 
     Reads `"confidence": 0.8` in JSON and `Confidence: 80` / `Confidence: 80%` / `Confidence: 0.8`
-    in text; a number above 1 is a percentage. Out-of-range values are not a confidence."""
+    in text; a number above 1 is a percentage. Out-of-range values are not a confidence. In a `cut`
+    answer a number the cut may have shortened ("0." of 0.85, "8" of 85) is not one either."""
     if not text:
         return None
     match = _JSON_CONFIDENCE.search(text) or _TEXT_CONFIDENCE.search(text)
     if not match:
+        return None
+    after = text[match.end(1):match.end(1) + 1]
+    if cut and (not after or after in ".0123456789"):
         return None
     value = float(match.group(1))
     if (len(match.groups()) > 1 and match.group(2)) or value > 1:

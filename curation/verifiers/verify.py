@@ -179,7 +179,7 @@ def _judgment(name: str, judgment_id: str, pair_id: str, domain: str, a: Outcome
         "valid": decisive, "invalid_reason": None if decisive else (
             f"{reason}: a {a.detail or 'passed'}; b {b.detail or 'passed'}")[:500],
         "error_kind": reason, "request_chars": None, "prompt_tokens": None, "completion_tokens": None,
-        "cost_usd": None, "latency_ms": None,
+        "cost_usd": None, "latency_ms": None, "cut_answer": False,
     }
 
 

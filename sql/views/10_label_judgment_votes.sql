@@ -6,6 +6,7 @@
 --   confidence                                P(verdict) from log-probabilities, else the judge's stated confidence
 --   preference_logit                          log P(a) - log P(b) from log-probabilities, NULL without them
 --   template_version, constitution_version    the judge prompt and constitution it was asked under
+--   cut_answer                                the verdict was read from an answer cut at the token limit
 CREATE OR REPLACE VIEW judgment_votes AS
 SELECT
     j.judgment_id,
@@ -17,6 +18,7 @@ SELECT
     j.confidence,
     j.preference_logit,
     j.template_version,
-    j.constitution_version
+    j.constitution_version,
+    j.cut_answer
 FROM judge_calls AS j
 WHERE j.valid;

@@ -3,6 +3,7 @@
 --   pair_id, prompt_id, candidate_a, candidate_b   the pair, in its orientation
 --   n_calls, n_invalid                             judge calls, and those with no valid verdict
 --   n_votes, votes_a, votes_b, votes_tie           valid verdicts, by winner
+--   n_cut_votes                                    of them, read from answers cut at the token limit (cut_answer)
 --   vote_label                                     the strict majority of verdicts (NULL without one)
 --   agreement                                      the most common verdict's share of the votes
 --   vote_confidence                                mean confidence of the votes for vote_label
@@ -53,6 +54,7 @@ votes AS (
         count(*) FILTER (WHERE winner = 'a') AS votes_a,
         count(*) FILTER (WHERE winner = 'b') AS votes_b,
         count(*) FILTER (WHERE winner = 'tie') AS votes_tie,
+        count(*) FILTER (WHERE cut_answer) AS n_cut_votes,
         avg(confidence) FILTER (WHERE winner = 'a') AS confidence_a,
         avg(confidence) FILTER (WHERE winner = 'b') AS confidence_b,
         avg(confidence) FILTER (WHERE winner = 'tie') AS confidence_tie,
@@ -89,6 +91,7 @@ SELECT
     coalesce(l.votes_a, 0) AS votes_a,
     coalesce(l.votes_b, 0) AS votes_b,
     coalesce(l.votes_tie, 0) AS votes_tie,
+    coalesce(l.n_cut_votes, 0) AS n_cut_votes,
     l.vote_label,
     greatest(l.votes_a, l.votes_b, l.votes_tie) / l.n_votes AS agreement,
     CASE l.vote_label

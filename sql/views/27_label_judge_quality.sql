@@ -3,6 +3,7 @@
 --   n_calls, n_valid                           its calls, and those with a valid verdict
 --   invalid_rate                               share of calls without a valid verdict (failed or unreadable)
 --   unparseable_rate                           share of calls answered but unreadable (unparseable or truncated)
+--   n_cut_verdicts                             valid verdicts read from an answer cut at the token limit (cut_answer)
 --   tie_rate                                   share of valid verdicts that are ties
 --   consistency_rate, position_bias_logit,
 --   share_first_position_verdicts              from judge_position_bias
@@ -21,6 +22,7 @@ WITH calls AS (
         count(*) FILTER (WHERE NOT j.valid) AS n_invalid,
         count(*) FILTER (WHERE j.error_kind IN ('unparseable', 'truncated')) AS n_unreadable,
         count(*) FILTER (WHERE j.valid AND j.winner = 'tie') AS n_ties,
+        count(*) FILTER (WHERE j.valid AND j.cut_answer) AS n_cut_verdicts,
         avg(j.confidence) FILTER (WHERE j.valid) AS mean_confidence,
         count(*) FILTER (WHERE j.confidence_source = 'logprobs') AS n_logprob_confidence,
         count(*) FILTER (WHERE j.confidence_source = 'self_report') AS n_self_reported_confidence
@@ -44,6 +46,7 @@ SELECT
     c.n_valid,
     c.n_invalid / c.n_calls AS invalid_rate,
     c.n_unreadable / c.n_calls AS unparseable_rate,
+    c.n_cut_verdicts,
     c.n_ties / nullif(c.n_valid, 0) AS tie_rate,
     b.consistency_rate,
     b.position_bias_logit,

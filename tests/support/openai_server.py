@@ -8,7 +8,9 @@ It speaks the real HTTP protocol (POST /v1/chat/completions, GET /v1/models, and
   told the endpoint does not support it), else as text with a stated confidence;
 - anything else gets a reply derived from a hash of the prompt and seed.
 It misbehaves on demand: fixed latency, scripted or random 429 (with Retry-After) / 500 /
-garbage bodies / hangs past the client's timeout / bad verdicts (empty, malformed, truncated).
+garbage bodies / hangs past the client's timeout / bad verdicts (empty, malformed, truncated), and
+every answer shape of a broken endpoint or a proxy before it (SHAPES), or a 404 for a model it does
+not serve.
 Run it as a process for benchmarks: `python -m tests.support.openai_server --port 8011 --latency 0.2`.
 """
 
@@ -22,6 +24,8 @@ import os
 import random
 import re
 import signal
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,11 +54,23 @@ def always_a(response_a: str, response_b: str) -> str:
     return "A"
 
 
+# What a misbehaving endpoint (or a proxy before it) answers instead of a chat completion, as
+# scripted faults: a proxy's HTML page with status 200 or 502, a completion with no choices, a
+# choice with null content, the JSON body cut short, a slow drip (one byte every drip_every_s, for
+# hang_s: no single read ever times out), the connection reset unanswered, the answer as a server-sent
+# event stream (a wrong content type), and nothing at all for hang_s.
+SHAPES = ("html_200", "html_502", "no_choices", "null_content", "truncated_body", "drip", "reset", "wrong_type",
+          "hang")
+_PROXY_PAGE = ("<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1>"
+               "<p>The proxy server received an invalid response from an upstream server.</p></body></html>")
+
+
 @dataclass
 class Behaviour:
     latency_s: float = 0.0
     # Scripted faults, consumed one per request in order: "429", "500", "garbage", "hang", "empty",
-    # "malformed", "truncated", "ok".
+    # "malformed", "truncated", "cut_after_verdict" (a JSON or text verdict cut at the token limit
+    # after the verdict), "unclosed" (the same text, but finish_reason stop), "ok", and the SHAPES.
     script: list[str] = field(default_factory=list)
     rate_429: float = 0.0
     rate_500: float = 0.0
@@ -62,6 +78,8 @@ class Behaviour:
     rate_hang: float = 0.0
     rate_bad_verdict: float = 0.0  # split evenly between empty, malformed and truncated answers
     hang_s: float = 30.0
+    drip_every_s: float = 0.1  # "drip": the pause between the bytes it sends
+    models: tuple[str, ...] | None = None  # when set, a request for any other model gets a 404
     retry_after_s: float = 0.05
     logprobs: bool = True
     judge_rule: Callable[[str, str], str] = longer_wins
@@ -151,7 +169,8 @@ class OpenAICompatServer:
 
     # -- handlers ------------------------------------------------------------------------------
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "test-model", "object": "model"}]})
+        models = self.behaviour.models or ("test-model",)
+        return web.json_response({"object": "list", "data": [{"id": model, "object": "model"} for model in models]})
 
     def _next_fault(self) -> str:
         b = self.behaviour
@@ -177,6 +196,10 @@ class OpenAICompatServer:
             return web.json_response({"error": {"message": f"Incorrect API key provided: {shown}",
                                                 "type": "invalid_request_error", "code": "invalid_api_key"}},
                                      status=401)
+        if self.behaviour.models is not None and body.get("model") not in self.behaviour.models:
+            return web.json_response({"error": {"message": f"The model `{body.get('model')}` does not exist or you do "
+                                                           "not have access to it.", "type": "invalid_request_error",
+                                                "code": "model_not_found"}}, status=404)
         if self.behaviour.latency_s:
             await asyncio.sleep(self.behaviour.latency_s)
         fault = self._next_fault()
@@ -188,7 +211,9 @@ class OpenAICompatServer:
         if fault == "500":
             return web.json_response({"error": {"message": "internal error", "type": "server_error"}}, status=500)
         if fault == "hang":
-            await asyncio.sleep(self.behaviour.hang_s)
+            await self._pause(self.behaviour.hang_s)
+        elif fault in SHAPES:
+            return await self._misshapen(request, body, fault)
         if fault == "garbage":
             return web.Response(text="<html>not json{", content_type="application/json")
         if body.get("response_format") and not self.behaviour.supports_response_format:
@@ -200,6 +225,58 @@ class OpenAICompatServer:
         with self._lock:
             self.answered.append(call_key(body))
         return web.json_response(completion)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but end early when the server stops (a held answer must not hold up its shutdown)."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _misshapen(self, request: web.Request, body: dict, shape: str) -> web.StreamResponse:
+        """One of the SHAPES instead of a chat completion."""
+        if shape in ("html_200", "html_502"):
+            return web.Response(text=_PROXY_PAGE, status=200 if shape == "html_200" else 502, content_type="text/html")
+        if shape == "reset":
+            return self._reset(request)
+        completion = self._completion(body)
+        if shape == "no_choices":
+            completion["choices"] = []
+        elif shape == "null_content":
+            completion["choices"][0]["message"]["content"] = None
+        text = json.dumps(completion)
+        if shape == "truncated_body":
+            text = text[: len(text) // 2]
+        elif shape == "wrong_type":
+            return web.Response(text=f"data: {text}\n\ndata: [DONE]\n\n", content_type="text/event-stream")
+        elif shape == "drip":
+            return await self._drip(request, text)
+        return web.Response(text=text, content_type="application/json")
+
+    @staticmethod
+    def _reset(request: web.Request) -> web.Response:
+        """Close the connection with a TCP reset (linger 0), answering nothing."""
+        sock = request.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        request.transport.abort()
+        return web.Response(status=204)  # never sent: the connection is gone
+
+    async def _drip(self, request: web.Request, text: str) -> web.StreamResponse:
+        """Headers at once, then a space (JSON allows leading whitespace) every drip_every_s for hang_s,
+        then the answer: each read succeeds, the whole takes hang_s."""
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        deadline = time.monotonic() + self.behaviour.hang_s
+        try:
+            while time.monotonic() < deadline and not self._stopping.is_set():
+                await response.write(b" ")
+                await self._pause(self.behaviour.drip_every_s)
+            await response.write(text.encode())
+            await response.write_eof()
+        except ConnectionResetError:  # the client gave up waiting
+            pass
+        return response
 
     async def _answer_or_kill(self) -> bool:
         """At the kill_at_answer-th answer: stop answering, let the client take in what it got, then
@@ -243,6 +320,12 @@ class OpenAICompatServer:
                 tokens = [("I cannot decide between these two.", False)]
             elif fault == "truncated":
                 tokens, finish_reason = tokens[:1], "length"
+            elif fault in ("cut_after_verdict", "unclosed"):
+                # the answer up to and including the verdict, then `, "confidence": ` and nothing more:
+                # cut at the token limit, or (unclosed) with finish_reason stop, as a broken server says
+                head = tokens[:next(i for i, (_, is_verdict) in enumerate(tokens) if is_verdict) + 1]
+                tokens = head + [('", "confidence": ' if head[0][0].startswith("{") else "\nConfidence: ", False)]
+                finish_reason = "length" if fault == "cut_after_verdict" else "stop"
             text = "".join(token for token, _ in tokens)
             if want_logprobs and tokens:
                 logprobs = self._logprobs(tokens, verdict, confidence)
