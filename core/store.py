@@ -75,6 +75,9 @@ class Store:
                 self._create_views()
                 if self.snapshot_every_s is not None and not snapshot_path(self.path).exists():
                     self.publish_snapshot(force=True)  # readers have one from the start
+            except StoreError:
+                self.con.close()
+                raise
             except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as error:
                 self.con.close()
                 raise StoreError(f"the store {self.path} is damaged ({_first_line(error)}); "
@@ -104,7 +107,28 @@ class Store:
 
 
     # -- schema -----------------------------------------------------------------------------
+    def _refuse_foreign_or_newer(self) -> None:
+        """Write nothing to a DuckDB file prefcurate did not create, or to a store of a schema newer
+        than this code knows (a newer prefcurate's): either would be damaged, or misread."""
+        names = {row[0] for row in self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
+            "AND table_schema = 'main'").fetchall()}
+        first = self.con.execute("SELECT name FROM schema_migrations WHERE version = 1").fetchall() \
+            if "schema_migrations" in names else []
+        if not first and names <= {"schema_migrations"}:
+            return  # a new file (or one whose first open stopped before the first migration)
+        ours = migrations()
+        if not first or first[0][0] != ours[0].name:
+            shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+            raise StoreError(f"{self.path} is a DuckDB file prefcurate did not create (it holds {shown}); "
+                             "refusing to write to it: point store.path at a new file or a prefcurate store")
+        newest, known = self.schema_version(), max(migration.version for migration in ours)
+        if newest > known:
+            raise StoreError(f"the store {self.path} has schema version {newest}, newer than this prefcurate "
+                             f"knows ({known}): a newer prefcurate wrote it; upgrade prefcurate to use it")
+
     def _migrate(self) -> None:
+        self._refuse_foreign_or_newer()
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"

@@ -87,3 +87,47 @@ def test_a_store_with_no_snapshot_setting_publishes_none(tmp_path):
     with Store(tmp_path / "s.duckdb") as store, store.transaction():
         store.con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('a', 'first', 't')")
     assert not snapshot_path(tmp_path / "s.duckdb").exists()
+
+
+# -- files that are not ours, or newer than us (issue 23, item 4) -----------------------------------
+
+def test_a_store_from_a_newer_schema_is_refused_naming_both_versions(tmp_path):
+    import pytest
+
+    from prefcurate.core.store import StoreError, migrations
+
+    path = tmp_path / "s.duckdb"
+    Store(path).close()
+    known = max(m.version for m in migrations())
+    with duckdb.connect(str(path)) as con:
+        con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, '999_from_the_future.sql')", [known + 1])
+    with pytest.raises(StoreError, match=rf"schema version {known + 1}, newer than this prefcurate knows \({known}\)"):
+        Store(path)
+
+
+def test_another_applications_duckdb_file_is_refused_and_left_unwritten(tmp_path):
+    import hashlib
+
+    import pytest
+
+    from prefcurate.core.store import StoreError
+
+    path = tmp_path / "theirs.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE prompts (id INTEGER, body VARCHAR)")
+        con.execute("INSERT INTO prompts VALUES (1, 'theirs')")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(StoreError, match="a DuckDB file prefcurate did not create \\(it holds prompts\\)"):
+        Store(path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert [row[0] for row in con.execute("SHOW TABLES").fetchall()] == ["prompts"]
+
+
+def test_a_store_whose_first_open_stopped_before_any_migration_opens(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                    "applied_at TIMESTAMP DEFAULT current_timestamp)")
+    with Store(path) as store:
+        assert store.count("prompts") == 0
