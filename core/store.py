@@ -68,12 +68,15 @@ class Store:
         settings = {"preserve_insertion_order": False}  # nothing relies on it; big scans use less memory
         if memory_limit:
             settings["memory_limit"] = memory_limit  # DuckDB spills to disk beyond it
+        snapshot = snapshot_path(self.path)
+        # none yet, or behind the store (a writer was killed before publishing): publish at once
+        stale = not snapshot.exists() or (self.path.exists() and _staleness(self.path, snapshot) is not None)
         self.con = self._connect(read_only, settings, lock_timeout_s)
         if not read_only:
             try:
                 self._migrate()
                 self._create_views()
-                if self.snapshot_every_s is not None and not snapshot_path(self.path).exists():
+                if self.snapshot_every_s is not None and stale:
                     self.publish_snapshot(force=True)  # readers have one from the start
             except StoreError:
                 self.con.close()
@@ -95,13 +98,17 @@ class Store:
                 if not isinstance(error, duckdb.IOException) or "lock" not in str(error).lower():
                     # a truncated file, flipped blocks, not a DuckDB file, a newer DuckDB's file, no permission
                     raise StoreError(f"cannot open the store {self.path}: {_first_line(error)}") from None
+                holder = _lock_holder(str(error))
                 if time.monotonic() >= deadline:
                     raise StoreBusyError(
-                        f"cannot open the store {self.path}: {error}. Another process is writing to it"
+                        f"cannot open the store {self.path}: {holder}"
                         + (f"; waited {lock_timeout_s:g} s (store.lock_timeout_s)" if waited else "") + "."
+                        + (f" Readers should open its snapshot {snapshot_path(self.path)} (`prefcurate query` "
+                           "does), which never blocks a writer; close that reader and run again."
+                           if holder.startswith("a reader") else "")
                     ) from None
                 if not waited:
-                    log.info("store %s is busy (another writer); waiting up to %g s", self.path, lock_timeout_s)
+                    log.info("store %s is busy (%s); waiting up to %g s", self.path, holder, lock_timeout_s)
                     waited = True
                 time.sleep(0.25)
 
@@ -216,6 +223,10 @@ class Store:
 
     def close(self) -> None:
         try:
+            if self.snapshot_every_s is not None:
+                # written into the file now, so closing changes nothing after the snapshot: a reader
+                # can tell the snapshot holds the last write (open_for_reading)
+                self.con.execute("CHECKPOINT")
             self.publish_snapshot(force=True)  # readers see the stage's last writes
         finally:
             self.con.close()
@@ -288,33 +299,64 @@ def snapshot_path(store_path: str | Path) -> Path:
     return Path(f"{store_path}.snapshot")
 
 
-def open_for_reading(path: str | Path, wait_s: float = 2.0) -> tuple[duckdb.DuckDBPyConnection, str | None]:
-    """A read-only connection for a query: the store itself when no process is writing it (waiting
-    up to wait_s for one to let go), else its read snapshot. Returns (connection, None) or
-    (connection, a note saying which snapshot and how old)."""
+def open_for_reading(path: str | Path, wait_s: float = 2.0, allow_files: bool = False,
+                     ) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    """A read-only connection for a query, on the store's read snapshot: DuckDB lets one process
+    write a file or many read it, so a reader of the store itself would stop a writer, and a reader
+    of the snapshot never does. Every writer publishes it when it closes (and every few seconds while
+    it writes), so it is the store as of its last write unless a stage is writing now; then the note
+    says how old it is. A store without a snapshot (store.snapshot_every_s: null) is read itself,
+    waiting up to wait_s for a writer to let go. Returns (connection, None or the note).
+
+    The connection cannot read or write other files (`COPY ... TO`, `read_csv`) unless allow_files."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"no store at {path}")
+    settings = {} if allow_files else {"enable_external_access": False}
+    snapshot = snapshot_path(path)
+    if snapshot.exists():
+        return duckdb.connect(str(snapshot), read_only=True, config=settings), _staleness(path, snapshot)
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return duckdb.connect(str(path), read_only=True), None
+            return duckdb.connect(str(path), read_only=True, config=settings), None
         except duckdb.ConnectionException:
             pass  # this very process has it open for writing
         except duckdb.IOException as error:
             if "lock" not in str(error).lower():
                 raise StoreError(f"cannot open the store {path}: {_first_line(error)}") from None
         if time.monotonic() >= deadline:
-            break
+            raise StoreBusyError(f"{path} is being written by another process, and it has no read snapshot "
+                                 "(store.snapshot_every_s)")
         time.sleep(0.1)
-    snapshot = snapshot_path(path)
-    if not snapshot.exists():
-        raise StoreBusyError(f"{path} is being written by another process, and it has no read snapshot yet "
-                             "(store.snapshot_every_s)")
-    age = time.time() - snapshot.stat().st_mtime
-    published = time.strftime("%H:%M:%S", time.localtime(snapshot.stat().st_mtime))
-    return (duckdb.connect(str(snapshot), read_only=True),
-            f"the store is being written; reading its snapshot of {published} ({age:.0f} s old)")
+
+
+def _staleness(path: Path, snapshot: Path) -> str | None:
+    """None when the snapshot holds the store's last write, else a note of its age."""
+    published = snapshot.stat().st_mtime
+    wal = Path(f"{path}.wal")
+    changed = max(path.stat().st_mtime, wal.stat().st_mtime if wal.exists() else 0.0)
+    if published >= changed:
+        return None
+    return (f"reading the store's snapshot of {time.strftime('%H:%M:%S', time.localtime(published))} "
+            f"({time.time() - published:.0f} s old): the store has changed since (a stage is writing it, or "
+            "one stopped before publishing; the next stage to open it publishes a new one)")
+
+
+def _lock_holder(error: str) -> str:
+    """Who holds the store, from DuckDB's lock error: it names the holder's PID, and offers read-only
+    access when the holder only reads."""
+    match = re.search(r"PID (\d+)", error)
+    process = f"PID {match.group(1)}" if match else "another process"
+    if match:
+        try:
+            command = Path(f"/proc/{match.group(1)}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            process += f": {command.strip()[:120]}"
+        except OSError:
+            pass  # not on Linux, or it has just exited
+    if "read-only mode" in error:
+        return f"a reader holds it open ({process})"
+    return f"another process is writing to it ({process})"
 
 
 def _storable(text: str | None) -> str | None:

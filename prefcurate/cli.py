@@ -384,15 +384,19 @@ def plain_words(judge_agreement: dict, evaluation: dict) -> list[str]:
 
 @command()
 def query(sql: str = typer.Argument(..., help="SQL to run against the store, e.g. \"SELECT * FROM store_counts\"."),
-          config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
-    """Run a read-only SQL query on the store and print the result. While a stage writes the store,
-    this reads its snapshot (at most store.snapshot_every_s old) and says so."""
+          config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+          allow_files: bool = typer.Option(False, "--allow-files",
+                                           help="Let the query read and write other files (read_csv, COPY ... TO).")
+          ) -> None:
+    """Run a read-only SQL query on the store's read snapshot (it never blocks a stage that writes the
+    store) and print the result; says so when a stage has written since. Other files are out of
+    reach unless --allow-files."""
     import duckdb
 
     from prefcurate.core.store import open_for_reading
 
     cfg = _config(config, store)
-    con, note = open_for_reading(cfg.store.path)
+    con, note = open_for_reading(cfg.store.path, allow_files=allow_files)
     if note:
         typer.echo(f"note: {note}", err=True)
     try:

@@ -53,6 +53,11 @@ def test_query_prints_results_and_refuses_bad_sql(tmp_path):
     assert result.exit_code == 0 and "empty prompt" in result.output
     bad = runner.invoke(app, ["query", "SELECT nope FROM prompts", "--store", str(tmp_path / "s.duckdb")])
     assert bad.exit_code == 1 and "nope" in bad.output
+    copy = runner.invoke(app, ["query", f"COPY (SELECT 1) TO '{tmp_path / 'out.csv'}'", "--store", str(tmp_path / "s.duckdb")])
+    assert copy.exit_code == 1 and not (tmp_path / "out.csv").exists()  # read-only for real
+    allowed = runner.invoke(app, ["query", f"COPY (SELECT 1) TO '{tmp_path / 'out.csv'}'", "--allow-files",
+                                  "--store", str(tmp_path / "s.duckdb")])
+    assert allowed.exit_code == 0 and (tmp_path / "out.csv").exists()
 
 
 @pytest.mark.slow

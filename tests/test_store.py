@@ -73,11 +73,16 @@ def test_the_read_snapshot_follows_the_writer_and_a_reader_never_blocks_it(tmp_p
         assert held.execute(count).fetchone()[0] == 1  # which keeps its consistent view
         assert subprocess.run(read, capture_output=True, text=True, check=True).stdout.strip() == "2"
         held.close()  # (in one process a second connection would share the held one's database)
-        con, note = open_for_reading(path, wait_s=0.2)  # the store itself is taken by the writer
-        assert "reading its snapshot" in note and con.execute(count).fetchone()[0] == 2
+        con, note = open_for_reading(path, wait_s=0.2)  # just published: the snapshot is the store
+        assert note is None and con.execute(count).fetchone()[0] == 2
         con.close()
-    con, note = open_for_reading(path)  # no writer: the store itself
-    assert note is None and con.execute(count).fetchone()[0] == 2
+        with writer.transaction():
+            writer.con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('c', 'third', 't')")
+        con, note = open_for_reading(path, wait_s=0.2)  # written since: the note says how old it is
+        assert "the store has changed since" in note and con.execute(count).fetchone()[0] == 2
+        con.close()
+    con, note = open_for_reading(path)  # the writer closed: it published its last write
+    assert note is None and con.execute(count).fetchone()[0] == 3
     con.close()
 
 
@@ -131,3 +136,82 @@ def test_a_store_whose_first_open_stopped_before_any_migration_opens(tmp_path):
                     "applied_at TIMESTAMP DEFAULT current_timestamp)")
     with Store(path) as store:
         assert store.count("prompts") == 0
+
+
+# -- the read path never blocks a writer; a reader on the live file is named (issue 23, item 13) ----
+
+def _hold(path, seconds: float, read_only: bool = True):
+    """Another process holding `path` open (a notebook, the DuckDB CLI); returns it once it holds it."""
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, sys, time; con = duckdb.connect({str(path)!r}, "
+                               f"read_only={read_only}); con.execute('SELECT 1').fetchall(); print('holding', flush=True);"
+                               f" time.sleep({seconds})"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    return holder
+
+
+def test_a_reader_of_the_documented_read_path_never_blocks_a_writer(tmp_path):
+    from prefcurate.core.store import snapshot_path
+
+    path = tmp_path / "s.duckdb"
+    Store(path, snapshot_every_s=5.0).close()
+    reader = _hold(snapshot_path(path), 30)
+    try:
+        with Store(path, snapshot_every_s=5.0, lock_timeout_s=0) as writer, writer.transaction():
+            writer.con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('a', 'first', 't')")
+    finally:
+        reader.kill()
+        reader.wait()
+
+
+def test_a_reader_holding_the_live_file_is_named_with_what_to_do(tmp_path):
+    from prefcurate.core.store import StoreBusyError
+
+    path = tmp_path / "s.duckdb"
+    Store(path, snapshot_every_s=5.0).close()
+    reader = _hold(path, 30)
+    try:
+        with pytest.raises(StoreBusyError) as raised:
+            Store(path, lock_timeout_s=0.3)
+    finally:
+        reader.kill()
+        reader.wait()
+    said = str(raised.value)
+    assert f"a reader holds it open (PID {reader.pid}: " in said and "python" in said
+    assert "s.duckdb.snapshot" in said and "never blocks a writer" in said and "another process is writing" not in said
+    writer = _hold(path, 30, read_only=False)
+    try:
+        with pytest.raises(StoreBusyError, match=rf"another process is writing to it \(PID {writer.pid}"):
+            Store(path, lock_timeout_s=0)
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+# -- prefcurate query is read-only for real (issue 23, item 14) ------------------------------------------
+
+def test_a_query_cannot_write_or_read_other_files_unless_allowed(tmp_path):
+    from prefcurate.core.store import open_for_reading
+
+    path = tmp_path / "s.duckdb"
+    Store(path, snapshot_every_s=5.0).close()
+    outside = tmp_path / "x.csv"
+    outside.write_text("a\n1\n")
+    con, _ = open_for_reading(path)
+    try:
+        for sql in (f"COPY (SELECT 1) TO '{tmp_path / 'written.csv'}'", f"SELECT * FROM read_csv('{outside}')",
+                    "SELECT * FROM read_text('/etc/passwd')", f"ATTACH '{tmp_path / 'other.duckdb'}' AS other"):
+            with pytest.raises(duckdb.Error, match="(?i)disabled|permission"):
+                con.execute(sql)
+        assert con.execute("SELECT count(*) FROM prompts").fetchone()[0] == 0  # the store reads as ever
+        with pytest.raises(duckdb.Error):
+            con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('a', 'b', 'c')")
+    finally:
+        con.close()
+    assert not (tmp_path / "written.csv").exists() and not (tmp_path / "other.duckdb").exists()
+    con, _ = open_for_reading(path, allow_files=True)
+    assert con.execute(f"SELECT * FROM read_csv('{outside}')").fetchall() == [(1,)]
+    con.close()
