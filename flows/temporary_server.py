@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import httpx
@@ -51,7 +52,11 @@ def _die_with_parent() -> None:
 
 
 class TemporaryServer:
-    def __init__(self) -> None:
+    """`log`: where the server's own output goes (never the terminal: stopping it while requests are
+    in flight makes uvicorn print their cancelled tracebacks, which a user would take for a failure)."""
+
+    def __init__(self, log: Path | None = None) -> None:
+        self.log = log
         for _attempt in range(3):  # another process may take the free port before the server binds it
             self.port = _free_port()
             self.api_url = f"http://127.0.0.1:{self.port}/api"
@@ -60,17 +65,26 @@ class TemporaryServer:
                 atexit.register(self.stop)
                 return
         self.stop()
-        raise RuntimeError(f"the temporary Prefect server did not start (last exit code {self.process.returncode})")
+        raise RuntimeError(f"the temporary Prefect server did not start (last exit code {self.process.returncode}"
+                           + (f"; its output is in {self.log})" if self.log else ")"))
 
     def _start(self) -> subprocess.Popen:
         # Prefect's own recipe for a temporary server: no UI, ephemeral-mode services.
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
                "PREFECT__SERVER_FINAL": "1"}
         env.pop("PREFECT_API_URL", None)
-        return subprocess.Popen(
-            [sys.executable, "-m", "prefcurate.flows.temporary_server", str(os.getpid()), str(self.port)],
-            env=env, start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            stdin=subprocess.DEVNULL)
+        output = subprocess.DEVNULL
+        if self.log is not None:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            output = open(self.log, "ab")  # noqa: SIM115 (the child holds it; ours closes below)
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", "prefcurate.flows.temporary_server", str(os.getpid()), str(self.port)],
+                env=env, start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                stdin=subprocess.DEVNULL, stdout=output, stderr=output)
+        finally:
+            if output is not subprocess.DEVNULL:
+                output.close()
 
     def _healthy(self) -> bool:
         """True once it answers; False if it exited (e.g. the port was taken)."""
@@ -99,14 +113,15 @@ class TemporaryServer:
 
 
 @contextmanager
-def prefect_api() -> Iterator[str | None]:
-    """Run the body against PREFECT_API_URL when set, else against a temporary server of our own."""
+def prefect_api(server_log: Path | None = None) -> Iterator[str | None]:
+    """Run the body against PREFECT_API_URL when set, else against a temporary server of our own
+    whose output goes to server_log (else nowhere)."""
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"]
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    server = TemporaryServer()
+    server = TemporaryServer(server_log)
     _OURS.add(server.api_url)
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):

@@ -103,7 +103,7 @@ def _run(flow, config: PrefcurateConfig, **kwargs) -> dict:
     _setup_logging()
     console.handle_sigterm()
     console.session.temporary_api = not os.environ.get("PREFECT_API_URL")
-    with prefect_api():
+    with prefect_api(console.log_path()):
         return flow(config, **kwargs)
 
 

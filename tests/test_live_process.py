@@ -40,10 +40,10 @@ def _judge_process(tmp_path: Path, server: OpenAICompatServer, pairs: int = 100,
     return process, store_path
 
 
-def _temporary_server(process: subprocess.Popen, server: OpenAICompatServer) -> psutil.Process:
-    """Wait until the judge is answering, and return the Prefect server the command started."""
+def _temporary_server(process: subprocess.Popen, server: OpenAICompatServer, asked: int = 10) -> psutil.Process:
+    """Wait until the judge has asked `asked` calls, and return the Prefect server the command started."""
     deadline = time.monotonic() + 120
-    while len(server.requests) < 10:
+    while len(server.requests) < asked:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the judge never started asking"
         time.sleep(0.2)
@@ -81,6 +81,24 @@ def test_ctrl_c_stops_within_seconds_keeps_the_answers_and_the_server_goes(tmp_p
     assert "interrupted: what was answered is stored" in err and "Traceback" not in err
     assert _gone(prefect_server, 5)
     assert 0 < _answered(store_path) < 200  # committed on the way out, though commit_every is 1000
+
+
+def test_ctrl_c_at_any_moment_prints_no_traceback_of_the_prefect_server(tmp_path, slow_server):
+    """Stopping the temporary server while requests are in flight made it print a sqlalchemy
+    CancelledError traceback before the `interrupted:` line (1 run in 6): its output goes to the log
+    file, never the terminal. Interrupted at several moments, the terminal shows the one line."""
+    for attempt, asked in enumerate((2, 12, 30, 55)):
+        slow_server.requests.clear()
+        process, _ = _judge_process(tmp_path / f"run{attempt}", slow_server)
+        prefect_server = _temporary_server(process, slow_server, asked)
+        assert os.readlink(f"/proc/{prefect_server.pid}/fd/2") == str(tmp_path / f"run{attempt}" / "out" / "logs" /
+                                                                       "prefcurate.log")
+        os.killpg(process.pid, signal.SIGINT)
+        _out, err = process.communicate(timeout=30)
+        assert process.returncode == 130, err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert "Traceback" not in err and "CancelledError" not in err and "Task was destroyed" not in err, err
+        assert lines[-1].startswith("interrupted: what was answered is stored"), err
 
 
 def test_sigterm_exits_143_and_takes_its_server_along(tmp_path, slow_server):
