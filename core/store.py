@@ -32,7 +32,7 @@ class Migration:
     sql: str
 
 
-def _sql_files(folder: str) -> list[tuple[str, str]]:
+def sql_files(folder: str) -> list[tuple[str, str]]:
     root = resources.files("prefcurate.sql").joinpath(folder)
     files = sorted((entry.name, entry.read_text(encoding="utf-8")) for entry in root.iterdir() if entry.name.endswith(".sql"))
     return files
@@ -40,7 +40,7 @@ def _sql_files(folder: str) -> list[tuple[str, str]]:
 
 def migrations() -> list[Migration]:
     found = []
-    for name, sql in _sql_files("migrations"):
+    for name, sql in sql_files("migrations"):
         match = _MIGRATION_NAME.match(name)
         if not match:
             raise RuntimeError(f"sql/migrations/{name}: migration files must be named NNN_description.sql")
@@ -156,7 +156,7 @@ class Store:
         """(Re)create the views when their SQL changed since the store last saw it. Skipping the
         catalog write otherwise lets several connections open the store at once without
         write-write conflicts on the views."""
-        views = _sql_files("views")
+        views = sql_files("views")
         wanted = content_hash("views", [sql for _name, sql in views])
         self.con.execute("CREATE TABLE IF NOT EXISTS schema_views (views_hash VARCHAR NOT NULL)")
         if self.scalar("SELECT any_value(views_hash) FROM schema_views") == wanted:
