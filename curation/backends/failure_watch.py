@@ -1,8 +1,10 @@
 """Stop early when an endpoint is plainly not working, instead of making every call.
 
-A refused key (HTTP 401/403) stops at once: no later call will fare better. A run of transport
-failures (connection, timeout, 5xx; each already retried by the client) stops after
-`backend.max_consecutive_failures`. What was answered before is stored by the caller."""
+A refused key (HTTP 401/403) or a model (or route) the server does not have (404) stops at once: no
+later call will fare better. A run of transport failures (connection, timeout, 5xx, bodies that are
+not chat completions; each already retried) stops after `backend.max_consecutive_failures`. An
+endpoint that answers nothing at all for `backend.stall_s` is stopped by its backend
+(EndpointStalled). What was answered before is stored by the caller."""
 
 from __future__ import annotations
 
@@ -11,11 +13,19 @@ from prefcurate.core.report import StageFailed
 from prefcurate.curation.backends.base import ChatResult
 
 REFUSED = ("http_401", "http_403")
-TRANSPORT = ("connection", "timeout", "server_error", "http_404", "http_502", "http_503", "http_504")
+NOT_FOUND = ("http_404",)
+TRANSPORT = ("connection", "timeout", "server_error", "malformed_response", "http_502", "http_503", "http_504")
+# What a run of each kind of failure suggests.
+_HINTS = {"server_error": "the server keeps failing (its log may say why).",
+          "malformed_response": "something that is not a chat-completions server answers (a proxy?)."}
 
 
 class EndpointFailing(StageFailed):
     """The endpoint refuses or cannot be reached: the stage stops (exit 1)."""
+
+
+class EndpointStalled(EndpointFailing):
+    """The endpoint has answered nothing for backend.stall_s while calls wait."""
 
 
 class FailureWatch:
@@ -33,11 +43,14 @@ class FailureWatch:
             raise EndpointFailing(
                 f"{self.stage}: {self.name} at {self._where()} refused the request ({kind}): check the API key in "
                 f"${self.backend.api_key_env} and the model name {self.backend.model!r}. Error: {result.error[:200]}")
+        if kind in NOT_FOUND:  # the reason names the model and what the server offers, or the route
+            raise EndpointFailing(f"{self.stage}: {self.name}: {result.error[:400]}")
         if kind in TRANSPORT:
             self.in_a_row.append(result.error)
             if len(self.in_a_row) >= self.limit:
                 raise EndpointFailing(
                     f"{self.stage}: {self.name}: the last {len(self.in_a_row)} calls to {self._where()} failed "
-                    f"({kind}, after the client's retries); is the server up? Last error: {result.error[:200]}")
+                    f"({kind}, after the client's retries); {_HINTS.get(kind, 'is the server up?')} "
+                    f"Last error: {result.error[:200]}")
         else:
             self.in_a_row.clear()

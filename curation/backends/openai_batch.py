@@ -20,10 +20,10 @@ from openai.types.chat import ChatCompletion
 
 from prefcurate.core.config import BackendConfig
 from prefcurate.core.hashing import content_hash
-from prefcurate.core.secrets import redact, secret_from_env
+from prefcurate.core.secrets import redact
 from prefcurate.curation.backends import backend_identity
 from prefcurate.curation.backends.base import ChatRequest, ChatResult
-from prefcurate.curation.backends.openai_compat import chat_body, chat_result
+from prefcurate.curation.backends.openai_compat import api_key, chat_body, chat_result
 
 log = logging.getLogger(__name__)
 ENDPOINT = "/v1/chat/completions"
@@ -66,8 +66,7 @@ class OpenAIBatchBackend:
         self.config = config
         self.identity = backend_identity(config)  # the online backend's: same cache, same call ids
         self._client = openai.OpenAI(base_url=config.base_url, timeout=config.timeout_s,
-                                     max_retries=config.max_retries,
-                                     api_key=secret_from_env(config.api_key_env) or "unused-local-key")
+                                     max_retries=config.max_retries, api_key=api_key(config))
 
     def request_line(self, request: ChatRequest) -> bytes:
         return (json.dumps({"custom_id": request.key, "method": "POST", "url": ENDPOINT,

@@ -11,6 +11,7 @@ parsed are stored as invalid with the reason and kept.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -379,9 +380,13 @@ class JudgeRun:
             if answers[0][1].error_kind == "bad_request":
                 reason = "the endpoint refused response_format (HTTP 400)"
             else:
-                answers += list(complete_concurrently(first[1:], self._on_result)) if len(first) > 1 else []
-                rows = [self.keep(call, result) for call, result in answers]  # real answers: kept, not re-asked
-                probed.update(call.judgment_id for call, _ in answers)
+                # Real answers: kept (not re-asked) as each arrives, so that a first answer that stops the
+                # stage (a refused key, a missing model) stops it before more calls are made, and answers
+                # already in are stored when a later call stalls.
+                rows = []
+                for call, result in itertools.chain(answers, complete_concurrently(first[1:], self._on_result)):
+                    rows.append(self.keep(call, result))
+                    probed.add(call.judgment_id)
                 answered = [row for row in rows if not (row["invalid_reason"] or "").startswith(CALL_FAILED)]
                 unreadable = sum(row["error_kind"] in ("unparseable", "truncated") for row in answered)
                 if not answered or unreadable / len(answered) < NOT_ENFORCED_SHARE:

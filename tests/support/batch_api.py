@@ -3,8 +3,9 @@
 
 A batch finishes `BatchBehaviour.delay_s` after it is created, on the first poll after that. It
 misbehaves on demand: a share of lines fail (they go to the error file, as a provider's do), a
-batch expires with only its first half answered, garbage lines appear in the output file, and the
-client can be killed with SIGKILL the moment a batch is created (before it hears the batch's id).
+batch expires with only its first half answered, garbage lines appear in the output file, the
+first answer comes back in one of LINE_SHAPES, and the client can be killed with SIGKILL the moment
+a batch is created (before it hears the batch's id).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+# What an output line holds instead of an answer: not JSON at all, a completion with no choices, a
+# choice with null content, a non-200 status inside the line.
+LINE_SHAPES = ("garbage_line", "no_choices", "null_content", "status_500")
+
 
 @dataclass
 class BatchBehaviour:
@@ -26,6 +31,7 @@ class BatchBehaviour:
     fail_share: float = 0.0  # of lines, answered in the error file instead (every k-th line)
     expire: bool = False  # the batch expires: its first half answered, the rest never
     garbage_lines: int = 0  # non-JSON lines added to each output file
+    first_line_shape: str | None = None  # one of LINE_SHAPES for the first answered line of the next batch
     kill_pid_on_create: int | None = None  # SIGKILL this process right after creating the next batch
 
 
@@ -126,7 +132,11 @@ class BatchAPI:
             completion = self.server._completion(line["body"])
             output.append({"id": f"batch_req_{index}", "custom_id": line["custom_id"], "error": None,
                            "response": {"status_code": 200, "request_id": f"req_{index}", "body": completion}})
-        text = "".join(json.dumps(row) + "\n" for row in output) + "not json at all {\n" * b.garbage_lines
+        rows = [json.dumps(row) + "\n" for row in output]
+        if b.first_line_shape and rows:
+            rows[0] = _misshapen(output[0], b.first_line_shape)
+            b.first_line_shape = None
+        text = "".join(rows) + "not json at all {\n" * b.garbage_lines
         if output or b.garbage_lines:
             batch["output_file_id"] = self._file(text.encode(), "output.jsonl", "batch_output")["id"]
         if errors:
@@ -134,3 +144,18 @@ class BatchAPI:
                                                 "errors.jsonl", "batch_output")["id"]
         batch["status"] = "expired" if b.expire else "completed"
         batch["request_counts"] = {"total": len(lines), "completed": len(output), "failed": len(errors)}
+
+
+def _misshapen(row: dict, shape: str) -> str:
+    """An output line in one of LINE_SHAPES."""
+    if shape == "garbage_line":
+        return '{"id": "batch_req_0", "custom_id": <html>cut off\n'
+    response = row["response"]
+    if shape == "no_choices":
+        response["body"]["choices"] = []
+    elif shape == "null_content":
+        response["body"]["choices"][0]["message"]["content"] = None
+    elif shape == "status_500":
+        response.update(status_code=500,
+                        body={"error": {"message": "the upstream model failed", "type": "server_error"}})
+    return json.dumps(row) + "\n"
