@@ -106,3 +106,16 @@ def test_the_balanced_rule_falls_back_to_the_vote_without_logprobs(store):
     assert label_of(store, key, "balanced")[:2] == ("b", "vote")
     with pytest.raises(ValueError, match="unknown label rule"):
         labelled_pairs("majority; DROP TABLE pairs")
+
+
+def test_a_majority_label_s_confidence_is_lowered_by_dissent_in_both_views_alike(store):
+    """One definition of a vote label's confidence (issue 24, item 4): pair_labels and
+    judge_pair_verdicts used to disagree (the votes' mean confidence alone vs. times their share)."""
+    prompt = add_prompt(store, "Which is better?")
+    first, second = add_candidates(store, prompt, ["One answer.", "Another answer."])
+    pair, _, _ = add_pair(store, prompt, first, second)
+    for principle, (order, verdict) in enumerate([("ab", "A"), ("ba", "B"), ("ab", "A"), ("ab", "B")]):
+        add_call(store, pair, order, verdict, principle=f"p{principle}")  # 3 votes for a, 1 for b, no confidences
+    vote = store.one("SELECT vote_label, vote_confidence FROM pair_labels WHERE pair_id = ?", [pair])
+    judge = store.one("SELECT label, confidence FROM judge_pair_verdicts WHERE pair_id = ?", [pair])
+    assert vote == judge == ("a", pytest.approx(0.75))

@@ -9,6 +9,22 @@ CREATE OR REPLACE MACRO strict_majority(votes_a, votes_b, votes_tie) AS
         WHEN votes_tie > votes_a AND votes_tie > votes_b THEN 'tie'
     END;
 
+-- A label from a mean preference logit (log P(a) - log P(b)): its sign, tie at exactly 0, NULL without one.
+CREATE OR REPLACE MACRO margin_label(margin) AS
+    CASE WHEN margin > 0 THEN 'a' WHEN margin < 0 THEN 'b' WHEN margin = 0 THEN 'tie' END;
+
+-- P(label) under Bradley-Terry with the mean preference logit as the logit.
+CREATE OR REPLACE MACRO margin_confidence(margin) AS
+    1.0 / (1.0 + exp(-abs(margin)));
+
+-- The confidence of a label the votes give: the mean confidence its votes state (1.0 where they state
+-- none) times its share of the votes, so that dissent lowers it. NULL without a label.
+CREATE OR REPLACE MACRO vote_share_confidence(label, votes_a, votes_b, votes_tie, confidence_a, confidence_b,
+                                              confidence_tie) AS
+    coalesce(CASE label WHEN 'a' THEN confidence_a WHEN 'b' THEN confidence_b WHEN 'tie' THEN confidence_tie END, 1.0)
+    * CASE label WHEN 'a' THEN votes_a WHEN 'b' THEN votes_b WHEN 'tie' THEN votes_tie END
+    / (votes_a + votes_b + votes_tie);
+
 -- A text as the curation filters compare it: lower case, every run of non-alphanumerics one space,
 -- trimmed. Two responses equal under it are the same answer; exact prompt dedup and shingling read it too.
 CREATE OR REPLACE MACRO normalized_text(text) AS

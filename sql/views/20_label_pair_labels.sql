@@ -6,7 +6,8 @@
 --   n_cut_votes                                    of them, read from answers cut at the token limit (cut_answer)
 --   vote_label                                     the strict majority of verdicts (NULL without one)
 --   agreement                                      the most common verdict's share of the votes
---   vote_confidence                                mean confidence of the votes for vote_label
+--   vote_confidence                                mean confidence of the votes for vote_label (1.0 where they
+--                                                  state none) times their share of the votes: dissent lowers it
 --   balanced_margin                                mean preference logit over the calls that have one; every
 --                                                  comparison is asked in both orders, so a judge's constant
 --                                                  preference for a position cancels (balanced position calibration)
@@ -73,11 +74,7 @@ labelled AS (
     SELECT
         v.*,
         strict_majority(votes_a, votes_b, votes_tie) AS vote_label,
-        CASE
-            WHEN balanced_margin > 0 THEN 'a'
-            WHEN balanced_margin < 0 THEN 'b'
-            WHEN balanced_margin = 0 THEN 'tie'
-        END AS balanced_label
+        margin_label(balanced_margin) AS balanced_label
     FROM votes AS v
 )
 SELECT
@@ -94,15 +91,11 @@ SELECT
     coalesce(l.n_cut_votes, 0) AS n_cut_votes,
     l.vote_label,
     greatest(l.votes_a, l.votes_b, l.votes_tie) / l.n_votes AS agreement,
-    CASE l.vote_label
-        WHEN 'a' THEN l.confidence_a
-        WHEN 'b' THEN l.confidence_b
-        WHEN 'tie' THEN l.confidence_tie
-    END AS vote_confidence,
+    vote_share_confidence(l.vote_label, l.votes_a, l.votes_b, l.votes_tie, l.confidence_a, l.confidence_b,
+                          l.confidence_tie) AS vote_confidence,
     l.balanced_margin,
     l.balanced_label,
-    -- P(label) under Bradley-Terry with the balanced margin as the logit
-    1.0 / (1.0 + exp(-abs(l.balanced_margin))) AS balanced_confidence,
+    margin_confidence(l.balanced_margin) AS balanced_confidence,
     coalesce(k.n_comparisons, 0) AS n_comparisons,
     coalesce(k.n_consistent, 0) AS n_consistent,
     coalesce(k.n_comparisons > 0 AND k.n_consistent = k.n_comparisons, false) AS position_consistent,

@@ -25,12 +25,7 @@ WITH per_judge AS (
 labelled AS (
     SELECT
         *,
-        CASE
-            WHEN margin > 0 THEN 'a'
-            WHEN margin < 0 THEN 'b'
-            WHEN margin = 0 THEN 'tie'
-            ELSE strict_majority(votes_a, votes_b, votes_tie)
-        END AS label
+        coalesce(margin_label(margin), strict_majority(votes_a, votes_b, votes_tie)) AS label
     FROM per_judge
 )
 SELECT
@@ -39,8 +34,7 @@ SELECT
     n_votes,
     label,
     CASE
-        WHEN margin IS NOT NULL THEN 1.0 / (1.0 + exp(-abs(margin)))
-        ELSE coalesce(CASE label WHEN 'a' THEN confidence_a WHEN 'b' THEN confidence_b ELSE confidence_tie END, 1.0)
-             * CASE label WHEN 'a' THEN votes_a WHEN 'b' THEN votes_b ELSE votes_tie END / n_votes
+        WHEN margin IS NOT NULL THEN margin_confidence(margin)
+        ELSE vote_share_confidence(label, votes_a, votes_b, votes_tie, confidence_a, confidence_b, confidence_tie)
     END AS confidence
 FROM labelled;
