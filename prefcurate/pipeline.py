@@ -143,7 +143,8 @@ def import_stage(config: PrefcurateConfig, source: str, fmt: str = "auto", split
     """Import a preference dataset (plain / HH-RLHF / ShareGPT or chat messages) as labelled pairs;
     into_pool: its prompts are also ones generation answers."""
     with open_store(config) as store:
-        return finish_stage(store, import_preference_pairs(store, source, fmt, split, into_pool))
+        return finish_stage(store, import_preference_pairs(store, source, fmt, split, into_pool,
+                                                           max_reject_share=config.ingest.max_reject_share))
 
 
 def gold_source(config: PrefcurateConfig) -> Path:
@@ -165,7 +166,8 @@ def gold_stage(config: PrefcurateConfig) -> dict:
         sampled = config.workdir.resolve() / "gold" / f"{source.name.split('.')[0]}-{len(chosen)}-seed{gold.seed}.jsonl"
         if not sampled.exists():
             sampled.parent.mkdir(parents=True, exist_ok=True)
-            sampled.write_text("".join(lines[i] + "\n" for i in chosen), encoding="utf-8")
+            # surrogateescape: a line that is not UTF-8 goes through as it is, for the import to reject
+            sampled.write_text("".join(lines[i] + "\n" for i in chosen), encoding="utf-8", errors="surrogateescape")
         source = sampled
     return import_stage(config, str(source), into_pool=gold.generate)
 

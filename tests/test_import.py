@@ -70,14 +70,15 @@ def test_bad_rows_are_rejected_with_row_field_and_reason(store, tmp_path):
         {"prompt": "", "chosen": "a", "rejected": "b"},
     ]
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
-    report = import_preference_pairs(store, path)
+    report = import_preference_pairs(store, path, max_reject_share=1.0)  # 6 of 7 bad on purpose
     assert report.count_out == 1 and report.details["rejected"] == 6
     rejects = store.con.execute("SELECT source_row, field, reason FROM rejects WHERE stage = 'import' "
                                 "ORDER BY source_row").fetchall()
     assert [(row, field) for row, field, _ in rejects] == [
         (2, "rejected"), (3, "rejected"), (4, "prompt"), (5, "rejected"), (6, "chosen"), (7, "prompt")]
     reasons = [reason for _, _, reason in rejects]
-    assert reasons[0] == "missing field" and "identical" in reasons[1] and "HH-RLHF" in reasons[2]
+    assert reasons[0].startswith("missing field; the row has ['chosen', 'prompt']")
+    assert "identical" in reasons[1] and "HH-RLHF" in reasons[2]
     assert "differ before the last answer" in reasons[3] and "contradicts row 1" in reasons[4]
 
 

@@ -37,7 +37,8 @@ def test_jsonl_with_bad_rows_keeps_good_ones_and_rejects_the_rest(tmp_path, stor
     ]
     data = ("\n".join(lines) + "\n").encode() + b'{"q": "caf\xe9 latin-1"}\n'  # not UTF-8
     path.write_bytes(data)
-    report = ingest_prompts(store, IngestConfig(source=str(path), prompt_column="q"))
+    # 5 of 8 rows bad on purpose: above the default ingest.max_reject_share, which would fail the read
+    report = ingest_prompts(store, IngestConfig(source=str(path), prompt_column="q", max_reject_share=1.0))
     assert report.count_in == 8
     assert report.count_out == 2
     assert report.details["duplicates_in_source"] == 1

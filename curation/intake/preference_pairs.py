@@ -26,7 +26,9 @@ from prefcurate.core.report import StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation.generation.pairing import pair_id
 from prefcurate.curation.intake.prompts import put_in_pool
-from prefcurate.curation.intake.sources import IngestError, SourceRow, detect_format, read_source
+from prefcurate.curation.intake.outcome import check_intake
+from prefcurate.curation.intake.sources import (IngestError, SourceRow, detect_format, is_blank, raw_text,
+                                                read_source, strip_invisible)
 
 STAGE = "import"
 IMPORT_GENERATOR_KEY = "import"
@@ -57,7 +59,7 @@ def _message(item, field: str) -> dict:
         content = item.get("content", item.get("value"))
         if isinstance(role, str) and role.lower() in _ROLES and isinstance(content, str):
             return {"role": _ROLES[role.lower()], "content": content}
-    raise RowError(field, f"not a chat message ({{role, content}} or {{from, value}}): {str(item)[:80]}")
+    raise RowError(field, f"not a chat message ({{role, content}} or {{from, value}}): {raw_text(item, 80)}")
 
 
 def _messages(value, field: str) -> list[dict]:
@@ -70,7 +72,7 @@ def _messages(value, field: str) -> list[dict]:
 
 def _hh_turns(transcript: str, field: str) -> list[dict]:
     parts = _HH_TURN.split(transcript if transcript.startswith("\n\n") else "\n\n" + transcript)
-    if parts[0].strip() or len(parts) < 3:
+    if not is_blank(parts[0]) or len(parts) < 3:
         raise RowError(field, "not an HH-RLHF transcript (\\n\\nHuman: ... \\n\\nAssistant: ...)")
     return [{"role": "user" if speaker == "Human" else "assistant", "content": text.strip()}
             for speaker, text in zip(parts[1::2], parts[2::2])]
@@ -93,10 +95,19 @@ def _context_from(values: dict) -> list[dict] | None:
     return None
 
 
+def _missing(values: dict, field: str) -> str:
+    """Why a needed field is absent, with the columns the row has: a dataset of another shape
+    (response_a/response_b, ...) is recognised from the first reject."""
+    if field in values:
+        return "no value (null)"
+    return (f"missing field; the row has {sorted(values)}, expected chosen and rejected (with prompt or "
+            "conversations, or as HH-RLHF transcripts or chat messages)")
+
+
 def parse_preference_row(values: dict) -> PreferenceRow:
     for field in ("chosen", "rejected"):
         if values.get(field) is None:
-            raise RowError(field, "missing field")
+            raise RowError(field, _missing(values, field))
     chosen, rejected = values["chosen"], values["rejected"]
     context = _context_from(values)
 
@@ -136,36 +147,39 @@ def prompt_text(context: list[dict]) -> str:
 def _validate(row: PreferenceRow) -> None:
     if not row.context or row.context[-1]["role"] != "user":
         raise RowError("prompt", "the conversation before the answers must end with a user turn")
-    if not prompt_text(row.context).strip():
+    if is_blank(prompt_text(row.context)):  # zero-width spaces and byte-order marks too
         raise RowError("prompt", "empty prompt")
     for field, text in (("chosen", row.chosen), ("rejected", row.rejected)):
-        if not text.strip():
+        if is_blank(text):
             raise RowError(field, "empty response")
-    if row.chosen.strip() == row.rejected.strip():
+    if strip_invisible(row.chosen) == strip_invisible(row.rejected):
         raise RowError("rejected", "chosen and rejected are identical")
 
 
 # -- the stage --------------------------------------------------------------------------------------
 
 def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split: str = "train",
-                            into_pool: bool = False) -> StageReport:
+                            into_pool: bool = False, max_reject_share: float = 0.5) -> StageReport:
     """Import a preference dataset as labelled pairs. Its prompts are not ones generation answers
-    (they measure judges and reward models) unless `into_pool`."""
+    (they measure judges and reward models) unless `into_pool`. Fails (StageFailed, after storing
+    what it read) as outcome.check_intake says: none kept, or more than max_reject_share rejected."""
     fmt = detect_format(source) if fmt == "auto" else fmt
     _columns, rows = read_source(source, fmt, split)
     report = StageReport(STAGE, details={"source": source, "format": fmt})
     prompts, candidates, pairs, labels, rejects = {}, {}, {}, {}, []
     shapes: dict[str, int] = {}
     duplicates = 0
+    stop = None
 
     def reject(item: SourceRow, field: str | None, reason: str) -> None:
-        raw = json.dumps(item.values, default=str)[:500] if item.values is not None else item.raw
+        raw = raw_text(item.values) if item.values is not None else item.raw
         rejects.append({"source": source, "source_row": item.row, "field": field, "reason": reason, "raw": raw})
 
     for item in rows:
         report.count_in += 1
         if item.values is None:
             reject(item, item.field, item.error)
+            stop = item if item.stops else stop
             continue
         try:
             parsed = parse_preference_row(item.values)
@@ -216,6 +230,7 @@ def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split:
     report.details.update(shapes=shapes, rejected=len(rejects), duplicates_in_source=duplicates,
                           new_prompts=new_prompts, new_candidates=new_candidates, new_pairs=new_pairs,
                           new_reference_labels=new_labels, new_rejects=new_rejects)
+    check_intake(STAGE, source, report.count_in, len(labels) + duplicates, rejects, stop, max_reject_share)
     return report.finish()
 
 

@@ -8,6 +8,7 @@ import json
 
 from prefcurate.core.config import IngestConfig
 from prefcurate.core.hashing import content_hash
+from prefcurate.curation.intake.sources import MAX_DEPTH, is_blank
 from prefcurate.curation.verifiers.constraints import parse_constraints
 
 
@@ -17,13 +18,16 @@ def read_checks(values: dict, prompt_key: str, config: IngestConfig) -> tuple[li
     for domain, column in (("math", config.reference_answer_column), ("code", config.tests_column),
                            ("constraints", config.constraints_column)):
         value = values.get(column)
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if value is None or (isinstance(value, str) and is_blank(value)):
             continue
         if domain == "constraints":
             try:
                 parsed = parse_constraints(value)
             except ValueError as error:  # json.JSONDecodeError is one
                 problems.append((column, f"constraints: {error}"))
+                continue
+            except RecursionError:  # a JSON string nested past what json.loads can follow
+                problems.append((column, f"constraints: nested deeper than {MAX_DEPTH} levels"))
                 continue
             text = json.dumps(parsed, sort_keys=True)
         elif isinstance(value, (int, float)) and domain == "math" and not isinstance(value, bool):

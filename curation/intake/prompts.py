@@ -3,12 +3,12 @@
 Rows that cannot be used (bad encoding, missing or empty prompt, wrong type) go to the rejects
 table with the file, row and reason; exact duplicates (same normalized text) collapse into one.
 A file that cannot be used at all (missing, empty, lacking the prompt column) raises IngestError
-before anything is written.
+before anything is written; a read that breaks off part way, keeps none of its rows or rejects
+more than ingest.max_reject_share of them stores what it read and raises StageFailed (outcome.py).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 
@@ -18,9 +18,10 @@ from prefcurate.core.config import IngestConfig
 from prefcurate.core.hashing import prompt_id
 from prefcurate.core.report import StageReport
 from prefcurate.core.store import Store
+from prefcurate.curation.intake.outcome import check_intake
 from prefcurate.curation.intake.prompt_checks import read_checks
 from prefcurate.curation.intake.shipped import embedded_prompts_path
-from prefcurate.curation.intake.sources import IngestError, detect_format, read_source
+from prefcurate.curation.intake.sources import IngestError, detect_format, is_blank, raw_text, read_source
 
 STAGE = "ingest"
 log = logging.getLogger(__name__)
@@ -49,22 +50,25 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
     rows_by_id: dict[str, int] = {}
     repeated_ids: list[tuple[str, int, int]] = []
     checks: list[dict] = []
+    check_rejects: list[dict] = []  # a check column's bad value: the prompt itself is kept
+    stop = None
     for item in rows:
         report.count_in += 1
         if item.values is None:
             rejects.append(_reject(source, item.row, item.field, item.error, item.raw))
+            stop = item if item.stops else stop
             continue
         seen_keys.update(item.values)
         if config.prompt_column not in item.values:
             missing_column_rows += 1
-            rejects.append(_reject(source, item.row, config.prompt_column, "missing field", json.dumps(item.values)[:500]))
+            rejects.append(_reject(source, item.row, config.prompt_column, "missing field", raw_text(item.values)))
             continue
         text = item.values[config.prompt_column]
         if not isinstance(text, str):
             rejects.append(_reject(source, item.row, config.prompt_column,
-                                   f"prompt must be a string, got {type(text).__name__}", repr(text)[:500]))
+                                   f"prompt must be a string, got {type(text).__name__}", raw_text(text)))
             continue
-        if not text.strip():
+        if is_blank(text):  # zero-width spaces and byte-order marks too: nothing to answer
             rejects.append(_reject(source, item.row, config.prompt_column, "empty prompt", text[:500]))
             continue
         key = prompt_id(text)
@@ -80,8 +84,8 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
                          "external_id": None if external is None else str(external)}
         row_checks, problems = read_checks(item.values, key, config)
         checks += row_checks
-        rejects += [_reject(source, item.row, field, reason, json.dumps(item.values.get(field), default=str)[:500])
-                    for field, reason in problems]
+        check_rejects += [_reject(source, item.row, field, reason, raw_text(item.values.get(field)))
+                          for field, reason in problems]
 
     if report.count_in == 0:
         raise IngestError(f"{source}: no rows")
@@ -99,11 +103,12 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
         put_in_pool(store, list(accepted))  # a prompt first stored by an import is now one to answer
         if checks:  # a changed check replaces the prompt's old one of that domain
             store.upsert("prompt_checks", pa.Table.from_pylist(checks, schema=_CHECK_SCHEMA))
-        new_rejects = store.add_rejects(STAGE, rejects)
+        new_rejects = store.add_rejects(STAGE, rejects + check_rejects)
     report.count_out = len(accepted)
-    report.details.update(rejected=len(rejects), duplicates_in_source=duplicates,
+    report.details.update(rejected=len(rejects) + len(check_rejects), duplicates_in_source=duplicates,
                           new_prompts=new, already_stored=len(accepted) - new, new_rejects=new_rejects,
                           checks=dict(Counter(check["domain"] for check in checks)))
+    check_intake(STAGE, source, report.count_in, len(accepted) + duplicates, rejects, stop, config.max_reject_share)
     return report.finish()
 
 

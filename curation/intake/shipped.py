@@ -18,9 +18,11 @@ def hh_harmless_pairs_path() -> Path:
 
 
 def read_text_lines(path: Path) -> list[str]:
-    """A text file's lines, gunzipped when it ends in .gz."""
-    import gzip
+    """A text file's lines (split at newlines only: JSON strings may hold U+2028), gunzipped when it
+    ends in .gz. Bytes that are not UTF-8 stay as surrogate escapes, for the reader to reject with
+    their line; a .gz that breaks off raises IngestError naming the file and where (a sample drawn
+    from part of a file would not say so)."""
+    from prefcurate.curation.intake.sources import whole_file
 
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        return handle.read().splitlines()
+    text = whole_file(path).decode("utf-8-sig", "surrogateescape")
+    return [line.rstrip("\r") for line in text.split("\n")]

@@ -1,14 +1,21 @@
-"""Reading an input source row by row: JSONL, CSV, Parquet or a `datasets` dataset (a folder
-saved with save_to_disk, or a hub name). A row that cannot be read comes back as a SourceRow with
-its error, never as an exception; a source that cannot be read at all raises IngestError."""
+"""Reading an input source row by row: JSONL, a JSON array, CSV, Parquet (each maybe gzipped) or a
+`datasets` dataset (a folder saved with save_to_disk, or a hub name). A row that cannot be read
+comes back as a SourceRow with its error, never as an exception; a source that cannot be read at
+all raises IngestError. A source that breaks off part way (a truncated .gz, a JSON array whose
+brackets never close) ends with a SourceRow marked `stops`: the rows before it are good, the
+stage stores them and then fails."""
 
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import re
+import reprlib
+import sys
+import unicodedata
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -23,11 +30,19 @@ class IngestError(ValueError):
 
 @dataclass
 class SourceRow:
-    row: int  # 1-based line (JSONL, CSV data rows) or row index + 1 (Parquet, datasets)
+    row: int  # 1-based line (JSONL, CSV data rows), element (JSON array) or row index + 1 (Parquet, datasets)
     values: dict | None  # None when the row itself could not be read
     error: str | None = None
     field: str | None = None
     raw: str | None = None
+    stops: bool = False  # the source breaks off here: nothing after it could be read
+
+
+# Deeper values are refused per row: real rows nest a few levels (chat messages: 3), and a bound
+# keeps every later step (json.dumps for the rejects, the surrogate walk) away from the recursion limit.
+MAX_DEPTH = 100
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INVISIBLE = frozenset({"Cf", "Zs", "Zl", "Zp"})  # format characters (zero-width, BOM) and separators
 
 
 def detect_format(source: str) -> str:
@@ -48,25 +63,25 @@ def detect_format(source: str) -> str:
     raise IngestError(f"{source}: cannot tell the format from the name; set ingest.format")
 
 
-# -- readers: each yields SourceRow in file order ------------------------------------------------
+# -- text checks every intake stage shares ----------------------------------------------------------
 
-def _open_bytes(path: Path):
-    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+def _invisible(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in _INVISIBLE
 
 
-def _surrogate_field(record: dict) -> str | None:
-    """The first field whose text holds a lone surrogate (valid JSON, `"\\ud800"`, but not text
-    that can be stored), searching nested values too."""
-    def bad(value) -> bool:
-        if isinstance(value, str):
-            return _has_surrogates(value)
-        if isinstance(value, dict):
-            return any(bad(item) for item in value.values())
-        if isinstance(value, list):
-            return any(bad(item) for item in value)
-        return False
+def is_blank(text: str) -> bool:
+    """Nothing a reader could see: whitespace (NBSP too), zero-width characters, byte-order marks."""
+    return all(_invisible(char) for char in text)
 
-    return next((key for key, value in record.items() if bad(value)), None)
+
+def strip_invisible(text: str) -> str:
+    """The text without the invisible characters is_blank looks for at either end."""
+    start, end = 0, len(text)
+    while start < end and _invisible(text[start]):
+        start += 1
+    while end > start and _invisible(text[end - 1]):
+        end -= 1
+    return text[start:end]
 
 
 def printable(text: str | None) -> str | None:
@@ -76,42 +91,192 @@ def printable(text: str | None) -> str | None:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _starts_with_array(path: Path) -> bool:
-    with _open_bytes(path) as handle:
-        head = handle.read(4096).decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
-    return head.startswith("[")
-
-
-def _read_json_array(path: Path) -> Iterator[SourceRow]:
-    """A .json file holding one array of objects (pretty-printed or not): row N is the N-th element."""
-    with _open_bytes(path) as handle:
-        raw = handle.read()
+def raw_text(value, limit: int = 500) -> str:
+    """A value as a reject's raw column shows it (JSON, cut to `limit`); never raises, whatever it holds."""
+    if isinstance(value, str):
+        return printable(value[:limit])
     try:
-        records = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError as error:
-        raise IngestError(f"{path}: not valid UTF-8 (byte {error.start}); save it as UTF-8") from None
-    except json.JSONDecodeError as error:
-        raise IngestError(f"{path}: starts like a JSON array but is not valid JSON: {error.msg} at line "
-                          f"{error.lineno}, column {error.colno} (JSONL holds one object per line)") from None
-    if not isinstance(records, list):
-        raise IngestError(f"{path}: expected a JSON array of objects")
-    for number, record in enumerate(records, start=1):
-        yield _checked(number, record, lambda record=record: json.dumps(record, ensure_ascii=True)[:500])
+        text = json.dumps(value, default=str)
+    except (ValueError, RecursionError):  # an integer too long to print, or deep nesting from a library
+        text = _SHORT_REPR.repr(value)
+    return printable(text[:limit])
+
+
+class _ShortRepr(reprlib.Repr):
+    """repr cut short at every level (so any depth), and an integer too long to print by its size."""
+
+    def repr_int(self, x, level):
+        try:
+            return super().repr_int(x, level)
+        except ValueError:
+            return f"<an integer of {x.bit_length()} bits>"
+
+
+_SHORT_REPR = _ShortRepr()
+
+
+def _has_surrogates(text: str) -> bool:
+    return _SURROGATE.search(text) is not None
+
+
+def _value_problem(value) -> str | None:
+    """What makes a field's value unstorable: a lone surrogate (valid JSON, `"\\ud800"`, but not text)
+    anywhere inside it, or nesting deeper than MAX_DEPTH. Walked with a stack, not recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _has_surrogates(item):
+                return "not valid Unicode (a lone surrogate escape such as \\ud800)"
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                return f"nested deeper than {MAX_DEPTH} levels"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 def _checked(number: int, record, raw) -> SourceRow:
     if not isinstance(record, dict):
         return SourceRow(number, None, f"expected a JSON object, got {type(record).__name__}", raw=raw())
-    field = _surrogate_field(record)
-    if field is not None:
-        return SourceRow(number, None, "not valid Unicode (a lone surrogate escape such as \\ud800)", field=field,
-                         raw=raw())
+    for key, value in record.items():
+        problem = _value_problem(key) or _value_problem(value)
+        if problem is not None:
+            return SourceRow(number, None, problem, field=printable(key), raw=raw())
     return SourceRow(number, record)
 
 
+def _parsed(number: int, text: str) -> SourceRow:
+    """One JSON row: a reject (not an exception) when it cannot be parsed, however it fails."""
+    raw = lambda: printable(text[:500])  # noqa: E731 (built only for a reject)
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        return SourceRow(number, None, f"not valid JSON: {error.msg} at column {error.colno}"
+                         + (f" of line {error.lineno} of the element" if error.lineno > 1 else ""), raw=raw())
+    except RecursionError:
+        return SourceRow(number, None, f"nested deeper than {MAX_DEPTH} levels", raw=raw())
+    except ValueError:  # the only other failure: an integer longer than Python converts
+        return SourceRow(number, None, f"a number with more than {sys.get_int_max_str_digits()} digits", raw=raw())
+    return _checked(number, record, raw)
+
+
+# -- bytes: plain or gzipped ---------------------------------------------------------------------------
+
+class SourceBroken(Exception):
+    """The bytes of a source stop making sense part way; what came before is good."""
+
+
+_CHUNK = 1 << 16
+
+
+def _is_gzip(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"
+
+
+def _gunzipped(path: Path) -> Iterator[bytes]:
+    """A .gz file's contents as they decompress, every member (`cat a.gz b.gz` is valid); after the
+    last good byte, SourceBroken saying where the data ends early or is damaged."""
+    decompressor, started, offset, produced = zlib.decompressobj(wbits=31), False, 0, 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            start, offset = offset, offset + len(chunk)
+            while chunk:
+                try:
+                    text = decompressor.decompress(chunk)
+                except zlib.error as error:
+                    raise SourceBroken(f"damaged gzip data in bytes {start}-{offset} of the file ({error}), "
+                                       f"after {produced} bytes of text") from None
+                started, produced = True, produced + len(text)
+                if text:
+                    yield text
+                chunk = b""
+                if decompressor.eof:  # one member ends; another may follow
+                    chunk, decompressor, started = decompressor.unused_data, zlib.decompressobj(wbits=31), False
+    if started:
+        raise SourceBroken(f"the gzip data ends early: the file stops at byte {offset} inside a compressed block "
+                           f"(cut off in a download or copy?), after {produced} bytes of text")
+
+
+def _file_bytes(path: Path) -> tuple[bytes, str | None]:
+    """The whole file (gunzipped) and, when it breaks off, why; the readable part is kept."""
+    if not _is_gzip(path):
+        return path.read_bytes(), None
+    parts = []
+    try:
+        for part in _gunzipped(path):
+            parts.append(part)
+    except SourceBroken as broken:
+        return b"".join(parts), str(broken)
+    return b"".join(parts), None
+
+
+def whole_file(path: Path) -> bytes:
+    """The file's bytes, gunzipped; IngestError naming the file and where, when it is not all there."""
+    _check_gzip(path)
+    data, broken = _file_bytes(path)
+    if broken is not None:
+        raise IngestError(f"{path}: {broken}")
+    return data
+
+
+def _byte_lines(path: Path) -> Iterator[bytes]:
+    """The file's lines (gunzipped), streamed; on a break, SourceBroken after the last whole line."""
+    if not _is_gzip(path):
+        with open(path, "rb") as handle:
+            yield from handle
+        return
+    pending = bytearray()
+    for chunk in _gunzipped(path):  # a break raises here, dropping the cut-off line in `pending`
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            yield bytes(pending[start:end + 1])
+            start = end + 1
+        del pending[:start]
+    if pending:
+        yield bytes(pending)
+
+
+def _head(path: Path, size: int = 4096) -> bytes:
+    """The first bytes of the file's contents, as far as they can be read."""
+    if not _is_gzip(path):
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    head = b""
+    try:
+        for chunk in _gunzipped(path):
+            head += chunk
+            if len(head) >= size:
+                break
+    except SourceBroken:
+        pass
+    return head[:size]
+
+
+def _check_gzip(path: Path) -> None:
+    if not _is_gzip(path):
+        return
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+    if magic != b"\x1f\x8b":
+        raise IngestError(f"{path}: the name ends in .gz but the file is not gzip data (it starts with {magic!r}); "
+                          "rename it without .gz if it is not compressed")
+
+
+# -- JSON: one object per line, or one array of objects ---------------------------------------------
+
+def _starts_with_array(path: Path) -> bool:
+    """A .json file may hold an array or JSON lines; .jsonl and .ndjson always hold lines (the
+    first of which may itself be an array)."""
+    named = path.name.lower().removesuffix(".gz")
+    return named.endswith(".json") and _head(path).decode("utf-8", "replace").lstrip("\ufeff \t\r\n").startswith("[")
+
+
 def _read_jsonl(path: Path) -> Iterator[SourceRow]:
-    with _open_bytes(path) as handle:
-        for number, line in enumerate(handle, start=1):
+    number = 0
+    try:
+        for number, line in enumerate(_byte_lines(path), start=1):
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]  # a UTF-8 byte-order mark (Windows editors write one)
             if not line.strip():
@@ -122,39 +287,162 @@ def _read_jsonl(path: Path) -> Iterator[SourceRow]:
                 yield SourceRow(number, None, f"not valid UTF-8 (byte {error.start} of the line)",
                                 raw=line.decode("utf-8", "replace")[:500])
                 continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as error:
-                yield SourceRow(number, None, f"not valid JSON: {error.msg} at column {error.colno}",
-                                raw=printable(text[:500]))
-                continue
-            yield _checked(number, record, lambda text=text: printable(text[:500]))
+            yield _parsed(number, text)
+    except SourceBroken as broken:
+        yield SourceRow(number + 1, None, str(broken), stops=True)
 
 
-def _has_surrogates(text: str) -> bool:
-    return any("\ud800" <= char <= "\udfff" for char in text)
+def _read_json_array(path: Path) -> Iterator[SourceRow]:
+    """A .json file holding one array of objects (pretty-printed or not): row N is the N-th element.
+    Each element is parsed on its own, so one bad element is one reject."""
+    data, broken = _file_bytes(path)
+    text = data.decode("utf-8-sig", "surrogateescape")  # undecodable bytes are found per element
+    try:
+        records = None if _has_surrogates(text) else json.loads(text)
+    except (ValueError, RecursionError):
+        records = None  # some element is bad: find which, element by element
+    if records is not None and not isinstance(records, list):
+        raise IngestError(f"{path}: expected a JSON array of objects")
+    number = 0
+    if records is not None:
+        for number, record in enumerate(records, start=1):
+            yield _checked(number, record, lambda record=record: raw_text(record))
+    else:
+        for number, element, stop in _array_elements(text):
+            if stop is not None:
+                yield SourceRow(number, None, broken or stop, stops=True)
+                return
+            if _has_surrogates(element):
+                yield SourceRow(number, None, "not valid UTF-8", raw=printable(element[:500]))
+            else:
+                yield _parsed(number, element)
+    if broken is not None:  # the array looked whole, but the gzip data around it did not end well
+        yield SourceRow(number + 1, None, broken, stops=True)
+
+
+_STRUCTURE = re.compile(r'["\[\]{}]')
+_STRING_STOP = re.compile(r'["\\]')
+_OPENERS, _CLOSERS = re.compile(r"[\[{]+"), re.compile(r"[\]}]+")
+_SCALAR = re.compile(r'[^\s,\[\]{}"]+')
+_SPACE = re.compile(r"\s*")
+
+
+def _string_end(text: str, pos: int) -> int | None:
+    """Just past the closing quote of the string whose body starts at pos; None when the text ends first."""
+    while (found := _STRING_STOP.search(text, pos)) is not None:
+        if found.group() == '"':
+            return found.end()
+        pos = found.end() + 1  # a backslash escapes the next character
+    return None
+
+
+def _value_end(text: str, pos: int) -> int | None:
+    """Just past the JSON value starting at pos, found by matching brackets and quotes, not by
+    parsing (so any depth, and a broken value still has an end); None when the text ends first."""
+    depth = 0
+    while pos < len(text):
+        char = text[pos]
+        if char == '"':
+            pos = _string_end(text, pos + 1)
+            if pos is None:
+                return None
+        elif char in "[{":  # a run at once: a row nested 100,000 deep is one step, not 100,000
+            run = _OPENERS.match(text, pos).end() - pos
+            depth, pos = depth + run, pos + run
+        elif char in "]}":
+            if depth == 0:
+                return pos
+            run = min(_CLOSERS.match(text, pos).end() - pos, depth)
+            depth, pos = depth - run, pos + run
+        elif depth == 0:  # a number or literal: up to the next separator
+            scalar = _SCALAR.match(text, pos)
+            return scalar.end() if scalar else pos
+        if depth == 0:
+            return pos
+        found = _STRUCTURE.search(text, pos)
+        if found is None:
+            return None
+        pos = found.start()
+    return None
+
+
+def _array_elements(text: str) -> Iterator[tuple[int, str | None, str | None]]:
+    """(number, the element's text, None) for each element of the array in text, then, if its
+    structure breaks, (number, None, where and why): nothing after that point is read."""
+    def where(pos: int) -> str:
+        line = text.count("\n", 0, pos) + 1
+        return f"line {line}, column {pos - text.rfind(chr(10), 0, pos)}"
+
+    pos, number = _SPACE.match(text, text.index("[") + 1).end(), 0
+    while pos < len(text) and text[pos] != "]":
+        number += 1
+        end = _value_end(text, pos)
+        if end is None or end == len(text):  # at the very end, a value may be cut short ("12" of "123")
+            yield number, None, (f"the file ends at element {number} (from {where(pos)}), before the array's closing "
+                                 "']': an unclosed bracket or quote, or a cut-off file?")
+            return
+        if end == pos:
+            yield number, None, (f"not valid JSON at {where(pos)}: expected an element; "
+                                 "the rest of the file was not read")
+            return
+        yield number, text[pos:end], None
+        pos = _SPACE.match(text, end).end()
+        if pos < len(text) and text[pos] == ",":
+            pos = _SPACE.match(text, pos + 1).end()
+        elif pos >= len(text) or text[pos] != "]":
+            yield number + 1, None, (f"not valid JSON at {where(pos)}: expected ',' or ']' after element {number}; "
+                                     "the rest of the file was not read")
+            return
+    if pos >= len(text):
+        yield number + 1, None, "the file ends before the array's closing ']'"
+    elif text[pos + 1:].strip():
+        yield number + 1, None, f"text after the array's closing ']' at {where(pos)} was not read"
+
+
+# -- CSV ---------------------------------------------------------------------------------------------
+
+@contextmanager
+def _any_field_size():
+    """A CSV field as long as a JSON one (the csv module stops at 131,072 characters and reads
+    the rest of the file as that field's overflow). The limit is global: set only while reading."""
+    previous = csv.field_size_limit()
+    try:
+        csv.field_size_limit(sys.maxsize)
+    except OverflowError:  # where a C long is 32 bits
+        csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 def _read_csv(path: Path) -> tuple[list[str], Iterator[SourceRow]]:
+    data, broken = _file_bytes(path)
+    if broken is not None:
+        data = data[:data.rfind(b"\n") + 1]  # the cut-off last line is not a row
     # surrogateescape keeps undecodable bytes visible per field, so one bad row does not sink the file;
     # utf-8-sig drops a byte-order mark, which would otherwise stick to the first column's name.
-    text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
-    dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+    text = data.decode("utf-8-sig", "surrogateescape")
+    dialect = "excel-tab" if ".tsv" in [suffix.lower() for suffix in path.suffixes[-2:]] else "excel"
     # strict: an unterminated quote is an error, not a field that silently swallows the rest of the file
     reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect, strict=True)
-    header = list(reader.fieldnames or [])
+    with _any_field_size():
+        header = list(reader.fieldnames or [])
+    if not header and broken is not None:
+        raise IngestError(f"{path}: {broken}; not even the header could be read")
 
     def rows() -> Iterator[SourceRow]:
         last_line = 1
         while True:
             try:
-                record = next(reader)
+                with _any_field_size():
+                    record = next(reader)
             except StopIteration:
-                return
+                break
             except csv.Error as error:
                 yield SourceRow(last_line + 1, None, f"not valid CSV from this line on ({error}; an unterminated "
                                 "quote?): the rest of the file was not read")
-                return
+                break
             number = reader.line_num  # physical line of the row's end; header is line 1
             last_line = number
             if None in record:
@@ -167,36 +455,96 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[SourceRow]]:
                                 raw=str(record[bad[0]]).encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:500])
                 continue
             yield SourceRow(number, record)
+        if broken is not None:
+            yield SourceRow(last_line + 1, None, broken, stops=True)
 
     return header, rows()
 
 
+# -- tables: Parquet and `datasets` ---------------------------------------------------------------------
+
+def _read_parquet(path: Path) -> pa.Table:
+    data, broken = _file_bytes(path) if _is_gzip(path) else (None, None)
+    if broken is not None:
+        raise IngestError(f"{path}: {broken}; a Parquet file cannot be read in part (its index is at the end)")
+    try:
+        return pq.read_table(path if data is None else pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as error:
+        raise IngestError(f"{path}: not a readable Parquet file: {error}") from None
+
+
 def _table_rows(table: pa.Table) -> Iterator[SourceRow]:
-    for index, record in enumerate(table.to_pylist(), start=1):
-        yield SourceRow(index, record)
+    number = 0
+    for batch in table.to_batches(max_chunksize=4096):
+        try:
+            records = batch.to_pylist()
+        except (ValueError, OverflowError, pa.ArrowException):  # e.g. a timestamp past year 9999
+            records = None
+        for index in range(batch.num_rows):
+            number += 1
+            if records is None:
+                yield _converted_row(number, batch.slice(index, 1))
+            else:
+                yield _checked(number, records[index], lambda record=records[index]: raw_text(record))
+
+
+def _converted_row(number: int, row: pa.RecordBatch) -> SourceRow:
+    """One row of a batch that did not convert as a whole: a reject naming the column that fails."""
+    record = {}
+    for name, column in zip(row.schema.names, row.columns):
+        try:
+            record[name] = column[0].as_py()
+        except (ValueError, OverflowError, pa.ArrowException) as error:
+            return SourceRow(number, None, f"a {column.type} value Python cannot hold ({error})", field=name,
+                             raw=_stored_value(column))
+    return _checked(number, record, lambda: raw_text(record))
+
+
+def _stored_value(column: pa.Array) -> str:
+    """A value as Arrow stores it (a timestamp as its integer), for a value Python cannot convert."""
+    try:
+        return printable(str(column.cast(pa.int64())[0]))[:500]
+    except (ValueError, OverflowError, pa.ArrowException):
+        return f"<a {column.type} value>"
+
+
+def _saved_dataset(path: Path) -> bool:
+    return any((path / name).exists() for name in ("dataset_info.json", "dataset_dict.json", "state.json"))
 
 
 def _load_datasets_table(source: str, split: str) -> pa.Table:
     import datasets  # heavy import, only when needed
 
     path = Path(source)
-    if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
-                          or (path / "state.json").exists()):
-        loaded = datasets.load_from_disk(str(path))
+    if path.is_dir():  # one rule however the folder's path is written: saved with save_to_disk, or refused
+        if not _saved_dataset(path):
+            raise IngestError(f"{source}: a folder, but not one saved with datasets' save_to_disk (no "
+                              "dataset_info.json, state.json or dataset_dict.json); give the data file itself")
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except Exception as error:  # a damaged save: the library raises many kinds
+            raise IngestError(f"{source}: a saved dataset that cannot be loaded ({type(error).__name__}: "
+                              f"{_first_line(error)})") from None
+    elif path.exists():
+        raise IngestError(f"{source}: a file, not a dataset folder; set ingest.format to its format")
     elif not _looks_like_hub_name(source):
         raise IngestError(f"{source}: no such file or folder")
     else:
         try:
             loaded = datasets.load_dataset(source, split=split)
         except Exception as error:  # offline, unknown name, private: the library raises many kinds
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise IngestError(f"{source}: no such file or folder, and not a dataset `datasets` could load "
-                              f"({type(error).__name__}: {first[:200]})") from None
+                              f"({type(error).__name__}: {_first_line(error)})") from None
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise IngestError(f"{source}: no split {split!r}; it has {sorted(loaded)}")
         loaded = loaded[split]
     return loaded.data.table
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _looks_like_hub_name(source: str) -> bool:
@@ -208,19 +556,19 @@ def read_source(source: str, fmt: str, split: str) -> tuple[list[str] | None, It
     """Return (columns known up front or None, rows)."""
     path = Path(source)
     if fmt != "datasets":
+        if path.is_dir():
+            raise IngestError(f"{source}: a folder, not a {fmt} file")
         if not path.is_file():
             raise IngestError(f"{source}: file not found")
         if path.stat().st_size == 0:
             raise IngestError(f"{source}: file is empty")
+        _check_gzip(path)
     if fmt == "jsonl":
         return None, (_read_json_array(path) if _starts_with_array(path) else _read_jsonl(path))
     if fmt == "csv":
         return _read_csv(path)
     if fmt == "parquet":
-        try:
-            table = pq.read_table(path)
-        except pa.ArrowException as error:
-            raise IngestError(f"{source}: not a readable Parquet file: {error}") from None
+        table = _read_parquet(path)
         return table.column_names, _table_rows(table)
     table = _load_datasets_table(source, split)
     return table.column_names, _table_rows(table)
