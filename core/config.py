@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -264,6 +264,9 @@ class GoldConfig(_Section):
     generate: bool = False
 
 
+SPLITS = ("train", "validation", "test")  # the curated export's splits, in this order
+
+
 class SplitConfig(_Section):
     validation: Fraction = 0.1
     test: Fraction = 0.2
@@ -318,19 +321,24 @@ class LengthConfig(_Section):
     target_chosen_longer: Fraction | None = None
 
 
-LABEL_SOURCES = ("verifier", "human", "import", "judges")
+# The sources a pair's label can come from, in their default precedence, and the rules that make
+# the judges' label (sql/views/21_label_labelled_pairs.sql has a column set for each rule).
+LabelSource = Literal["verifier", "human", "import", "judges"]
+LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
+LabelRule = Literal["balanced", "vote", "dawid_skene"]
+LABEL_RULES: tuple[str, ...] = get_args(LabelRule)
 
 
 class CurateConfig(_Section):
     # Which label wins where a pair has several, first to last: a verifier's (exactly one response
     # passed its check), human annotations, a label imported with the dataset, the judges'.
-    label_precedence: list[Literal["verifier", "human", "import", "judges"]] = list(LABEL_SOURCES)
+    label_precedence: list[LabelSource] = list(LABEL_SOURCES)
     # The judges' label: balanced: the sign of the mean preference logit over both shown orders where the judge gave
     # verdict probabilities (a constant position bias cancels), the majority vote elsewhere.
     # vote: the strict majority of verdicts.
     # dawid_skene: a label model that weighs every judge and annotator by its reliability, estimated
     # from the votes themselves (curation/label_model.py).
-    label_rule: Literal["balanced", "vote", "dawid_skene"] = "balanced"
+    label_rule: LabelRule = "balanced"
 
     @model_validator(mode="after")
     def _every_source_once(self) -> CurateConfig:

@@ -9,11 +9,12 @@ derivation lives in one place and a data engineer can query the same thing.
 
 from __future__ import annotations
 
-LABEL_RULES = ("balanced", "vote", "dawid_skene")
+from prefcurate.core.config import LABEL_RULES
+
 # The view's columns that come once per rule, as `<column>_by_<rule>`.
 PER_RULE_COLUMNS = ("label", "label_source", "confidence", "judge_label", "judge_confidence")
 # label_source values that mean "the judges' label" (verifier, human and import are the others).
-JUDGE_SOURCES = ("balanced", "vote", "dawid_skene", "cascade")
+JUDGE_SOURCES = (*LABEL_RULES, "cascade")
 
 
 def labelled_pairs(rule: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-SPLITS = ("train", "validation", "test")
+from prefcurate.core.config import SPLITS
 
 
 def load_splits(curated_dir: str | Path) -> dict:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from prefcurate.core.hashing import file_sha256
 from prefcurate.core.store import Store
 
-SPLITS = ("train", "validation", "test")
+from prefcurate.core.config import SPLITS
 EXPORT_SCHEMA = pa.schema([
     ("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string()),
     ("pair_id", pa.string()), ("prompt_id", pa.string()), ("chosen_id", pa.string()),
