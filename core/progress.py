@@ -5,6 +5,7 @@ A line also comes while nothing finishes (calls waiting on a slow or stuck endpo
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import threading
@@ -26,7 +27,9 @@ class Progress:
         self._started = self._last_log
         self._last_update = self._last_log
         self._closed = threading.Event()
-        self._heartbeat = threading.Thread(target=self._beat, name=f"progress-{description}", daemon=True)
+        # In a copy of the caller's context: its lines belong to the caller's Prefect run, if any.
+        self._heartbeat = threading.Thread(target=contextvars.copy_context().run, args=(self._beat,),
+                                           name=f"progress-{description}", daemon=True)
         self._heartbeat.start()
 
     def update(self, n: int = 1) -> None:

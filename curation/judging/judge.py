@@ -11,6 +11,7 @@ parsed are stored as invalid with the reason and kept.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import json
 import logging
@@ -268,8 +269,10 @@ def complete_concurrently(calls: list[PlannedCall], on_result: Callable[[Planned
             results.close()  # cancels what the backend still has queued
             send(finished)
 
-    threads = [threading.Thread(target=work, args=(group,), daemon=True, name=f"judge-{name}")
-               for name, group in by_judge.items()]
+    # Each worker runs in a copy of this thread's context: what it logs (a backend's retries) belongs
+    # to the same Prefect run, instead of warning that it has none.
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(work, group), daemon=True,
+                                name=f"judge-{name}") for name, group in by_judge.items()]
     for thread in threads:
         thread.start()
     running = len(threads)
