@@ -552,14 +552,16 @@ def _served_checkpoint(cfg: PrefcurateConfig, checkpoint: Optional[str]) -> str:
     if checkpoint is None:
         from prefcurate.core.store import open_for_reading
 
+        from prefcurate.rm.runs import find_rm_run
+
         con, _note = open_for_reading(cfg.store.path)
         try:
-            row = con.execute("SELECT checkpoint_dir FROM rm_runs ORDER BY updated_at DESC LIMIT 1").fetchone()
+            run = find_rm_run(con)
         finally:
             con.close()
-        if row is None:
+        if run is None:
             raise LookupError(f"{cfg.store.path}: no reward model yet; train one, or name it with --checkpoint")
-        checkpoint = row[0]
+        checkpoint = run.checkpoint_dir
     return str(local_checkpoint(cfg, checkpoint))
 
 

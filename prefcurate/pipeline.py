@@ -20,6 +20,7 @@ from prefcurate.core.config import BATCH_KINDS, PrefcurateConfig
 from prefcurate.core.local_models import pick_device, resolve_model
 from prefcurate.core.report import StageFailed, StageReport
 from prefcurate.core.store import Store
+from prefcurate.rm.runs import RewardModelRun, find_rm_run
 from prefcurate.curation.backends import make_backend
 from prefcurate.curation.upstream import identical_samples_note, why_empty
 from prefcurate.curation.export.card import write_dataset_card
@@ -284,18 +285,23 @@ def local_checkpoint(config: PrefcurateConfig, checkpoint_dir: str) -> Path:
     return fetch_folder(checkpoint_dir, config.workdir / "cache" / "checkpoints")
 
 
+def reward_model_run(store: Store, rm_run_id: str | None = None, otherwise: str | None = None) -> RewardModelRun:
+    """`rm_run_id`'s reward model run, or the latest; LookupError saying what to do without one."""
+    run = find_rm_run(store.con, rm_run_id)
+    if run is None:
+        raise LookupError(f"{store.path}: no reward model run {rm_run_id or ''}; run `prefcurate train` first"
+                          + (f", {otherwise}" if otherwise else ""))
+    return run
+
+
 def evaluate_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
     from prefcurate.rm.evaluate import evaluate_reward_model
 
     with open_store(config) as store:
-        query = ("SELECT r.rm_run_id, r.checkpoint_dir, c.output_dir FROM rm_runs r "
-                 "JOIN curation_runs c USING (curation_run_id) ")
-        row = (store.one(query + "WHERE r.rm_run_id = ?", [rm_run_id]) if rm_run_id
-               else store.one(query + "ORDER BY r.updated_at DESC LIMIT 1"))
-        if row is None:
-            raise LookupError(f"{config.store.path}: no reward model run {rm_run_id or ''}; run `prefcurate train` first")
-        _metrics, report = evaluate_reward_model(store, row[0], local_checkpoint(config, row[1]), Path(row[2]),
-                                                 config.evaluate, pick_device(config.train.device),
+        run = reward_model_run(store, rm_run_id)
+        curated = store.scalar("SELECT output_dir FROM curation_runs WHERE curation_run_id = ?", [run.curation_run_id])
+        _metrics, report = evaluate_reward_model(store, run.rm_run_id, local_checkpoint(config, run.checkpoint_dir),
+                                                 Path(curated), config.evaluate, pick_device(config.train.device),
                                                  config.train.max_length)
         return finish_stage(store, report)
 
@@ -305,16 +311,12 @@ def score_stage(config: PrefcurateConfig, rm_run_id: str | None = None) -> dict:
     from prefcurate.rm.score import RewardScorer, score_candidates
 
     with open_store(config) as store:
-        query = "SELECT rm_run_id, checkpoint_dir FROM rm_runs "
-        row = (store.one(query + "WHERE rm_run_id = ?", [rm_run_id]) if rm_run_id
-               else store.one(query + "ORDER BY updated_at DESC LIMIT 1"))
-        if row is None:
-            raise LookupError(f"{config.store.path}: no reward model run {rm_run_id or ''}; run `prefcurate train` first")
-        report = StageReport("score", count_in=store.count("candidates"), details={"rm_run_id": row[0]})
-        scorer = RewardScorer(str(local_checkpoint(config, row[1])), pick_device(config.train.device),
+        run = reward_model_run(store, rm_run_id)
+        report = StageReport("score", count_in=store.count("candidates"), details={"rm_run_id": run.rm_run_id})
+        scorer = RewardScorer(str(local_checkpoint(config, run.checkpoint_dir)), pick_device(config.train.device),
                               config.train.max_length,
                               config.evaluate.precision, config.evaluate.compile)
-        outcome = score_candidates(store, scorer, row[0], config.evaluate.batch_size)
+        outcome = score_candidates(store, scorer, run.rm_run_id, config.evaluate.batch_size)
         report.count_out = outcome["scored"]
         report.details.update(outcome)
         return finish_stage(store, report.finish())
@@ -365,13 +367,8 @@ def benchmark_stage(config: PrefcurateConfig, benchmark: str, rm_run_id: str | N
     rows, section_map = read_benchmark(benchmark), read_sections(sections)
     if checkpoint is None:
         with open_store(config) as store:
-            query = "SELECT rm_run_id, checkpoint_dir FROM rm_runs "
-            row = (store.one(query + "WHERE rm_run_id = ?", [rm_run_id]) if rm_run_id
-                   else store.one(query + "ORDER BY updated_at DESC LIMIT 1"))
-        if row is None:
-            raise LookupError(f"{config.store.path}: no reward model run {rm_run_id or ''}; run `prefcurate train` "
-                              "first, or name a checkpoint with --checkpoint")
-        rm_run_id, model_path, model = row[0], str(local_checkpoint(config, row[1])), row[0]
+            run = reward_model_run(store, rm_run_id, "or name a checkpoint with --checkpoint")
+        rm_run_id, model_path, model = run.rm_run_id, str(local_checkpoint(config, run.checkpoint_dir)), run.rm_run_id
     else:
         model_path, model = resolve_model(checkpoint, config.resolved_models_dir), checkpoint
     report = StageReport("benchmark", count_in=len(rows.rows) + len(rows.skipped),

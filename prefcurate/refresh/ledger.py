@@ -8,6 +8,7 @@ import json
 from prefcurate.core.config import PromotionGate
 from prefcurate.core.store import Store
 from prefcurate.refresh.gate import Decision
+from prefcurate.rm.runs import find_rm_run
 
 
 class RefreshError(RuntimeError):
@@ -20,19 +21,19 @@ def incumbent(store: Store) -> tuple[str, str]:
     row = store.one("SELECT rm_run_id, checkpoint_dir FROM current_reward_model")
     if row:
         return row
-    latest = store.one("SELECT rm_run_id, checkpoint_dir, curation_run_id FROM rm_runs ORDER BY updated_at DESC LIMIT 1")
+    latest = find_rm_run(store.con)
     if latest is None:
         raise RefreshError(f"{store.path}: no reward model to start from: run `prefcurate run` (or `train`) first")
     with store.transaction():
         store.con.execute("INSERT OR IGNORE INTO rm_promotions (rm_run_id, round_index, reason) VALUES (?, 0, ?)",
-                          [latest[0], "initial model: the latest trained before the first refresh round"])
+                          [latest.rm_run_id, "initial model: the latest trained before the first refresh round"])
         store.con.execute("""
             INSERT OR IGNORE INTO refresh_fixed_heldout
             SELECT pair_id, chosen_candidate, rejected_candidate, curation_run_id FROM curated_pairs
             WHERE curation_run_id = $run AND split = (
                 SELECT CASE WHEN count(*) FILTER (WHERE split = 'test') > 0 THEN 'test' ELSE 'validation' END
-                FROM curated_pairs WHERE curation_run_id = $run)""", {"run": latest[2]})
-    return latest[0], latest[1]
+                FROM curated_pairs WHERE curation_run_id = $run)""", {"run": latest.curation_run_id})
+    return latest.rm_run_id, latest.checkpoint_dir
 
 
 def next_round(store: Store) -> int:
