@@ -282,12 +282,17 @@ def test_progress_speaks_while_calls_wait(caplog):
 
 # -- what is wrong, said plainly ------------------------------------------------------------------
 
-def test_a_refused_connection_is_named_as_one():
+def test_a_refused_connection_is_named_as_one(store):
     with shaped_server() as server:
-        config = BackendConfig(**backend_config(server, max_retries=0))
-    with OpenAIBackend(config) as backend:  # the server has stopped: nothing listens on its port
+        config = backend_config(server, max_retries=0, max_consecutive_failures=2)
+    # the server has stopped: nothing listens on its port
+    with OpenAIBackend(BackendConfig(**config)) as backend:
         [result] = backend.complete([request("x")])
-    assert re.match(r"connection: connection refused at 127.0.0.1:\d+ ", result.error), result.error
+    assert re.fullmatch(r"connection: connection refused at 127.0.0.1:\d+ \(nothing listens there\)", result.error)
+    add_judgeable_pairs(store, 4)
+    with pytest.raises(StageFailed, match=r"failed \(connection, after the client's retries\); is the server up\? "
+                                          r"Last error: connection: connection refused at 127.0.0.1:\d+"):
+        run_judge(store, judge_config(server, members=[{"backend": config}]))
 
 
 def test_a_missing_model_stops_the_judge_at_once_listing_the_served_models(store):

@@ -99,8 +99,7 @@ def connection_failure(error: BaseException, base_url: str | None) -> CallFailed
         if isinstance(cause, aiohttp.ClientConnectorError):
             cause = cause.os_error  # aiohttp keeps the socket's own error beside the chain
         if isinstance(cause, ConnectionRefusedError):
-            return CallFailed("connection", f"connection refused at {where} (nothing listens there: is the server up?)",
-                              retry=True)
+            return CallFailed("connection", f"connection refused at {where} (nothing listens there)", retry=True)
         if isinstance(cause, aiohttp.ServerDisconnectedError):
             return CallFailed("connection", f"{where} closed the connection without answering", retry=True)
         if isinstance(cause, ConnectionResetError):
