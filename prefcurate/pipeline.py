@@ -192,7 +192,7 @@ def suspect_stage(config: PrefcurateConfig) -> dict:
     with open_store(config) as store:
         pairs = [LabelledPair(*row) for row in store.con.execute(f"""
             SELECT l.pair_id, l.label, l.label_source, t.prompt, t.prompt_messages, t.text_a, t.text_b
-            FROM ({labelled_pairs(rule)}) AS l JOIN pair_texts AS t ON t.pair_id = l.pair_id
+            FROM ({labelled_pairs(config.curate)}) AS l JOIN pair_texts AS t ON t.pair_id = l.pair_id
             WHERE l.label IN ('a', 'b') ORDER BY l.pair_id""").fetchall()]
         reused = stored_report(store, pairs, settings, rule)
         if reused:

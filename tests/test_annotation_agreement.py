@@ -130,10 +130,10 @@ def test_uncertain_policy_picks_split_and_position_inconsistent_pairs(store):
     add_call(store, flipping, "ab", "A", p_first=0.6)
     add_call(store, flipping, "ba", "A", p_first=0.6)  # the first position wins both times
     config = ArgillaConfig()
-    rows = select_pairs(store, config, "balanced")
+    rows = select_pairs(store, config, CurateConfig())
     assert [row["pair_id"] for row in rows] == [flipping]
     assert set(rows[0]["reasons"]) >= {"position_inconsistent", "judge_disagreement"}
-    everything = select_pairs(store, ArgillaConfig.model_validate({"push": {"policy": "all"}}), "balanced")
+    everything = select_pairs(store, ArgillaConfig.model_validate({"push": {"policy": "all"}}), CurateConfig())
     assert {row["pair_id"] for row in everything} == {flipping, *confident}
 
 
@@ -144,7 +144,7 @@ def test_shown_order_round_trips_through_a_record(store):
     assert orders == {"ab", "ba"}  # both orders occur across seeds
     for seed in range(4):
         config.push.seed = seed
-        row = select_pairs(store, config, "balanced")[0]
+        row = select_pairs(store, config, CurateConfig())[0]
         record, stored = build_record(row, config, round_index=3, judges="j")
         order = stored["shown_order"]
         a_text = store.scalar("SELECT c.text FROM pairs p JOIN candidates c ON c.candidate_id = p.candidate_a "
@@ -183,8 +183,8 @@ def test_ensemble_disagreement_sends_pairs_the_judges_were_sure_about(store):
         rows += [{"rm_run_id": "rm1", "candidate_id": a, "reward": 0.3, "reward_min": 0.0, "reward_std": spread},
                  {"rm_run_id": "rm1", "candidate_id": b, "reward": 0.0, "reward_min": -0.5, "reward_std": spread}]
     store.insert_new("candidate_rewards", pa.Table.from_pylist(rows))
-    selected = select_pairs(store, ArgillaConfig(), "balanced")
+    selected = select_pairs(store, ArgillaConfig(), CurateConfig())
     # Members' spread (0.8 + 0.8) exceeds the mean margin 0.3 on the first pair only.
     assert [(row["pair_id"], row["reasons"]) for row in selected] == [(keys[0], ["ensemble_disagreement"])]
     off = ArgillaConfig.model_validate({"push": {"ensemble_disagreement": False}})
-    assert select_pairs(store, off, "balanced") == []
+    assert select_pairs(store, off, CurateConfig()) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefcurate.core.config import AnnotationPushConfig, ArgillaConfig
+from prefcurate.core.config import AnnotationPushConfig, ArgillaConfig, CurateConfig
 from prefcurate.curation.annotation.push import select_pairs
 from prefcurate.curation.judging.cascade import agreement_lower_bound, fit_threshold
 from tests.support.cascade import build_pairs, cascade_config, longer_wins, marked_wins, sure_when_far_apart
@@ -65,7 +65,7 @@ def test_a_target_the_strong_judge_cannot_reach_sends_the_rest_to_humans(store):
     labels = dict(store.con.execute("SELECT pair_id, label_by_balanced FROM labelled_pairs").fetchall())
     hard_open = [pair for pair, info in pairs.items() if not info["easy"] and not info["gold"]]
     assert all(labels[pair] is None for pair in hard_open)  # no judge label until people give one
-    pushed = select_pairs(store, ArgillaConfig(push=AnnotationPushConfig(policy="uncertain")), "balanced")
+    pushed = select_pairs(store, ArgillaConfig(push=AnnotationPushConfig(policy="uncertain")), CurateConfig())
     assert {row["pair_id"] for row in pushed if "cascade" in row["reasons"]} == set(hard_open)
 
 

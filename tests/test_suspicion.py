@@ -156,7 +156,7 @@ def test_annotation_push_sends_flagged_pairs_with_the_reason_suspect(planted):
     suspect_stage(config)
     with open_store(config) as store:
         flagged = {row[0] for row in store.con.execute("SELECT pair_id FROM pair_suspicion WHERE flagged").fetchall()}
-        selected = select_pairs(store, config.argilla, config.curate.label_rule)
+        selected = select_pairs(store, config.argilla, config.curate)
         suspects = {row["pair_id"] for row in selected if "suspect" in row["reasons"]}
         assert suspects == flagged
 

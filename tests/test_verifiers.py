@@ -11,9 +11,9 @@ import threading
 
 import pytest
 
-from prefcurate.core.config import IngestConfig, JudgeConfig, config_from_dict
+from prefcurate.core.config import CurateConfig, IngestConfig, JudgeConfig, config_from_dict
+from prefcurate.curation.labels import labelled_pairs
 from prefcurate.core.store import Store
-from prefcurate.curation.funnel.curate import set_label_precedence
 from prefcurate.curation.intake.prompts import ingest_prompts
 from prefcurate.curation.verifiers import sandbox
 from prefcurate.curation.verifiers.sandbox import Limits, run_sandboxed
@@ -173,8 +173,8 @@ def test_the_label_precedence_decides_which_source_wins_and_judges_are_audited(s
                     "labelled_pairs WHERE pair_id = ?", [math_pair])
     verifier_label, judge_label, label, source = row
     assert (label, source) == (verifier_label, "verifier")
-    set_label_precedence(store, ["judges", "human", "import", "verifier"])
-    label, source = store.one("SELECT label_by_vote, label_source_by_vote FROM labelled_pairs WHERE pair_id = ?",
+    judges_first = CurateConfig(label_rule="vote", label_precedence=["judges", "human", "import", "verifier"])
+    label, source = store.one(f"SELECT label, label_source FROM ({labelled_pairs(judges_first)}) WHERE pair_id = ?",
                               [math_pair])
     assert (label, source) == (judge_label, "vote")
     audit = store.con.execute("SELECT judge, domain, n_votes, agreement FROM judge_verifier_agreement "

@@ -76,7 +76,7 @@ def pair(store):
 
 
 def label_of(store, key: str, rule: str) -> tuple:
-    return store.one(f"SELECT label, label_source, confidence FROM ({labelled_pairs(rule)}) WHERE pair_id = ?", [key])
+    return store.one(f"SELECT label, label_source, confidence FROM ({labelled_pairs(CurateConfig(label_rule=rule))}) WHERE pair_id = ?", [key])
 
 
 def test_labels_follow_the_precedence_human_then_import_then_judges(store, pair):
@@ -93,7 +93,7 @@ def test_labels_follow_the_precedence_human_then_import_then_judges(store, pair)
                           "VALUES (?, ?, ?, ?, 'submitted')", [f"h{index}", pair, f"ann{index}", winner])
     assert label_of(store, pair, "vote") == ("tie", "human", pytest.approx(2 / 3))
     # the judges' own label stays readable beside it, as annotation push and annotator_quality read it
-    judge_label = store.one(f"SELECT judge_label, judge_confidence FROM ({labelled_pairs('balanced')}) "
+    judge_label = store.one(f"SELECT judge_label, judge_confidence FROM ({labelled_pairs(CurateConfig())}) "
                             "WHERE pair_id = ?", [pair])
     assert judge_label[0] == "a" and judge_label[1] > 0.5
 
@@ -105,7 +105,8 @@ def test_the_balanced_rule_falls_back_to_the_vote_without_logprobs(store):
     add_call(store, key, "ba", "A")  # b both times, no probabilities
     assert label_of(store, key, "balanced")[:2] == ("b", "vote")
     with pytest.raises(ValueError, match="unknown label rule"):
-        labelled_pairs("majority; DROP TABLE pairs")
+        labelled_pairs(CurateConfig.model_construct(label_rule="majority; DROP TABLE pairs",
+                                                    label_precedence=["verifier", "human", "import", "judges"]))
 
 
 def test_a_majority_label_s_confidence_is_lowered_by_dissent_in_both_views_alike(store):
@@ -119,3 +120,25 @@ def test_a_majority_label_s_confidence_is_lowered_by_dissent_in_both_views_alike
     vote = store.one("SELECT vote_label, vote_confidence FROM pair_labels WHERE pair_id = ?", [pair])
     judge = store.one("SELECT label, confidence FROM judge_pair_verdicts WHERE pair_id = ?", [pair])
     assert vote == judge == ("a", pytest.approx(0.75))
+
+
+def test_the_label_follows_the_precedence_it_is_read_under_and_the_view_the_latest_run_s(store, tmp_path):
+    """The label is a function of curate.label_precedence, passed where it is read (issue 24, item 3);
+    the labelled_pairs view answers under the precedence of the latest curation run."""
+    import json
+
+    prompt = add_prompt(store, "Which one?")
+    key, _a, _b = add_pair(store, prompt, *add_candidates(store, prompt, ["First.", "Second."]))
+    add_call(store, key, "ab", "A")
+    add_call(store, key, "ba", "B")  # the judges say a
+    store.con.execute("INSERT INTO reference_labels (reference_label_id, pair_id, winner, source, dataset, dataset_format) "
+                      "VALUES ('r', ?, 'b', 'import', 'd', 'plain')", [key])  # an imported label says b
+    import_first, judges_first = CurateConfig(), CurateConfig(label_precedence=["judges", "verifier", "human", "import"])
+    read = "SELECT label, label_source FROM ({}) WHERE pair_id = ?"
+    assert store.one(read.format(labelled_pairs(import_first)), [key]) == ("b", "import")
+    assert store.one(read.format(labelled_pairs(judges_first)), [key]) == ("a", "vote")
+    view = "SELECT label_by_vote FROM labelled_pairs WHERE pair_id = ?"
+    assert store.one(view, [key]) == ("b",)  # no curation run yet: the default precedence
+    store.con.execute("INSERT INTO curation_runs (curation_run_id, config, output_dir, manifest_path, counts) "
+                      "VALUES ('c', ?, 'o', 'm', '{}')", [json.dumps(judges_first.model_dump(mode="json"))])
+    assert store.one(view, [key]) == ("a",)

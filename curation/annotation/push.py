@@ -67,7 +67,7 @@ def reason_sql(push: AnnotationPushConfig) -> list[str]:
     return reasons or ["NULL"]
 
 
-def candidates_sql(push: AnnotationPushConfig, label_rule: str) -> str:
+def candidates_sql(push: AnnotationPushConfig, curate: CurateConfig) -> str:
     """Pairs not yet sent to ($workspace, $dataset), with their texts, judge label and push reasons."""
     reasons = reason_sql(push)
     return f"""
@@ -79,7 +79,7 @@ def candidates_sql(push: AnnotationPushConfig, label_rule: str) -> str:
         rewards AS (
             SELECT candidate_id, reward, reward_std FROM candidate_rewards WHERE rm_run_id = (SELECT rm_run_id FROM latest_run)
         ),
-        labelled AS ({labelled_pairs(label_rule)})
+        labelled AS ({labelled_pairs(curate)})
         SELECT l.pair_id, t.prompt, t.prompt_messages, t.text_a, t.text_b,
                l.judge_label, l.judge_confidence, l.agreement AS judge_agreement, l.n_votes,
                list_filter([{', '.join(reasons)}], lambda x: x IS NOT NULL) AS reasons
@@ -93,11 +93,11 @@ def candidates_sql(push: AnnotationPushConfig, label_rule: str) -> str:
     """
 
 
-def select_pairs(store: Store, config: ArgillaConfig, label_rule: str) -> list[dict]:
+def select_pairs(store: Store, config: ArgillaConfig, curate: CurateConfig) -> list[dict]:
     where = "len(reasons) > 0" if config.push.policy == "uncertain" else "true"
     limit = f"LIMIT {config.push.max_records}" if config.push.max_records else ""
     sql = f"""
-        SELECT * FROM ({candidates_sql(config.push, label_rule)})
+        SELECT * FROM ({candidates_sql(config.push, curate)})
         WHERE {where}
         ORDER BY len(reasons) DESC, coalesce(judge_confidence, 0.5) ASC, pair_id
         {limit}"""
@@ -148,7 +148,7 @@ def push_pairs(store: Store, dataset: rg.Dataset, config: ArgillaConfig, curate:
     """Log the selected pairs to the Argilla dataset; a batch is remembered once Argilla has it."""
     report = StageReport("annotate-push")
     report.count_in = store.scalar("SELECT count(*) FROM pairs")
-    rows = select_pairs(store, config, curate.label_rule)
+    rows = select_pairs(store, config, curate)
     log.info("annotate-push: %d pairs selected (policy %s)", len(rows), config.push.policy)
     pushed, reasons = 0, {}
     for start in range(0, len(rows), batch_size):

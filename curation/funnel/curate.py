@@ -38,7 +38,7 @@ def funnel_input_sql(config: CurateConfig) -> str:
     """Every pair with its label (label, label_source, confidence), its prompt's text and flags."""
     return f"""
         SELECT l.*, t.prompt AS prompt_text, f.* EXCLUDE (pair_id)
-        FROM ({labelled_pairs(config.label_rule)}) AS l
+        FROM ({labelled_pairs(config)}) AS l
         JOIN pair_texts AS t ON t.pair_id = l.pair_id
         JOIN pair_flags AS f ON f.pair_id = l.pair_id"""
 
@@ -107,7 +107,6 @@ def _drop_work_tables(store: Store) -> None:
 
 
 def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageReport]:
-    set_label_precedence(store, config.label_precedence)
     label_model = refresh_label_model(store) if config.label_rule == "dawid_skene" else None
     _drop_work_tables(store)  # a run that failed half-way may have left some
     try:
@@ -117,14 +116,6 @@ def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRep
     if label_model is not None:  # the raters' estimated reliabilities, in the run's report
         report.details["label_model"] = label_model
     return result, report
-
-
-def set_label_precedence(store: Store, order: list[str]) -> None:
-    """labelled_pairs (and everything reading it) follows this order from now on."""
-    with store.transaction():
-        store.con.execute("DELETE FROM label_precedence")
-        store.con.executemany("INSERT INTO label_precedence VALUES (?, ?)",
-                              [[source, rank] for rank, source in enumerate(order, start=1)])
 
 
 def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageReport]:

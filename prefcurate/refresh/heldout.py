@@ -38,7 +38,7 @@ def load_heldout_sets(store: Store, config: PrefcurateConfig, round_index: int) 
         SELECT t.prompt, t.prompt_messages,
                CASE l.label WHEN 'a' THEN t.text_a ELSE t.text_b END AS chosen,
                CASE l.label WHEN 'a' THEN t.text_b ELSE t.text_a END AS rejected
-        FROM ({labelled_pairs(config.curate.label_rule)}) AS l
+        FROM ({labelled_pairs(config.curate)}) AS l
         JOIN round_pairs AS rp ON rp.pair_id = l.pair_id AND rp.round_index = $round AND rp.heldout
         JOIN pair_texts AS t ON t.pair_id = l.pair_id
         WHERE l.label IN ('a', 'b')

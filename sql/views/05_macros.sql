@@ -31,13 +31,16 @@ CREATE OR REPLACE MACRO normalized_text(text) AS
     trim(regexp_replace(lower(text), '[^[:alnum:]]+', ' ', 'g'));
 
 -- The first of several candidate labels that exists: each a {rank, source, label, confidence}
--- struct, the lowest rank winning (label_precedence). NULL when none has a label.
+-- struct, the lowest rank winning (the place of its source in the label precedence). NULL when none has a label.
 CREATE OR REPLACE MACRO first_label(candidates) AS
     list_sort(list_filter(candidates, lambda x: x.label IS NOT NULL))[1];
 
--- A label source's place in label_precedence (1 wins first).
-CREATE OR REPLACE MACRO precedence_rank(name) AS
-    (SELECT rank FROM label_precedence WHERE source = name);
+-- The label precedence curation ran under last (curate.label_precedence, as its curation run recorded
+-- it), or the default before any: what the labelled_pairs view answers with.
+CREATE OR REPLACE MACRO recorded_label_precedence() AS
+    coalesce((SELECT from_json(config->'label_precedence', '["VARCHAR"]') FROM curation_runs
+              ORDER BY created_at DESC LIMIT 1),
+             ['verifier', 'human', 'import', 'judges']);
 
 -- A judges' figure under a judge cascade: the panel's when the cascade has not decided the pair
 -- (or none is configured), the accepting level's when it accepted it, none while it waits for humans.
