@@ -42,7 +42,8 @@ def cpu_seconds() -> float:
 def judge_once(store_path: Path, config, workdir: Path):
     from prefcurate.core.store import Store
     from prefcurate.curation.judging.constitution import load_constitution
-    from prefcurate.curation.judging.judge import judge_pairs, open_panel
+    from prefcurate.curation.judging.judge import judge_pairs
+    from prefcurate.curation.judging.panel import open_panel
 
     with Store(store_path) as store, open_panel(store, config, workdir / "models") as panel:
         return judge_pairs(store, panel, load_constitution(None), config)

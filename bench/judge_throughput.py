@@ -94,7 +94,8 @@ def run_ours(pairs: list[dict], base_url: str, concurrency: int, workdir: Path) 
     from prefcurate.core.config import JudgeConfig
     from prefcurate.core.store import Store
     from prefcurate.curation.judging.constitution import load_constitution
-    from prefcurate.curation.judging.judge import judge_pairs, open_panel
+    from prefcurate.curation.judging.judge import judge_pairs
+    from prefcurate.curation.judging.panel import open_panel
 
     config = JudgeConfig(panel=[{"output_format": "json_schema", "backend": {
         "kind": "openai", "model": "test-model", "base_url": base_url, "max_concurrency": concurrency, "max_retries": 2}}])

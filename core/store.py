@@ -63,6 +63,7 @@ class Store:
         # The read snapshot (see publish_snapshot): None publishes none.
         self.snapshot_every_s = None if read_only else snapshot_every_s
         self._published_at, self._publish_cost, self._unpublished = time.monotonic(), 0.0, False
+        self._schemas: dict[tuple, pa.Schema] = {}  # (table, columns) -> Arrow schema (arrow_rows)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         settings = {"preserve_insertion_order": False}  # nothing relies on it; big scans use less memory
@@ -250,6 +251,18 @@ class Store:
     def count(self, table: str) -> int:
         return self.scalar(f"SELECT count(*) FROM {table}")
 
+    def arrow_rows(self, table: str, rows: list[dict]) -> pa.Table:
+        """`rows` (dicts with the same keys) as an Arrow table typed as the store's `table` types its
+        columns: the schema comes from the store, so no caller restates it (sql/SCHEMA.md lists it)."""
+        columns = tuple(rows[0]) if rows else ()
+        schema = self._schemas.get((table, columns))
+        if schema is None:
+            names = ", ".join(f'"{column}"' for column in columns)
+            schema = self.con.sql(f"SELECT {names} FROM {table} LIMIT 0").to_arrow_table().schema if columns \
+                else pa.schema([])
+            self._schemas[(table, columns)] = schema
+        return pa.Table.from_pylist(rows, schema=schema)
+
     def insert_new(self, table: str, rows: pa.Table) -> int:
         """Insert rows whose primary key is not stored yet; return how many were new."""
         if rows.num_rows == 0:
@@ -350,8 +363,8 @@ def _lock_holder(error: str) -> str:
     process = f"PID {match.group(1)}" if match else "another process"
     if match:
         try:
-            command = Path(f"/proc/{match.group(1)}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            process += f": {command.strip()[:120]}"
+            command = Path(f"/proc/{match.group(1)}/cmdline").read_bytes().decode(errors="replace")
+            process += f": {' '.join(command.replace(chr(0), ' ').split())[:120]}"
         except OSError:
             pass  # not on Linux, or it has just exited
     if "read-only mode" in error:

@@ -33,7 +33,8 @@ from prefcurate.curation.intake.prompts import ingest_prompts
 from prefcurate.curation.intake.shipped import hh_harmless_pairs_path, read_text_lines
 from prefcurate.curation.judging.constitution import load_constitution
 from prefcurate.curation.judging.estimate import estimate_judging
-from prefcurate.curation.judging.judge import judge_pairs, open_panel, run_directly
+from prefcurate.curation.judging.judge import judge_pairs, run_directly
+from prefcurate.curation.judging.panel import open_panel
 from prefcurate.curation.judging.report import write_judge_report
 from prefcurate.curation.labels import labelled_pairs
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from prefcurate.core.store import Store, StoreBusyError
-from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
+from tests.support.builders import add_prompt, judged_store
 from tests.support.services import prefect_server as start_prefect_server
 from tests.support.services import process_worker, stop, wait_until
 
@@ -27,16 +27,6 @@ def prefect_server(tmp_path):
     """A real `prefect server start` on a free loopback port with its own home (and database)."""
     with start_prefect_server(tmp_path) as (api, env):
         yield api, {key: value for key, value in env.items() if key != "PREFECT_API_URL"}
-
-
-def judged_store(path: Path, n: int = 6) -> None:
-    with Store(path) as store:
-        for index in range(n):
-            prompt = add_prompt(store, f"Deployment test question {'ABCDEFGH'[index]}: why is {index} special?")
-            first, second = add_candidates(store, prompt, [f"Because {index} is a number.", f"No, {index}!"])
-            key, _, _ = add_pair(store, prompt, first, second)
-            add_call(store, key, "ab", "A", p_first=0.9)
-            add_call(store, key, "ba", "B", p_first=0.1)
 
 
 def curate_config_file(tmp_path: Path, store_path: Path, schedules: dict) -> Path:
@@ -59,7 +49,7 @@ def test_serve_registers_scheduled_deployments_and_a_triggered_run_completes(pre
 
     api, env = prefect_server
     store_path = tmp_path / "store.duckdb"
-    judged_store(store_path)
+    judged_store(store_path, 6)
     config_path = curate_config_file(tmp_path, store_path, {
         "curate-nightly": {"flow": "curate", "cron": "0 3 * * *"},
         "refresh-weekly": {"flow": "refresh", "cron": "0 4 * * 1"},
@@ -102,13 +92,13 @@ def test_serve_registers_scheduled_deployments_and_a_triggered_run_completes(pre
 
 def test_a_second_writer_waits_for_the_store_then_proceeds_or_fails_naming_the_file(tmp_path):
     path = tmp_path / "store.duckdb"
-    judged_store(path, n=2)
+    judged_store(path, 2)
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from prefcurate.core.store import Store\n"
         f"s = Store({str(path)!r}); print('locked', flush=True); time.sleep(float(sys.argv[1])); s.close()"), "3"],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
-    with pytest.raises(StoreBusyError, match=f"{path}.*Another process is writing.*waited 0.5 s"):
+    with pytest.raises(StoreBusyError, match=rf"{path}: another process is writing to it \(PID {holder.pid}: .*waited 0.5 s"):
         Store(path, lock_timeout_s=0.5)
     started = time.monotonic()
     with Store(path, lock_timeout_s=30) as store:  # waits for the holder to finish, then writes
@@ -153,7 +143,7 @@ def test_the_same_flows_run_under_a_process_work_pool(prefect_server, tmp_path):
     api, env = prefect_server
     env = {**env, "PREFECT_API_URL": api}
     store_path = tmp_path / "store.duckdb"
-    judged_store(store_path, n=3)
+    judged_store(store_path, 3)
     config_path = curate_config_file(tmp_path, store_path,
                                      {"curate-nightly": {"flow": "curate", "cron": "0 3 * * *"}})
     with process_worker("local-processes", env, tmp_path / "worker.log"):  # creates the pool

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -14,8 +13,9 @@ from prefcurate.core.config import load_config
 from prefcurate.core.journal import journal_path, read_journal
 from prefcurate.core.store import Store
 from prefcurate.curation.judging.constitution import load_constitution
-from prefcurate.curation.judging.judge import PanelJudge, pairs_to_judge, plan_calls
-from tests.support.judging import add_judgeable_pairs
+from prefcurate.curation.judging.calls import pairs_to_judge, plan_calls
+from prefcurate.curation.judging.panel import PanelJudge
+from tests.support.judging import add_judgeable_pairs, judge_command
 from tests.support.openai_server import Behaviour, OpenAICompatServer
 
 N_PAIRS = 120  # 240 calls
@@ -25,10 +25,6 @@ CONCURRENCY = 4
 
 def request_key(messages: list[dict]) -> str:
     return json.dumps(messages, sort_keys=True)
-
-
-def judge_command(config_path) -> list[str]:
-    return [sys.executable, "-m", "prefcurate.cli", "judge", "--config", str(config_path)]
 
 
 @pytest.mark.slow

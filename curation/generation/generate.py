@@ -12,13 +12,12 @@ import logging
 from collections import Counter
 from contextlib import closing
 
-import pyarrow as pa
-
 from prefcurate.core.config import BATCH_KINDS, GenerateConfig
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.progress import Progress
 from prefcurate.core.report import StageFailed, StageReport
 from prefcurate.core.store import Store
+from prefcurate.curation.answer_writer import AnswerWriter
 from prefcurate.curation.backends import ChatBackend, ChatRequest
 from prefcurate.curation.backends.failure_watch import FailureWatch
 
@@ -71,35 +70,35 @@ def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConf
                 seed=int(candidate_id[:8], 16),
             ))
 
-    written, errors, buffer, rejects, rejects_seen = 0, Counter(), [], [], []
+    written, errors, rejects_seen = 0, Counter(), []
 
-    def flush() -> None:
+    def store_answers(items: list[tuple[str, dict]]) -> None:
+        """items: ("candidate", row) for an answer, ("reject", reject) for a failed call."""
         nonlocal written
-        with store.transaction():
-            written += store.insert_new("candidates", pa.Table.from_pylist(buffer, schema=_SCHEMA))
-            store.add_rejects(STAGE, rejects)
-        buffer.clear()
-        rejects.clear()
-        store.publish_snapshot()  # every few seconds at most: for readers
+        candidates = [row for kind, row in items if kind == "candidate"]
+        if candidates:
+            written += store.insert_new("candidates", store.arrow_rows("candidates", candidates))
+        store.add_rejects(STAGE, [row for kind, row in items if kind == "reject"])
+
+    writer = AnswerWriter(store, store_answers, COMMIT_EVERY)
+    flush = writer.flush
 
     def keep(result) -> None:
         prompt_id, index = slots[result.key]
         if result.ok:
-            buffer.append({
+            writer.add(("candidate", {
                 "candidate_id": result.key, "prompt_id": prompt_id, "generator_key": generator_key,
                 "generator": backend.identity, "sample_index": index, "text": result.text,
                 "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
                 "completion_tokens": result.completion_tokens, "params": json.dumps(generator_params(config)),
-            })
+            }))
         else:
             errors[result.error_kind] += 1
-            rejects.append({"source": backend.identity,
-                            "field": f"candidate {result.key} (prompt {prompt_id}, sample {index})",
-                            "reason": result.error})
+            reject = {"source": backend.identity, "field": f"candidate {result.key} (prompt {prompt_id}, sample {index})",
+                      "reason": result.error}
+            writer.add(("reject", reject))
             if len(rejects_seen) < 3:
-                rejects_seen.append(rejects[-1])
-        if len(buffer) + len(rejects) >= COMMIT_EVERY:
-            flush()
+                rejects_seen.append(reject)
 
     if config.backend.kind in BATCH_KINDS:
         report.details["batches"] = _generate_in_batches(store, backend, requests, keep, flush)
@@ -161,11 +160,3 @@ def identical_sample_prompts(store: Store, generator_key: str) -> tuple[int, int
               FROM candidates WHERE generator_key = ? GROUP BY prompt_id)
         WHERE samples > 1""", [generator_key])
     return (row[0], row[1]) if row else (0, 0)
-
-
-_SCHEMA = pa.schema([
-    ("candidate_id", pa.string()), ("prompt_id", pa.string()), ("generator_key", pa.string()),
-    ("generator", pa.string()), ("sample_index", pa.int32()), ("text", pa.string()),
-    ("finish_reason", pa.string()), ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()),
-    ("params", pa.string()),
-])

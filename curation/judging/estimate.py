@@ -11,13 +11,9 @@ from prefcurate.core.config import JudgeConfig
 from prefcurate.core.store import Store
 from prefcurate.curation.judging.constitution import Constitution
 from prefcurate.curation.judging.pricing import price_of, token_calibration
-from prefcurate.curation.judging.judge import (
-    JudgeRun,
-    PanelJudge,
-    format_history,
-    pairs_to_judge,
-    resolve_output_format,
-)
+from prefcurate.curation.judging.calls import pairs_to_judge
+from prefcurate.curation.judging.panel import PanelJudge, format_history, resolve_output_format
+from prefcurate.curation.judging.run import JudgeRun
 
 DEFAULT_CHARS_PER_TOKEN = 4.0
 

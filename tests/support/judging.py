@@ -1,12 +1,15 @@
-"""Run the judge stage against the suite's server(s) the way the pipeline does."""
+"""Run the judge stage against the suite's server(s) the way the pipeline does, or `prefcurate judge`
+as a process."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from prefcurate.core.config import JudgeConfig
 from prefcurate.curation.judging.constitution import load_constitution
-from prefcurate.curation.judging.judge import judge_pairs, open_panel
+from prefcurate.curation.judging.judge import judge_pairs
+from prefcurate.curation.judging.panel import open_panel
 from tests.support.builders import add_candidates, add_pair, add_prompt
 
 
@@ -26,6 +29,11 @@ def judge_config(*servers, members: list[dict] | None = None, **options) -> Judg
 def run_judge(store, config: JudgeConfig, constitution=None):
     with open_panel(store, config, Path("unused-models-dir")) as panel:
         return judge_pairs(store, panel, constitution or load_constitution(None), config)
+
+
+def judge_command(config_path, *args: str) -> list[str]:
+    """`prefcurate judge --config config_path ARGS` run with this interpreter."""
+    return [sys.executable, "-m", "prefcurate.cli", "judge", "--config", str(config_path), *args]
 
 
 def add_judgeable_pairs(store, n: int, *, prompt_prefix: str = "Question") -> list[tuple[str, str, str]]:

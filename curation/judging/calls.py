@@ -1,0 +1,84 @@
+"""Planning judge calls: every (pair, principle, shown order) a judge must answer, each with an id
+that hashes everything that determines its answer, so the id is also the cache key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from prefcurate.core.config import JudgeConfig
+from prefcurate.core.hashing import content_hash
+from prefcurate.core.store import Store
+from prefcurate.curation.backends import ChatRequest
+from prefcurate.curation.judging.constitution import Constitution, Principle
+from prefcurate.curation.judging.panel import PanelJudge
+from prefcurate.curation.judging.prompt import TEMPLATE_VERSION, judge_messages, response_format_for
+from prefcurate.curation.judging.verdicts import VERDICTS
+
+CALL_FAILED = "call_failed"  # invalid_reason prefix of a call that got no answer: asked again next run
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    judgment_id: str
+    pair_id: str
+    judge: PanelJudge
+    principle: Principle
+    shown_order: str
+    output_format: str  # as planned: the id hashes it, so the request must use the same one
+    prompt: str
+    first: str  # the response shown first
+    second: str
+    seed: int
+
+    @cached_property
+    def request(self) -> ChatRequest:
+        """Built when asked: a re-run plans every call but sends only what is not stored."""
+        return ChatRequest(
+            key=self.judgment_id,
+            messages=judge_messages(self.principle, self.prompt, self.first, self.second, self.output_format),
+            max_tokens=self.judge.config.max_new_tokens, temperature=self.judge.config.temperature,
+            seed=self.seed, want_logprobs=True,
+            choices=VERDICTS if self.output_format == "choices" else None,
+            response_format=response_format_for(self.output_format))
+
+    @property
+    def request_chars(self) -> int:
+        return sum(len(message["content"]) for message in self.request.messages)
+
+
+def plan_calls(pairs: list[tuple], constitution: Constitution, judge: PanelJudge,
+               config: JudgeConfig) -> list[PlannedCall]:
+    """pairs: (pair_id, prompt, text_a, text_b). Every call one judge needs for them."""
+    planned = []
+    sampling = {**judge.sampling, "seed": config.seed}
+    for pair_key, prompt, text_a, text_b in pairs:
+        for principle in constitution.select(pair_key, config.principle_sampling, config.principles_per_pair,
+                                             config.seed):
+            for order in ("ab", "ba"):
+                first, second = (text_a, text_b) if order == "ab" else (text_b, text_a)
+                judgment_id = content_hash(
+                    "judgment", judge.identity, TEMPLATE_VERSION, judge.output_format, constitution.version,
+                    principle.id, principle.text, order, prompt, first, second, sampling)
+                planned.append(PlannedCall(judgment_id, pair_key, judge, principle, order, judge.output_format,
+                                           prompt, first, second, config.seed))
+    return planned
+
+
+def pairs_to_judge(store: Store, max_imported: int | None = None) -> list[tuple]:
+    """Every pair, except imported (reference-labelled) pairs beyond a seeded sample of max_imported."""
+    if max_imported is None:
+        return store.con.execute("SELECT pair_id, prompt, text_a, text_b FROM pair_texts ORDER BY pair_id").fetchall()
+    return store.con.execute("""
+        SELECT pair_id, prompt, text_a, text_b FROM pair_texts
+        WHERE pair_id NOT IN (SELECT pair_id FROM reference_labels)
+           OR pair_id IN (SELECT pair_id FROM (SELECT DISTINCT pair_id FROM reference_labels)
+                          ORDER BY md5('judged-imported:' || pair_id) LIMIT $n)
+        ORDER BY pair_id""", {"n": max_imported}).fetchall()
+
+
+def answered_ids(store: Store) -> set[str]:
+    """Calls with a stored answer (valid or unparseable); transport failures are asked again."""
+    return {row[0] for row in store.con.execute(
+        "SELECT judgment_id FROM judgments WHERE coalesce(invalid_reason, '') NOT LIKE ?",
+        [f"{CALL_FAILED}%"]).fetchall()}

@@ -1,0 +1,159 @@
+"""One judge run's calls: planned over the panel, answers journaled as they arrive (a killed run's
+are replayed), stored as they come, and the output format probed for `auto` judges."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Callable
+
+from prefcurate.core.config import JudgeConfig
+from prefcurate.core.journal import Journal, journal_path, read_journal
+from prefcurate.core.progress import Progress
+from prefcurate.core.store import Store
+from prefcurate.curation.answer_writer import AnswerWriter
+from prefcurate.curation.backends import ChatResult
+from prefcurate.curation.backends.failure_watch import FailureWatch
+from prefcurate.curation.judging.calls import CALL_FAILED, PlannedCall, answered_ids, plan_calls
+from prefcurate.curation.judging.concurrent import complete_concurrently
+from prefcurate.curation.judging.constitution import Constitution
+from prefcurate.curation.judging.panel import PanelJudge
+from prefcurate.curation.judging.rows import judgment_row
+from prefcurate.curation.judging.run_stats import RunStats
+from prefcurate.curation.judging.verdicts import verdict_relevant_tokens
+
+STAGE = "judge"
+PROBE_CALLS = 8  # first answers of an `auto` judge that tell whether its endpoint enforces JSON
+NOT_ENFORCED_SHARE = 0.5  # of them unparseable or truncated: JSON is not enforced, fall back to text
+log = logging.getLogger(__name__)
+
+
+class JudgeRun:
+    """Plan, ask what is not answered yet, store answers as they arrive."""
+
+    def __init__(self, store: Store, panel: list[PanelJudge], constitution: Constitution, config: JudgeConfig):
+        self.store, self.panel, self.constitution, self.config = store, panel, constitution, config
+        self.stats = RunStats()
+        self.watches = {judge.name: FailureWatch(STAGE, f"judge {judge.name}", judge.config.backend) for judge in panel}
+        self.fallbacks: dict[str, str] = {}  # judge -> why its output format fell back to text
+        path = journal_path(store.path, "judgments")
+        self._left_by_a_stopped_run = read_journal(path)  # replayed once the calls are planned
+        self.replayed = 0
+        self.journal = Journal(path) if config.journal else None
+        self.writer = AnswerWriter(store, self._store_rows, config.commit_every,
+                                   committed=self._journal_committed if self.journal is not None else None)
+
+    def _store_rows(self, rows: list[dict]) -> None:
+        self.store.upsert("judgments", self.store.arrow_rows("judgments", rows))
+
+    def _journal_committed(self, rows: list[dict]) -> None:
+        self.journal.committed(row["judgment_id"] for row in rows)
+
+    def plan(self, pairs: list[tuple]) -> tuple[list[PlannedCall], list[PlannedCall]]:
+        """(planned, todo) over the whole panel."""
+        planned = [call for judge in self.panel if not judge.is_verifier
+                   for call in plan_calls(pairs, self.constitution, judge, self.config)]
+        if self._left_by_a_stopped_run:
+            self._replay(planned)
+        answered = answered_ids(self.store)
+        return planned, [call for call in planned if call.judgment_id not in answered]
+
+    def probe_output_formats(self, pairs: list[tuple], todo: list[PlannedCall]) -> tuple[list[PlannedCall], int]:
+        """An endpoint asked for json_schema by `auto` may refuse it (HTTP 400), or accept it without
+        enforcing it (answers come back truncated or unparseable). Ask a judge's first few calls and
+        fall back to text in either case, saying so. Returns what is left to ask and how many calls
+        the probes answered."""
+        probed, fell_back = set(), False
+        for judge in self.panel:
+            if judge.config.output_format != "auto" or judge.output_format != "json_schema" or judge.format_confirmed:
+                continue
+            first = [call for call in todo if call.judge is judge][:PROBE_CALLS]
+            if not first:
+                continue
+            answers = list(complete_concurrently(first[:1], self._on_result))  # one call: is it refused?
+            if answers[0][1].error_kind == "bad_request":
+                reason = "the endpoint refused response_format (HTTP 400)"
+            else:
+                # Real answers: kept (not re-asked) as each arrives, so that a first answer that stops the
+                # stage (a refused key, a missing model) stops it before more calls are made, and answers
+                # already in are stored when a later call stalls.
+                rows = []
+                for call, result in itertools.chain(answers, complete_concurrently(first[1:], self._on_result)):
+                    rows.append(self.keep(call, result))
+                    probed.add(call.judgment_id)
+                answered = [row for row in rows if not (row["invalid_reason"] or "").startswith(CALL_FAILED)]
+                unreadable = sum(row["error_kind"] in ("unparseable", "truncated") for row in answered)
+                if not answered or unreadable / len(answered) < NOT_ENFORCED_SHARE:
+                    continue
+                reason = (f"{unreadable} of its first {len(answered)} JSON answers were unparseable or truncated: "
+                          "the endpoint accepts response_format but does not enforce it")
+            judge.output_format = "text"  # its calls change (and so do their ids): plan again
+            self.fallbacks[judge.name] = reason
+            log.warning("judge %s: %s; asking for free text instead (judge.panel[].output_format: text "
+                        "skips this check)", judge.name, reason)
+            fell_back = True
+        self.flush()
+        if fell_back:
+            todo = self.plan(pairs)[1]
+        return [call for call in todo if call.judgment_id not in probed], len(probed)
+
+    @property
+    def _on_result(self) -> Callable[[PlannedCall, ChatResult], None] | None:
+        return self._journal_answer if self.journal is not None else None
+
+    def _journal_answer(self, call: PlannedCall, result: ChatResult) -> None:
+        """In the backend's thread, as the answer arrives: one line, flushed to the OS. Of the token
+        log-probabilities it keeps what the verdict is read from (a replay reads the same verdict)."""
+        self.journal.append(call.judgment_id, {"judgment_id": call.judgment_id, **{name: getattr(result, name) for name in (
+            "text", "finish_reason", "prompt_tokens", "completion_tokens", "latency_ms", "first_token_logprobs",
+            "error")}, "token_logprobs": verdict_relevant_tokens(result.token_logprobs)})
+
+    def _replay(self, planned: list[PlannedCall]) -> None:
+        """Answers a run that died had received but not committed: read as if they had just arrived."""
+        by_id = {call.judgment_id: call for call in planned}
+        entries = self._left_by_a_stopped_run
+        self._left_by_a_stopped_run = []
+        rows = [judgment_row(by_id[entry["judgment_id"]], ChatResult(key=entry.pop("judgment_id"), **entry),
+                             self.constitution, self.config)
+                for entry in entries if entry["judgment_id"] in by_id]
+        if rows:
+            with self.store.transaction():
+                self._store_rows(rows)
+            log.info("judge: %d answers a stopped run had received are stored from its journal", len(rows))
+        if self.journal is not None:
+            self.journal.committed(())  # the stopped run's entries are in the store now
+        else:
+            journal_path(self.store.path, "judgments").unlink(missing_ok=True)
+        self.replayed = len(rows)
+
+    def keep(self, call: PlannedCall, result: ChatResult) -> dict:
+        row = judgment_row(call, result, self.constitution, self.config)
+        self.stats.add(row)
+        self.writer.add(row)
+        self.watches[call.judge.name].observe(result)
+        return row
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self.journal is not None:
+            self.journal.close(remove=True)
+
+    def ask_in_tasks(self, calls: list[PlannedCall], run_batch: Callable[[str, Callable[[], None]], None],
+                     progress: Progress, prefix: str = "") -> None:
+        """Ask in tasks of judge.calls_per_task calls, each through run_batch (a Prefect task in flows)."""
+        size = self.config.calls_per_task
+        for start in range(0, len(calls), size):
+            batch = calls[start:start + size]
+            run_batch(f"{prefix}{start // size + 1}-of-{-(-len(calls) // size)}",
+                      lambda batch=batch: self.ask(batch, progress))
+
+    def ask(self, calls: list[PlannedCall], progress: Progress) -> None:
+        try:
+            for call, result in complete_concurrently(calls, self._on_result):
+                self.keep(call, result)
+                progress.update()
+        finally:
+            self.flush()  # whatever arrived before an interruption is kept
