@@ -132,7 +132,7 @@ def test_a_reader_polling_every_second_is_never_refused_while_the_judge_writes(t
             assert read.returncode == 0, read.stderr
             assert time.monotonic() - asked < 10  # a bounded wait, never the writer's whole run
             counts.append(int(re.search(r"answers=(\d+)", read.stdout).group(1)))
-            notes += "reading its snapshot" in read.stderr
+            notes += "reading the store's snapshot" in read.stderr and "changed since" in read.stderr
             time.sleep(1)
         _out, err = process.communicate()
         assert process.returncode == 0, err
