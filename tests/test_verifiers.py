@@ -182,6 +182,8 @@ def test_the_label_precedence_decides_which_source_wins_and_judges_are_audited(s
     assert {domain for _, domain, _, _ in audit} == {"code", "constraints", "math"}
     assert all(n > 0 and 0.0 <= agreement <= 1.0 for _, _, n, agreement in audit)
     assert store.scalar("SELECT count(*) FROM judge_quality WHERE judge = 'verifier'") == 0  # a check, not a judge
+    kinds = dict(store.con.execute("SELECT judge, any_value(verdict_kind) FROM judgments GROUP BY judge").fetchall())
+    assert kinds == {"verifier": "verifier", "test-model": "judge"}  # the kind of verdict, a column of its own
 
 
 def test_a_config_names_every_label_source_once():

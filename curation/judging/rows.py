@@ -34,7 +34,7 @@ def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constituti
         "sampling": json.dumps({**call.judge.sampling, "seed": config.seed}),
         "raw_response": result.text, "verdict_shown": None, "winner": None, "confidence": None,
         "confidence_source": "none", "self_confidence": None, "verdict_probs": None, "preference_logit": None,
-        "valid": False, "invalid_reason": None, "error_kind": None, "cut_answer": False,
+        "valid": False, "invalid_reason": None, "error_kind": None, "cut_answer": False, "verdict_kind": "judge",
         "request_chars": call.request_chars,
         "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
         "cost_usd": price_of(config, call.judge.config, result.prompt_tokens, result.completion_tokens),

@@ -139,7 +139,7 @@ def verify_pairs(store: Store, name: str, config: VerifierConfig) -> tuple[list[
     """The verifier's judgment rows for every checkable pair not judged by it yet, and counts."""
     rows = _pairs_to_verify(store, config.domains)
     answered = {row[0] for row in store.con.execute(
-        "SELECT judgment_id FROM judgments WHERE judge = ? AND confidence_source = 'verifier'", [name]).fetchall()}
+        "SELECT judgment_id FROM judgments WHERE judge = ? AND verdict_kind = 'verifier'", [name]).fetchall()}
     planned, work = [], {}
     for pair_id, domain, check_hash, reference, tests, constraints, cand_a, cand_b, text_a, text_b in rows:
         judgment_id = content_hash("verifier", name, domain, VERSIONS[domain], check_hash, cand_a, cand_b)
@@ -179,7 +179,7 @@ def _judgment(name: str, judgment_id: str, pair_id: str, domain: str, a: Outcome
         "valid": decisive, "invalid_reason": None if decisive else (
             f"{reason}: a {a.detail or 'passed'}; b {b.detail or 'passed'}")[:500],
         "error_kind": reason, "request_chars": None, "prompt_tokens": None, "completion_tokens": None,
-        "cost_usd": None, "latency_ms": None, "cut_answer": False,
+        "cost_usd": None, "latency_ms": None, "cut_answer": False, "verdict_kind": "verifier",
     }
 
 

@@ -2,4 +2,4 @@
 -- checks, not opinions: they label a pair through verifier_verdicts, never as votes).
 --   * judgments   every column of judgments
 CREATE OR REPLACE VIEW judge_calls AS
-SELECT * FROM judgments WHERE confidence_source IS DISTINCT FROM 'verifier';
+SELECT * FROM judgments WHERE verdict_kind = 'judge';

@@ -13,5 +13,5 @@ SELECT
         AS verifier_label,
     string_agg(DISTINCT principle_id, ',' ORDER BY principle_id) FILTER (WHERE valid) AS verifier_domains
 FROM judgments
-WHERE confidence_source = 'verifier'
+WHERE verdict_kind = 'verifier'
 GROUP BY pair_id;

@@ -13,5 +13,5 @@ SELECT
     count(*) AS n_votes,
     avg(CASE WHEN v.winner = c.winner THEN 1.0 ELSE 0.0 END) AS agreement
 FROM judgment_votes AS v
-JOIN judgments AS c ON c.pair_id = v.pair_id AND c.confidence_source = 'verifier' AND c.valid
+JOIN judgments AS c ON c.pair_id = v.pair_id AND c.verdict_kind = 'verifier' AND c.valid
 GROUP BY ALL;
