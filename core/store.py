@@ -291,7 +291,7 @@ class Store:
             "stage": stage, "source": r["source"], "source_row": r.get("source_row"),
             "field": _storable(r.get("field")), "reason": _storable(r["reason"]), "raw": _storable(r.get("raw")),
         } for r in rejects]
-        return self.insert_new("rejects", pa.Table.from_pylist(rows, schema=REJECT_SCHEMA))
+        return self.insert_new("rejects", self.arrow_rows("rejects", rows))
 
     def record_stage_run(self, report: StageReport) -> None:
         self.con.execute(
@@ -300,12 +300,6 @@ class Store:
             [report.stage, report.started_at, report.finished_at, report.count_in, report.count_out,
              json.dumps(report.details, default=str)],
         )
-
-
-REJECT_SCHEMA = pa.schema([
-    ("reject_id", pa.string()), ("stage", pa.string()), ("source", pa.string()), ("source_row", pa.int64()),
-    ("field", pa.string()), ("reason", pa.string()), ("raw", pa.string()),
-])
 
 
 def snapshot_path(store_path: str | Path) -> Path:

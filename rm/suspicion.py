@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
 from prefcurate.core.config import SuspicionConfig, TrainConfig
 from prefcurate.core.hashing import content_hash
@@ -34,10 +33,6 @@ if TYPE_CHECKING:  # the store needs duckdb; this module runs where it is not in
     from prefcurate.core.store import Store
 
 STAGE = "suspect"
-SUSPICION_SCHEMA = pa.schema([
-    ("suspicion_run_id", pa.string()), ("pair_id", pa.string()), ("label", pa.string()), ("label_source", pa.string()),
-    ("oof_margin", pa.float64()), ("p_label", pa.float64()), ("flagged", pa.bool_()),
-])
 
 
 @dataclass
@@ -168,4 +163,4 @@ def record(store: Store, suspicion: Suspicion, pairs: list[LabelledPair], config
             "oof_accuracy, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [suspicion.run_id, config.method, json.dumps(config.model_dump(mode="json"), default=str), label_rule,
              len(pairs), suspicion.details["flagged"], suspicion.details["oof_accuracy"], suspicion.details["seconds"]])
-        store.insert_new("pair_label_suspicion", pa.Table.from_pylist(rows, schema=SUSPICION_SCHEMA))
+        store.insert_new("pair_label_suspicion", store.arrow_rows("pair_label_suspicion", rows))

@@ -19,7 +19,6 @@ import json
 import logging
 
 import argilla as rg
-import pyarrow as pa
 
 from prefcurate.core.config import AnnotationPushConfig, ArgillaConfig, CurateConfig
 from prefcurate.core.hashing import content_hash
@@ -30,10 +29,6 @@ from prefcurate.curation.labels import labelled_pairs
 
 log = logging.getLogger("prefcurate.argilla")
 
-RECORD_SCHEMA = pa.schema([
-    ("record_id", pa.string()), ("pair_id", pa.string()), ("workspace", pa.string()), ("dataset", pa.string()),
-    ("shown_order", pa.string()), ("round", pa.int32()), ("reason", pa.string()), ("min_submitted", pa.int32()),
-])
 
 
 def record_id_for(workspace: str, dataset: str, pair_id: str) -> str:
@@ -155,7 +150,7 @@ def push_pairs(store: Store, dataset: rg.Dataset, config: ArgillaConfig, curate:
         built = [build_record(row, config, round_index, judges) for row in rows[start : start + batch_size]]
         dataset.records.log([record for record, _ in built])
         with store.transaction():
-            pushed += store.insert_new("annotation_records", pa.Table.from_pylist([s for _, s in built], schema=RECORD_SCHEMA))
+            pushed += store.insert_new("annotation_records", store.arrow_rows("annotation_records", [s for _, s in built]))
         for _, stored in built:
             for reason in stored["reason"].split(","):
                 reasons[reason] = reasons.get(reason, 0) + 1

@@ -9,8 +9,6 @@ from __future__ import annotations
 import random
 from itertools import combinations
 
-import pyarrow as pa
-
 from prefcurate.core.config import PairingConfig
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.report import StageReport
@@ -59,11 +57,7 @@ def build_pairs(store: Store, config: PairingConfig) -> StageReport:
         new_rows.extend({"pair_id": pair_id(a, b), "prompt_id": prompt_id, "candidate_a": a,
                          "candidate_b": b, "strategy": config.strategy} for a, b in chosen)
     with store.transaction():
-        new = store.insert_new("pairs", pa.Table.from_pylist(new_rows, schema=_SCHEMA))
+        new = store.insert_new("pairs", store.arrow_rows("pairs", new_rows))
     report.count_out = store.count("pairs")
     report.details.update(new_pairs=new, prompts_without_distinct_candidates=too_few)
     return report.finish()
-
-
-_SCHEMA = pa.schema([("pair_id", pa.string()), ("prompt_id", pa.string()), ("candidate_a", pa.string()),
-                     ("candidate_b", pa.string()), ("strategy", pa.string())])

@@ -19,8 +19,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-
 from prefcurate.core.hashing import content_hash, prompt_id
 from prefcurate.core.report import StageReport
 from prefcurate.core.store import Store
@@ -219,12 +217,12 @@ def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split:
     if report.count_in == 0:
         raise IngestError(f"{source}: no rows")
     with store.transaction():
-        new_prompts = store.insert_new("prompts", pa.Table.from_pylist(list(prompts.values()), schema=_PROMPTS))
+        new_prompts = store.insert_new("prompts", store.arrow_rows("prompts", list(prompts.values())))
         if into_pool:
             put_in_pool(store, list(prompts))
-        new_candidates = store.insert_new("candidates", pa.Table.from_pylist(list(candidates.values()), schema=_CANDIDATES))
-        new_pairs = store.insert_new("pairs", pa.Table.from_pylist(list(pairs.values()), schema=_PAIRS))
-        new_labels = store.insert_new("reference_labels", pa.Table.from_pylist(list(labels.values()), schema=_LABELS))
+        new_candidates = store.insert_new("candidates", store.arrow_rows("candidates", list(candidates.values())))
+        new_pairs = store.insert_new("pairs", store.arrow_rows("pairs", list(pairs.values())))
+        new_labels = store.insert_new("reference_labels", store.arrow_rows("reference_labels", list(labels.values())))
         new_rejects = store.add_rejects(STAGE, rejects)
     report.count_out = len(labels)
     report.details.update(shapes=shapes, rejected=len(rejects), duplicates_in_source=duplicates,
@@ -232,17 +230,3 @@ def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split:
                           new_reference_labels=new_labels, new_rejects=new_rejects)
     check_intake(STAGE, source, report.count_in, len(labels) + duplicates, rejects, stop, max_reject_share)
     return report.finish()
-
-
-_PROMPTS = pa.schema([("prompt_id", pa.string()), ("text", pa.string()), ("source", pa.string()),
-                      ("source_row", pa.int64()), ("external_id", pa.string()), ("messages", pa.string()),
-                      ("in_pool", pa.bool_())])
-_CANDIDATES = pa.schema([("candidate_id", pa.string()), ("prompt_id", pa.string()), ("generator_key", pa.string()),
-                         ("generator", pa.string()), ("sample_index", pa.int32()), ("text", pa.string()),
-                         ("finish_reason", pa.string()), ("prompt_tokens", pa.int32()),
-                         ("completion_tokens", pa.int32()), ("params", pa.string())])
-_PAIRS = pa.schema([("pair_id", pa.string()), ("prompt_id", pa.string()), ("candidate_a", pa.string()),
-                    ("candidate_b", pa.string()), ("strategy", pa.string())])
-_LABELS = pa.schema([("reference_label_id", pa.string()), ("pair_id", pa.string()), ("winner", pa.string()),
-                     ("source", pa.string()), ("dataset", pa.string()), ("dataset_format", pa.string()),
-                     ("source_row", pa.int64())])

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-import pyarrow as pa
-
 from prefcurate.core.config import IngestConfig
 from prefcurate.core.hashing import prompt_id
 from prefcurate.core.report import StageReport
@@ -99,10 +97,10 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
                     "the ids do not identify prompts", source, len(repeated_ids), config.id_column, value, first_row, row)
         report.details["repeated_ids"] = len(repeated_ids)
     with store.transaction():
-        new = store.insert_new("prompts", pa.Table.from_pylist(list(accepted.values()), schema=_PROMPT_SCHEMA))
+        new = store.insert_new("prompts", store.arrow_rows("prompts", list(accepted.values())))
         put_in_pool(store, list(accepted))  # a prompt first stored by an import is now one to answer
         if checks:  # a changed check replaces the prompt's old one of that domain
-            store.upsert("prompt_checks", pa.Table.from_pylist(checks, schema=_CHECK_SCHEMA))
+            store.upsert("prompt_checks", store.arrow_rows("prompt_checks", checks))
         new_rejects = store.add_rejects(STAGE, rejects + check_rejects)
     report.count_out = len(accepted)
     report.details.update(rejected=len(rejects) + len(check_rejects), duplicates_in_source=duplicates,
@@ -117,9 +115,3 @@ def put_in_pool(store: Store, prompt_ids: list[str]) -> None:
     if prompt_ids:
         store.con.execute("UPDATE prompts SET in_pool = true WHERE NOT in_pool AND list_contains(?, prompt_id)",
                           [prompt_ids])
-
-
-_CHECK_SCHEMA = pa.schema([("prompt_id", pa.string()), ("domain", pa.string()), ("reference_answer", pa.string()),
-                           ("tests", pa.string()), ("constraints", pa.string()), ("check_hash", pa.string())])
-_PROMPT_SCHEMA = pa.schema([("prompt_id", pa.string()), ("text", pa.string()), ("source", pa.string()),
-                            ("source_row", pa.int64()), ("external_id", pa.string())])

@@ -18,8 +18,6 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import pyarrow as pa
-
 from prefcurate.core.config import CascadeConfig
 from prefcurate.core.store import Store
 
@@ -138,12 +136,12 @@ def _record(store: Store, decisions: dict, levels: list[dict]) -> None:
         store.con.execute("DELETE FROM cascade_decisions")
         store.con.execute("DELETE FROM cascade_levels")
         if decisions:
-            store.upsert("cascade_decisions", pa.Table.from_pylist(
-                [{"pair_id": pair, **decision} for pair, decision in decisions.items()], schema=_DECISION_SCHEMA))
-        store.upsert("cascade_levels", pa.Table.from_pylist([
+            store.upsert("cascade_decisions", store.arrow_rows(
+                "cascade_decisions", [{"pair_id": pair, **decision} for pair, decision in decisions.items()]))
+        store.upsert("cascade_levels", store.arrow_rows("cascade_levels", [
             {key: level[key] for key in ("level", "judge", "threshold", "gold_pairs", "gold_accepted", "agreement",
                                           "agreement_low", "pairs_seen", "pairs_accepted", "note")}
-            for level in levels], schema=_LEVEL_SCHEMA))
+            for level in levels]))
 
 
 def clear_cascade(store: Store) -> None:
@@ -152,12 +150,3 @@ def clear_cascade(store: Store) -> None:
         with store.transaction():
             store.con.execute("DELETE FROM cascade_decisions")
             store.con.execute("DELETE FROM cascade_levels")
-
-
-_DECISION_SCHEMA = pa.schema([("pair_id", pa.string()), ("level", pa.int32()), ("judge", pa.string()),
-                              ("decision", pa.string()), ("label", pa.string()), ("confidence", pa.float64()),
-                              ("threshold", pa.float64())])
-_LEVEL_SCHEMA = pa.schema([("level", pa.int32()), ("judge", pa.string()), ("threshold", pa.float64()),
-                           ("gold_pairs", pa.int32()), ("gold_accepted", pa.int32()), ("agreement", pa.float64()),
-                           ("agreement_low", pa.float64()), ("pairs_seen", pa.int32()), ("pairs_accepted", pa.int32()),
-                           ("note", pa.string())])

@@ -22,8 +22,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import pyarrow as pa
-
 from prefcurate.core.config import VerifierConfig
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.progress import Progress
@@ -128,10 +126,10 @@ def _check_candidates(store: Store, work: dict[tuple, tuple], config: VerifierCo
                 progress.update()
     if outcomes:
         with store.transaction():
-            store.upsert("candidate_checks", pa.Table.from_pylist([
+            store.upsert("candidate_checks", store.arrow_rows("candidate_checks", [
                 {"candidate_id": key[0], "domain": key[1], "check_hash": key[2], "passed": outcome.passed,
                  "status": outcome.status, "detail": outcome.detail, "seconds": outcome.seconds}
-                for key, outcome in outcomes.items()], schema=_CHECK_SCHEMA))
+                for key, outcome in outcomes.items()]))
     return {**stored, **outcomes}, len(outcomes), refused
 
 
@@ -181,8 +179,3 @@ def _judgment(name: str, judgment_id: str, pair_id: str, domain: str, a: Outcome
         "error_kind": reason, "request_chars": None, "prompt_tokens": None, "completion_tokens": None,
         "cost_usd": None, "latency_ms": None, "cut_answer": False, "verdict_kind": "verifier",
     }
-
-
-_CHECK_SCHEMA = pa.schema([("candidate_id", pa.string()), ("domain", pa.string()), ("check_hash", pa.string()),
-                           ("passed", pa.bool_()), ("status", pa.string()), ("detail", pa.string()),
-                           ("seconds", pa.float64())])

@@ -10,16 +10,10 @@ from __future__ import annotations
 
 import random
 
-import pyarrow as pa
-
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.store import Store
 from prefcurate.curation.generation.pairing import pair_id
 
-PAIR_SCHEMA = pa.schema([("pair_id", pa.string()), ("prompt_id", pa.string()), ("candidate_a", pa.string()),
-                         ("candidate_b", pa.string()), ("strategy", pa.string())])
-ROUND_PAIR_SCHEMA = pa.schema([("round_index", pa.int32()), ("pair_id", pa.string()), ("selection", pa.string()),
-                               ("heldout", pa.bool_())])
 
 
 def _choose(responses: list[tuple[str, str, float, float | None]], rule: str, key: str):
@@ -69,7 +63,7 @@ def select_round_pairs(store: Store, round_index: int, rule: str, seed: int) -> 
                       "strategy": f"refresh:{rule}"})
         round_pairs.append({"round_index": round_index, "pair_id": key, "selection": rule, "heldout": heldout})
     with store.transaction():
-        store.insert_new("pairs", pa.Table.from_pylist(pairs, schema=PAIR_SCHEMA))
-        new = store.insert_new("round_pairs", pa.Table.from_pylist(round_pairs, schema=ROUND_PAIR_SCHEMA))
+        store.insert_new("pairs", store.arrow_rows("pairs", pairs))
+        new = store.insert_new("round_pairs", store.arrow_rows("round_pairs", round_pairs))
     return {"prompts": len(rows), "pairs": len(round_pairs), "new_pairs": new, "too_few_distinct": too_few,
             "heldout_pairs": sum(r["heldout"] for r in round_pairs)}

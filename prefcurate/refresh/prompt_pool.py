@@ -8,12 +8,9 @@ share of the drawn prompts is held out: their pairs measure on-policy accuracy a
 
 from __future__ import annotations
 
-import pyarrow as pa
-
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.store import Store
 
-SCHEMA = pa.schema([("round_index", pa.int32()), ("prompt_id", pa.string()), ("heldout", pa.bool_())])
 
 
 def draw_prompts(store: Store, round_index: int, n: int, heldout_share: float, seed: int) -> list[tuple[str, bool]]:
@@ -35,8 +32,7 @@ def draw_prompts(store: Store, round_index: int, n: int, heldout_share: float, s
     n_heldout = min(max(1, round(len(drawn) * heldout_share)), len(drawn) - 1)
     by_hash = sorted(drawn, key=lambda prompt_id: content_hash("heldout", seed, round_index, prompt_id))
     heldout = set(by_hash[:n_heldout])
-    table = pa.Table.from_pylist([{"round_index": round_index, "prompt_id": p, "heldout": p in heldout} for p in drawn],
-                                 schema=SCHEMA)
+    table = store.arrow_rows("round_prompts", [{"round_index": round_index, "prompt_id": p, "heldout": p in heldout} for p in drawn])
     with store.transaction():
         store.insert_new("round_prompts", table)
     return sorted((p, p in heldout) for p in drawn)
