@@ -15,7 +15,7 @@ run: setup
 
 test: setup
 	bash scripts/setup_test_services.sh
-	$(VENV)/python -m pytest -m "slow or not slow"
+	$(VENV)/python -m pytest -m "slow or not slow" --durations=25
 
 test-fast: setup
 	$(VENV)/python -m pytest

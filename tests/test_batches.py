@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -17,7 +16,7 @@ import yaml
 from prefcurate.core.config import ConfigError, JudgeConfig, config_from_dict
 from prefcurate.core.report import StageFailed
 from prefcurate.core.store import Store
-from tests.support.judging import add_judgeable_pairs, judge_config, run_judge
+from tests.support.judging import add_judgeable_pairs, judge_command, judge_config, run_judge
 from tests.support.openai_server import Behaviour, OpenAICompatServer
 
 BATCH = {"kind": "openai_batch"}
@@ -114,10 +113,6 @@ def test_batches_are_split_under_the_providers_limits(tmp_path, openai_server):
         report = run_judge(store, batch_config(openai_server, batch_max_bytes=2 * longest))
         sizes = [row[0] for row in store.con.execute("SELECT n_requests FROM provider_batches").fetchall()]
         assert sum(sizes) == 20 and max(sizes) <= 2 and report.details["batches"]["submitted_batches"] == len(sizes)
-
-
-def judge_command(config_path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "prefcurate.cli", "judge", "--config", str(config_path), *args]
 
 
 def write_config(tmp_path, server, **judge) -> str:

@@ -3,8 +3,6 @@ built here, scored by a reward model trained on a planted preference and by rewa
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,11 +10,7 @@ import pytest
 
 from prefcurate.rm.benchmark import BenchmarkError, correctness, read_benchmark, summarize
 from prefcurate.rm.stats import bootstrap_mean
-
-
-def write_jsonl(path, rows) -> str:
-    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
-    return str(path)
+from tests.support.inputs import write_jsonl
 
 
 def by_text(rewards: dict[str, float]):
@@ -85,11 +79,11 @@ def test_a_trained_reward_model_and_any_checkpoint_score_benchmark_files_into_th
         {"prompt": f"Question {i}?", "chosen": f"An excellent answer {i}.",
          "rejected": [f"A terrible answer {i}.", f"A terrible answer {i + 1}.", f"A terrible answer {i + 2}."]}
         for i in range(300, 320)])
-    ours = benchmark_stage(config, pairs)  # the latest of our runs
+    ours = benchmark_stage(config, str(pairs))  # the latest of our runs
     assert ours["model"] == result.rm_run_id and ours["count_out"] == 30
     assert ours["accuracy"] >= 0.9 and ours["accuracy_ci"][0] <= ours["accuracy"] <= ours["accuracy_ci"][1]
     assert set(ours["subsets"]) == {"planted", "planted-too"}
-    checkpoint = benchmark_stage(config, best_of_4, checkpoint=str(result.checkpoint_dir))  # any HF folder
+    checkpoint = benchmark_stage(config, str(best_of_4), checkpoint=str(result.checkpoint_dir))  # any HF folder
     assert checkpoint["layout"] == "best-of-n" and checkpoint["accuracy"] >= 0.8
     with open_store(config) as store:
         stored = store.con.execute("SELECT layout, n_rows, ci_low <= accuracy AND accuracy <= ci_high "

@@ -9,16 +9,12 @@ import pytest
 from prefcurate.core.config import CurateConfig
 from prefcurate.curation.funnel.curate import curate
 from prefcurate.curation.intake.preference_pairs import import_preference_pairs
+from tests.support.inputs import write_jsonl
 
 HH_CHOSEN = ("\n\nHuman: What is the capital of France?\n\nAssistant: Paris.\n\nHuman: And of Italy?"
              "\n\nAssistant: Rome is the capital of Italy.")
 HH_REJECTED = ("\n\nHuman: What is the capital of France?\n\nAssistant: Paris.\n\nHuman: And of Italy?"
                "\n\nAssistant: Milan.")
-
-
-def write_jsonl(path, rows):
-    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
-    return str(path)
 
 
 def labelled(store):
@@ -39,7 +35,7 @@ def test_plain_hh_and_sharegpt_rows_become_oriented_pairs(store, tmp_path):
         {"chosen": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
          "rejected": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}]},
     ]
-    report = import_preference_pairs(store, write_jsonl(tmp_path / "prefs.jsonl", rows))
+    report = import_preference_pairs(store, str(write_jsonl(tmp_path / "prefs.jsonl", rows)))
     assert report.count_in == 4 and report.count_out == 4
     assert report.details["shapes"] == {"plain": 1, "hh": 1, "messages": 2}
     got = labelled(store)
@@ -69,7 +65,7 @@ def test_bad_rows_are_rejected_with_row_field_and_reason(store, tmp_path):
         {"prompt": "ok?", "chosen": "no", "rejected": "yes"},  # contradicts row 1
         {"prompt": "", "chosen": "a", "rejected": "b"},
     ]
-    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    path = str(write_jsonl(tmp_path / "bad.jsonl", rows))
     report = import_preference_pairs(store, path, max_reject_share=1.0)  # 6 of 7 bad on purpose
     assert report.count_out == 1 and report.details["rejected"] == 6
     rejects = store.con.execute("SELECT source_row, field, reason FROM rejects WHERE stage = 'import' "
@@ -116,7 +112,7 @@ def test_multi_turn_context_reaches_the_export_and_the_reward_model_input(store,
 
     rows = [{"chosen": HH_CHOSEN.replace("Italy", f"country {i}"), "rejected": HH_REJECTED.replace("Italy", f"country {i}")}
             for i in range(12)]
-    import_preference_pairs(store, write_jsonl(tmp_path / "hh.jsonl", rows))
+    import_preference_pairs(store, str(write_jsonl(tmp_path / "hh.jsonl", rows)))
     result, _ = curate(store, CurateConfig(dedup={"near": {"enabled": False}}))  # the rows are near-duplicates
     out = export_curation_run(store, result.curation_run_id, tmp_path / "curated", {})
     train = datasets.load_dataset("parquet", data_files={"train": str(out / "train.parquet")})["train"]

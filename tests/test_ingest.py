@@ -8,15 +8,7 @@ from prefcurate.core.config import IngestConfig
 from prefcurate.core.hashing import normalize_text, prompt_id
 from prefcurate.curation.intake.prompts import ingest_prompts
 from prefcurate.curation.intake.sources import IngestError
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def rejects(store):
-    return store.con.execute("SELECT source_row, field, reason FROM rejects ORDER BY source_row").fetchall()
+from tests.support.inputs import rejects, write_jsonl
 
 
 def test_embedded_prompts_ingest_by_default(store):

@@ -22,23 +22,11 @@ from prefcurate.core.report import StageFailed
 from prefcurate.core.store import Store
 from prefcurate.rm.job import read_result
 from prefcurate.rm.train import rm_run_id
-from tests.support.builders import add_call, add_candidates, add_pair, add_prompt
+from tests.support.builders import judged_store
 from tests.support.gpu_machine import NOT_ON_A_GPU_MACHINE, gpu_machine_paths
 
 BIN = Path(sys.executable).parent
 HEAD_TRAIN = {"method": "head", "max_length": 64, "head": {"layer": 1}}
-
-
-def judged_store(path: Path, n: int = 16) -> None:
-    """n prompts with one pair each, judged consistently in both orders."""
-    with Store(path) as store:
-        for index in range(n):
-            prompt = add_prompt(store, f"Placement question {index}: what makes the number {index} special?")
-            first, second = add_candidates(store, prompt, [f"{index} is special because it follows {index - 1}.",
-                                                           f"Nothing about {index}."])
-            key, _, _ = add_pair(store, prompt, first, second)
-            add_call(store, key, "ab", "A", p_first=0.9)
-            add_call(store, key, "ba", "B", p_first=0.1)
 
 
 def placed_config(tmp_path: Path, model: Path, storage: str, **train) -> dict:
@@ -51,7 +39,7 @@ def placed_config(tmp_path: Path, model: Path, storage: str, **train) -> dict:
 
 
 def curated(tmp_path: Path, data: dict):
-    judged_store(Path(data["store"]["path"]))
+    judged_store(Path(data["store"]["path"]), 16)
     config = config_from_dict(data)
     pipeline.curate_stage(config)
     return config

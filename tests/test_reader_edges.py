@@ -21,21 +21,13 @@ from prefcurate.core.report import StageFailed
 from prefcurate.curation.intake.preference_pairs import import_preference_pairs
 from prefcurate.curation.intake.prompts import ingest_prompts
 from prefcurate.curation.intake.sources import IngestError
+from tests.support.inputs import rejects, write_jsonl
 
 ZERO_WIDTH_BLANKS = ["\u200b\u200b", "\ufeff", "\u2060\u200d", "\u00a0", " \t", "\u200c\u3000\u180e"]
 
 
 def texts(store):
     return sorted(row[0] for row in store.con.execute("SELECT text FROM prompts").fetchall())
-
-
-def rejects(store):
-    return store.con.execute("SELECT source_row, field, reason FROM rejects ORDER BY source_row").fetchall()
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def gzip_cut_after(data: bytes, keep: int) -> bytes:

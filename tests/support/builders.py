@@ -1,4 +1,4 @@
-"""Hand-built store contents for tests: prompts, candidates, pairs and judge calls."""
+"""Hand-built store contents for tests: prompts, candidates, pairs and judge calls, and a whole judged store."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash, prompt_id
+from prefcurate.core.store import Store
 from prefcurate.curation import orientation
 from prefcurate.curation.generation.pairing import pair_id
 
@@ -50,3 +51,16 @@ def add_call(store, pair_key: str, order: str, verdict_shown: str | None, *, jud
         "preference_logit": orientation.to_pair_logit(first_logit, order), "valid": valid, "invalid_reason": None if valid else "unparseable: test",
     }
     store.insert_new("judgments", pa.Table.from_pylist([row]))
+
+
+def judged_store(path, n: int) -> None:
+    """A store at path with n prompts of one pair each, both orders judged for the same response
+    (with logprobs, P=0.9): curation keeps every pair."""
+    with Store(path) as store:
+        for index in range(n):
+            prompt = add_prompt(store, f"Judged question {index}: what makes the number {index} special?")
+            first, second = add_candidates(store, prompt, [f"{index} is special because it follows {index - 1}.",
+                                                           f"Nothing about {index}."])
+            key, _, _ = add_pair(store, prompt, first, second)
+            add_call(store, key, "ab", "A", p_first=0.9)
+            add_call(store, key, "ba", "B", p_first=0.1)
