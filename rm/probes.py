@@ -26,8 +26,6 @@ EDITS: dict[str, Callable[[str], str]] = {
     "repetition": lambda text: f"{text}\n\n{text}",
     "refusal": lambda text: f"{text}\n\nI'm sorry, but I can't help with that request.",
 }
-DEFAULT_DIRECTIONS = {"padding": "increase", "flattery": "increase", "markdown": "increase", "repetition": "increase",
-                      "refusal": "none"}
 
 
 def run_probes(score: Callable[[list[str], list[str], list[str | None]], list[float]], prompts: list[str],

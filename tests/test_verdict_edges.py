@@ -48,7 +48,7 @@ def test_prose_under_a_json_format_is_not_a_verdict():
 
 
 @pytest.mark.parametrize("finish_reason, cut, unfinished", [
-    ("stop", False, False), (None, False, False), ("length", True, False),
+    ("stop", False, False), (None, False, False), ("length", True, False), ("choice", False, False),
     ("content_filter", False, True), ("tool_calls", False, True),
 ])
 def test_the_finish_reason_says_whether_an_answer_is_whole(finish_reason, cut, unfinished):
@@ -142,3 +142,15 @@ def _curated_pairs(store, config: CurateConfig) -> set[str]:
     result, _ = curate(store, config)
     return {row[0] for row in store.con.execute("SELECT pair_id FROM curated_pairs WHERE curation_run_id = ?",
                                                 [result.curation_run_id]).fetchall()}
+
+
+def test_a_local_model_s_closed_answers_are_whole_verdicts(store, tiny_model_dir):
+    """The transformers backend answers a closed question with the likeliest choice
+    (finish_reason "choice"): a whole answer, read as the verdict (the main job judges this way)."""
+    from prefcurate.core.config import JudgeConfig
+
+    add_judgeable_pairs(store, 2)
+    report = run_judge(store, JudgeConfig(panel=[{"backend": {"kind": "transformers", "model": str(tiny_model_dir)}}]))
+    rows = store.con.execute("SELECT valid, output_format, cut_answer FROM judgments").fetchall()
+    assert len(rows) == 4 and all(valid and fmt == "choices" and not cut for valid, fmt, cut in rows)
+    assert report.details["valid"] == 4

@@ -45,8 +45,9 @@ def _json_payload(stripped: str) -> tuple[dict | None, str]:
 
 
 JSON_FORMATS = ("json_schema", "json_object")
-# finish_reason values that say the answer ended where the model meant it to (None: not reported)
-COMPLETE = (None, "stop", "eos", "end_turn", "stop_sequence")
+# finish_reason values that say the answer ended where the model meant it to (None: not reported;
+# "choice": the local backend's closed answer, the most likely of the verdict choices)
+COMPLETE = (None, "stop", "eos", "end_turn", "stop_sequence", "choice")
 CUT = "length"
 
 
