@@ -1,5 +1,5 @@
 """Training on a work pool (train.work_pool): the `train-job` flow that a worker of that pool runs
-(the portable job, rm/job.py: locations in, a checkpoint out, no store), its deployment, and the
+(the portable job, rm/train_job.py: locations in, a checkpoint out, no store), its deployment, and the
 parent's side, which starts it, waits for it and cancels it when interrupted.
 
 The deployment is `train-job/<pool>`, registered by `prefcurate deploy` (and `prefcurate serve`) on
@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from prefcurate.core.config import EvaluateConfig, PrefcurateConfig, TrainConfig
-from prefcurate.core.report import StageFailed
+from prefcurate.core.stage_report import StageFailed
 from prefcurate.flows.stage_flow import stage_flow
 from prefcurate.flows.temporary_server import is_temporary
 
@@ -35,7 +35,7 @@ class PlacementError(StageFailed):
 def train_job_flow(export: str, base_model: str, output: str, train: dict, evaluate: dict | None = None) -> dict:
     """The portable training job, as a worker of the GPU pool runs it: no store, no local paths."""
     from prefcurate.core.local_models import pick_device
-    from prefcurate.rm.job import run_training_job
+    from prefcurate.rm.train_job import run_training_job
 
     config = TrainConfig.model_validate(train)
     result = run_training_job(export, base_model, output, config, pick_device(config.device),
@@ -77,7 +77,7 @@ def _api_url() -> str:
 def run_on_work_pool(handoff, config: PrefcurateConfig) -> dict:
     """Run the training job as train-job/<pool> and wait for it to finish (pipeline.train_stage's
     `place`). Ctrl-C, SIGTERM or any error while waiting cancels the child run."""
-    from prefcurate.rm.job import read_result
+    from prefcurate.rm.train_job import read_result
 
     pool = config.train.work_pool
     finished = read_result(handoff.output)

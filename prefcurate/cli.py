@@ -257,7 +257,7 @@ def train(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
 def _train_job(cfg: PrefcurateConfig, export: str, output: Optional[str], base_model: Optional[str],
                evaluate_split: bool) -> None:
     from prefcurate.core.local_models import pick_device, resolve_model
-    from prefcurate.rm.job import run_training_job
+    from prefcurate.rm.train_job import run_training_job
 
     if output is None:
         raise typer.BadParameter("--export needs --output (a path or URL for the checkpoint)")
@@ -284,7 +284,7 @@ def record_training_command(output: str = typer.Argument(..., help="A training j
                             ) -> None:
     """Record a finished training job's output in the store (rm_runs); recording twice adds nothing."""
     from prefcurate.pipeline import open_store
-    from prefcurate.rm.job import record_training
+    from prefcurate.rm.train_job import record_training
 
     cfg = _config(config, store)
     with open_store(cfg) as opened:

@@ -18,7 +18,7 @@ import yaml
 
 from prefcurate.core.config import BATCH_KINDS, PrefcurateConfig
 from prefcurate.core.local_models import pick_device, resolve_model
-from prefcurate.core.report import StageFailed, StageReport
+from prefcurate.core.stage_report import StageFailed, StageReport
 from prefcurate.core.store import Store
 from prefcurate.rm.runs import RewardModelRun, find_rm_run
 from prefcurate.curation.backends import make_backend
@@ -35,7 +35,7 @@ from prefcurate.curation.judging.constitution import load_constitution
 from prefcurate.curation.judging.estimate import estimate_judging
 from prefcurate.curation.judging.judge import judge_pairs, run_directly
 from prefcurate.curation.judging.panel import open_panel
-from prefcurate.curation.judging.report import write_judge_report
+from prefcurate.curation.judging.quality_report import write_judge_report
 from prefcurate.curation.labels import labelled_pairs
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ def train_stage(config: PrefcurateConfig, curation_run_id: str | None = None, ba
     """Train on a curation run (default: the latest) from train.base_model, or from `base_model` (a
     checkpoint folder: a refresh round's warm start). In this process, or, with train.work_pool set,
     through `place` (flows/training.py: a deployment on that pool), which the store is not held for."""
-    from prefcurate.rm.job import train_reward_model  # torch-heavy: import when used
+    from prefcurate.rm.train_job import train_reward_model  # torch-heavy: import when used
 
     base_model = base_model or resolve_model(config.train.base_model, config.resolved_models_dir)
     if config.train.work_pool:
@@ -263,7 +263,7 @@ def _train_on_work_pool(config: PrefcurateConfig, curation_run_id: str | None, b
                         place: Callable[[TrainingHandoff, PrefcurateConfig], dict] | None) -> dict:
     """Upload, run the job on the pool and wait (the store is free meanwhile), then record its output."""
     from prefcurate.rm.handoff import prepare_handoff
-    from prefcurate.rm.job import record_placed_training
+    from prefcurate.rm.train_job import record_placed_training
 
     if place is None:
         raise StageFailed(f"train.work_pool is {config.train.work_pool!r}: training runs on that pool through "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from prefcurate.core.config import EvaluateConfig
-from prefcurate.core.report import StageReport
+from prefcurate.core.stage_report import StageReport
 from prefcurate.rm import metrics as m
 from prefcurate.rm.data import load_splits
 from prefcurate.rm.probes import probe_alarms, run_probes

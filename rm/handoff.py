@@ -2,7 +2,7 @@
 
 The curated export, and the base model when it is a local folder (the embedded model, a refresh
 round's warm start), are published under train.storage by content (exports/<export fingerprint>,
-models/<model fingerprint>): handing the same content over again uploads nothing. The job (rm/job.py,
+models/<model fingerprint>): handing the same content over again uploads nothing. The job (rm/train_job.py,
 on whichever machine a work pool puts it) writes to rm/<run id> there, and the store side records that
 output (record_training) once the job has finished. A hub name travels as the name: the job's machine
 loads it from its own hub cache.

@@ -25,7 +25,7 @@ import numpy as np
 
 from prefcurate.core.config import SuspicionConfig, TrainConfig
 from prefcurate.core.hashing import content_hash
-from prefcurate.core.report import StageReport
+from prefcurate.core.stage_report import StageReport
 from prefcurate.rm.features import FeatureCache, Text
 from prefcurate.rm.heads import out_of_fold_margins
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from prefcurate.core.config import ConfigError, JudgeConfig, config_from_dict
-from prefcurate.core.report import StageFailed
+from prefcurate.core.stage_report import StageFailed
 from prefcurate.core.store import Store
 from tests.support.judging import add_judgeable_pairs, judge_command, judge_config, run_judge
 from tests.support.openai_server import Behaviour, OpenAICompatServer

@@ -63,7 +63,7 @@ def test_bad_rows_are_skipped_naming_row_and_field_and_an_unusable_file_is_an_er
 def test_a_trained_reward_model_and_any_checkpoint_score_benchmark_files_into_the_store(tmp_path, tiny_model_dir):
     from prefcurate.core.config import TrainConfig, config_from_dict
     from prefcurate.pipeline import benchmark_stage, open_store
-    from prefcurate.rm.job import train_reward_model
+    from prefcurate.rm.train_job import train_reward_model
     from tests.support.exports import write_export
 
     config = config_from_dict({"workdir": str(tmp_path / "out"), "store": {"path": str(tmp_path / "store.duckdb")},

@@ -20,7 +20,7 @@ import json, sys
 from pathlib import Path
 from prefcurate.core.config import TrainConfig
 from prefcurate.rm import distributed
-from prefcurate.rm.job import train_reward_model
+from prefcurate.rm.train_job import train_reward_model
 from prefcurate.rm.train import follow_training
 
 curated, base, out, report = map(Path, sys.argv[1:5])

@@ -19,7 +19,7 @@ import pytest
 
 from prefcurate.core.config import BackendConfig, ConfigError, GenerateConfig, config_from_dict
 from prefcurate.core.progress import Progress
-from prefcurate.core.report import StageFailed
+from prefcurate.core.stage_report import StageFailed
 from prefcurate.curation.backends import ChatRequest, make_backend
 from prefcurate.curation.backends.openai_compat import OpenAIBackend
 from prefcurate.curation.generation.generate import generate_candidates

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefcurate.core.config import ConfigError, CurateConfig, IngestConfig, load_config
-from prefcurate.core.report import StageFailed
+from prefcurate.core.stage_report import StageFailed
 from prefcurate.core.store import Store, StoreError
 from prefcurate.curation.funnel.decontaminate import CurationError, _benchmark_relation
 from prefcurate.curation.intake.prompts import ingest_prompts

@@ -129,7 +129,7 @@ def test_torchrun_trains_one_process_over_nccl(tmp_path, tiny_model_dir):
 def test_the_portable_training_job_runs_on_cuda_with_no_store(tmp_path, tiny_model_dir):
     """Issue 17's hand-off as a GPU machine runs it: an export in, a checkpoint and result.json out."""
     from prefcurate.core.config import EvaluateConfig, TrainConfig
-    from prefcurate.rm.job import read_result, run_training_job
+    from prefcurate.rm.train_job import read_result, run_training_job
 
     export = write_export(tmp_path / "export", n_train=96, n_test=16)
     config = TrainConfig(method="finetune", epochs=3, batch_size=16, learning_rate=3e-3, trainable_layers=None,

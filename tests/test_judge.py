@@ -8,7 +8,7 @@ import pytest
 from prefcurate.curation.judging.constitution import load_constitution
 from prefcurate.curation.judging.estimate import estimate_judging
 from prefcurate.curation.judging.prompt import fence, judge_messages
-from prefcurate.curation.judging.report import build_judge_report
+from prefcurate.curation.judging.quality_report import build_judge_report
 from tests.support.builders import add_candidates, add_pair, add_prompt
 from tests.support.judging import add_judgeable_pairs, judge_config, run_judge
 from tests.support.openai_server import Behaviour, OpenAICompatServer, always_a

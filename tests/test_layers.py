@@ -85,7 +85,7 @@ def test_the_cli_and_the_flows_import_without_torch():
 IMPORT_WHAT_A_GPU_RUNS = """
 import sys
 sys.path[:0] = sys.argv[1:]
-import prefcurate.rm.train, prefcurate.rm.score, prefcurate.rm.evaluate, prefcurate.rm.distributed, prefcurate.rm.job
+import prefcurate.rm.train, prefcurate.rm.score, prefcurate.rm.evaluate, prefcurate.rm.distributed, prefcurate.rm.train_job
 import tests.conftest, tests.test_gpu
 print(sorted({m.split('.')[0] for m in sys.modules} & set(%r)))
 """ % (NOT_ON_A_GPU_MACHINE,)

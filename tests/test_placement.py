@@ -18,9 +18,9 @@ import yaml
 
 from prefcurate import pipeline
 from prefcurate.core.config import ConfigError, config_from_dict
-from prefcurate.core.report import StageFailed
+from prefcurate.core.stage_report import StageFailed
 from prefcurate.core.store import Store
-from prefcurate.rm.job import read_result
+from prefcurate.rm.train_job import read_result
 from prefcurate.rm.train import rm_run_id
 from tests.support.builders import judged_store
 from tests.support.gpu_machine import NOT_ON_A_GPU_MACHINE, gpu_machine_paths
@@ -82,7 +82,7 @@ def test_the_handoff_moves_locations_only_and_the_store_records_the_shared_outpu
 import sys
 sys.path[:0] = sys.argv[1:]
 from prefcurate.core.config import EvaluateConfig, TrainConfig
-from prefcurate.rm.job import run_training_job
+from prefcurate.rm.train_job import run_training_job
 run_training_job({handoff.export!r}, {handoff.base_model!r}, {handoff.output!r},
                  TrainConfig.model_validate({config.train.recipe()!r}), "cpu", EvaluateConfig(probe_responses=4))
 print("LOADED", sorted({{m.split('.')[0] for m in sys.modules}} & set({NOT_ON_A_GPU_MACHINE!r})))

@@ -52,7 +52,7 @@ def write_length_loving_export(folder, n_train=96, n_test=24):
 def test_evaluation_flags_a_length_loving_reward_model_for_padding(tmp_path, store, tiny_model_dir):
     from prefcurate.core.config import EvaluateConfig, TrainConfig
     from prefcurate.rm.evaluate import evaluate_reward_model
-    from prefcurate.rm.job import train_reward_model
+    from prefcurate.rm.train_job import train_reward_model
 
     curated = write_length_loving_export(tmp_path / "curated")
     config = TrainConfig(method="finetune", epochs=4, batch_size=8, learning_rate=3e-3, trainable_layers=None, max_length=96)

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefcurate.core.config import IngestConfig, config_from_dict
-from prefcurate.core.report import StageFailed
+from prefcurate.core.stage_report import StageFailed
 from prefcurate.curation.intake.preference_pairs import import_preference_pairs
 from prefcurate.curation.intake.prompts import ingest_prompts
 from prefcurate.curation.intake.sources import IngestError

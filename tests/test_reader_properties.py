@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from prefcurate.core.config import IngestConfig
-from prefcurate.core.report import StageFailed
+from prefcurate.core.stage_report import StageFailed
 from prefcurate.core.store import Store
 from prefcurate.curation.intake.preference_pairs import import_preference_pairs
 from prefcurate.curation.intake.prompts import ingest_prompts

@@ -8,7 +8,7 @@ from prefcurate.core.config import TrainConfig
 from prefcurate.rm.data import encode
 from prefcurate.rm.loss import bradley_terry_loss, pairwise_accuracy
 from prefcurate.rm.score import RewardScorer
-from prefcurate.rm.job import train_reward_model
+from prefcurate.rm.train_job import train_reward_model
 from tests.support.exports import write_export
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from prefcurate.core.config import EvaluateConfig, TrainConfig
-from prefcurate.rm.job import UnfinishedOutput, read_result, record_training, run_training_job, verify_export
+from prefcurate.rm.train_job import UnfinishedOutput, read_result, record_training, run_training_job, verify_export
 from prefcurate.rm.train import rm_run_id
 from tests.support.exports import write_export
 from tests.support.gpu_machine import NOT_ON_A_GPU_MACHINE, gpu_machine_paths
@@ -25,7 +25,7 @@ def test_the_job_runs_where_there_is_no_store_or_prefect(tmp_path, tiny_model_di
 import sys
 sys.path[:0] = sys.argv[1:]
 from prefcurate.core.config import EvaluateConfig, TrainConfig
-from prefcurate.rm.job import run_training_job
+from prefcurate.rm.train_job import run_training_job
 result = run_training_job({str(export)!r}, {str(tiny_model_dir)!r}, {str(tmp_path / 'out')!r},
                           TrainConfig.model_validate({HEAD.model_dump(mode='json')!r}), "cpu",
                           EvaluateConfig(probe_responses=4))

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prefcurate.core.config import CurateConfig
-from prefcurate.core.report import StageFailed
+from prefcurate.core.stage_report import StageFailed
 from prefcurate.curation.funnel.curate import curate
 from prefcurate.curation.judging.verdicts import (
     JSON_FORMATS,

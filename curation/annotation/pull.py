@@ -17,7 +17,7 @@ import httpx
 import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash
-from prefcurate.core.report import StageReport
+from prefcurate.core.stage_report import StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation import orientation
 

@@ -22,7 +22,7 @@ import argilla as rg
 
 from prefcurate.core.config import AnnotationPushConfig, ArgillaConfig, CurateConfig
 from prefcurate.core.hashing import content_hash
-from prefcurate.core.report import StageReport
+from prefcurate.core.stage_report import StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation import orientation
 from prefcurate.curation.labels import labelled_pairs

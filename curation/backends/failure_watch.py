@@ -9,7 +9,7 @@ endpoint that answers nothing at all for `backend.stall_s` is stopped by its bac
 from __future__ import annotations
 
 from prefcurate.core.config import BackendConfig
-from prefcurate.core.report import StageFailed
+from prefcurate.core.stage_report import StageFailed
 from prefcurate.curation.backends.base import ChatResult
 
 REFUSED = ("http_401", "http_403")

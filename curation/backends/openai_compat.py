@@ -26,7 +26,7 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from prefcurate.core.config import BackendConfig
-from prefcurate.core.report import StageFailed
+from prefcurate.core.stage_report import StageFailed
 from prefcurate.core.secrets import redact, secret_from_env
 from prefcurate.curation.backends import backend_identity
 from prefcurate.curation.backends.base import ChatBackend, ChatRequest, ChatResult

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from prefcurate.core.config import CurateConfig
 from prefcurate.core.hashing import content_hash
-from prefcurate.core.report import StageReport
+from prefcurate.core.stage_report import StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation.label_model import refresh_label_model
 from prefcurate.curation.funnel.balance import cap, chosen_longer_share, rebalance_length

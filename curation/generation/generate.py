@@ -15,7 +15,7 @@ from contextlib import closing
 from prefcurate.core.config import BATCH_KINDS, GenerateConfig
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.progress import Progress
-from prefcurate.core.report import StageFailed, StageReport
+from prefcurate.core.stage_report import StageFailed, StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation.answer_writer import AnswerWriter
 from prefcurate.curation.backends import ChatBackend, ChatRequest

@@ -11,7 +11,7 @@ from itertools import combinations
 
 from prefcurate.core.config import PairingConfig
 from prefcurate.core.hashing import content_hash
-from prefcurate.core.report import StageReport
+from prefcurate.core.stage_report import StageReport
 from prefcurate.core.store import Store
 
 STAGE = "pairs"

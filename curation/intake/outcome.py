@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from prefcurate.core.report import StageFailed
+from prefcurate.core.stage_report import StageFailed
 from prefcurate.curation.intake.sources import SourceRow
 
 SHARE_SETTING = "ingest.max_reject_share"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefcurate.core.hashing import content_hash, prompt_id
-from prefcurate.core.report import StageReport
+from prefcurate.core.stage_report import StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation.generation.pairing import pair_id
 from prefcurate.curation.intake.prompts import put_in_pool

@@ -14,7 +14,7 @@ from collections import Counter
 
 from prefcurate.core.config import IngestConfig
 from prefcurate.core.hashing import prompt_id
-from prefcurate.core.report import StageReport
+from prefcurate.core.stage_report import StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation.intake.outcome import check_intake
 from prefcurate.curation.intake.prompt_checks import read_checks

@@ -19,7 +19,7 @@ from typing import Callable
 
 from prefcurate.core.config import BATCH_KINDS, JudgeConfig
 from prefcurate.core.progress import Progress
-from prefcurate.core.report import StageFailed, StageReport
+from prefcurate.core.stage_report import StageFailed, StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation.judging.budget import check_budget
 from prefcurate.curation.judging.calls import PlannedCall, answered_ids, pairs_to_judge, plan_calls

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from prefcurate.core.config import GenerateConfig, PrefcurateConfig
 from prefcurate.core.hashing import content_hash
-from prefcurate.core.report import StageReport
+from prefcurate.core.stage_report import StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation.backends import make_backend
 from prefcurate.curation.generation.generate import generate_candidates, generator_key_for

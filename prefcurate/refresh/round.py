@@ -26,7 +26,7 @@ from prefcurate.refresh.heldout import load_heldout_sets, measure, open_scorer
 from prefcurate.refresh.pair_selection import select_round_pairs
 from prefcurate.refresh.policy import generate_samples, record_policy_candidates
 from prefcurate.refresh.prompt_pool import draw_prompts
-from prefcurate.refresh.report import write_round_report
+from prefcurate.refresh.rounds_report import write_round_report
 from prefcurate.refresh.routing import route_to_annotators
 
 log = logging.getLogger("prefcurate")

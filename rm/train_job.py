@@ -25,7 +25,7 @@ from prefcurate.core.config import EvaluateConfig, TrainConfig
 from prefcurate.core.hashing import file_sha256
 from prefcurate.core.locations import fetch_folder, is_url, publish_folder, read_text
 from prefcurate.rm import distributed
-from prefcurate.core.report import StageReport
+from prefcurate.core.stage_report import StageReport
 from prefcurate.rm.train import STAGE, TrainResult, export_fingerprint, rm_run_id, train_checkpoint
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def record_training(store: Store, output: str | Path, curation_run_id: str | Non
 
 def train_reward_model(store: Store, curation_run_id: str, curated_dir: Path, base_model_path: str,
                        config: TrainConfig, output_root: Path, device: str) -> tuple[TrainResult, StageReport]:
-    """The train stage on the store's machine: the portable job (rm/job.py) into
+    """The train stage on the store's machine: the portable job (rm/train_job.py) into
     <output_root>/<run id>, then its result recorded in rm_runs."""
     run_id = rm_run_id(curated_dir, config, base_model_path)
     checkpoint_dir = Path(output_root) / run_id[:16]
