@@ -1,5 +1,5 @@
 """Shared fixtures: a fresh store, the suite's OpenAI-compatible server, a tiny local model, the
-end-to-end pipeline's config, a Prefect API, a real argilla-server. Test modules never import each
+end-to-end pipeline's config, a Prefect API, a real Prefect server, a real argilla-server. Test modules never import each
 other or this file; helpers they share live in tests/support/."""
 
 from __future__ import annotations
@@ -107,6 +107,25 @@ def pipeline_config(tmp_path, tiny_model_dir, openai_server):
         "curate": {"require_position_consistency": True, "splits": {"validation": 0.15, "test": 0.25}},
         "train": {"base_model": str(tiny_model_dir), "method": "finetune", "epochs": 1, "trainable_layers": None, "max_length": 96},
     })
+
+
+@pytest.fixture(scope="session")
+def shared_prefect_server(tmp_path_factory):
+    """A real `prefect server start` (its own home and database, on a free loopback port), started
+    once (~10 s) for the session's tests that need a server process: scheduled deployments, work
+    pools and their workers. Yields (api url, env for processes that talk to it, PREFECT_API_URL
+    set). Its deployments, pools and runs are the session's: each test looks up its own by name."""
+    from tests.support.services import prefect_server
+
+    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as (api, env):
+        yield api, env
+        # What flows run in this process logged to it goes out before it stops (else the log worker
+        # retries at exit, ~1 min, and prints "Error logging to API").
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=30)
+        EventsWorker.drain_all(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -16,17 +16,9 @@ import yaml
 
 from prefcurate.core.store import Store, StoreBusyError
 from tests.support.builders import add_prompt, judged_store
-from tests.support.services import prefect_server as start_prefect_server
 from tests.support.services import process_worker, stop, wait_until
 
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture
-def prefect_server(tmp_path):
-    """A real `prefect server start` on a free loopback port with its own home (and database)."""
-    with start_prefect_server(tmp_path) as (api, env):
-        yield api, {key: value for key, value in env.items() if key != "PREFECT_API_URL"}
 
 
 def curate_config_file(tmp_path: Path, store_path: Path, schedules: dict) -> Path:
@@ -41,13 +33,13 @@ def curate_config_file(tmp_path: Path, store_path: Path, schedules: dict) -> Pat
 
 
 @pytest.mark.slow
-def test_serve_registers_scheduled_deployments_and_a_triggered_run_completes(prefect_server, tmp_path):
+def test_serve_registers_scheduled_deployments_and_a_triggered_run_completes(shared_prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    api, env = prefect_server
+    api, env = shared_prefect_server
     store_path = tmp_path / "store.duckdb"
     judged_store(store_path, 6)
     config_path = curate_config_file(tmp_path, store_path, {
@@ -57,13 +49,13 @@ def test_serve_registers_scheduled_deployments_and_a_triggered_run_completes(pre
     })
     serve_log = open(tmp_path / "serve.log", "wb")
     server = subprocess.Popen([str(BIN / "prefcurate"), "serve", "--config", str(config_path)],
-                              env={**env, "PREFECT_API_URL": api}, stdout=serve_log, stderr=subprocess.STDOUT,
+                              env=env, stdout=serve_log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
         with temporary_settings(updates={PREFECT_API_URL: api}):
-            async def deployments():
+            async def deployments():  # those a `serve` process runs: the other tests' are on work pools
                 async with get_client() as client:
-                    return {d.name: d for d in await client.read_deployments()}
+                    return {d.name: d for d in await client.read_deployments() if d.work_pool_name is None}
 
             registered = wait_until(lambda: (found := asyncio.run(deployments())) and len(found) == 3 and found,
                                     120, "three deployments served")
@@ -81,7 +73,7 @@ def test_serve_registers_scheduled_deployments_and_a_triggered_run_completes(pre
                                  "scheduled runs of curate-nightly")
             assert all(run.state.is_scheduled() for run in planned)
 
-            run = run_deployment("curate/curate-nightly", timeout=300)
+            run = run_deployment("curate/curate-nightly", timeout=300, poll_interval=1)
             assert run.state.is_completed(), run.state
     finally:
         stop(server)
@@ -136,22 +128,21 @@ def test_two_threads_writing_through_one_store_file_keep_every_row(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_same_flows_run_under_a_process_work_pool(prefect_server, tmp_path):
+def test_the_same_flows_run_under_a_process_work_pool(shared_prefect_server, tmp_path):
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    api, env = prefect_server
-    env = {**env, "PREFECT_API_URL": api}
+    api, env = shared_prefect_server
     store_path = tmp_path / "store.duckdb"
     judged_store(store_path, 3)
     config_path = curate_config_file(tmp_path, store_path,
-                                     {"curate-nightly": {"flow": "curate", "cron": "0 3 * * *"}})
+                                     {"curate-on-a-pool": {"flow": "curate", "cron": "0 3 * * *"}})
     with process_worker("local-processes", env, tmp_path / "worker.log"):  # creates the pool
         deployed = subprocess.run([str(BIN / "prefcurate"), "deploy", "--work-pool", "local-processes",
                                    "--config", str(config_path)], env=env, capture_output=True, text=True)
         assert deployed.returncode == 0, deployed.stderr
         with temporary_settings(updates={PREFECT_API_URL: api}):
-            run = run_deployment("curate/curate-nightly", timeout=300)
+            run = run_deployment("curate/curate-on-a-pool", timeout=300, poll_interval=1)
         assert run.state.is_completed(), run.state
     with Store(store_path, read_only=True) as store:
         assert store.count("curated_pairs") == 3

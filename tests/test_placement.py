@@ -143,16 +143,17 @@ BLOCK_DUCKDB = "import sys\nsys.modules['duckdb'] = None\n"
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory):
-    """A Prefect server, S3 on moto, a CPU pool's worker and a GPU pool's worker (on which duckdb
-    cannot be imported, as on a machine without the store)."""
-    from tests.support.services import prefect_server, process_worker, s3_server
+def services(tmp_path_factory, shared_prefect_server):
+    """The session's Prefect server, S3 on moto, a CPU pool's worker and a GPU pool's worker (on
+    which duckdb cannot be imported, as on a machine without the store)."""
+    from tests.support.services import process_worker, s3_server
 
+    api, env = shared_prefect_server
     folder = tmp_path_factory.mktemp("placement-services")
     no_duckdb = folder / "no-duckdb"
     no_duckdb.mkdir()
     (no_duckdb / "sitecustomize.py").write_text(BLOCK_DUCKDB)
-    with s3_server(folder, "prefcurate-test") as s3_env, prefect_server(folder) as (api, env):
+    with s3_server(folder, "prefcurate-test") as s3_env:
         env = {**env, **s3_env}
         gpu_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(no_duckdb), env.get("PYTHONPATH")]))}
         with process_worker("cpu", env, folder / "cpu-worker.log"), \
@@ -191,7 +192,7 @@ def test_a_cpu_pool_flow_trains_on_the_gpu_pool_through_s3(services, tmp_path, t
     for key in (key for key in env if key.startswith("AWS_")):  # this side reads S3 too
         monkeypatch.setenv(key, env[key])
     with temporary_settings(updates={PREFECT_API_URL: api}):
-        parent = run_deployment("train/retrain-nightly", timeout=600)
+        parent = run_deployment("train/retrain-nightly", timeout=600, poll_interval=1)
     assert parent.state.is_completed(), parent.state
     assert parent.work_pool_name == "cpu"
     [child] = flow_runs(api, work_pool_name="gpu")
