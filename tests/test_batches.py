@@ -125,16 +125,18 @@ def write_config(tmp_path, server, **judge) -> str:
 
 
 @pytest.mark.slow
-def test_the_cli_submits_and_returns_then_wait_collects(tmp_path):
+def test_the_cli_submits_and_returns_then_wait_collects(tmp_path, shared_prefect_server):
+    _, env = shared_prefect_server  # the commands' flows run on it, not each on a temporary server of its own
     with Store(tmp_path / "store.duckdb") as store:
         add_judgeable_pairs(store, 5)
     with OpenAICompatServer(Behaviour()) as server:
         server.batch_api.behaviour.delay_s = 3.0
         config_path = write_config(tmp_path, server)
-        submitted = subprocess.run(judge_command(config_path), capture_output=True, text=True, timeout=300)
+        submitted = subprocess.run(judge_command(config_path), env=env, capture_output=True, text=True, timeout=300)
         assert submitted.returncode == 0, submitted.stderr[-2000:]
         assert "10 calls wait in 1 provider batches" in submitted.stderr + submitted.stdout
-        waited = subprocess.run(judge_command(config_path, "--wait"), capture_output=True, text=True, timeout=300)
+        waited = subprocess.run(judge_command(config_path, "--wait"), env=env, capture_output=True, text=True,
+                                timeout=300)
         assert waited.returncode == 0, waited.stderr[-2000:]
         assert server.batch_api.lines_received == 10
     with Store(tmp_path / "store.duckdb", read_only=True) as store:
@@ -142,13 +144,14 @@ def test_the_cli_submits_and_returns_then_wait_collects(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_between_submit_and_download_the_next_run_polls_instead_of_submitting(tmp_path):
+def test_killed_between_submit_and_download_the_next_run_polls_instead_of_submitting(tmp_path, shared_prefect_server):
+    _, env = shared_prefect_server
     with Store(tmp_path / "store.duckdb") as store:
         add_judgeable_pairs(store, 5)
     with OpenAICompatServer(Behaviour()) as server:
         server.batch_api.behaviour.delay_s = 3600.0  # never done while the first run waits
         config_path = write_config(tmp_path, server)
-        process = subprocess.Popen(judge_command(config_path, "--wait"), stdout=subprocess.DEVNULL,
+        process = subprocess.Popen(judge_command(config_path, "--wait"), env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 120
         while not server.batch_api.batches and time.monotonic() < deadline:
@@ -157,7 +160,8 @@ def test_killed_between_submit_and_download_the_next_run_polls_instead_of_submit
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         server.batch_api.behaviour.delay_s = 0.0
-        resumed = subprocess.run(judge_command(config_path, "--wait"), capture_output=True, text=True, timeout=300)
+        resumed = subprocess.run(judge_command(config_path, "--wait"), env=env, capture_output=True, text=True,
+                                 timeout=300)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         assert server.batch_api.lines_received == 10 and len(server.batch_api.batches) == 1
     with Store(tmp_path / "store.duckdb", read_only=True) as store:
@@ -165,20 +169,23 @@ def test_killed_between_submit_and_download_the_next_run_polls_instead_of_submit
 
 
 @pytest.mark.slow
-def test_killed_before_it_could_record_a_batch_the_next_run_adopts_it(tmp_path):
+def test_killed_before_it_could_record_a_batch_the_next_run_adopts_it(tmp_path, shared_prefect_server):
     """SIGKILL the moment the provider creates the batch: the store never heard of it; the next run
     finds it by its chunk id and does not pay for it twice."""
+    _, env = shared_prefect_server
     with Store(tmp_path / "store.duckdb") as store:
         add_judgeable_pairs(store, 5)
     with OpenAICompatServer(Behaviour()) as server:
         config_path = write_config(tmp_path, server)
-        process = subprocess.Popen(judge_command(config_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(judge_command(config_path), env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
         server.batch_api.behaviour.kill_pid_on_create = process.pid
         process.communicate(timeout=300)
         assert process.returncode == -signal.SIGKILL and len(server.batch_api.batches) == 1
         with Store(tmp_path / "store.duckdb", read_only=True) as store:
             assert store.count("provider_batches") == 0
-        resumed = subprocess.run(judge_command(config_path, "--wait"), capture_output=True, text=True, timeout=300)
+        resumed = subprocess.run(judge_command(config_path, "--wait"), env=env, capture_output=True, text=True,
+                                 timeout=300)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         assert "adopted" in resumed.stderr
         assert server.batch_api.lines_received == 10 and len(server.batch_api.batches) == 1

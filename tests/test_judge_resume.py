@@ -28,7 +28,8 @@ def request_key(messages: list[dict]) -> str:
 
 
 @pytest.mark.slow
-def test_a_killed_judge_run_resumes_without_repeating_answered_calls(tmp_path):
+def test_a_killed_judge_run_resumes_without_repeating_answered_calls(tmp_path, shared_prefect_server):
+    _, env = shared_prefect_server  # the commands' flows run on it, not each on a temporary server of its own
     store_path = tmp_path / "store.duckdb"
     with Store(store_path) as store:
         add_judgeable_pairs(store, N_PAIRS)
@@ -41,7 +42,7 @@ def test_a_killed_judge_run_resumes_without_repeating_answered_calls(tmp_path):
                 "kind": "openai", "model": "test-model", "base_url": server.base_url,
                 "max_concurrency": CONCURRENCY}}]},
         }))
-        process = subprocess.Popen(judge_command(config_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(judge_command(config_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         deadline = time.monotonic() + 120
         while len(server.requests) < 80 and time.monotonic() < deadline and process.poll() is None:
@@ -60,7 +61,7 @@ def test_a_killed_judge_run_resumes_without_repeating_answered_calls(tmp_path):
         assert 0 < len(stored | journaled) < len(planned) == 2 * N_PAIRS
         id_of = {request_key(call.request.messages): call.judgment_id for call in planned}
 
-        resumed = subprocess.run(judge_command(config_path), capture_output=True, text=True, timeout=300)
+        resumed = subprocess.run(judge_command(config_path), env=env, capture_output=True, text=True, timeout=300)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     asked_after = [id_of[request_key(body["messages"])] for body in server.requests[asked_before_kill:]]
@@ -74,9 +75,10 @@ def test_a_killed_judge_run_resumes_without_repeating_answered_calls(tmp_path):
 
 
 @pytest.mark.slow
-def test_with_the_journal_a_resume_repeats_only_the_calls_in_flight_at_the_kill(tmp_path):
+def test_with_the_journal_a_resume_repeats_only_the_calls_in_flight_at_the_kill(tmp_path, shared_prefect_server):
     """The server kills the judge at its 150th answer, with answers committed only every 1000:
     without the journal all 149 answers would be asked again."""
+    _, env = shared_prefect_server
     from tests.support.openai_server import call_key
 
     store_path = tmp_path / "store.duckdb"
@@ -92,7 +94,7 @@ def test_with_the_journal_a_resume_repeats_only_the_calls_in_flight_at_the_kill(
 
     with OpenAICompatServer(Behaviour(latency_s=0.02, kill_at_answer=150)) as server:
         configure(server)  # one server for both runs: its URL is part of every call's identity
-        process = subprocess.Popen(judge_command(config_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(judge_command(config_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         server.behaviour.kill_pid = process.pid
         process.communicate(timeout=300)
         assert process.returncode == -signal.SIGKILL
@@ -101,7 +103,7 @@ def test_with_the_journal_a_resume_repeats_only_the_calls_in_flight_at_the_kill(
         assert len(answered) == 149 and 0 < in_flight <= 8
 
         server.behaviour.kill_at_answer = None
-        resumed = subprocess.run(judge_command(config_path), capture_output=True, text=True, timeout=300)
+        resumed = subprocess.run(judge_command(config_path), env=env, capture_output=True, text=True, timeout=300)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         asked_again = [call_key(body) for body in server.requests[len(asked):]]
     assert not answered & set(asked_again)  # no answered call is paid for twice
