@@ -1,5 +1,7 @@
 -- pair_texts (raw layer): every pair with the texts it compares, in the pair's orientation. The one
 -- place the pair-with-texts join is written; read it instead of joining prompts and candidates again.
+-- Reads: candidates (filled by generate; import-pairs; refresh rounds); pairs (filled by pairs;
+--    import-pairs; refresh rounds); prompts (filled by ingest; import-pairs and the gold import).
 --   pair_id, prompt_id, candidate_a, candidate_b, strategy   as in `pairs` (candidate_a < candidate_b by id)
 --   prompt            the prompt's text (an imported multi-turn prompt: its flat transcript)
 --   prompt_messages   the conversation before the answers as JSON chat messages (multi-turn prompts), else NULL

@@ -1,4 +1,5 @@
 -- judgment_votes (label layer): one row per valid judge vote, in the pair's orientation.
+-- Reads views only (no table directly).
 --   judgment_id                               the judge call (judgments)
 --   pair_id, judge, principle_id              what was judged, by whom, under which principle
 --   shown_order                               ab (a shown first) or ba

@@ -1,4 +1,5 @@
 -- verifier_verdicts (label layer): per pair, what the verifiers found (curation/verifiers/).
+-- Reads: judgments (filled by judge).
 --   pair_id                   the pair
 --   n_verifier_verdicts       verifier judgments of the pair (one per domain checked)
 --   n_decisive                those where exactly one response passed

@@ -1,6 +1,7 @@
 -- annotation_votes (label layer): one row per submitted human vote, in the pair's orientation
 -- (Argilla answers are mapped back from the order they were shown in). An annotator who saw the
 -- same pair twice (two datasets) counts once: their latest answer.
+-- Reads: annotations (filled by annotate pull).
 --   annotation_id, pair_id, annotator       the answer, the pair, who gave it
 --   winner                                  a, b or tie
 --   strength                                1 slight, 2 clear, 3 strong (optional)

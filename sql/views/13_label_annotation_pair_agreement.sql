@@ -1,4 +1,5 @@
 -- annotation_pair_agreement (label layer): human agreement per annotated pair.
+-- Reads: annotations (filled by annotate pull).
 --   pair_id                            a pair with at least one answer (any status)
 --   n_votes                            submitted votes (annotation_votes)
 --   votes_a, votes_b, votes_tie        submitted votes by winner

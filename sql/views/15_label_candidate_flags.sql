@@ -1,4 +1,5 @@
 -- candidate_flags (label layer): per candidate response, what the curation filters look at.
+-- Reads: candidates (filled by generate; import-pairs; refresh rounds).
 --   candidate_id, prompt_id    the response and its prompt
 --   n_chars                    its length in characters, trimmed
 --   is_empty                   nothing but whitespace

@@ -1,4 +1,5 @@
 -- pair_flags (label layer): per pair, what the curation filters read besides its label.
+-- Reads: round_pairs (filled by refresh rounds).
 --   pair_id           the pair
 --   chars_a, chars_b  the two responses' lengths in characters, trimmed (candidate_flags.n_chars)
 --   has_refusal       either response is only a refusal (candidate_flags.is_refusal)

@@ -1,5 +1,6 @@
 -- pair_suspicion (label layer): per pair, the latest `prefcurate suspect` evidence about its label.
 -- Curation and annotation push act on it only while the pair's label is still the one checked.
+-- Reads: pair_label_suspicion (filled by suspect); suspicion_runs (filled by suspect).
 --   pair_id, suspicion_run_id   the pair, and the detection that last saw it
 --   label, label_source         the label checked, and where it came from
 --   oof_margin                  mean reward(a) - reward(b) of the fold models that did not see the pair

@@ -1,5 +1,7 @@
 -- pair_labels (label layer): per pair, every label source's evidence. Pairs with no judge call yet are
 -- listed too (n_calls = 0), so curation starts from all pairs.
+-- Reads: pairs (filled by pairs; import-pairs; refresh rounds); reference_labels (filled by import-
+--    pairs).
 --   pair_id, prompt_id, candidate_a, candidate_b   the pair, in its orientation
 --   n_calls, n_invalid                             judge calls, and those with no valid verdict
 --   n_votes, votes_a, votes_b, votes_tie           valid verdicts, by winner

@@ -1,5 +1,6 @@
 -- pair_panel_agreement (label layer): how much the judge panel agrees on each judged pair, across
 -- judges x principles x orders.
+-- Reads views only (no table directly).
 --   pair_id, prompt_id     the pair
 --   n_judges               judges with a valid vote on it
 --   n_votes, vote_label    valid votes and their strict majority (pair_labels)

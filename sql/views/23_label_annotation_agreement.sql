@@ -2,6 +2,7 @@
 -- pairs with at least two votes (a single vote cannot agree or disagree with anything). Categories:
 -- a, b, tie. Both coefficients are 1 for perfect agreement, about 0 for agreement at chance, below 0
 -- for systematic disagreement; NULL when undefined (no pair with two votes, or every vote in one category).
+-- Reads: annotations (filled by annotate pull).
 --   n_pairs              pairs with at least two submitted votes
 --   n_annotators         annotators with a submitted vote anywhere
 --   n_votes              votes on those pairs (n: every pairable vote)

@@ -1,4 +1,5 @@
 -- judge_position_bias (label layer): how much each judge leans on position.
+-- Reads views only (no table directly).
 --   judge                            the judge
 --   n_valid_calls                    its calls with a valid verdict
 --   position_bias_logit              mean log P(first shown) - log P(second shown); 0 is unbiased

@@ -1,5 +1,6 @@
 -- judge_pair_verdicts (label layer): each judge's own verdict on each pair it judged, over all its
 -- votes there (every principle, both shown orders): what a judge cascade reads.
+-- Reads views only (no table directly).
 --   judge, pair_id       the judge and the pair
 --   n_votes              its valid votes on the pair
 --   label                a, b or tie: the sign of its mean preference logit where it gave verdict

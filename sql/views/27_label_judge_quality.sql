@@ -1,4 +1,5 @@
 -- judge_quality (label layer): how good each judge is, for the judge quality report.
+-- Reads views only (no table directly).
 --   judge, judge_model                         the panel member and the model behind it
 --   n_calls, n_valid                           its calls, and those with a valid verdict
 --   invalid_rate                               share of calls without a valid verdict (failed or unreadable)

@@ -1,4 +1,5 @@
 -- judge_usage (report layer): what judging cost, per judge.
+-- Reads: judgments (filled by judge).
 --   judge, judge_model                                 the panel member and its model
 --   n_calls, n_valid, n_errors                         calls, valid verdicts, calls with an error kind
 --   prompt_tokens, completion_tokens                   tokens the endpoint reported

@@ -1,6 +1,7 @@
 -- judge_verifier_agreement (label layer): each judge, and each of its principles, audited against
 -- the verifiers for free: on pairs a check decided (exactly one response passed), how often the
 -- judge's vote names the response that passed, per domain.
+-- Reads: judgments (filled by judge).
 --   judge, principle_id     the judge, and the principle it voted under
 --   domain                  math, code or constraints (the check that decided the pair)
 --   n_votes                 its valid votes on those pairs

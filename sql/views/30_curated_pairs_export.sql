@@ -1,4 +1,5 @@
 -- curated_pairs_export (curated layer): the pairs each curation run kept, with texts, as exported.
+-- Reads: curated_pairs (filled by curate).
 --   curation_run_id, split                  the run and the split (train, validation, test)
 --   pair_id, prompt_id                      the pair and its prompt
 --   prompt, prompt_messages                 the prompt's text; the conversation as JSON chat messages for

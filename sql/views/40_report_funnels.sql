@@ -1,4 +1,9 @@
 -- curation_run_funnel (report layer): the funnel of every curation run, step by step.
+-- Reads: annotations (filled by annotate pull); candidates (filled by generate; import-pairs; refresh
+--    rounds); curation_funnel (filled by curate); curation_runs (filled by curate); judgments (filled
+--    by judge); pairs (filled by pairs; import-pairs; refresh rounds); prompts (filled by ingest;
+--    import-pairs and the gold import); rejects (filled by every stage that refuses input); rm_runs
+--    (filled by train (and record-training)); stage_runs (filled by every stage).
 --   curation_run_id, created_at      the run and when it was recorded
 --   step_order, step                 the step's position and name (e.g. agreement>=0.5, near_dedup>=0.7)
 --   count_in, count_out, dropped     pairs before and after it, and the difference

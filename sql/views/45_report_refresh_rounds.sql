@@ -1,4 +1,6 @@
 -- refresh_round_metrics (report layer): one row per refresh round, with the figures its report plots.
+-- Reads: refresh_rounds (filled by refresh rounds); rm_promotions (filled by refresh rounds); rm_runs
+--    (filled by train (and record-training)).
 --   round_index, status                                           the round, running or done
 --   decision, reason                                              promoted or refused, and why
 --   incumbent_rm_run_id, candidate_rm_run_id                      the model in charge and the retrained one
