@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 TABLES = ("prompts", "candidates", "pairs", "judgments", "curation_runs", "curated_pairs", "rm_runs", "stage_runs")
 
 
@@ -53,6 +55,7 @@ def run_plain_pipeline(config, tmp_path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # the whole pipeline three times, once in a fresh process (~30-55 s)
 def test_pipeline_flow_fills_every_stage_and_reruns_as_a_no_op(pipeline_config, openai_server, prefect_harness,
                                                                tmp_path):
     import datasets
@@ -98,6 +101,7 @@ def test_pipeline_flow_fills_every_stage_and_reruns_as_a_no_op(pipeline_config, 
     assert again["train"]["reused"] and again["curate"]["curation_run_id"] == stages["curate"]["curation_run_id"]
 
 
+@pytest.mark.slow  # the whole pipeline with gold pairs
 def test_human_gold_pairs_measure_the_judge_and_test_the_reward_model(pipeline_config, openai_server):
     """The default run's gold: a seeded sample of the shipped HH-RLHF pairs imported next to the
     generated ones; the judges see only a sample of them (their agreement with people), the rest
@@ -130,6 +134,7 @@ def test_human_gold_pairs_measure_the_judge_and_test_the_reward_model(pipeline_c
     assert any(f"of {human['pairs']} held-out human-labelled pairs" in line for line in said)
 
 
+@pytest.mark.slow  # the whole pipeline, twice
 def test_the_main_job_run_twice_adds_no_row_and_makes_no_model_call(pipeline_config, openai_server):
     """With gold pairs imported after generation, a second run of an unchanged config is a no-op: the
     gold prompts are not prompts to answer (issue 23, item 0)."""

@@ -68,6 +68,7 @@ def test_a_work_pool_without_prefect_placement_is_refused_before_anything_moves(
     assert not (tmp_path / "shared").exists()
 
 
+@pytest.mark.slow  # a real training job in a process like a GPU machine's
 def test_the_handoff_moves_locations_only_and_the_store_records_the_shared_output(tmp_path, tiny_model_dir):
     """Storage is a plain shared folder; the job runs in a process like a GPU machine's (no duckdb or
     Prefect installed) and is given nothing but the handoff's locations."""
@@ -124,6 +125,7 @@ def write_config(tmp_path: Path, data: dict) -> Path:
     return path
 
 
+@pytest.mark.slow  # a real `prefcurate train` process
 def test_without_a_prefect_server_the_command_says_what_to_start(tmp_path, tiny_model_dir):
     config_path = write_config(tmp_path, placed_config(tmp_path, tiny_model_dir, str(tmp_path / "shared")))
     curated(tmp_path, yaml.safe_load(config_path.read_text()))
