@@ -78,13 +78,16 @@ def test_a_byte_order_mark_does_not_reject_the_first_row(tmp_path, store):
     assert texts(store) == ["first", "second", "third"] and rejects(store) == []
 
 
-def test_an_unterminated_csv_quote_is_a_reject_naming_the_line(tmp_path, store):
+def test_an_unterminated_csv_quote_stops_the_read_naming_the_line_and_keeps_the_rows_before(tmp_path, store):
+    """The rows after it cannot be read: a read that breaks off fails (exit 1), like a cut gzip file."""
     path = tmp_path / "p.csv"
     path.write_text('prompt\nfine one\n"fine, two"\n"broken\nswallowed\n')
-    report = ingest_prompts(store, IngestConfig(source=str(path)))
+    with pytest.raises(StageFailed, match=r"p.csv: row 4: not valid CSV from this line on .*unterminated quote.*"
+                                          r"the 2 good rows before it are stored"):
+        ingest_prompts(store, IngestConfig(source=str(path)))
     assert texts(store) == ["fine one", "fine, two"]
     [(row, _field, reason)] = rejects(store)
-    assert row == 4 and "unterminated quote" in reason and report.details["rejected"] == 1
+    assert row == 4 and "unterminated quote" in reason
 
 
 def test_a_csv_row_with_more_fields_than_the_header_is_rejected(tmp_path, store):

@@ -440,8 +440,9 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[SourceRow]]:
             except StopIteration:
                 break
             except csv.Error as error:
+                # the rows after it are not read: the read breaks off here (exit 1, the rows before kept)
                 yield SourceRow(last_line + 1, None, f"not valid CSV from this line on ({error}; an unterminated "
-                                "quote?): the rest of the file was not read")
+                                "quote?): the rest of the file was not read", stops=True)
                 break
             number = reader.line_num  # physical line of the row's end; header is line 1
             last_line = number
