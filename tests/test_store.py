@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from contextlib import contextmanager
+
 import duckdb
 import pyarrow as pa
 import pytest
@@ -140,17 +144,18 @@ def test_a_store_whose_first_open_stopped_before_any_migration_opens(tmp_path):
 
 # -- the read path never blocks a writer; a reader on the live file is named (issue 23, item 13) ----
 
-def _hold(path, seconds: float, read_only: bool = True):
-    """Another process holding `path` open (a notebook, the DuckDB CLI); returns it once it holds it."""
-    import subprocess
-    import sys
-    import time
-
-    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, sys, time; con = duckdb.connect({str(path)!r}, "
+@contextmanager
+def _held(path, read_only: bool = True):
+    """Another process holding `path` open (a notebook, the DuckDB CLI) while the block runs."""
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; con = duckdb.connect({str(path)!r}, "
                                f"read_only={read_only}); con.execute('SELECT 1').fetchall(); print('holding', flush=True);"
-                               f" time.sleep({seconds})"], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "holding"
-    return holder
+                               " time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_a_reader_of_the_documented_read_path_never_blocks_a_writer(tmp_path):
@@ -158,13 +163,9 @@ def test_a_reader_of_the_documented_read_path_never_blocks_a_writer(tmp_path):
 
     path = tmp_path / "s.duckdb"
     Store(path, snapshot_every_s=5.0).close()
-    reader = _hold(snapshot_path(path), 30)
-    try:
-        with Store(path, snapshot_every_s=5.0, lock_timeout_s=0) as writer, writer.transaction():
-            writer.con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('a', 'first', 't')")
-    finally:
-        reader.kill()
-        reader.wait()
+    with _held(snapshot_path(path)), Store(path, snapshot_every_s=5.0, lock_timeout_s=0) as writer, \
+            writer.transaction():
+        writer.con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('a', 'first', 't')")
 
 
 def test_a_reader_holding_the_live_file_is_named_with_what_to_do(tmp_path):
@@ -172,23 +173,14 @@ def test_a_reader_holding_the_live_file_is_named_with_what_to_do(tmp_path):
 
     path = tmp_path / "s.duckdb"
     Store(path, snapshot_every_s=5.0).close()
-    reader = _hold(path, 30)
-    try:
-        with pytest.raises(StoreBusyError) as raised:
-            Store(path, lock_timeout_s=0.3)
-    finally:
-        reader.kill()
-        reader.wait()
+    with _held(path) as reader, pytest.raises(StoreBusyError) as raised:
+        Store(path, lock_timeout_s=0.3)
     said = str(raised.value)
     assert f"a reader holds it open (PID {reader.pid}: " in said and "python" in said
     assert "s.duckdb.snapshot" in said and "never blocks a writer" in said and "another process is writing" not in said
-    writer = _hold(path, 30, read_only=False)
-    try:
-        with pytest.raises(StoreBusyError, match=rf"another process is writing to it \(PID {writer.pid}"):
-            Store(path, lock_timeout_s=0)
-    finally:
-        writer.kill()
-        writer.wait()
+    with _held(path, read_only=False) as writer, \
+            pytest.raises(StoreBusyError, match=rf"another process is writing to it \(PID {writer.pid}"):
+        Store(path, lock_timeout_s=0)
 
 
 # -- prefcurate query is read-only for real (issue 23, item 14) ------------------------------------------
