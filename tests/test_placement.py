@@ -207,9 +207,11 @@ def test_a_cpu_pool_flow_trains_on_the_gpu_pool_through_s3(services, tmp_path, t
         checkpoint, status = store.one("SELECT checkpoint_dir, status FROM rm_runs")
     assert checkpoint == child.parameters["output"] and status == "evaluated"
     assert read_result(checkpoint)["eval_metrics"]["pairs"] > 0
+    # The store side, from the checkpoint fetched from S3, on a temporary server of its own: with the
+    # default home, not the session server's (two servers on one SQLite database lock each other out).
+    store_side = {k: v for k, v in env.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
     evaluated = subprocess.run([str(BIN / "prefcurate"), "evaluate", "--config", str(config_path)],
-                               env={k: v for k, v in env.items() if k != "PREFECT_API_URL"}, capture_output=True,
-                               text=True, timeout=600)  # the store side, from the checkpoint fetched from S3
+                               env=store_side, capture_output=True, text=True, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
 
 
