@@ -114,7 +114,7 @@ def test_main_command_on_the_embedded_model(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(
         f"workdir: {tmp_path / 'out'}\nstore: {{path: {tmp_path / 's.duckdb'}}}\ningest: {{source: {prompts}}}\n"
-        "generate: {n_candidates: 3, max_new_tokens: 24}\n"
+        "generate: {n_candidates: 2, max_new_tokens: 24}\n"  # a pair a prompt: what the checks below need
         "gold: {sample: 30}\njudge: {max_imported_pairs: 6}\n"
         "curate: {splits: {validation: 0.0, test: 0.4}}\n"
         "train: {epochs: 1, trainable_layers: 1, max_length: 128}\n")
