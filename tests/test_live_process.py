@@ -23,8 +23,9 @@ from tests.support.openai_server import Behaviour, OpenAICompatServer
 pytestmark = pytest.mark.slow
 
 
-def _judge_process(tmp_path: Path, server: OpenAICompatServer, pairs: int = 100,
-                   commit_every: int = 1000) -> tuple[subprocess.Popen, Path]:
+def _judge_process(tmp_path: Path, server: OpenAICompatServer, pairs: int = 100, commit_every: int = 1000,
+                   env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+    """`prefcurate judge` on pairs judgeable pairs; with env None, on its own temporary Prefect server."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     store_path = tmp_path / "s.duckdb"
     with Store(store_path) as store:
@@ -34,7 +35,7 @@ def _judge_process(tmp_path: Path, server: OpenAICompatServer, pairs: int = 100,
         "workdir": str(tmp_path / "out"), "store": {"path": str(store_path)},
         "judge": {"commit_every": commit_every, "panel": [{"backend": {
             "kind": "openai", "model": "test-model", "base_url": server.base_url, "max_concurrency": 2}}]}}))
-    process = subprocess.Popen([sys.executable, "-m", "prefcurate.cli", "judge", "--config", str(config)],
+    process = subprocess.Popen([sys.executable, "-m", "prefcurate.cli", "judge", "--config", str(config)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)  # its own process group, as a terminal job has
     return process, store_path
@@ -120,9 +121,10 @@ def test_kill_9_leaves_no_orphan_and_a_usable_store(tmp_path, slow_server):
     _answered(store_path)
 
 
-def test_a_reader_polling_every_second_is_never_refused_while_the_judge_writes(tmp_path):
+def test_a_reader_polling_every_second_is_never_refused_while_the_judge_writes(tmp_path, shared_prefect_server):
+    _, env = shared_prefect_server  # the store is the point here, not the command's temporary server
     with OpenAICompatServer(Behaviour(latency_s=0.02)) as server:
-        process, store_path = _judge_process(tmp_path, server, pairs=300, commit_every=16)
+        process, store_path = _judge_process(tmp_path, server, pairs=300, commit_every=16, env=env)
         counts, notes = [], 0
         while process.poll() is None:
             asked = time.monotonic()
@@ -140,7 +142,7 @@ def test_a_reader_polling_every_second_is_never_refused_while_the_judge_writes(t
         assert notes >= 2 and counts[-1] > 0  # the snapshot was read while the judge wrote, and it grew
         assert _answered(store_path) == 600
         # the same judging with nobody reading: the writer's pace holds with a reader polling
-        alone, alone_store = _judge_process(tmp_path / "alone", server, pairs=300, commit_every=16)
+        alone, alone_store = _judge_process(tmp_path / "alone", server, pairs=300, commit_every=16, env=env)
         alone.communicate()
     with_reader, without = _judge_seconds(store_path), _judge_seconds(alone_store)
     assert with_reader < 1.5 * without, (with_reader, without)
