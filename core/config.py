@@ -130,10 +130,28 @@ class GenerateConfig(_Section):
     system_prompt: str | None = None
 
 
+# Pair strategies that read candidate scores (rating and ranking judges, rated imports, annotators'
+# ratings) instead of drawing pairs blind.
+SCORE_STRATEGIES = ("best_vs_worst", "best_vs_random_lower", "all_with_margin")
+
+
 class PairingConfig(_Section):
-    strategy: Literal["all", "random"] = "random"
+    # all: every pair of distinct candidates; random: up to max_pairs_per_prompt, seeded per prompt.
+    # From scores (candidate_score_summary: each candidate's mean score over its raters):
+    #   best_vs_worst         the best-scored candidate against the worst (UltraFeedback binarized);
+    #   best_vs_random_lower  the best against one scored lower, drawn with the seed (Tulu 3);
+    #   all_with_margin       every pair whose scores differ by at least min_margin.
+    # A prompt whose candidates have no scores yet gets no pair (the report counts them).
+    strategy: Literal["all", "random", "best_vs_worst", "best_vs_random_lower", "all_with_margin"] = "random"
     max_pairs_per_prompt: PositiveInt = 3
     seed: int = 0
+    # The score difference a pair from scores needs, on the scale `margin_scale` names: raw (the
+    # judges' own scale, e.g. 1-5) or normalized (each rater's scores as z-scores, so a rater who gives
+    # everything 4-5 does not count for more than one who spreads 1-5).
+    min_margin: Annotated[float, Field(ge=0)] = 0.0
+    margin_scale: Literal["raw", "normalized"] = "raw"
+    # Equal scores make no pair unless ties are kept (stored as a pair the score raters call a tie).
+    keep_ties: bool = False
 
 
 class VerifierConfig(_Section):
@@ -152,6 +170,13 @@ class PanelJudgeConfig(_Section):
     # the pairs whose prompts declare them, labelling a pair only when exactly one response passes.
     kind: Literal["llm", "verifier"] = "llm"
     verifier: VerifierConfig = VerifierConfig()
+    # How an LLM judge labels (curation/judging/modes.py):
+    #   pairwise  two responses compared under one principle, in both orders (2 calls per pair and principle);
+    #   rating    each candidate scored alone on every principle as an aspect, in one call
+    #             (judge.rating: the scale); pairs and their labels then come from the scores;
+    #   ranking   a prompt's candidates (up to judge.ranking.max_candidates) ranked in one call, asked
+    #             again in the reverse order to cancel position bias.
+    mode: Literal["pairwise", "rating", "ranking"] = "pairwise"
 
     # The judge's name in the store and reports; defaults to the backend's `model`. Members that
     # share a model (e.g. at two temperatures) need names of their own.
@@ -200,11 +225,39 @@ class CascadeConfig(_Section):
     humans: bool = True  # what no level accepts goes to annotators (argilla.push reason `cascade`)
 
 
+class RatingConfig(_Section):
+    """The scale rating judges score on."""
+
+    scale_min: int = 1
+    scale_max: int = 5
+
+    @model_validator(mode="after")
+    def _a_scale(self) -> RatingConfig:
+        if not 2 <= self.scale_max - self.scale_min + 1 <= 10 or self.scale_min < 0:
+            raise ValueError("scale_min..scale_max: 2 to 10 whole-number points from 0 up (one token each, so "
+                             f"log-probabilities give the score's distribution); got {self.scale_min}..{self.scale_max}")
+        return self
+
+
+class RankingConfig(_Section):
+    """How ranking judges see a prompt's candidates."""
+
+    # Candidates ranked in one call; a prompt with more is ranked on a seeded sample of this many.
+    max_candidates: Annotated[int, Field(ge=2, le=26)] = 8
+    # The second call shows the candidates in the reverse order: averaging the two rankings cancels
+    # a judge's preference for a position. False: one call (cheaper, and position bias stays in).
+    both_orders: bool = True
+
+
 class JudgeConfig(_Section):
-    # Every pair is judged by every member of the panel.
+    # Every pair is judged by every pairwise member of the panel; rating and ranking members score
+    # every candidate of every prompt in the pool instead.
     panel: list[PanelJudgeConfig] = Field(default_factory=lambda: [PanelJudgeConfig()], min_length=1)
-    # None means the constitution shipped with the package.
+    # None means the constitution shipped with the package; shipped:ultrafeedback is UltraFeedback's
+    # four rating aspects (helpfulness, honesty, instruction following, truthfulness).
     constitution: Path | None = None
+    rating: RatingConfig = RatingConfig()
+    ranking: RankingConfig = RankingConfig()
     # Which principles each pair is judged under: all of them; k at random (weighted, seeded by
     # the pair id); or one per axis (weighted, seeded by the pair id).
     principle_sampling: Literal["all", "random", "per_axis"] = "random"

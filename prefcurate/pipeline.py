@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import yaml
 
-from prefcurate.core.config import BATCH_KINDS, PrefcurateConfig
+from prefcurate.core.config import BATCH_KINDS, SCORE_STRATEGIES, PrefcurateConfig
 from prefcurate.core.local_models import pick_device, resolve_model
 from prefcurate.core.stage_report import StageFailed, StageReport
 from prefcurate.core.store import Store
@@ -76,6 +76,12 @@ def pairs_stage(config: PrefcurateConfig) -> dict:
         summary = finish_stage(store, build_pairs(store, config.pairs))
         candidates = store.count("candidates")
         if not store.count("pairs") and candidates:
+            if config.pairs.strategy in SCORE_STRATEGIES:
+                raise StageFailed(
+                    f"pairs: pairs.strategy {config.pairs.strategy} builds pairs from candidate scores, and "
+                    f"{summary['prompts_without_scores']} prompts' candidates have none with a margin of "
+                    f"at least {config.pairs.min_margin}: run `prefcurate judge` with a rating or ranking judge "
+                    "(judge.panel[].mode) or `prefcurate import-ratings` first")
             raise StageFailed(f"pairs: no pair could be formed from {candidates} candidates: "
                               f"{identical_samples_note(store)}")
         return summary
@@ -344,6 +350,8 @@ def run_pipeline(config: PrefcurateConfig, stages: Stages = Stages()) -> dict[st
     done = {}
     done["ingest"] = stages.ingest(config)
     done["generate"] = stages.generate(config, wait=True)  # pairs need every candidate
+    if config.pairs.strategy in SCORE_STRATEGIES:
+        done["score"] = stages.judge(config, wait=True)  # rating and ranking judges score the candidates
     done["pairs"] = stages.pairs(config)
     if config.gold.source:
         done["gold"] = stages.gold(config)

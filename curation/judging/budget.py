@@ -39,7 +39,8 @@ def _tokens_per_char(store: Store, judge) -> float:
 def check_budget(store: Store, config: JudgeConfig, panel: list, todo: list,
                  waiting: list) -> BudgetCheck:
     """The calls of `todo` the budget allows (a prefix, in order), given the calls `waiting` in batches
-    (judge.PlannedCall objects; not imported here, since judge.py imports this module)."""
+    (judge.PlannedCall or ScoreCall objects: pairwise, rating and ranking calls alike; not imported
+    here, since judge.py imports this module)."""
     unpriced = sorted({judge.name for judge in panel if not judge.is_verifier and config.prices.get(judge.config.backend.model) is None})
     if unpriced:
         raise BudgetError(f"judge.max_cost_usd needs a price for every judge's model (judge.prices); none for "
@@ -50,7 +51,8 @@ def check_budget(store: Store, config: JudgeConfig, panel: list, todo: list,
         return price_of(config, call.judge.config, round(call.request_chars * rates[call.judge.name]),
                         call.judge.config.max_new_tokens)
 
-    spent = store.scalar("SELECT coalesce(sum(cost_usd), 0) FROM judgments") or 0.0
+    spent = store.scalar("SELECT coalesce(sum(cost_usd), 0) FROM (SELECT cost_usd FROM judgments "
+                         "UNION ALL SELECT cost_usd FROM score_calls)") or 0.0
     committed = sum(estimate(call) for call in waiting)
     room = config.max_cost_usd - spent - committed
     allowed, planned = [], 0.0

@@ -31,6 +31,10 @@ class PlannedCall:
     second: str
     seed: int
 
+    @property
+    def key(self) -> str:  # what every call kind is stored, journaled and cached by
+        return self.judgment_id
+
     @cached_property
     def request(self) -> ChatRequest:
         """Built when asked: a re-run plans every call but sends only what is not stored."""
@@ -78,7 +82,9 @@ def pairs_to_judge(store: Store, max_imported: int | None = None) -> list[tuple]
 
 
 def answered_ids(store: Store) -> set[str]:
-    """Calls with a stored answer (valid or unparseable); transport failures are asked again."""
+    """Calls with a stored answer (valid or unreadable), pairwise or rating and ranking; transport
+    failures are asked again."""
     return {row[0] for row in store.con.execute(
-        "SELECT judgment_id FROM judgments WHERE coalesce(invalid_reason, '') NOT LIKE ?",
-        [f"{CALL_FAILED}%"]).fetchall()}
+        "SELECT judgment_id FROM judgments WHERE coalesce(invalid_reason, '') NOT LIKE $failed "
+        "UNION ALL SELECT call_id FROM score_calls WHERE coalesce(invalid_reason, '') NOT LIKE $failed",
+        {"failed": f"{CALL_FAILED}%"}).fetchall()}

@@ -33,7 +33,7 @@ def complete_concurrently(calls: list[PlannedCall], on_result: Callable[[Planned
         return False
 
     def work(judge_calls: list[PlannedCall]) -> None:
-        by_id = {call.judgment_id: call for call in judge_calls}
+        by_id = {call.key: call for call in judge_calls}
         results = judge_calls[0].judge.backend.complete(call.request for call in judge_calls)
         try:
             for result in results:

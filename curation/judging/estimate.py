@@ -26,14 +26,15 @@ def estimate_judging(store: Store, constitution: Constitution, config: JudgeConf
     per_judge = {}
     for judge in panel:
         calls = [call for call in todo if call.judge is judge]
-        tokens_per_char, completion_mean, calibrated_on = token_calibration(store, judge.identity, judge.output_format)
+        tokens_per_char, completion_mean, calibrated_on = token_calibration(
+            store, judge.identity, judge.output_format, judge.mode)
         characters = sum(call.request_chars for call in calls)
         prompt_tokens = round(characters * (tokens_per_char or 1 / DEFAULT_CHARS_PER_TOKEN))
         completion_tokens = round(len(calls) * (completion_mean if completion_mean is not None
                                                 else judge.config.max_new_tokens))
         cost = price_of(config, judge.config, prompt_tokens, completion_tokens)  # batch prices for batch judges
         per_judge[judge.name] = {
-            "model": judge.identity, "output_format": judge.output_format,
+            "model": judge.identity, "mode": judge.mode, "output_format": judge.output_format,
             "calls_planned": sum(1 for call in planned if call.judge is judge), "calls_to_make": len(calls),
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "cost_usd": None if cost is None else round(cost, 4),

@@ -1,4 +1,5 @@
-"""The judge stage: every pair judged by every panel member, and the path each member's calls take.
+"""The judge stage: every pair judged by every pairwise panel member, every candidate scored by every
+rating and ranking member, and the path each member's calls take.
 
 LLM judges are asked online (curation/judging/run.py: planned calls, journal, commits as answers
 arrive) unless their backend is a batch one (provider batches, curation/provider_batches.py); under
@@ -28,6 +29,7 @@ from prefcurate.curation.judging.constitution import Constitution
 from prefcurate.curation.judging.panel import PanelJudge
 from prefcurate.curation.judging.prompt import TEMPLATE_VERSION
 from prefcurate.curation.judging.run import STAGE, JudgeRun
+from prefcurate.curation.judging.score_calls import ScoreCall, plan_score_calls, score_targets
 from prefcurate.curation.provider_batches import BatchCounts, ProviderBatches, batch_summary, waiting_in_batches
 from prefcurate.curation.upstream import why_empty
 from prefcurate.curation.verifiers.verify import verify_pairs
@@ -46,12 +48,18 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
     go to provider batches (curation/provider_batches.py): collected if finished, else submitted; the report's
     batches.pending_calls says how many still wait."""
     pairs = pairs_to_judge(store, config.max_imported_pairs)
-    if not pairs:
+    scorers = [judge for judge in panel if judge.mode in ("rating", "ranking")]
+    if not pairs and not scorers:
         raise StageFailed(why_empty(store, STAGE))
     run = JudgeRun(store, panel, constitution, config)
     planned, todo = run.plan(pairs)
+    score_calls = [call for call in planned if isinstance(call, ScoreCall)]
+    if not pairs and not score_calls:
+        raise StageFailed(why_empty(store, STAGE))
     report = StageReport(STAGE, count_in=len(pairs), details={
-        "judges": {judge.name: {"model": judge.identity, "output_format": judge.output_format} for judge in panel},
+        "judges": {judge.name: {"model": judge.identity, "mode": judge.mode, "output_format": judge.output_format}
+                   for judge in panel},
+        "candidates_to_score": len({candidate for call in score_calls for candidate, _ in call.shown}),
         "template_version": TEMPLATE_VERSION, "constitution_version": constitution.version,
         "principle_sampling": config.principle_sampling,
         "calls_planned": len(planned), "calls_cached": len(planned) - len(todo),
@@ -63,7 +71,7 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
     allowed = None  # every call, unless a budget says otherwise
     if config.max_cost_usd is not None:
         allowed = _apply_budget(store, config, panel, planned, todo, report)
-        todo = [call for call in todo if call.judgment_id in allowed]
+        todo = [call for call in todo if call.key in allowed]
     batch_judges = [judge for judge in panel if not judge.is_verifier and judge.config.backend.kind in BATCH_KINDS]
     todo = [call for call in todo if call.judge not in batch_judges]
     with Progress("judge", len(todo)) as progress:
@@ -87,8 +95,8 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
         report.details["judges"][judge.name]["output_format"] = judge.output_format
         if judge.name in run.fallbacks:
             report.details["judges"][judge.name]["format_fallback"] = run.fallbacks[judge.name]
-    failed = run.stats.judges_without_a_verdict(
-        {row[0] for row in store.con.execute("SELECT DISTINCT judge FROM judgments WHERE valid").fetchall()})
+    failed = run.stats.judges_without_a_verdict({row[0] for row in store.con.execute(
+        "SELECT judge FROM judgments WHERE valid UNION SELECT judge FROM score_calls WHERE valid").fetchall()})
     if failed:
         raise StageFailed("judge: " + "; ".join(failed) + " (the answers are stored in judgments; the judge report "
                           "and `SELECT invalid_reason FROM judgments WHERE NOT valid` show them)")
@@ -112,11 +120,13 @@ def _judge_in_cascade(store: Store, run: JudgeRun, pairs: list[tuple], constitut
     judges = {judge.name: judge for judge in run.panel if not judge.is_verifier}
 
     def ask(name: str, pair_ids: list[str]) -> None:
-        wanted = set(pair_ids)
-        calls = plan_calls([pair for pair in pairs if pair[0] in wanted], constitution, judges[name], config)
+        wanted, judge = set(pair_ids), judges[name]
+        if judge.mode == "pairwise":
+            calls = plan_calls([pair for pair in pairs if pair[0] in wanted], constitution, judge, config)
+        else:  # a rating or ranking level scores the candidates of the pairs it is asked about
+            calls = plan_score_calls(score_targets(store, [], only_pairs=sorted(wanted)), constitution, judge, config)
         answered = answered_ids(store)
-        todo = [call for call in calls if call.judgment_id not in answered
-                and (allowed is None or call.judgment_id in allowed)]
+        todo = [call for call in calls if call.key not in answered and (allowed is None or call.key in allowed)]
         log.info("judge: cascade level %s: %d pairs, %d calls to make", name, len(wanted), len(todo))
         run.ask_in_tasks(todo, run_batch, progress, prefix=f"{name}-")
 
@@ -159,13 +169,13 @@ def _apply_budget(store: Store, config: JudgeConfig, panel: list[PanelJudge], pl
                     "$%.4f, waiting in batches at most $%.4f, this run at most $%.4f", check.refused,
                     config.max_cost_usd, figures["spent_usd"], figures["waiting_in_batches_usd"],
                     figures["this_run_at_most_usd"])
-    return waiting | {call.judgment_id for call in check.allowed}
+    return waiting | {call.key for call in check.allowed}
 
 
 def _judge_in_batches(store: Store, run: JudgeRun, planned: list[PlannedCall], judges: list[PanelJudge],
                       allowed: set[str] | None) -> dict:
     """Collect the batch judges' finished batches, then submit what is unanswered (and allowed)."""
-    by_id = {call.judgment_id: call for call in planned}
+    by_id = {call.key: call for call in planned}
 
     def keep(key: str, result) -> bool:
         if key not in by_id:  # planned no more (the constitution or the pairs changed)
@@ -178,7 +188,7 @@ def _judge_in_batches(store: Store, run: JudgeRun, planned: list[PlannedCall], j
         batches = ProviderBatches(store, STAGE, judge.backend, judge.name)
         batches.collect(keep, run.flush)
         answered = answered_ids(store)
-        batches.submit([call.request for call in planned if call.judge is judge and call.judgment_id not in answered
-                        and (allowed is None or call.judgment_id in allowed)], judge.config.backend.batch_attempts)
+        batches.submit([call.request for call in planned if call.judge is judge and call.key not in answered
+                        and (allowed is None or call.key in allowed)], judge.config.backend.batch_attempts)
         counts.add(batches.counts)
     return batch_summary(store, STAGE, counts)

@@ -31,6 +31,11 @@ class PanelJudge:
         return "verifier" if self.is_verifier else backend_identity(self.config.backend)
 
     @property
+    def mode(self) -> str:
+        """pairwise / rating / ranking; a verifier checks pairs."""
+        return "verifier" if self.is_verifier else self.config.mode
+
+    @property
     def is_verifier(self) -> bool:
         return self.config.kind == "verifier"
 
@@ -40,18 +45,22 @@ class PanelJudge:
 
 
 def resolve_output_format(config: PanelJudgeConfig, history: str | None = None) -> str:
-    """auto: closed-answer scoring on local models; on endpoints json_schema, unless this judge
-    already fell back to text (`history`, the format its stored judgments used)."""
+    """auto: closed-answer scoring on local models (a verdict, or one overall score; rankings are
+    generated as text); on endpoints json_schema, unless this judge already fell back to text
+    (`history`, the format its stored calls used)."""
     if config.output_format != "auto":
         return config.output_format
     if config.backend.kind == "transformers":
-        return "choices"
+        return "text" if config.mode == "ranking" else "choices"
     return history if history in ("text", "json_schema") else "json_schema"
 
 
 def format_history(store: Store, judge: PanelJudgeConfig) -> str | None:
-    row = store.one("SELECT output_format FROM judgments WHERE judge_model = ? AND output_format IS NOT NULL "
-                    "ORDER BY created_at DESC LIMIT 1", [backend_identity(judge.backend)])
+    if judge.mode == "pairwise":
+        query = "SELECT output_format FROM judgments WHERE judge_model = ? AND output_format IS NOT NULL"
+    else:
+        query = f"SELECT output_format FROM score_calls WHERE judge_model = ? AND mode = '{judge.mode}'"
+    row = store.one(query + " ORDER BY created_at DESC LIMIT 1", [backend_identity(judge.backend)])
     return row[0] if row else None
 
 

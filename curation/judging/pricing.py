@@ -16,13 +16,19 @@ def price_of(config: JudgeConfig, judge: PanelJudgeConfig, prompt_tokens: int | 
     return online * price.batch_share if judge.backend.kind in BATCH_KINDS else online
 
 
-def token_calibration(store: Store, judge_model: str, output_format: str | None = None
+def token_calibration(store: Store, judge_model: str, output_format: str | None = None, mode: str | None = None
                       ) -> tuple[float | None, float | None, int]:
     """(prompt tokens per request character, mean completion tokens, calls it rests on) over a
-    judge model's stored calls (of one output format, if given)."""
+    judge model's stored calls (of one output format and one mode, pairwise / rating / ranking,
+    if given: a rating's answer is longer than a verdict)."""
     row = store.one("""
         SELECT sum(prompt_tokens) / nullif(sum(request_chars), 0), avg(completion_tokens), count(*)
-        FROM judgments
-        WHERE judge_model = ? AND (?::VARCHAR IS NULL OR output_format = ?)
-          AND prompt_tokens IS NOT NULL AND request_chars IS NOT NULL""", [judge_model, output_format, output_format])
+        FROM (SELECT 'pairwise' AS mode, judge_model, output_format, prompt_tokens, completion_tokens, request_chars
+              FROM judgments
+              UNION ALL
+              SELECT mode, judge_model, output_format, prompt_tokens, completion_tokens, request_chars FROM score_calls)
+        WHERE judge_model = $model AND ($format::VARCHAR IS NULL OR output_format = $format)
+          AND ($mode::VARCHAR IS NULL OR mode = $mode)
+          AND prompt_tokens IS NOT NULL AND request_chars IS NOT NULL""",
+        {"model": judge_model, "format": output_format, "mode": mode})
     return row if row and row[2] else (None, None, 0)

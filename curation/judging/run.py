@@ -1,5 +1,6 @@
-"""One judge run's calls: planned over the panel, answers journaled as they arrive (a killed run's
-are replayed), stored as they come, and the output format probed for `auto` judges."""
+"""One judge run's calls: planned over the panel (pairwise calls per pair, rating and ranking calls
+per candidate or prompt), answers journaled as they arrive (a killed run's are replayed), stored as
+they come, and the output format probed for `auto` judges."""
 
 from __future__ import annotations
 
@@ -15,17 +16,21 @@ from prefcurate.curation.answer_writer import AnswerWriter
 from prefcurate.curation.backends import ChatResult
 from prefcurate.curation.backends.failure_watch import FailureWatch
 from prefcurate.curation.judging.calls import CALL_FAILED, PlannedCall, answered_ids, plan_calls
+from prefcurate.curation.judging.score_calls import ScoreCall, plan_score_calls, score_targets
+from prefcurate.curation.judging.score_rows import score_rows
 from prefcurate.curation.judging.concurrent import complete_concurrently
 from prefcurate.curation.judging.constitution import Constitution
 from prefcurate.curation.judging.panel import PanelJudge
 from prefcurate.curation.judging.rows import judgment_row
 from prefcurate.curation.judging.run_stats import RunStats
+from prefcurate.curation.judging.score_answers import score_relevant_tokens
 from prefcurate.curation.judging.verdicts import verdict_relevant_tokens
 
 STAGE = "judge"
 PROBE_CALLS = 8  # first answers of an `auto` judge that tell whether its endpoint enforces JSON
 NOT_ENFORCED_SHARE = 0.5  # of them unparseable or truncated: JSON is not enforced, fall back to text
 log = logging.getLogger(__name__)
+Call = PlannedCall | ScoreCall
 
 
 class JudgeRun:
@@ -43,22 +48,41 @@ class JudgeRun:
         self.writer = AnswerWriter(store, self._store_rows, config.commit_every,
                                    committed=self._journal_committed if self.journal is not None else None)
 
-    def _store_rows(self, rows: list[dict]) -> None:
-        self.store.upsert("judgments", self.store.arrow_rows("judgments", rows))
+    def _store_rows(self, answers: list[tuple[str, dict[str, list[dict]]]]) -> None:
+        """answers: (call key, {table: rows}) as rows_for gives them."""
+        by_table: dict[str, list[dict]] = {}
+        for _key, stored in answers:
+            for table, rows in stored.items():
+                by_table.setdefault(table, []).extend(rows)
+        for table, rows in by_table.items():
+            if rows:
+                self.store.upsert(table, self.store.arrow_rows(table, rows))
 
-    def _journal_committed(self, rows: list[dict]) -> None:
-        self.journal.committed(row["judgment_id"] for row in rows)
+    def _journal_committed(self, answers: list[tuple[str, dict]]) -> None:
+        self.journal.committed(key for key, _stored in answers)
 
-    def plan(self, pairs: list[tuple]) -> tuple[list[PlannedCall], list[PlannedCall]]:
-        """(planned, todo) over the whole panel."""
-        planned = [call for judge in self.panel if not judge.is_verifier
-                   for call in plan_calls(pairs, self.constitution, judge, self.config)]
+    def rows_for(self, call: Call, result: ChatResult) -> dict[str, list[dict]]:
+        """The rows one answer stores, by table: a judgment, or a score call and its scores."""
+        if isinstance(call, ScoreCall):
+            return score_rows(call, result, self.constitution, self.config)
+        return {"judgments": [judgment_row(call, result, self.constitution, self.config)]}
+
+    def plan(self, pairs: list[tuple]) -> tuple[list[Call], list[Call]]:
+        """(planned, todo) over the whole panel: pairwise judges' calls on the pairs, rating and
+        ranking judges' on the candidates (of every prompt with generated ones, and of the pairs)."""
+        planned: list[Call] = [call for judge in self.panel if judge.mode == "pairwise"
+                               for call in plan_calls(pairs, self.constitution, judge, self.config)]
+        scorers = [judge for judge in self.panel if judge.mode in ("rating", "ranking")]
+        if scorers:
+            targets = score_targets(self.store, [pair[0] for pair in pairs])
+            planned += [call for judge in scorers
+                        for call in plan_score_calls(targets, self.constitution, judge, self.config)]
         if self._left_by_a_stopped_run:
             self._replay(planned)
         answered = answered_ids(self.store)
-        return planned, [call for call in planned if call.judgment_id not in answered]
+        return planned, [call for call in planned if call.key not in answered]
 
-    def probe_output_formats(self, pairs: list[tuple], todo: list[PlannedCall]) -> tuple[list[PlannedCall], int]:
+    def probe_output_formats(self, pairs: list[tuple], todo: list[Call]) -> tuple[list[Call], int]:
         """An endpoint asked for json_schema by `auto` may refuse it (HTTP 400), or accept it without
         enforcing it (answers come back truncated or unparseable). Ask a judge's first few calls and
         fall back to text in either case, saying so. Returns what is left to ask and how many calls
@@ -80,7 +104,7 @@ class JudgeRun:
                 rows = []
                 for call, result in itertools.chain(answers, complete_concurrently(first[1:], self._on_result)):
                     rows.append(self.keep(call, result))
-                    probed.add(call.judgment_id)
+                    probed.add(call.key)
                 answered = [row for row in rows if not (row["invalid_reason"] or "").startswith(CALL_FAILED)]
                 unreadable = sum(row["error_kind"] in ("unparseable", "truncated") for row in answered)
                 if not answered or unreadable / len(answered) < NOT_ENFORCED_SHARE:
@@ -95,26 +119,28 @@ class JudgeRun:
         self.flush()
         if fell_back:
             todo = self.plan(pairs)[1]
-        return [call for call in todo if call.judgment_id not in probed], len(probed)
+        return [call for call in todo if call.key not in probed], len(probed)
 
     @property
-    def _on_result(self) -> Callable[[PlannedCall, ChatResult], None] | None:
+    def _on_result(self) -> Callable[[Call, ChatResult], None] | None:
         return self._journal_answer if self.journal is not None else None
 
-    def _journal_answer(self, call: PlannedCall, result: ChatResult) -> None:
+    def _journal_answer(self, call: Call, result: ChatResult) -> None:
         """In the backend's thread, as the answer arrives: one line, flushed to the OS. Of the token
-        log-probabilities it keeps what the verdict is read from (a replay reads the same verdict)."""
-        self.journal.append(call.judgment_id, {"judgment_id": call.judgment_id, **{name: getattr(result, name) for name in (
+        log-probabilities it keeps what the verdict or scores are read from (a replay reads the same)."""
+        tokens = (score_relevant_tokens(result.token_logprobs) if isinstance(call, ScoreCall)
+                  else verdict_relevant_tokens(result.token_logprobs))
+        self.journal.append(call.key, {"judgment_id": call.key, **{name: getattr(result, name) for name in (
             "text", "finish_reason", "prompt_tokens", "completion_tokens", "latency_ms", "first_token_logprobs",
-            "error")}, "token_logprobs": verdict_relevant_tokens(result.token_logprobs)})
+            "error")}, "token_logprobs": tokens})
 
-    def _replay(self, planned: list[PlannedCall]) -> None:
+    def _replay(self, planned: list[Call]) -> None:
         """Answers a run that died had received but not committed: read as if they had just arrived."""
-        by_id = {call.judgment_id: call for call in planned}
+        by_id = {call.key: call for call in planned}
         entries = self._left_by_a_stopped_run
         self._left_by_a_stopped_run = []
-        rows = [judgment_row(by_id[entry["judgment_id"]], ChatResult(key=entry.pop("judgment_id"), **entry),
-                             self.constitution, self.config)
+        rows = [(entry["judgment_id"], self.rows_for(by_id[entry["judgment_id"]],
+                                                     ChatResult(key=entry.pop("judgment_id"), **entry)))
                 for entry in entries if entry["judgment_id"] in by_id]
         if rows:
             with self.store.transaction():
@@ -126,10 +152,12 @@ class JudgeRun:
             journal_path(self.store.path, "judgments").unlink(missing_ok=True)
         self.replayed = len(rows)
 
-    def keep(self, call: PlannedCall, result: ChatResult) -> dict:
-        row = judgment_row(call, result, self.constitution, self.config)
+    def keep(self, call: Call, result: ChatResult) -> dict:
+        """Store one answer; returns the call's row (the judgment, or the score call)."""
+        stored = self.rows_for(call, result)
+        row = (stored.get("judgments") or stored["score_calls"])[0]
         self.stats.add(row)
-        self.writer.add(row)
+        self.writer.add((call.key, stored))
         self.watches[call.judge.name].observe(result)
         return row
 
@@ -141,7 +169,7 @@ class JudgeRun:
         if self.journal is not None:
             self.journal.close(remove=True)
 
-    def ask_in_tasks(self, calls: list[PlannedCall], run_batch: Callable[[str, Callable[[], None]], None],
+    def ask_in_tasks(self, calls: list[Call], run_batch: Callable[[str, Callable[[], None]], None],
                      progress: Progress, prefix: str = "") -> None:
         """Ask in tasks of judge.calls_per_task calls, each through run_batch (a Prefect task in flows)."""
         size = self.config.calls_per_task
@@ -150,7 +178,7 @@ class JudgeRun:
             run_batch(f"{prefix}{start // size + 1}-of-{-(-len(calls) // size)}",
                       lambda batch=batch: self.ask(batch, progress))
 
-    def ask(self, calls: list[PlannedCall], progress: Progress) -> None:
+    def ask(self, calls: list[Call], progress: Progress) -> None:
         try:
             for call, result in complete_concurrently(calls, self._on_result):
                 self.keep(call, result)

@@ -1,5 +1,5 @@
 -- annotation_pair_agreement (label layer): human agreement per annotated pair.
--- Reads: annotations (filled by annotate pull).
+-- Reads: annotations (filled by annotate pull); annotation_votes (with annotators' ratings and rankings).
 --   pair_id                            a pair with at least one answer (any status)
 --   n_votes                            submitted votes (annotation_votes)
 --   votes_a, votes_b, votes_tie        submitted votes by winner
@@ -22,7 +22,9 @@ other AS (
     SELECT pair_id,
            count(*) FILTER (WHERE status = 'discarded') AS n_discarded,
            count(*) FILTER (WHERE status = 'draft') AS n_draft
-    FROM annotations
+    FROM (SELECT pair_id, status FROM annotations
+          UNION ALL  -- pairs only annotators' ratings or rankings vote on
+          SELECT pair_id, 'submitted' FROM annotation_votes)
     GROUP BY pair_id
 )
 SELECT

@@ -1,7 +1,7 @@
 -- pair_labels (label layer): per pair, every label source's evidence. Pairs with no judge call yet are
 -- listed too (n_calls = 0), so curation starts from all pairs.
 -- Reads: pairs (filled by pairs; import-pairs; refresh rounds); reference_labels (filled by import-
---    pairs).
+--    pairs); score_votes (judge, import-ratings).
 --   pair_id, prompt_id, candidate_a, candidate_b   the pair, in its orientation
 --   n_calls, n_invalid                             judge calls, and those with no valid verdict
 --   n_votes, votes_a, votes_b, votes_tie           valid verdicts, by winner
@@ -17,8 +17,11 @@
 --   balanced_confidence                            P(label) under Bradley-Terry with the margin as the logit
 --   n_comparisons, n_consistent                    (judge, principle) comparisons, and those position-consistent:
 --                                                  a valid verdict in both shown orders naming the same winner
+--                                                  (a rating judge's, which sees each response alone, counts
+--                                                  as consistent; a ranking judge's two orders are checked)
 --   position_consistent                            every comparison is position-consistent (false without any)
---   reference_label                                the label an imported dataset came with; NULL when none, or
+--   reference_label                                the label an imported dataset came with (a pair's, or the
+--                                                  preference an imported rating gives); NULL when none, or
 --                                                  when two imports disagree
 --   n_reference_labels                             imported labels for the pair
 --   n_human_votes, human_label, human_agreement    submitted human votes, their strict majority and its share
@@ -33,6 +36,7 @@ WITH comparisons AS (
         principle_id,
         count(*) FILTER (WHERE shown_order = 'ab') AS n_ab,
         count(*) FILTER (WHERE shown_order = 'ba') AS n_ba,
+        count(*) FILTER (WHERE shown_order IS NULL) AS n_alone,
         count(DISTINCT winner) AS n_distinct_winners
     FROM judgment_votes
     GROUP BY ALL
@@ -41,7 +45,8 @@ consistency AS (
     SELECT
         pair_id,
         count(*) AS n_comparisons,
-        count(*) FILTER (WHERE n_ab > 0 AND n_ba > 0 AND n_distinct_winners = 1) AS n_consistent
+        -- a rating judge scores each response alone: there is no position to be swayed by
+        count(*) FILTER (WHERE (n_ab > 0 AND n_ba > 0 OR n_alone > 0) AND n_distinct_winners = 1) AS n_consistent
     FROM comparisons
     GROUP BY pair_id
 ),
@@ -69,7 +74,11 @@ reference AS (
     SELECT pair_id,
            count(*) AS n_reference_labels,
            CASE WHEN count(DISTINCT winner) = 1 THEN any_value(winner) END AS reference_label
-    FROM reference_labels
+    FROM (
+        SELECT pair_id, winner FROM reference_labels
+        UNION ALL  -- an imported rated dataset's scores (import-ratings): the preference they give
+        SELECT pair_id, winner FROM score_votes WHERE rater_kind = 'import'
+    )
     GROUP BY pair_id
 ),
 labelled AS (
