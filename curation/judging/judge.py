@@ -98,8 +98,9 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
     failed = run.stats.judges_without_a_verdict({row[0] for row in store.con.execute(
         "SELECT judge FROM judgments WHERE valid UNION SELECT judge FROM score_calls WHERE valid").fetchall()})
     if failed:
-        raise StageFailed("judge: " + "; ".join(failed) + " (the answers are stored in judgments; the judge report "
-                          "and `SELECT invalid_reason FROM judgments WHERE NOT valid` show them)")
+        raise StageFailed("judge: " + "; ".join(failed) + " (the answers are stored in judgments, or score_calls for rating and "
+                          "ranking judges; the judge report and `SELECT invalid_reason FROM judgments WHERE NOT valid` "
+                          "show them)")
     labelled = store.one(
         "SELECT count(*) FILTER (WHERE n_votes > 0), count(*) FILTER (WHERE position_consistent) FROM pair_labels")
     report.count_out = labelled[0]

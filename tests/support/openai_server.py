@@ -6,6 +6,10 @@ It speaks the real HTTP protocol (POST /v1/chat/completions, GET /v1/models, and
   `judge_rule` (default: the longer response wins, so verdicts are position-consistent), with
   logprobs when the request asks for them, as JSON when it sets `response_format` (or a 400 when
   told the endpoint does not support it), else as text with a stated confidence;
+- a rating prompt (one RESPONSE block, an "Aspects:" list and a scale) gets a score per aspect from
+  `rating_rule` (default: longer responses score higher), as JSON or lines, with log-probabilities
+  over the scale at each score token; a ranking prompt (RESPONSE_A, RESPONSE_B, ... blocks under
+  "Rank the responses") gets the letters ordered by `ranking_rule` (default: longest first);
 - anything else gets a reply derived from a hash of the prompt and seed.
 It misbehaves on demand: fixed latency, scripted or random 429 (with Retry-After) / 500 /
 garbage bodies / hangs past the client's timeout / bad verdicts (empty, malformed, truncated), and
@@ -54,6 +58,27 @@ def always_a(response_a: str, response_b: str) -> str:
     return "A"
 
 
+def length_score(response: str, low: int, high: int) -> int:
+    """Longer scores higher, one point per 12 characters above the scale's bottom."""
+    return min(high, low + len(response) // 12)
+
+
+def longest_first(responses: dict[str, str]) -> list[str]:
+    return sorted(responses, key=lambda label: (-len(responses[label]), label))
+
+
+def first_shown_first(responses: dict[str, str]) -> list[str]:
+    """A position-biased ranker: whatever is shown first comes first, the rest longest first."""
+    rest = longest_first({label: text for label, text in responses.items() if label != "A"})
+    return ["A", *rest]
+
+
+_RATING_BLOCK = re.compile(r"<<<RESPONSE\n(.*?)\nRESPONSE>>>", re.DOTALL)
+_RANKING_BLOCK = re.compile(r"<<<RESPONSE_([A-Z])\n(.*?)\nRESPONSE_\1>>>", re.DOTALL)
+_SCALE = re.compile(r"from (\d+) \(fails it entirely\) to (\d+) \(meets it fully\)")
+_ASPECT = re.compile(r"^- ([\w.-]+): ", re.MULTILINE)
+
+
 # What a misbehaving endpoint (or a proxy before it) answers instead of a chat completion, as
 # scripted faults: a proxy's HTML page with status 200 or 502, a completion with no choices, a
 # choice with null content, the JSON body cut short, a slow drip (one byte every drip_every_s, for
@@ -70,7 +95,9 @@ class Behaviour:
     latency_s: float = 0.0
     # Scripted faults, consumed one per request in order: "429", "500", "garbage", "hang", "empty",
     # "malformed", "truncated", "cut_after_verdict" (a JSON or text verdict cut at the token limit
-    # after the verdict), "unclosed" (the same text, but finish_reason stop), "ok", and the SHAPES.
+    # after the verdict), "unclosed" (the same text, but finish_reason stop), "ok", and the SHAPES;
+    # for rating and ranking prompts also "off_scale" (a score past the scale's top), "repeat" and
+    # "missing" (a ranking naming a response twice, or leaving one out).
     script: list[str] = field(default_factory=list)
     rate_429: float = 0.0
     rate_500: float = 0.0
@@ -83,6 +110,8 @@ class Behaviour:
     retry_after_s: float = 0.05
     logprobs: bool = True
     judge_rule: Callable[[str, str], str] = longer_wins
+    rating_rule: Callable[[str, int, int], int] = length_score  # (response, low, high) -> score
+    ranking_rule: Callable[[dict[str, str]], list[str]] = longest_first  # {letter: response} -> letters best first
     judge_confidence: float = 0.9
     # When set, the confidence of each verdict (its logprob and stated confidence) from the two texts.
     judge_confidence_rule: Callable[[str, str], float] | None = None
@@ -302,7 +331,9 @@ class OpenAICompatServer:
         blocks = dict(_BLOCK.findall(prompt))
         want_logprobs = bool(body.get("logprobs")) and self.behaviour.logprobs
         logprobs, finish_reason = None, "stop"
-        if "A" in blocks and "B" in blocks and body.get("response_format") and not self.behaviour.enforces_response_format:
+        if "Rank the responses below" in prompt or _RATING_BLOCK.search(prompt):
+            text, finish_reason, logprobs = self._scores_answer(prompt, body, fault, want_logprobs)
+        elif "A" in blocks and "B" in blocks and body.get("response_format") and not self.behaviour.enforces_response_format:
             rambling = ("Let me compare the two responses carefully, looking at accuracy, helpfulness and tone. "
                         "Response A opens with").split()
             cut = body.get("max_tokens") or 64
@@ -343,6 +374,59 @@ class OpenAICompatServer:
             "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": completion_tokens,
                       "total_tokens": len(prompt.split()) + completion_tokens},
         }
+
+    def _scores_answer(self, prompt: str, body: dict, fault: str, want_logprobs: bool) -> tuple[str, str, dict | None]:
+        """A rating or ranking judge's answer: (text, finish_reason, logprobs)."""
+        as_json = bool(body.get("response_format"))
+        if "Rank the responses below" in prompt:
+            letters = self.behaviour.ranking_rule(dict(_RANKING_BLOCK.findall(prompt)))
+            if fault == "repeat":
+                letters = [letters[0], *letters[:-1]]
+            elif fault == "missing":
+                letters = letters[:-1]
+            pieces = [json.dumps(letter) if as_json else letter for letter in letters]
+            separator = ", " if as_json else " > "
+            tokens = [('{"ranking": [', None)] if as_json else []
+            for index, piece in enumerate(pieces):
+                tokens += [(separator, None)] if index else []
+                tokens.append((piece, None))
+            tokens += [("]}", None)] if as_json else []
+        else:
+            low, high = (int(value) for value in _SCALE.search(prompt).groups())
+            score = self.behaviour.rating_rule(_RATING_BLOCK.search(prompt).group(1), low, high)
+            aspects = _ASPECT.findall(prompt.split("Aspects:", 1)[1].split("User request:", 1)[0])
+            if fault == "off_scale":
+                score = high + 2
+            tokens = [('{"scores": {', None)] if as_json else []
+            for index, aspect in enumerate(aspects):
+                lead = (", " if index else "") + f'"{aspect}": ' if as_json else f"{aspect}: "
+                tokens += [(lead, None), (str(score), (low, high)), ("" if as_json else "\n", None)]
+            if as_json:
+                tokens.append(("}}", None))
+            tokens = [(token, scale) for token, scale in tokens if token]
+        finish_reason = "stop"
+        if fault == "empty":
+            tokens = []
+        elif fault == "malformed":
+            tokens = [("Both responses have their merits; I would rather not score them.", None)]
+        elif fault == "truncated":
+            tokens, finish_reason = tokens[:max(1, len(tokens) // 2)], "length"
+        text = "".join(token for token, _ in tokens)
+        if not (want_logprobs and tokens):
+            return text, finish_reason, None
+        p = self.behaviour.judge_confidence
+        content = []
+        for token, scale in tokens:
+            top = [{"token": token, "logprob": -0.01, "bytes": list(token.encode())}]
+            if scale is not None and token.isdigit() and scale[0] <= int(token) <= scale[1]:
+                # the stated score at p, its neighbours on the scale sharing the rest
+                neighbours = [str(v) for v in (int(token) - 1, int(token) + 1) if scale[0] <= v <= scale[1]]
+                top = [{"token": token, "logprob": math.log(p), "bytes": list(token.encode())}] + [
+                    {"token": other, "logprob": math.log((1 - p) / len(neighbours)), "bytes": list(other.encode())}
+                    for other in neighbours]
+            content.append({"token": token, "logprob": top[0]["logprob"], "bytes": list(token.encode()),
+                            "top_logprobs": top})
+        return text, finish_reason, {"content": content}
 
     def _verdict_tokens(self, verdict: str, as_json: bool, confidence: float) -> list[tuple[str, bool]]:
         """The answer as (token, is_the_verdict_token) pieces."""

@@ -1,0 +1,204 @@
+"""Rating and ranking judges (issue 25): each candidate scored alone or a prompt's candidates ranked
+in one call, against the suite's server; scores stored per candidate and aspect; pairs and labels
+built from them; bad answers invalid with their reason; and the calls it takes against pairwise."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prefcurate.core.config import CurateConfig, PairingConfig
+from prefcurate.core.store import Store
+from prefcurate.curation.generation.pairing import build_pairs
+from prefcurate.curation.labels import labelled_pairs
+from tests.support.builders import add_candidates, add_prompt
+from tests.support.judging import judge_config, run_judge
+from tests.support.openai_server import Behaviour, OpenAICompatServer
+
+# Four candidates a prompt, of lengths that the server's length_score puts on 1, 2, 3 and 5 of 1-5.
+TEXTS = ["Short.", "Longer one.", "A longer answer, longer.", "The longest answer of them all, " * 2]
+ASPECTS = 4  # the shipped constitution's principles
+
+
+def add_prompts(store, n: int) -> list[tuple[str, list[str]]]:
+    """n prompts with the four TEXTS each (made distinct per prompt): (prompt_id, candidate ids)."""
+    made = []
+    for index in range(n):
+        prompt = add_prompt(store, f"Question {index}: explain item {index}.")
+        made.append((prompt, add_candidates(store, prompt, [f"{text} ({index})" for text in TEXTS])))
+    return made
+
+
+def rating_judge(server, **member) -> dict:
+    return {"mode": "rating", "output_format": "json_schema", **member}
+
+
+def scores(store, mode: str = "rating") -> dict[str, float]:
+    """candidate -> its score (mean over aspects and calls)."""
+    return dict(store.con.execute(
+        "SELECT candidate_id, score FROM rater_scores WHERE mode = ?", [mode]).fetchall())
+
+
+@pytest.mark.parametrize("output_format", ["json_schema", "text"])
+def test_a_rating_judge_scores_every_candidate_alone_on_every_aspect_in_one_call(store, openai_server, output_format):
+    prompts = add_prompts(store, 3)
+    report = run_judge(store, judge_config(openai_server, members=[rating_judge(openai_server, output_format=output_format)]))
+    assert report.details["calls_made"] == 12 and report.details["valid"] == 12  # one call per candidate
+    assert report.details["candidates_to_score"] == 12
+    assert store.scalar("SELECT count(*) FROM candidate_scores") == 12 * ASPECTS
+    stated = dict(store.con.execute("SELECT candidate_id, any_value(stated_score) FROM candidate_scores "
+                                    "GROUP BY candidate_id").fetchall())
+    for _prompt, candidates in prompts:
+        assert [stated[c] for c in candidates] == [1.0, 2.0, 3.0, 5.0]
+    # the expected score under the log-probabilities, and its spread: not only the number written
+    row = store.one("SELECT score, score_sd, score_probs, score_source FROM candidate_scores "
+                    "WHERE stated_score = 3 LIMIT 1")
+    assert row[3] == "logprobs" and row[0] == pytest.approx(3.0) and 0 < row[1] < 1
+    assert json.loads(row[2]) == pytest.approx({"1": 0, "2": 0.05, "3": 0.9, "4": 0.05, "5": 0})
+    top = store.one("SELECT score FROM candidate_scores WHERE stated_score = 5 LIMIT 1")[0]
+    assert top == pytest.approx(5 * 0.9 + 4 * 0.1)  # the mass the top of the scale left below it
+    assert store.one("SELECT count(*), bool_and(valid) FROM score_calls WHERE mode = 'rating'") == (12, True)
+
+
+def test_pairs_from_ratings_under_each_strategy_and_their_labels(store, openai_server):
+    prompts = add_prompts(store, 4)
+    run_judge(store, judge_config(openai_server, members=[rating_judge(openai_server)]))
+    expected = ("all_with_margin", "best_vs_worst", "best_vs_random_lower")
+    for strategy in expected:
+        made = build_pairs(store, PairingConfig(strategy=strategy, seed=1))
+        assert made.details["prompts_without_scores"] == 0
+    # all_with_margin already made every pair; the others added nothing new
+    assert store.count("pairs") == 4 * 6
+    labels = dict(store.con.execute("SELECT pair_id, vote_label FROM pair_labels").fetchall())
+    score = scores(store)
+    for pair_id, a, b in store.con.execute("SELECT pair_id, candidate_a, candidate_b FROM pairs").fetchall():
+        assert labels[pair_id] == ("a" if score[a] > score[b] else "b")  # the higher-rated side
+    # best_vs_worst on a fresh store: the best against the worst, one pair a prompt
+    with Store(store.path.parent / "fresh.duckdb") as fresh:
+        fresh_prompts = add_prompts(fresh, 4)
+        run_judge(fresh, judge_config(openai_server, members=[rating_judge(openai_server)]))
+        build_pairs(fresh, PairingConfig(strategy="best_vs_worst"))
+        pairs = {tuple(sorted(row)) for row in fresh.con.execute("SELECT candidate_a, candidate_b FROM pairs").fetchall()}
+        assert pairs == {tuple(sorted((candidates[0], candidates[3]))) for _p, candidates in fresh_prompts}
+    assert prompts
+
+
+def test_a_ranking_judge_ranks_a_prompts_candidates_in_one_call_and_again_reversed(store, openai_server):
+    prompts = add_prompts(store, 3)
+    report = run_judge(store, judge_config(openai_server, members=[{"mode": "ranking", "output_format": "json_schema"}]))
+    assert report.details["calls_made"] == 6  # two calls a prompt, not twelve
+    calls = store.con.execute("SELECT prompt_id, shown_order, candidates_shown FROM score_calls ORDER BY prompt_id, "
+                              "shown_order").fetchall()
+    for (p1, first, shown_forward), (p2, second, shown_reversed) in zip(calls[::2], calls[1::2]):
+        assert p1 == p2 and (first, second) == ("forward", "reversed") and shown_reversed == shown_forward[::-1]
+    score = scores(store, "ranking")
+    for _prompt, candidates in prompts:  # longest first: the ranking follows length in both orders
+        assert [score[c] for c in candidates] == [1.0, 2.0, 3.0, 4.0]
+    build_pairs(store, PairingConfig(strategy="all_with_margin"))
+    assert store.scalar("SELECT count(*) FROM pair_labels WHERE position_consistent AND vote_label IS NOT NULL") == 18
+
+
+def test_a_position_biased_ranker_cancels_out_over_both_orders(store):
+    """A ranker that ranks whatever it sees first as best: each order alone looks decisive, the two
+    together cancel to nothing (no pair, no label), and its position consistency says why."""
+    def shown_order(responses: dict[str, str]) -> list[str]:
+        return sorted(responses)
+
+    add_prompts(store, 3)
+    with OpenAICompatServer(Behaviour(ranking_rule=shown_order)) as server:
+        run_judge(store, judge_config(server, members=[{"mode": "ranking", "output_format": "json_schema"}]))
+    assert set(scores(store, "ranking").values()) == {2.5}  # every candidate the mean place of 1..4
+    built = build_pairs(store, PairingConfig(strategy="all_with_margin"))
+    assert built.details["new_pairs"] == 0
+    # on pairs built blind, each call's vote names the first shown: never position-consistent
+    build_pairs(store, PairingConfig(strategy="all"))
+    assert store.one("SELECT count(*), count(*) FILTER (WHERE position_consistent), count(vote_label) FROM pair_labels") \
+        == (18, 0, 0)
+    bias = store.one("SELECT first_shown_top_share, n_calls FROM judge_ranking_position_bias")
+    assert bias == (1.0, 6)
+
+
+def test_bad_rating_and_ranking_answers_are_invalid_with_their_reason(store):
+    add_prompts(store, 2)
+    script = ["off_scale", "malformed", "truncated", "empty"]
+    with OpenAICompatServer(Behaviour(script=list(script))) as server:
+        config = judge_config(server, members=[{**rating_judge(server), "backend": {"max_concurrency": 1}}])
+        run_judge(store, config)
+    reasons = sorted(row[0] for row in store.con.execute(
+        "SELECT error_kind FROM score_calls WHERE NOT valid").fetchall())
+    assert reasons == ["off_scale", "truncated", "unparseable", "unparseable"]
+    # no score from a bad answer: the four good calls' scores only
+    assert store.scalar("SELECT count(*) FROM candidate_scores") == 4 * ASPECTS
+    assert not store.scalar("SELECT count(*) FROM candidate_scores JOIN score_calls USING (call_id) WHERE NOT valid")
+    off = store.scalar("SELECT invalid_reason FROM score_calls WHERE error_kind = 'off_scale'")
+    assert "outside the scale 1-5" in off
+
+    with Store(store.path.parent / "ranking.duckdb") as ranked:
+        add_prompts(ranked, 2)
+        with OpenAICompatServer(Behaviour(script=["repeat", "missing", "truncated"])) as server:
+            config = judge_config(server, members=[{"mode": "ranking", "output_format": "text",
+                                                    "backend": {"max_concurrency": 1}}])
+            run_judge(ranked, config)
+        rows = ranked.con.execute("SELECT error_kind, invalid_reason FROM score_calls WHERE NOT valid "
+                                  "ORDER BY error_kind").fetchall()
+        assert [kind for kind, _ in rows] == ["bad_ranking", "bad_ranking", "truncated"]
+        assert any("repeats" in reason for _, reason in rows) and any("misses" in reason for _, reason in rows)
+        valid = ranked.scalar("SELECT count(*) FROM score_calls WHERE valid")
+        assert ranked.scalar("SELECT count(*) FROM candidate_scores") == 4 * valid
+
+
+def test_rating_takes_a_third_of_pairwise_calls_per_labelled_pair(tmp_path, openai_server):
+    """4 candidates a prompt: pairwise judges all 6 pairs in both orders (12 calls), a rating judge
+    rates 4 candidates and all_with_margin pairs them (6 pairs)."""
+    counts = {}
+    for mode in ("pairwise", "rating"):
+        with Store(tmp_path / f"{mode}.duckdb") as store:
+            add_prompts(store, 5)
+            if mode == "pairwise":
+                build_pairs(store, PairingConfig(strategy="all"))
+            member = {"mode": mode, "output_format": "json_schema"}
+            report = run_judge(store, judge_config(openai_server, members=[member]))
+            if mode == "rating":
+                build_pairs(store, PairingConfig(strategy="all_with_margin"))
+            labelled = store.scalar("SELECT count(*) FROM pair_labels WHERE vote_label IN ('a', 'b')")
+            counts[mode] = report.details["calls_made"] / labelled
+    assert counts["pairwise"] == 2.0 and counts["rating"] <= counts["pairwise"] / 3
+
+
+def test_score_labels_follow_the_label_precedence(store, openai_server):
+    """A rating judge's label is a judges' label: under the default precedence an imported label
+    wins over it, under judges-first it wins."""
+    [(prompt, candidates)] = add_prompts(store, 1)
+    run_judge(store, judge_config(openai_server, members=[rating_judge(openai_server)]))
+    build_pairs(store, PairingConfig(strategy="best_vs_worst"))
+    pair_id, a, b = store.one("SELECT pair_id, candidate_a, candidate_b FROM pairs")
+    judged = "a" if a == candidates[3] else "b"
+    store.con.execute("INSERT INTO reference_labels VALUES ('r', ?, ?, 'import', 'gold', 'plain', 1, now())",
+                      [pair_id, "b" if judged == "a" else "a"])
+    default = store.one(f"SELECT label, label_source FROM ({labelled_pairs(CurateConfig())})")
+    judges_first = store.one(
+        f"SELECT label, label_source FROM "
+        f"({labelled_pairs(CurateConfig(label_precedence=['judges', 'verifier', 'human', 'import']))})")
+    assert default == ("b" if judged == "a" else "a", "import")
+    assert judges_first == (judged, "balanced")  # from the scores' log-probabilities
+
+
+def test_normalized_scores_put_a_generous_rater_on_the_same_footing(store):
+    """One rater gives 4 and 5, another 1 and 5, to the same two candidates: on the raw scale the
+    second's margin is four times the first's; normalized, they are the same."""
+    prompt = add_prompt(store, "Explain.")
+    low, high = add_candidates(store, prompt, ["worse", "better"])
+    rows = []
+    for rater, (worse, better) in {"generous": (4, 5), "spread": (1, 5)}.items():
+        for candidate, score in ((low, worse), (high, better)):
+            rows.append({"score_id": f"{rater}{candidate}", "call_id": rater, "prompt_id": prompt,
+                         "candidate_id": candidate, "rater": rater, "rater_kind": "judge", "mode": "rating",
+                         "aspect": "overall", "score": float(score), "stated_score": float(score), "scale_min": 1.0,
+                         "scale_max": 5.0, "score_source": "stated"})
+    with store.transaction():
+        store.upsert("candidate_scores", store.arrow_rows("candidate_scores", rows))
+    build_pairs(store, PairingConfig(strategy="all"))
+    margins = dict(store.con.execute("SELECT rater, (margin, normalized_margin) FROM score_votes").fetchall())
+    assert abs(margins["spread"][0]) == 4 * abs(margins["generous"][0])
+    assert margins["spread"][1] == pytest.approx(margins["generous"][1])
