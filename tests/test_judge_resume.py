@@ -75,9 +75,12 @@ def test_a_killed_judge_run_resumes_without_repeating_answered_calls(tmp_path, s
 
 
 @pytest.mark.slow
-def test_with_the_journal_a_resume_repeats_only_the_calls_in_flight_at_the_kill(tmp_path, shared_prefect_server):
+@pytest.mark.parametrize("mode", ["pairwise", "rating", "ranking"])
+def test_with_the_journal_a_resume_repeats_only_the_calls_in_flight_at_the_kill(tmp_path, shared_prefect_server, mode):
     """The server kills the judge at its 150th answer, with answers committed only every 1000:
-    without the journal all 149 answers would be asked again."""
+    without the journal all 149 answers would be asked again. In every label mode: 120 prompts of
+    two candidates are 240 pairwise calls (one pair, both orders), 240 ratings (one a candidate) or
+    240 rankings (both orders)."""
     _, env = shared_prefect_server
     from tests.support.openai_server import call_key
 
@@ -90,7 +93,8 @@ def test_with_the_journal_a_resume_repeats_only_the_calls_in_flight_at_the_kill(
         config_path.write_text(yaml.safe_dump({
             "workdir": str(tmp_path / "out"), "store": {"path": str(store_path)},
             "judge": {"commit_every": 1000, "panel": [{"backend": {
-                "kind": "openai", "model": "test-model", "base_url": server.base_url, "max_concurrency": 8}}]}}))
+                "kind": "openai", "model": "test-model", "base_url": server.base_url, "max_concurrency": 8},
+                "mode": mode}]}}))
 
     with OpenAICompatServer(Behaviour(latency_s=0.02, kill_at_answer=150)) as server:
         configure(server)  # one server for both runs: its URL is part of every call's identity
@@ -110,4 +114,5 @@ def test_with_the_journal_a_resume_repeats_only_the_calls_in_flight_at_the_kill(
     assert len(set(asked) & set(asked_again)) == in_flight  # the calls in flight, and only those, again
     assert len(asked_again) == 2 * N_PAIRS - 149
     with Store(store_path) as store:
-        assert store.scalar("SELECT count(*) FROM judgments WHERE valid") == 2 * N_PAIRS
+        table = "judgments" if mode == "pairwise" else "score_calls"
+        assert store.scalar(f"SELECT count(*) FROM {table} WHERE valid") == 2 * N_PAIRS

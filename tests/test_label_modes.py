@@ -202,3 +202,27 @@ def test_normalized_scores_put_a_generous_rater_on_the_same_footing(store):
     margins = dict(store.con.execute("SELECT rater, (margin, normalized_margin) FROM score_votes").fetchall())
     assert abs(margins["spread"][0]) == 4 * abs(margins["generous"][0])
     assert margins["spread"][1] == pytest.approx(margins["generous"][1])
+
+
+@pytest.mark.parametrize("mode", ["rating", "ranking"])
+def test_rating_and_ranking_in_batches_store_the_same_rows_as_online(tmp_path, openai_server, mode):
+    """Submitted on one run, collected on the next; the scores equal the online judge's, call for call."""
+    member = {"mode": mode, "output_format": "json_schema"}
+
+    def stored(store) -> dict:
+        return {row[0]: row[1:] for row in store.con.execute(
+            "SELECT score_id, candidate_id, aspect, score, score_sd FROM candidate_scores").fetchall()}
+
+    with Store(tmp_path / "batch.duckdb") as store:
+        add_prompts(store, 3)
+        config = judge_config(openai_server, members=[{**member, "backend": {"kind": "openai_batch"}}])
+        first = run_judge(store, config)
+        calls = 12 if mode == "rating" else 6
+        assert first.details["batches"]["submitted_calls"] == calls and store.count("score_calls") == 0
+        second = run_judge(store, config)
+        assert second.details["batches"]["collected_calls"] == calls and second.details["batches"]["submitted_calls"] == 0
+        batched = stored(store)
+    with Store(tmp_path / "online.duckdb") as store:
+        add_prompts(store, 3)
+        run_judge(store, judge_config(openai_server, members=[member]))
+        assert stored(store) == batched and batched
