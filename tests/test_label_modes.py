@@ -226,3 +226,45 @@ def test_rating_and_ranking_in_batches_store_the_same_rows_as_online(tmp_path, o
         add_prompts(store, 3)
         run_judge(store, judge_config(openai_server, members=[member]))
         assert stored(store) == batched and batched
+
+
+def test_estimates_and_the_budget_count_rating_and_ranking_calls(store, openai_server):
+    from prefcurate.core.config import Price
+    from prefcurate.curation.judging.constitution import load_constitution
+    from prefcurate.curation.judging.estimate import estimate_judging
+
+    add_prompts(store, 5)
+    prices = {"test-model": Price(input_per_million=1000.0, output_per_million=1000.0)}
+    panel = [{"name": "rater", **rating_judge(openai_server)}, {"name": "ranker", "mode": "ranking",
+                                                                "output_format": "json_schema"}]
+    config = judge_config(openai_server, members=panel, prices=prices)
+    estimate = estimate_judging(store, load_constitution(None), config)
+    assert estimate["judges"]["rater"]["calls_to_make"] == 20 and estimate["judges"]["ranker"]["calls_to_make"] == 10
+    assert estimate["judges"]["rater"]["mode"] == "rating" and estimate["cost_usd"] > 0
+
+    budget = estimate["cost_usd"] / 3
+    report = run_judge(store, config.model_copy(update={"max_cost_usd": budget}))
+    spent = store.scalar("SELECT sum(cost_usd) FROM score_calls")
+    assert 0 < spent <= budget and 0 < report.details["budget"]["calls_refused"] < 30
+    run_judge(store, config.model_copy(update={"max_cost_usd": 1e6}))  # more budget: the rest
+    assert store.scalar("SELECT count(*) FROM score_calls WHERE valid") == 30
+    assert estimate_judging(store, load_constitution(None), config)["calls_to_make"] == 0
+
+
+def test_a_rating_judge_can_be_a_cascade_level(store):
+    """The cheap level rates each response (a point per 40 characters): sure where the right answer
+    is much longer, a tie where it is not; the strong pairwise judge sees only what it left open."""
+    from tests.support.cascade import build_pairs as build_cascade_pairs, cascade_config, marked_wins
+
+    pairs = build_cascade_pairs(store)
+    with OpenAICompatServer(Behaviour(rating_rule=lambda text, low, high: min(high, low + len(text) // 40))) as cheap, \
+            OpenAICompatServer(Behaviour(judge_rule=marked_wins, judge_confidence=0.95)) as strong:
+        config = cascade_config(cheap, strong)
+        config.panel[0] = config.panel[0].model_copy(update={"mode": "rating"})
+        report = run_judge(store, config)
+    first, second = report.details["cascade"]["levels"]
+    assert first["judge"] == "cheap" and first["pairs_accepted"] == 45 and first["agreement"] == 1.0
+    assert second["pairs_seen"] == 45 and second["pairs_accepted"] == 45
+    assert store.scalar("SELECT count(*) FROM score_calls WHERE judge = 'cheap'") == 2 * len(pairs)
+    labels = dict(store.con.execute("SELECT pair_id, label_by_balanced FROM labelled_pairs").fetchall())
+    assert all(labels[pair] == info["label"] for pair, info in pairs.items())

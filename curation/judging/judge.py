@@ -161,8 +161,8 @@ def _apply_budget(store: Store, config: JudgeConfig, panel: list[PanelJudge], pl
                   todo: list[PlannedCall], report: StageReport) -> set[str]:
     """The ids of the calls judge.max_cost_usd allows: those waiting in batches, and a prefix of the rest."""
     waiting = waiting_in_batches(store, STAGE)
-    check = check_budget(store, config, panel, [call for call in todo if call.judgment_id not in waiting],
-                         [call for call in planned if call.judgment_id in waiting])
+    check = check_budget(store, config, panel, [call for call in todo if call.key not in waiting],
+                         [call for call in planned if call.key in waiting])
     report.details["budget"] = check.figures
     if check.refused:
         figures = check.figures
