@@ -472,8 +472,9 @@ class TrainConfig(_Section):
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
     warmup_ratio: Fraction = 0.1
     # Bradley-Terry with a margin: loss = -log sigmoid(r_chosen - r_rejected - margin_scale * m), with m
-    # the label's confidence (or judge agreement) mapped to [0, 1] as 2 * (value - 0.5).
-    margin: Literal["none", "confidence", "agreement"] = "none"
+    # the label's confidence (or judge agreement) mapped to [0, 1] as 2 * (value - 0.5), or (score) the
+    # chosen and rejected responses' score difference as a share of the scale (rating judges' pairs).
+    margin: Literal["none", "confidence", "agreement", "score"] = "none"
     margin_scale: Annotated[float, Field(ge=0)] = 1.0
     # Reward centering (Eisenstein et al. 2023): + coefficient * mean((r_chosen + r_rejected)^2).
     center_rewards_coefficient: Annotated[float, Field(ge=0)] = 0.0
@@ -638,6 +639,25 @@ class ArgillaConfig(_Section):
     min_submitted: Annotated[int, Field(ge=1, le=20)] = 2
     push: AnnotationPushConfig = AnnotationPushConfig()
     timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    # What annotators are asked. pairwise: which of two responses is better (records in `dataset`,
+    # pairs chosen by push.policy). rating / ranking: one prompt per record with up to
+    # `responses_per_record` of its candidates (distinct texts, seeded order), each rated on
+    # `rating`'s scale per aspect (`rating_dataset`), or ranked (`ranking_dataset`); every prompt
+    # not sent yet goes (push.max_records at most), and the scores vote on each stored pair of them.
+    label_mode: Literal["pairwise", "rating", "ranking"] = "pairwise"
+    # Argilla wants every option of a ranking ranked, so a ranking record shows exactly this many
+    # responses: prompts with fewer distinct candidates wait for ranking (rating takes 2 and up).
+    responses_per_record: Annotated[int, Field(ge=2, le=10)] = 4
+    rating: RatingConfig = RatingConfig()
+    rating_aspects: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] = Field(
+        default_factory=lambda: ["overall"], min_length=1)
+    rating_dataset: str = Field(default="candidate-ratings", min_length=1)
+    ranking_dataset: str = Field(default="candidate-rankings", min_length=1)
+
+    @property
+    def dataset_for_mode(self) -> str:
+        """The Argilla dataset label_mode's records go to."""
+        return {"pairwise": self.dataset, "rating": self.rating_dataset, "ranking": self.ranking_dataset}[self.label_mode]
 
     @property
     def resolved_url(self) -> str:

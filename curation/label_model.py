@@ -49,12 +49,13 @@ def fit_dawid_skene(items: np.ndarray, raters: np.ndarray, votes: np.ndarray, n_
 
 
 def refresh_label_model(store: Store) -> dict:
-    """Fit on every judge vote and submitted human vote; store the labels and rater reliabilities."""
+    """Fit on every judge vote (rating and ranking judges' score-derived ones too) and submitted
+    human vote (annotation_votes: an annotator's latest, ratings and rankings included); store the
+    labels and rater reliabilities."""
     rows = store.con.execute("""
         SELECT pair_id, 'judge:' || judge AS rater, winner FROM judgment_votes
         UNION ALL
-        SELECT pair_id, 'annotator:' || annotator, winner FROM annotations
-        WHERE status = 'submitted' AND winner IS NOT NULL""").fetchall()
+        SELECT pair_id, 'annotator:' || annotator, winner FROM annotation_votes""").fetchall()
     if not rows:
         with store.transaction():
             store.con.execute("DELETE FROM label_model_labels")

@@ -94,12 +94,15 @@ class PairData:
 
 def label_strength(dataset, source: str) -> list[float] | None:
     """Per pair, how clear its label is, in [0, 1]: 2 * (value - 0.5) for a confidence or agreement
-    in [0.5, 1]; 0 where the export has no value (imported labels have no confidence)."""
+    in [0.5, 1], the score difference as a share of the scale for `score`; 0 where the export has
+    no value (imported labels have no confidence, unscored responses no score)."""
     if source == "none":
         return None
-    column = {"confidence": "confidence", "agreement": "agreement"}[source]
+    column = {"confidence": "confidence", "agreement": "agreement", "score": "score_margin"}[source]
     if column not in dataset.column_names:
         raise ValueError(f"train.margin = {source}: the export has no {column!r} column")
+    if source == "score":  # already a share of the scale: 1 is best against worst
+        return [0.0 if value is None else max(0.0, min(1.0, value)) for value in dataset[column]]
     return [0.0 if value is None else max(0.0, min(1.0, 2 * (value - 0.5))) for value in dataset[column]]
 
 

@@ -268,3 +268,41 @@ def test_a_rating_judge_can_be_a_cascade_level(store):
     assert store.scalar("SELECT count(*) FROM score_calls WHERE judge = 'cheap'") == 2 * len(pairs)
     labels = dict(store.con.execute("SELECT pair_id, label_by_balanced FROM labelled_pairs").fetchall())
     assert all(labels[pair] == info["label"] for pair, info in pairs.items())
+
+
+def test_the_label_model_counts_a_rating_judges_preferences_as_its_votes(store, openai_server):
+    from prefcurate.curation.label_model import refresh_label_model
+
+    add_prompts(store, 3)
+    panel = [{"name": "rater", **rating_judge(openai_server)}, {"name": "pairwise", "output_format": "json_schema"}]
+    build_pairs(store, PairingConfig(strategy="all"))
+    run_judge(store, judge_config(openai_server, members=panel))
+    fitted = refresh_label_model(store)
+    assert set(fitted["raters"]) == {"judge:rater", "judge:pairwise"} and fitted["pairs"] == 18
+    agree = store.scalar("SELECT count(*) FROM label_model_labels JOIN pair_labels USING (pair_id) "
+                         "WHERE label = vote_label")
+    assert agree == 18  # both judges prefer the longer response: the model agrees with them on every pair
+
+
+def test_rated_pairs_curate_and_export_with_their_scores_and_a_score_margin(store, openai_server, tmp_path):
+    import datasets
+
+    from prefcurate.core.config import SplitConfig
+    from prefcurate.curation.export.parquet import export_curation_run
+    from prefcurate.curation.funnel.curate import curate
+    from prefcurate.rm.data import label_strength
+
+    add_prompts(store, 12)
+    run_judge(store, judge_config(openai_server, members=[rating_judge(openai_server)]))
+    build_pairs(store, PairingConfig(strategy="best_vs_worst"))
+    result, _ = curate(store, CurateConfig(splits=SplitConfig(validation=0.0, test=0.25),
+                                           dedup={"near": {"enabled": False}}))
+    folder = export_curation_run(store, result.curation_run_id, tmp_path / "export", {})
+    loaded = datasets.load_dataset("parquet", data_files={p.stem: str(p) for p in folder.glob("*.parquet")})
+    rows = [row for split in loaded.values() for row in split]
+    assert len(rows) == 12
+    for row in rows:  # the best (5 stated, 4.9 expected) against the worst (1 stated, 1.1 expected)
+        assert row["chosen_score"] == pytest.approx(4.9) and row["rejected_score"] == pytest.approx(1.1)
+        assert row["score_margin"] == pytest.approx((4.9 - 1.1) / 4)
+        assert len(row["chosen"]) > len(row["rejected"])
+    assert label_strength(loaded["train"], "score") == pytest.approx([(4.9 - 1.1) / 4] * len(loaded["train"]))

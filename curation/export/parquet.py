@@ -29,6 +29,10 @@ EXPORT_SCHEMA = pa.schema([
     ("prompt_messages", pa.string()),
     # True for pairs kept as ties (curate.ties: keep): chosen/rejected are then just the two responses.
     ("tie", pa.bool_()),
+    # The two responses' scores (mean over their raters: rating and ranking judges, annotators, rated
+    # imports), null when unscored; score_margin is their difference as a share of the scale, the
+    # margin train.margin: score reads.
+    ("chosen_score", pa.float64()), ("rejected_score", pa.float64()), ("score_margin", pa.float64()),
 ])
 
 

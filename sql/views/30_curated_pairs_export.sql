@@ -10,6 +10,9 @@
 --   label_source                            human, import, balanced or vote
 --   tie                                     kept as a tie (curate.ties = keep): no preference
 --   agreement, n_votes                      judge agreement and valid judge votes
+--   chosen_score, rejected_score            the responses' scores (candidate_score_summary.score: the mean over
+--                                           their raters), NULL when a response has none
+--   score_margin                            chosen_score - rejected_score as a share of the scale's span
 CREATE OR REPLACE VIEW curated_pairs_export AS
 SELECT
     cp.curation_run_id,
@@ -26,6 +29,12 @@ SELECT
     cp.label_source,
     coalesce(cp.is_tie, false) AS tie,                -- kept as a tie (curate.ties = keep): no preference
     cp.agreement,
-    cp.n_votes
+    cp.n_votes,
+    sc.score AS chosen_score,
+    sr.score AS rejected_score,
+    (sc.score - sr.score) / nullif(greatest(sc.scale_max, sr.scale_max) - least(sc.scale_min, sr.scale_min), 0)
+        AS score_margin
 FROM curated_pairs AS cp
-JOIN pair_texts AS t ON t.pair_id = cp.pair_id;
+JOIN pair_texts AS t ON t.pair_id = cp.pair_id
+LEFT JOIN candidate_score_summary AS sc ON sc.candidate_id = cp.chosen_candidate
+LEFT JOIN candidate_score_summary AS sr ON sr.candidate_id = cp.rejected_candidate;
