@@ -306,3 +306,25 @@ def test_rated_pairs_curate_and_export_with_their_scores_and_a_score_margin(stor
         assert row["score_margin"] == pytest.approx((4.9 - 1.1) / 4)
         assert len(row["chosen"]) > len(row["rejected"])
     assert label_strength(loaded["train"], "score") == pytest.approx([(4.9 - 1.1) / 4] * len(loaded["train"]))
+
+
+def test_the_judge_report_shows_raters_ranking_bias_and_rating_against_pairwise(store, openai_server, tmp_path):
+    from prefcurate.curation.judging.quality_report import write_judge_report
+
+    add_prompts(store, 4)
+    build_pairs(store, PairingConfig(strategy="all"))
+    panel = [{"name": "rater", **rating_judge(openai_server)}, {"name": "pairwise", "output_format": "json_schema"},
+             {"name": "ranker", "mode": "ranking", "output_format": "text"}]
+    run_judge(store, judge_config(openai_server, members=panel))
+    path, markdown = write_judge_report(store, tmp_path / "reports")
+    report = json.loads(path.read_text())
+    raters = {row["rater"]: row for row in report["raters"]}
+    assert raters["rater"]["n_candidates"] == 16 and raters["rater"]["invalid_rate"] == 0
+    assert raters["rater"]["sd_score"] > 0 and raters["ranker"]["mode"] == "ranking"
+    [bias] = report["ranking_position_bias"]
+    assert bias["judge"] == "ranker" and bias["order_agreement"] == 1.0 and bias["n_prompts_both_orders"] == 4
+    agreement = {(row["judge"], row["other_judge"]): row for row in report["judge_agreement"]}
+    pairwise_vs_rating = agreement[("pairwise", "rater")]
+    assert (pairwise_vs_rating["judge_mode"], pairwise_vs_rating["other_mode"]) == ("pairwise", "rating")
+    assert pairwise_vs_rating["n_pairs"] == 24 and pairwise_vs_rating["agreement"] == 1.0
+    assert "## Judges against each other" in markdown and "| ranker |" in markdown

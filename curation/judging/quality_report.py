@@ -4,7 +4,10 @@ Per judge: agreement with gold (imported reference labels), position consistency
 invalid and unparseable rates, where confidence came from, usage (tokens, cost, latency) and
 errors by kind; per judge and principle: tie rate, agreement with the panel and with gold, and
 the win rate of the longer response; per judge, principle and domain: agreement with the
-verifiers on the pairs a check decided (a judge audited for free).
+verifiers on the pairs a check decided (a judge audited for free). Rating and ranking judges (and
+annotators and rated imports as raters): their scores' spread and certainty, a ranking judge's
+lean on the order shown, and every two judges' agreement on the pairs both labelled (a rating
+judge against the pairwise one).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ _SECTIONS = {
     "errors": "SELECT * FROM judge_errors ORDER BY judge, n_calls DESC",
     "verifier_agreement": "SELECT * FROM judge_verifier_agreement ORDER BY judge, domain, principle_id",
     "cascade": "SELECT * FROM cascade_levels ORDER BY level",
+    "raters": "SELECT * FROM judge_score_quality ORDER BY rater, mode",
+    "ranking_position_bias": "SELECT * FROM judge_ranking_position_bias ORDER BY judge",
+    "judge_agreement": "SELECT * FROM judge_agreement ORDER BY judge, other_judge",
 }
 
 
@@ -87,6 +93,16 @@ def judge_report_markdown(report: dict) -> str:
         "## Judge cascade (judge.cascade)",
         _table(report["cascade"], ["level", "judge", "threshold", "gold_pairs", "gold_accepted", "agreement",
                                    "agreement_low", "pairs_seen", "pairs_accepted", "note"]),
+        "## Raters (rating and ranking judges, annotators, rated imports)",
+        _table(report["raters"], ["rater", "rater_kind", "mode", "n_candidates", "mean_score", "sd_score",
+                                  "scale_min", "scale_max", "mean_score_sd", "n_calls", "invalid_rate",
+                                  "n_cut_answers"]),
+        "## Ranking judges and the order shown",
+        _table(report["ranking_position_bias"], ["judge", "n_calls", "first_shown_top_share", "expected_top_share",
+                                                 "mean_first_shown_rank", "n_prompts_both_orders", "order_agreement"]),
+        "## Judges against each other (pairs both labelled)",
+        _table(report["judge_agreement"], ["judge", "judge_mode", "other_judge", "other_mode", "n_pairs", "agreement",
+                                           "n_decisive", "decisive_agreement"]),
     ])
 
 
