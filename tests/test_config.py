@@ -66,3 +66,34 @@ def test_unreadable_files_are_refused_clearly(tmp_path):
     (tmp_path / "broken.yaml").write_text("generate: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "broken.yaml")
+
+
+def test_the_example_config_spells_out_every_field():
+    """Equal to the defaults is not enough: a field left out of the example is a field nobody reads
+    about. Every field of every section (and of the first panel member) is written there."""
+    from typing import get_origin
+
+    import yaml
+    from pydantic import BaseModel
+
+    written = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    missing = []
+
+    def walk(model: type[BaseModel], data, path: str) -> None:
+        for name, field in model.model_fields.items():
+            where = f"{path}.{name}" if path else name
+            if not isinstance(data, dict) or name not in data:
+                missing.append(where)
+                continue
+            value, annotation = data[name], field.annotation
+            if get_origin(annotation) is dict:  # a mapping of named entries (prices, schedules): any keys
+                continue
+            nested = [arg for arg in getattr(annotation, "__args__", (annotation,))
+                      if isinstance(arg, type) and issubclass(arg, BaseModel)]
+            if nested and isinstance(value, dict):
+                walk(nested[0], value, where)
+            elif nested and isinstance(value, list) and value and isinstance(value[0], dict):
+                walk(nested[0], value[0], f"{where}[0]")
+
+    walk(PrefcurateConfig, written, "")
+    assert not missing, f"examples/prefcurate.yaml does not spell out: {missing}"

@@ -328,3 +328,15 @@ def test_the_judge_report_shows_raters_ranking_bias_and_rating_against_pairwise(
     assert (pairwise_vs_rating["judge_mode"], pairwise_vs_rating["other_mode"]) == ("pairwise", "rating")
     assert pairwise_vs_rating["n_pairs"] == 24 and pairwise_vs_rating["agreement"] == 1.0
     assert "## Judges against each other" in markdown and "| ranker |" in markdown
+
+
+def test_ultrafeedbacks_four_aspects_ship_as_a_constitution(store, openai_server):
+    from prefcurate.curation.judging.constitution import ConstitutionError, load_constitution
+
+    add_prompts(store, 1)
+    constitution = load_constitution("shipped:ultrafeedback")
+    run_judge(store, judge_config(openai_server, members=[rating_judge(openai_server)]), constitution)
+    aspects = {row[0] for row in store.con.execute("SELECT DISTINCT aspect FROM candidate_scores").fetchall()}
+    assert aspects == {"helpfulness", "honesty", "instruction_following", "truthfulness"}
+    with pytest.raises(ConstitutionError, match="shipped: default, ultrafeedback"):
+        load_constitution("shipped:ultrafeedbak")

@@ -67,11 +67,25 @@ def _weighted_sample(principles: list[Principle], k: int, rng: random.Random) ->
     return sorted(principles, key=lambda p: rng.random() ** (1.0 / p.weight), reverse=True)[:k]
 
 
+SHIPPED = "shipped:"  # judge.constitution: shipped:<name> names a constitution shipped with prefcurate
+
+
+def shipped_constitution_path(name: str = "default") -> Path:
+    return Path(str(resources.files("prefcurate.curation.judging").joinpath(f"constitutions/{name}.yaml")))
+
+
 def default_constitution_path() -> Path:
-    return Path(str(resources.files("prefcurate.curation.judging").joinpath("constitutions/default.yaml")))
+    return shipped_constitution_path("default")
 
 
 def load_constitution(path: str | Path | None) -> Constitution:
+    """A constitution file, a shipped one (shipped:default, shipped:ultrafeedback), or (None) the default."""
+    if path is not None and str(path).startswith(SHIPPED):
+        name = str(path)[len(SHIPPED):]
+        path = shipped_constitution_path(name)
+        if not path.is_file():
+            shipped = sorted(p.stem for p in path.parent.glob("*.yaml"))
+            raise ConstitutionError(f"no shipped constitution {name!r}; shipped: {', '.join(shipped)}")
     path = Path(path) if path else default_constitution_path()
     if not path.is_file():
         raise ConstitutionError(f"constitution file not found: {path}")
