@@ -56,6 +56,12 @@ def import_pairs_flow(config: PrefcurateConfig, source: str, fmt: str = "auto", 
     return pipeline.import_stage(config, source, fmt, split, into_pool)
 
 
+@stage_flow("import-ratings")
+def import_ratings_flow(config: PrefcurateConfig, source: str, layout: str = "auto", scale: str = "1-5",
+                        split: str = "train", into_pool: bool = False) -> dict:
+    return pipeline.import_ratings_stage(config, source, layout, scale, split, into_pool)
+
+
 @stage_flow("suspect-labels")
 def suspect_flow(config: PrefcurateConfig) -> dict:
     return pipeline.suspect_stage(config)

@@ -204,6 +204,48 @@ def import_pairs(source: str = typer.Argument(..., help="Preference file or data
                         into_pool=into_pool))
 
 
+def _check_layout(layout: str) -> str:
+    from prefcurate.curation.intake.rated_completions import LAYOUTS
+
+    if layout != "auto" and layout not in LAYOUTS:
+        raise typer.BadParameter(f"{layout!r}: expected auto, {', '.join(LAYOUTS)}")
+    return layout
+
+
+def _check_scale(scale: str) -> str:
+    from prefcurate.curation.intake.rated_completions import Scale
+
+    try:
+        Scale.parse(scale)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return scale
+
+
+@command(app, "import-ratings")
+def import_ratings(source: str = typer.Argument(..., help="Rated completions: UltraFeedback rows, distilabel's "
+                                                          "UltraFeedback output, or prompt + completions with ratings "
+                                                          "(JSONL, JSON, Parquet, CSV, or a `datasets` folder/name)."),
+                   config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption,
+                   layout: str = typer.Option("auto", "--format", callback=_check_layout,
+                                              help="auto | ultrafeedback | flat | distilabel (auto: per row)"),
+                   scale: str = typer.Option("1-5", "--scale", callback=_check_scale,
+                                             help="MIN-MAX of the ratings; a rating off it rejects its row."),
+                   split: str = typer.Option("train", help="Split, for `datasets` sources."),
+                   into_pool: bool = typer.Option(False, "--into-pool",
+                                                  help="Also generate candidates for these prompts (by default "
+                                                       "imported prompts only measure judges and models).")) -> None:
+    """Import completions with ratings as candidates and scores; no pairs yet.
+
+    Then run `prefcurate pairs` with pairs.strategy best_vs_worst,
+    best_vs_random_lower or all_with_margin: it pairs the candidates from
+    these scores, and the ratings give each pair its reference label."""
+    from prefcurate.flows.stages import import_ratings_flow
+
+    _print_summary(_run(import_ratings_flow, _config(config, store), source=source, layout=layout, scale=scale,
+                        split=split, into_pool=into_pool))
+
+
 @command()
 def suspect(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOption) -> None:
     """Check labels against reward models trained on the other folds; flag those they contradict."""

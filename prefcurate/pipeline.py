@@ -30,6 +30,7 @@ from prefcurate.curation.generation.generate import generate_candidates
 from prefcurate.curation.generation.pairing import build_pairs
 from prefcurate.curation.intake.preference_pairs import import_preference_pairs
 from prefcurate.curation.intake.prompts import ingest_prompts
+from prefcurate.curation.intake.rated_completions import Scale, import_rated_completions
 from prefcurate.curation.intake.shipped import hh_harmless_pairs_path, read_text_lines
 from prefcurate.curation.judging.constitution import load_constitution
 from prefcurate.curation.judging.estimate import estimate_judging
@@ -153,6 +154,16 @@ def import_stage(config: PrefcurateConfig, source: str, fmt: str = "auto", split
     with open_store(config) as store:
         return finish_stage(store, import_preference_pairs(store, source, fmt, split, into_pool,
                                                            max_reject_share=config.ingest.max_reject_share))
+
+
+def import_ratings_stage(config: PrefcurateConfig, source: str, layout: str = "auto", scale: str = "1-5",
+                         split: str = "train", into_pool: bool = False) -> dict:
+    """Import completions with ratings (UltraFeedback, distilabel, flat) as candidates and scores;
+    `prefcurate pairs` with a score strategy (pairs.strategy best_vs_worst, ...) pairs them after."""
+    rating_scale = Scale.parse(scale)  # a bad scale fails before the store is opened
+    with open_store(config) as store:
+        return finish_stage(store, import_rated_completions(store, source, layout, rating_scale, split, into_pool,
+                                                            max_reject_share=config.ingest.max_reject_share))
 
 
 def gold_source(config: PrefcurateConfig) -> Path:

@@ -154,6 +154,25 @@ def _validate(row: PreferenceRow) -> None:
         raise RowError("rejected", "chosen and rejected are identical")
 
 
+# -- rows for what an import brings (import-ratings makes them the same way) ------------------------
+
+def imported_prompt_row(key: str, text: str, source: str, source_row: int, into_pool: bool,
+                        context: list[dict] | None = None) -> dict:
+    """An imported prompt: not one generation answers unless into_pool; a multi-turn context is kept
+    as messages for chat templates."""
+    return {"prompt_id": key, "text": text, "source": source, "source_row": source_row, "external_id": None,
+            "messages": json.dumps(context) if context and len(context) > 1 else None, "in_pool": into_pool}
+
+
+def imported_candidate_row(prompt_key: str, answer: str, source: str, params: dict | None = None) -> dict:
+    """An answer a dataset came with. Its id hashes the prompt and the text only, so the same answer
+    imported twice, or by import-pairs and import-ratings, is one candidate."""
+    return {"candidate_id": content_hash("candidate", prompt_key, IMPORT_GENERATOR_KEY, answer),
+            "prompt_id": prompt_key, "generator_key": IMPORT_GENERATOR_KEY, "generator": f"import:{Path(source).name}",
+            "sample_index": 0, "text": answer, "finish_reason": None, "prompt_tokens": None,
+            "completion_tokens": None, "params": json.dumps(params) if params else None}
+
+
 # -- the stage --------------------------------------------------------------------------------------
 
 def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split: str = "train",
@@ -187,17 +206,12 @@ def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split:
             continue
         text = prompt_text(parsed.context)
         key = prompt_id(text)
-        prompts.setdefault(key, {
-            "prompt_id": key, "text": text, "source": source, "source_row": item.row, "external_id": None,
-            "messages": json.dumps(parsed.context) if len(parsed.context) > 1 else None, "in_pool": into_pool})
+        prompts.setdefault(key, imported_prompt_row(key, text, source, item.row, into_pool, parsed.context))
         ids = {}
         for side, answer in (("chosen", parsed.chosen), ("rejected", parsed.rejected)):
-            candidate_key = content_hash("candidate", key, IMPORT_GENERATOR_KEY, answer)
-            ids[side] = candidate_key
-            candidates.setdefault(candidate_key, {
-                "candidate_id": candidate_key, "prompt_id": key, "generator_key": IMPORT_GENERATOR_KEY,
-                "generator": f"import:{Path(source).name}", "sample_index": 0, "text": answer,
-                "finish_reason": None, "prompt_tokens": None, "completion_tokens": None, "params": None})
+            candidate = imported_candidate_row(key, answer, source)
+            ids[side] = candidate["candidate_id"]
+            candidates.setdefault(candidate["candidate_id"], candidate)
         a, b = sorted((ids["chosen"], ids["rejected"]))
         pair_key = pair_id(a, b)
         winner = "a" if ids["chosen"] == a else "b"
