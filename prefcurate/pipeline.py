@@ -79,10 +79,11 @@ def pairs_stage(config: PrefcurateConfig) -> dict:
         if not store.count("pairs") and candidates:
             if config.pairs.strategy in SCORE_STRATEGIES:
                 raise StageFailed(
-                    f"pairs: pairs.strategy {config.pairs.strategy} builds pairs from candidate scores, and "
-                    f"{summary['prompts_without_scores']} prompts' candidates have none with a margin of "
-                    f"at least {config.pairs.min_margin}: run `prefcurate judge` with a rating or ranking judge "
-                    "(judge.panel[].mode) or `prefcurate import-ratings` first")
+                    f"pairs: pairs.strategy {config.pairs.strategy} builds pairs from candidate scores: "
+                    f"{summary['prompts_without_scores']} prompts have candidates without scores (run `prefcurate "
+                    "judge` with a rating or ranking judge, judge.panel[].mode, or `prefcurate import-ratings` first), "
+                    f"and on the others no two scores differ by at least pairs.min_margin ({config.pairs.min_margin}; "
+                    "equal scores make no pair unless pairs.keep_ties)")
             raise StageFailed(f"pairs: no pair could be formed from {candidates} candidates: "
                               f"{identical_samples_note(store)}")
         return summary
@@ -433,13 +434,19 @@ def curation_run(store: Store, curation_run_id: str | None) -> tuple[str, str]:
 # -- human annotation (Argilla) ---------------------------------------------------------------------
 
 def annotate_push_stage(config: PrefcurateConfig, round_index: int = 0) -> dict:
-    """Send pairs chosen by argilla.push.policy to the Argilla dataset (creating team and dataset)."""
+    """Send pairs chosen by argilla.push.policy (or, under argilla.label_mode rating / ranking,
+    prompts with their candidates) to the Argilla dataset (creating team and dataset)."""
     from prefcurate.core.config import judge_name
     from prefcurate.curation.annotation.dataset import connect, ensure_dataset, ensure_team
     from prefcurate.curation.annotation.push import push_pairs
 
     client = connect(config.argilla, config.resolved_argilla_home)
     dataset = ensure_dataset(client, config.argilla, ensure_team(client, config.argilla))
+    if config.argilla.label_mode != "pairwise":  # prompts whose candidates annotators rate or rank
+        from prefcurate.curation.annotation.score_push import push_prompts
+
+        with open_store(config) as store:
+            return finish_stage(store, push_prompts(store, dataset, config.argilla, round_index))
     judges = "prefcurate-judges:" + ",".join(judge_name(judge) for judge in config.judge.panel)
     with open_store(config) as store:
         return finish_stage(store, push_pairs(store, dataset, config.argilla, config.curate, judges, round_index))
@@ -454,6 +461,10 @@ def annotate_pull_stage(config: PrefcurateConfig) -> dict:
     dataset = find_dataset(connect(config.argilla, config.resolved_argilla_home), config.argilla)
     api_key = owner_api_key(config.argilla, config.resolved_argilla_home)
     with open_store(config) as store, ArgillaReader(config.argilla.resolved_url, api_key, config.argilla.timeout_s) as reader:
+        if config.argilla.label_mode != "pairwise":  # into candidate_scores; alpha in the details' agreement
+            from prefcurate.curation.annotation.score_pull import pull_scores
+
+            return finish_stage(store, pull_scores(store, reader, dataset, config.argilla))
         summary = finish_stage(store, pull_annotations(store, reader, str(dataset.id), config.argilla.workspace,
                                                   config.argilla.dataset))
         agreement = store.con.sql("SELECT * FROM annotation_agreement").to_arrow_table().to_pylist()

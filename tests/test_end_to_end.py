@@ -174,3 +174,39 @@ def test_gold_prompts_are_answered_only_when_the_config_says_so(pipeline_config,
     assert store.scalar("SELECT count(*) FROM prompts WHERE in_pool") == 24
     import_preference_pairs(store, source, into_pool=True)
     assert store.scalar("SELECT count(*) FROM prompts WHERE in_pool") == 24 + gold_prompts
+
+
+@pytest.mark.slow  # the whole pipeline, twice
+def test_the_main_job_with_a_rating_judge_rates_pairs_from_scores_and_reruns_as_a_no_op(pipeline_config, openai_server):
+    """judge.panel[].mode rating with pairs.strategy all_with_margin: the candidates are rated before
+    they are paired, the pairs and labels come from the scores, the export carries them, and a second
+    run asks nothing and adds nothing."""
+    import duckdb
+
+    from prefcurate.pipeline import run_pipeline
+
+    config = pipeline_config.model_copy(deep=True)
+    config.gold.source = None
+    config.judge.panel[0] = config.judge.panel[0].model_copy(update={"mode": "rating", "output_format": "json_schema"})
+    config.pairs.strategy = "all_with_margin"
+    config.train.margin = "score"
+    # scores that spread over the scale (the default rule gives the tiny model's long samples all 5s)
+    openai_server.behaviour.rating_rule = lambda text, low, high: low + len(text) % (high - low + 1)
+    first = run_pipeline(config)
+    assert list(first)[:4] == ["ingest", "generate", "score", "pairs"]
+    assert first["score"]["calls_made"] == first["score"]["candidates_to_score"] > 0
+    assert first["judge"]["calls_made"] == 0  # everything was rated before the pairs existed
+    tables = ("candidates", "pairs", "score_calls", "candidate_scores", "curated_pairs", "rm_runs")
+
+    def rows() -> dict:
+        with duckdb.connect(str(config.store.path), read_only=True) as con:
+            return {table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] for table in tables}
+
+    before, calls = rows(), len(openai_server.requests)
+    with duckdb.connect(str(config.store.path), read_only=True) as con:
+        exported = con.execute("SELECT count(*), count(chosen_score), bool_and(chosen_score > rejected_score) "
+                               "FROM curated_pairs_export").fetchall()[0]
+    assert exported[0] > 0 and exported[1] == exported[0] and exported[2]
+    second = run_pipeline(config)
+    assert rows() == before and len(openai_server.requests) == calls
+    assert second["score"]["calls_made"] == 0 and second["train"]["reused"]
