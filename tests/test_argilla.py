@@ -14,45 +14,9 @@ from prefcurate.core.config import PrefcurateConfig
 from prefcurate.core.store import Store
 from prefcurate.curation.annotation.dataset import connect, find_dataset
 from prefcurate.curation.annotation.server import ServerPaths, owner_api_key, start_server
-from tests.support.annotation import ANNOTATORS, build_store, reference_alpha_and_kappa
+from tests.support.annotation import ANNOTATORS, Annotator, build_store, reference_alpha_and_kappa
 
 pytestmark = pytest.mark.slow
-
-# The web UI's "pending" queue: no answer of mine yet, and the record still needs answers.
-PENDING_FOR_ME = {"filters": {"and": [
-    {"type": "terms", "scope": {"entity": "response", "property": "status"}, "values": ["pending"]},
-    {"type": "terms", "scope": {"entity": "record", "property": "status"}, "values": ["pending"]},
-]}}
-
-
-class Annotator:
-    """An annotator acting through the REST API with their own credentials, as the web UI does."""
-
-    def __init__(self, url: str, username: str):
-        token = httpx.post(f"{url}/api/v1/token", data={"username": username, "password": ANNOTATORS[username]})
-        token.raise_for_status()
-        me = httpx.get(f"{url}/api/v1/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"}).json()
-        assert me["role"] == "annotator"
-        self.api_key = me["api_key"]
-        self.client = httpx.Client(base_url=url, headers={"X-Argilla-Api-Key": self.api_key}, timeout=30)
-
-    def dataset_ids(self) -> list[str]:
-        return [d["id"] for d in self.client.get("/api/v1/me/datasets").json()["items"]]
-
-    def pending(self, dataset_id: str) -> list[dict]:
-        response = self.client.post(f"/api/v1/me/datasets/{dataset_id}/records/search",
-                                    params={"include": "responses", "limit": 50}, json=PENDING_FOR_ME)
-        response.raise_for_status()
-        return [item["record"] for item in response.json()["items"]]
-
-    def answer(self, record: dict, label: str | None, status: str = "submitted") -> dict:
-        values = None if label is None else {"preference": {"value": label}, "strength": {"value": 2}}
-        response = self.client.post(f"/api/v1/records/{record['id']}/responses",
-                                    json={"values": values, "status": status})
-        response.raise_for_status()
-        return response.json()
-
-
 
 
 def shown_label_of(record: dict, text: str) -> str:

@@ -1,4 +1,5 @@
-"""The Argilla side of annotation: the owner's client, the team's accounts and the preference dataset.
+"""The Argilla side of annotation: the owner's client, the team's accounts and the dataset
+(preference pairs, or ratings or rankings: score_questions.py).
 
 Everything here is idempotent: accounts, the workspace and the dataset are created when missing and
 reused otherwise, so `push` can call it every time.
@@ -17,6 +18,7 @@ from argilla._exceptions import ArgillaCredentialsError
 from prefcurate.core.config import ArgillaConfig
 from prefcurate.core.secrets import redact, secret_from_env
 from prefcurate.curation.annotation.server import AnnotationServerError, owner_api_key
+from prefcurate.curation.annotation.score_questions import score_settings
 
 log = logging.getLogger("prefcurate.argilla")
 
@@ -115,28 +117,48 @@ def preference_settings(min_submitted: int) -> rg.Settings:
     )
 
 
+def settings_for(config: ArgillaConfig) -> rg.Settings:
+    """The dataset's settings for what annotators are asked (argilla.label_mode)."""
+    return preference_settings(config.min_submitted) if config.label_mode == "pairwise" else score_settings(config)
+
+
+def _check_questions(dataset: rg.Dataset, wanted: rg.Settings, name: str) -> None:
+    """An existing dataset must ask what the config asks (a ranking over K responses stays K)."""
+    def shape(settings) -> tuple:
+        return (sorted(field.name for field in settings.fields), sorted(question.name for question in settings.questions))
+    if shape(dataset.settings) != shape(wanted):
+        raise AnnotationServerError(
+            f"dataset {name!r} asks other questions than argilla.label_mode / responses_per_record / rating_aspects"
+            " now do: name a new dataset for the new settings"
+        )
+
+
 def ensure_dataset(client: rg.Argilla, config: ArgillaConfig, workspace: rg.Workspace) -> rg.Dataset:
+    name, settings = config.dataset_for_mode, settings_for(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dataset = client.datasets(name=config.dataset, workspace=workspace)
+        dataset = client.datasets(name=name, workspace=workspace)
     if dataset is None:
-        dataset = rg.Dataset(name=config.dataset, workspace=workspace,
-                             settings=preference_settings(config.min_submitted), client=client).create()
-        log.info("created dataset %r in workspace %r", config.dataset, config.workspace)
-    elif dataset.settings.distribution.min_submitted != config.min_submitted:
+        dataset = rg.Dataset(name=name, workspace=workspace, settings=settings, client=client).create()
+        log.info("created dataset %r in workspace %r", name, config.workspace)
+        return dataset
+    _check_questions(dataset, settings, name)
+    if dataset.settings.distribution.min_submitted != config.min_submitted:
         dataset.settings.distribution = rg.TaskDistribution(min_submitted=config.min_submitted)
         dataset.update()
-        log.info("dataset %r: annotators per record set to %d", config.dataset, config.min_submitted)
+        log.info("dataset %r: annotators per record set to %d", name, config.min_submitted)
     return dataset
 
 
 def find_dataset(client: rg.Argilla, config: ArgillaConfig) -> rg.Dataset:
+    """The dataset of argilla.label_mode (pairs, ratings or rankings)."""
+    name = config.dataset_for_mode
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         workspace = client.workspaces(name=config.workspace)
-        dataset = client.datasets(name=config.dataset, workspace=workspace) if workspace else None
+        dataset = client.datasets(name=name, workspace=workspace) if workspace else None
     if dataset is None:
         raise AnnotationServerError(
-            f"no dataset {config.dataset!r} in workspace {config.workspace!r} at {config.resolved_url}: push pairs first"
+            f"no dataset {name!r} in workspace {config.workspace!r} at {config.resolved_url}: push records first"
         )
     return dataset
