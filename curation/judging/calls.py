@@ -70,14 +70,19 @@ def plan_calls(pairs: list[tuple], constitution: Constitution, judge: PanelJudge
 
 
 def pairs_to_judge(store: Store, max_imported: int | None = None) -> list[tuple]:
-    """Every pair, except imported (reference-labelled) pairs beyond a seeded sample of max_imported."""
+    """Every pair, except imported pairs (reference-labelled, or labelled by imported ratings) beyond
+    a seeded sample of max_imported."""
     if max_imported is None:
         return store.con.execute("SELECT pair_id, prompt, text_a, text_b FROM pair_texts ORDER BY pair_id").fetchall()
     return store.con.execute("""
+        WITH imported AS (  -- labelled by an imported pair, or by an imported dataset's ratings
+            SELECT pair_id FROM reference_labels
+            UNION
+            SELECT pair_id FROM score_votes WHERE rater_kind = 'import'
+        )
         SELECT pair_id, prompt, text_a, text_b FROM pair_texts
-        WHERE pair_id NOT IN (SELECT pair_id FROM reference_labels)
-           OR pair_id IN (SELECT pair_id FROM (SELECT DISTINCT pair_id FROM reference_labels)
-                          ORDER BY md5('judged-imported:' || pair_id) LIMIT $n)
+        WHERE pair_id NOT IN (SELECT pair_id FROM imported)
+           OR pair_id IN (SELECT pair_id FROM imported ORDER BY md5('judged-imported:' || pair_id) LIMIT $n)
         ORDER BY pair_id""", {"n": max_imported}).fetchall()
 
 

@@ -24,6 +24,25 @@ from prefcurate.curation.judging.verdicts import (
 )
 
 
+def usage_fields(call, result: ChatResult, config: JudgeConfig) -> dict:
+    """What a call of any mode cost: characters sent, tokens, dollars, latency."""
+    return {"request_chars": call.request_chars, "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "cost_usd": price_of(config, call.judge.config, result.prompt_tokens, result.completion_tokens),
+            "latency_ms": result.latency_ms}
+
+
+def answer_outcome(result: ChatResult) -> tuple[dict | None, bool]:
+    """(invalid_reason and error_kind of a call that got no answer to read, else None; whether the
+    answer was cut at the token limit). A transport failure is asked again next run (CALL_FAILED)."""
+    if result.error:
+        return {"invalid_reason": f"{CALL_FAILED}: {result.error}", "error_kind": result.error_kind}, False
+    cut, unfinished = answer_completeness(result.finish_reason)
+    if unfinished:
+        return {"invalid_reason": f"unfinished: {unfinished}", "error_kind": "unfinished"}, cut
+    return None, cut
+
+
 def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constitution, config: JudgeConfig) -> dict:
     row = {
         "judgment_id": call.judgment_id, "pair_id": call.pair_id, "judge": call.judge.name,
@@ -35,17 +54,11 @@ def judgment_row(call: PlannedCall, result: ChatResult, constitution: Constituti
         "raw_response": result.text, "verdict_shown": None, "winner": None, "confidence": None,
         "confidence_source": "none", "self_confidence": None, "verdict_probs": None, "preference_logit": None,
         "valid": False, "invalid_reason": None, "error_kind": None, "cut_answer": False, "verdict_kind": "judge",
-        "request_chars": call.request_chars,
-        "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-        "cost_usd": price_of(config, call.judge.config, result.prompt_tokens, result.completion_tokens),
-        "latency_ms": result.latency_ms,
+        **usage_fields(call, result, config),
     }
-    if result.error:
-        row.update(invalid_reason=f"{CALL_FAILED}: {result.error}", error_kind=result.error_kind)
-        return row
-    cut, unfinished = answer_completeness(result.finish_reason)
-    if unfinished:
-        row.update(invalid_reason=f"unfinished: {unfinished}", error_kind="unfinished")
+    unanswered, cut = answer_outcome(result)
+    if unanswered:
+        row.update(unanswered)
         return row
     verdict, reason = parse_verdict(result.text, call.output_format, cut=cut)
     self_confidence = parse_self_confidence(result.text, cut=cut) if call.output_format != "choices" else None

@@ -9,9 +9,8 @@ import json
 from prefcurate.core.config import JudgeConfig
 from prefcurate.core.hashing import content_hash
 from prefcurate.curation.backends import ChatResult
-from prefcurate.curation.judging.calls import CALL_FAILED
 from prefcurate.curation.judging.constitution import Constitution
-from prefcurate.curation.judging.pricing import price_of
+from prefcurate.curation.judging.rows import answer_outcome, usage_fields
 from prefcurate.curation.judging.score_answers import (
     Unreadable,
     aspect_distributions,
@@ -20,7 +19,6 @@ from prefcurate.curation.judging.score_answers import (
     score_distribution,
 )
 from prefcurate.curation.judging.score_calls import ScoreCall
-from prefcurate.curation.judging.verdicts import answer_completeness
 
 
 def score_rows(call: ScoreCall, result: ChatResult, constitution: Constitution, config: JudgeConfig) -> dict[str, list]:
@@ -34,18 +32,12 @@ def score_rows(call: ScoreCall, result: ChatResult, constitution: Constitution, 
         "template_version": call.template_version, "constitution_version": constitution.version,
         "output_format": call.output_format, "sampling": json.dumps({**call.judge.sampling, "seed": config.seed}),
         "raw_response": result.text, "valid": False, "invalid_reason": None, "error_kind": None, "cut_answer": False,
-        "request_chars": call.request_chars, "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-        "cost_usd": price_of(config, call.judge.config, result.prompt_tokens, result.completion_tokens),
-        "latency_ms": result.latency_ms,
+        **usage_fields(call, result, config),
     }
     stored = {"score_calls": [row], "candidate_scores": []}
-    if result.error:
-        row.update(invalid_reason=f"{CALL_FAILED}: {result.error}", error_kind=result.error_kind)
-        return stored
-    cut, unfinished = answer_completeness(result.finish_reason)
-    if unfinished:
-        row.update(invalid_reason=f"unfinished: {unfinished}", error_kind="unfinished")
+    unanswered, cut = answer_outcome(result)
+    if unanswered:
+        row.update(unanswered)
         return stored
     row["cut_answer"] = cut
     scores = _rating_scores(call, result, cut) if call.mode == "rating" else _ranking_scores(call, result, cut)
