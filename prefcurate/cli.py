@@ -154,7 +154,8 @@ def judge(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
                                         help="Predict calls, tokens and cost; send nothing."),
           wait: bool = typer.Option(False, "--wait", help="Batch judges: poll until every submitted call is "
                                     "answered (default: submit, collect what is done, and return).")) -> None:
-    """Judge pairs with the judge panel, in both orders, under sampled constitution principles."""
+    """Judge pairs with the judge panel, in both orders, under sampled constitution principles; rating and
+    ranking members (judge.panel[].mode) score the candidates instead."""
     cfg = _config(config, store)
     if not estimate:
         from prefcurate.flows.stages import judge_flow
@@ -170,7 +171,8 @@ def judge(config: Optional[Path] = ConfigOption, store: Optional[Path] = StoreOp
         cost = judge_estimate["cost_usd"]
         basis = (f"calibrated on {judge_estimate['calibrated_on_calls']} stored calls"
                  if judge_estimate["calibrated_on_calls"] else "uncalibrated: chars/4, completion at max_new_tokens")
-        typer.echo(f"  {name} [{judge_estimate['output_format']}]: {judge_estimate['calls_to_make']} calls, "
+        typer.echo(f"  {name} [{judge_estimate['mode']}, {judge_estimate['output_format']}]: "
+                   f"{judge_estimate['calls_to_make']} calls, "
                    f"~{judge_estimate['prompt_tokens']} prompt + ~{judge_estimate['completion_tokens']} completion "
                    f"tokens, cost {'unpriced (add it to judge.prices)' if cost is None else f'~${cost:.4f}'} ({basis})")
     total = predicted["cost_usd"]
