@@ -39,6 +39,8 @@ class ScoreTarget:
 
 @dataclass(frozen=True)
 class ScoreCall:
+    """One rating call (one candidate) or ranking call (a prompt's candidates, in one order)."""
+
     key: str  # score_calls.call_id
     prompt_id: str
     judge: PanelJudge
@@ -51,10 +53,6 @@ class ScoreCall:
     seed: int
     scale: tuple[int, int]  # rating: (low, high)
     template_version: str
-
-    @property
-    def pair_id(self) -> str:  # what the journal and progress name a call by
-        return self.prompt_id
 
     @property
     def labels(self) -> list[str]:
