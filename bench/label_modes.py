@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import sys
@@ -103,12 +104,18 @@ def server_judge(mode: str, base_url: str, concurrency: int) -> JudgeConfig:
     return judge_config(mode, backend, "json_schema")
 
 
-def judge(store: Store, config: JudgeConfig, models_dir: Path) -> tuple[dict, float]:
-    """The judge stage as the pipeline runs it; (its report's details, seconds end to end)."""
-    started = time.perf_counter()
+def cpu_seconds() -> float:
+    """This process's CPU time, every thread's: ours, not the server's (which shares the cores)."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
+def judge(store: Store, config: JudgeConfig, models_dir: Path) -> tuple[dict, float, float]:
+    """The judge stage as the pipeline runs it; (its report's details, seconds end to end, CPU seconds)."""
+    started, cpu = time.perf_counter(), cpu_seconds()
     with open_panel(store, config, models_dir) as panel:
         report = judge_pairs(store, panel, load_constitution(None), config)
-    return report.details, time.perf_counter() - started
+    return report.details, time.perf_counter() - started, cpu_seconds() - cpu
 
 
 def usage(store: Store, mode: str) -> dict:
@@ -174,26 +181,30 @@ def part_throughput(pool_path: Path, workdir: Path, base_url: str, concurrency: 
             with Store(copy_of(pool_path, workdir / f"throughput-{mode}-{repeat}.duckdb")) as store:
                 if mode == "pairwise":
                     build_pairs(store, PairingConfig(strategy="all"))  # outside the timing: pairing is not judging
-                details, seconds = judge(store, server_judge(mode, base_url, concurrency), workdir)
-            figures[mode]["rates"].append(details["calls_made"] / seconds)
-            figures[mode].update(calls=details["calls_made"], valid=details["valid"])
-            print(f"  repeat {repeat + 1}, {mode}: {details['calls_made']} calls ({details['valid']} valid) in "
-                  f"{seconds:.1f} s = {details['calls_made'] / seconds:.0f} calls/s", flush=True)
+                details, seconds, cpu = judge(store, server_judge(mode, base_url, concurrency), workdir)
+            calls = details["calls_made"]
+            figures[mode]["rates"].append(calls / seconds)
+            figures[mode].setdefault("cpu_ms", []).append(1000 * cpu / calls)
+            figures[mode].update(calls=calls, valid=details["valid"])
+            print(f"  repeat {repeat + 1}, {mode}: {calls} calls ({details['valid']} valid) in {seconds:.1f} s = "
+                  f"{calls / seconds:.0f} calls/s, {1000 * cpu / calls:.2f} ms of our CPU a call", flush=True)
     for mode in MODES:
         figures[mode]["median"] = statistics.median(figures[mode]["rates"])
+        figures[mode]["median_cpu_ms"] = statistics.median(figures[mode]["cpu_ms"])
     return figures
 
 
 def print_throughput(figures: dict, concurrency: int, latency: float) -> None:
     bound = concurrency / latency
     print(f"\n## 2. Throughput at {concurrency} in flight, {latency * 1000:.0f} ms latency (bound {bound:.0f} calls/s)")
-    print("| mode | calls a run | calls/s (median) | runs | vs pairwise | vs bound |")
-    print("|---|---:|---:|---|---:|---:|")
+    print("| mode | calls a run | calls/s (median) | runs | vs pairwise | vs bound | our CPU ms a call (median) |")
+    print("|---|---:|---:|---|---:|---:|---:|")
     for mode in MODES:
         row = figures[mode]
         runs = " / ".join(f"{rate:.0f}" for rate in row["rates"])
         print(f"| {mode} | {row['calls']} | {row['median']:.0f} | {runs} | "
-              f"{row['median'] / figures['pairwise']['median']:.3f} | {row['median'] / bound:.3f} |")
+              f"{row['median'] / figures['pairwise']['median']:.3f} | {row['median'] / bound:.3f} | "
+              f"{row['median_cpu_ms']:.2f} |")
 
 
 # -- 3. agreement with gold labels ----------------------------------------------------------------------
@@ -227,21 +238,34 @@ def position_lean(store: Store, mode: str) -> float | None:
     return None
 
 
-def gold_row(store: Store, mode: str, seconds: float) -> dict:
-    labels = store.con.execute("SELECT reference_label, judge_label_by_balanced FROM labelled_pairs "
+# The judges' label under the default rule (balanced, else the vote), and a judge-free reference point:
+# the longer response, which a judge that reads length alone would pick.
+JUDGE_LABEL = "judge_label_by_balanced"
+LONGER_LABEL = ("CASE WHEN length(text_a) > length(text_b) THEN 'a' WHEN length(text_a) < length(text_b) THEN 'b' "
+                "END")
+
+
+def agreement_with_gold(store: Store, label: str) -> dict:
+    """`label` (SQL over labelled_pairs and pair_texts) against the human label on every gold pair."""
+    labels = store.con.execute(f"SELECT reference_label, {label} FROM labelled_pairs JOIN pair_texts USING (pair_id) "
                                "WHERE reference_label IN ('a', 'b')").fetchall()
     agreed = [float(judged == gold) for gold, judged in labels if judged in ("a", "b")]
+    return {"gold_pairs": len(labels), "decisive": len(agreed), "agreement": bootstrap_mean(agreed),
+            "coverage": len(agreed) / len(labels) if labels else float("nan")}
+
+
+def gold_row(store: Store, mode: str, seconds: float) -> dict:
     spent = usage(store, mode)
-    return {"mode": mode, "gold_pairs": len(labels), "decisive": len(agreed),
-            "coverage": len(agreed) / len(labels) if labels else float("nan"),
-            "agreement": bootstrap_mean(agreed), "calls": spent["calls"],
+    return {"mode": mode, **agreement_with_gold(store, JUDGE_LABEL), "calls": spent["calls"],
             "invalid_rate": spent["invalid"] / spent["calls"] if spent["calls"] else float("nan"),
             "first_shown": position_lean(store, mode), "seconds": seconds}
 
 
 def part_gold(args: argparse.Namespace, workdir: Path) -> list[dict]:
     pool = gold_pool(workdir, args.gold_pairs, args.seed)
-    rows = []
+    with Store(pool) as store:
+        rows = [{"mode": "longer", **agreement_with_gold(store, LONGER_LABEL), "calls": 0,
+                 "invalid_rate": float("nan"), "first_shown": None, "seconds": 0.0}]
     for mode in MODES:
         with Store(copy_of(pool, workdir / f"gold-{mode}.duckdb")) as store:
             started = time.perf_counter()
@@ -263,8 +287,11 @@ def print_gold(rows: list[dict], judge_name: str) -> None:
         agreement = row["agreement"]
         shown = f"{agreement.estimate:.1%} [{agreement.low:.1%}, {agreement.high:.1%}]" if agreement.n else "-"
         lean = "-" if row["first_shown"] is None else f"{row['first_shown']:.2f}"
-        print(f"| {row['mode']} | {row['calls']} | {row['invalid_rate']:.1%} | {row['decisive']} | {row['coverage']:.1%} "
+        invalid = f"{row['invalid_rate']:.1%}" if row["calls"] else "-"
+        print(f"| {row['mode']} | {row['calls']} | {invalid} | {row['decisive']} | {row['coverage']:.1%} "
               f"| {shown} | {lean} | {row['seconds']:.0f} |")
+    print("(longer: no judge, the longer response of each pair; agreement is over the decisive labels, coverage "
+          "is their share of the gold pairs)")
 
 
 # -- the run --------------------------------------------------------------------------------------------
@@ -332,12 +359,14 @@ def print_result(costs: list[dict], throughput: dict, gold: list[dict], args: ar
     fields += [f"calls_per_pair_{key}={row['calls_per_pair']:.3f}" for key, row in per_pair.items()]
     fields += [f"tokens_per_pair_{key}={row['tokens_per_pair']:.0f}" for key, row in per_pair.items()]
     fields += [f"calls_per_s_{mode}={rate[mode]:.0f}" for mode in MODES]
+    fields += [f"cpu_ms_per_call_{mode}={throughput[mode]['median_cpu_ms']:.2f}" for mode in MODES]
     for row in gold:
         agreement = row["agreement"]
         fields += [f"gold_agreement_{row['mode']}={agreement.estimate:.3f}",
                    f"gold_agreement_{row['mode']}_ci={agreement.low:.3f}-{agreement.high:.3f}",
-                   f"gold_coverage_{row['mode']}={row['coverage']:.3f}",
-                   f"gold_invalid_{row['mode']}={row['invalid_rate']:.3f}"]
+                   f"gold_coverage_{row['mode']}={row['coverage']:.3f}"]
+        if row["calls"]:
+            fields.append(f"gold_invalid_{row['mode']}={row['invalid_rate']:.3f}")
     gold_judge_name = args.model if args.endpoint else EMBEDDED_JUDGE
     fields += [f"prompts={args.prompts}", f"concurrency={args.concurrency}", f"latency_ms={args.latency * 1000:.0f}",
                f"gold_pairs={gold[0]['gold_pairs'] if gold else 0}", f"gold_judge={gold_judge_name.replace(' ', '_')}",
