@@ -18,7 +18,7 @@
    95% bootstrap interval over the decisive labels; coverage is the share of gold pairs with one.
 
     python bench/label_modes.py [--quick] [--prompts 200] [--throughput-prompts 1000] [--repeats 3]
-        [--concurrency 128] [--latency 0.2] [--gold-pairs 80] [--endpoint URL --model NAME]
+        [--concurrency 128] [--latency 0.2] [--gold-pairs 80] [--endpoint URL --model NAME] [--skip-gold]
 
 Ends with: RESULT ratio=<pairwise calls per labelled pair / rating (all_with_margin) calls per
 labelled pair> throughput_ratio=<rating calls/s / pairwise calls/s> ... (and the machine)
@@ -222,7 +222,7 @@ def gold_judge(mode: str, args: argparse.Namespace) -> JudgeConfig:
     """Every imported pair judged (max_imported_pairs None: the store holds only the sample)."""
     if args.endpoint:
         backend = {"kind": "openai", "model": args.model, "base_url": args.endpoint, "api_key_env": args.api_key_env,
-                   "max_concurrency": min(args.concurrency, 32)}
+                   "max_concurrency": args.concurrency}
     else:
         backend = {"kind": "transformers", "model": EMBEDDED_JUDGE}
     return judge_config(mode, backend, max_imported_pairs=None)
@@ -294,6 +294,30 @@ def print_gold(rows: list[dict], judge_name: str) -> None:
           "is their share of the gold pairs)")
 
 
+def print_result(costs: list[dict], throughput: dict, gold: list[dict], args: argparse.Namespace) -> None:
+    per_pair = {f"{row['mode']}_{row['strategy']}": row for row in costs}
+    rate = {mode: throughput[mode]["median"] for mode in MODES}
+    ratio = per_pair["pairwise_all"]["calls_per_pair"] / per_pair["rating_all_with_margin"]["calls_per_pair"]
+    fields = [f"ratio={ratio:.3f}", f"throughput_ratio={rate['rating'] / rate['pairwise']:.3f}",
+              f"ranking_throughput_ratio={rate['ranking'] / rate['pairwise']:.3f}"]
+    fields += [f"calls_per_pair_{key}={row['calls_per_pair']:.3f}" for key, row in per_pair.items()]
+    fields += [f"tokens_per_pair_{key}={row['tokens_per_pair']:.0f}" for key, row in per_pair.items()]
+    fields += [f"calls_per_s_{mode}={rate[mode]:.0f}" for mode in MODES]
+    fields += [f"cpu_ms_per_call_{mode}={throughput[mode]['median_cpu_ms']:.2f}" for mode in MODES]
+    for row in gold:
+        agreement = row["agreement"]
+        fields += [f"gold_agreement_{row['mode']}={agreement.estimate:.3f}",
+                   f"gold_agreement_{row['mode']}_ci={agreement.low:.3f}-{agreement.high:.3f}",
+                   f"gold_coverage_{row['mode']}={row['coverage']:.3f}"]
+        if row["calls"]:
+            fields.append(f"gold_invalid_{row['mode']}={row['invalid_rate']:.3f}")
+    gold_judge_name = args.model if args.endpoint else EMBEDDED_JUDGE
+    fields += [f"prompts={args.prompts}", f"concurrency={args.concurrency}", f"latency_ms={args.latency * 1000:.0f}",
+               f"gold_pairs={gold[0]['gold_pairs'] if gold else 0}", f"gold_judge={gold_judge_name.replace(' ', '_')}",
+               hardware_fields()]
+    print("RESULT " + " ".join(fields))
+
+
 # -- the run --------------------------------------------------------------------------------------------
 
 def parse_args() -> argparse.Namespace:
@@ -336,8 +360,8 @@ def main() -> None:
                                workdir, base_url, args.concurrency)
             print_costs(costs, args.prompts)
             print(f"\n(part 2: {args.repeats} runs of each mode on {args.throughput_prompts} prompts)", flush=True)
-            big_pool = pool_store(workdir / "throughput-pool.duckdb", synthetic_pool(args.throughput_prompts, args.seed))
-            throughput = part_throughput(big_pool, workdir, base_url, args.concurrency, args.repeats)
+            pool = pool_store(workdir / "throughput-pool.duckdb", synthetic_pool(args.throughput_prompts, args.seed))
+            throughput = part_throughput(pool, workdir, base_url, args.concurrency, args.repeats)
             print_throughput(throughput, args.concurrency, args.latency)
             gold = []
             if not args.skip_gold:
@@ -348,30 +372,6 @@ def main() -> None:
         server.terminate()
         server.wait()
     print_result(costs, throughput, gold, args)
-
-
-def print_result(costs: list[dict], throughput: dict, gold: list[dict], args: argparse.Namespace) -> None:
-    per_pair = {f"{row['mode']}_{row['strategy']}": row for row in costs}
-    rate = {mode: throughput[mode]["median"] for mode in MODES}
-    fields = [f"ratio={per_pair['pairwise_all']['calls_per_pair'] / per_pair['rating_all_with_margin']['calls_per_pair']:.3f}",
-              f"throughput_ratio={rate['rating'] / rate['pairwise']:.3f}",
-              f"ranking_throughput_ratio={rate['ranking'] / rate['pairwise']:.3f}"]
-    fields += [f"calls_per_pair_{key}={row['calls_per_pair']:.3f}" for key, row in per_pair.items()]
-    fields += [f"tokens_per_pair_{key}={row['tokens_per_pair']:.0f}" for key, row in per_pair.items()]
-    fields += [f"calls_per_s_{mode}={rate[mode]:.0f}" for mode in MODES]
-    fields += [f"cpu_ms_per_call_{mode}={throughput[mode]['median_cpu_ms']:.2f}" for mode in MODES]
-    for row in gold:
-        agreement = row["agreement"]
-        fields += [f"gold_agreement_{row['mode']}={agreement.estimate:.3f}",
-                   f"gold_agreement_{row['mode']}_ci={agreement.low:.3f}-{agreement.high:.3f}",
-                   f"gold_coverage_{row['mode']}={row['coverage']:.3f}"]
-        if row["calls"]:
-            fields.append(f"gold_invalid_{row['mode']}={row['invalid_rate']:.3f}")
-    gold_judge_name = args.model if args.endpoint else EMBEDDED_JUDGE
-    fields += [f"prompts={args.prompts}", f"concurrency={args.concurrency}", f"latency_ms={args.latency * 1000:.0f}",
-               f"gold_pairs={gold[0]['gold_pairs'] if gold else 0}", f"gold_judge={gold_judge_name.replace(' ', '_')}",
-               hardware_fields()]
-    print("RESULT " + " ".join(fields))
 
 
 if __name__ == "__main__":
