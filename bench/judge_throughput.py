@@ -47,10 +47,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
+def start_server(latency: float, *options: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "tests.support.openai_server", "--port", str(port),
-                                "--latency", str(latency)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                                "--latency", str(latency), *options], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     if not line.startswith("serving"):
         process.kill()

@@ -336,6 +336,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--models-dir", type=Path, default=ROOT / "prefcurate_out" / "models",
                         help="where the embedded model is converted once (make run's place)")
     parser.add_argument("--skip-gold", action="store_true")
+    parser.add_argument("--rating-spread", choices=("by_length", "even"), default="by_length",
+                        help="the server's rating log-probabilities: by_length leans towards the next point as a "
+                             "response nears it (expected scores differ, as a calibrated judge's do); even gives "
+                             "every response of one point the same expected score (integer ties)")
     args = parser.parse_args()
     if args.endpoint and not args.model:
         parser.error("--endpoint needs --model")
@@ -350,9 +354,10 @@ def main() -> None:
     print(f"hardware: {hardware_fields()}")
     print(f"settings: prompts={args.prompts} answers_per_prompt={ANSWERS_PER_PROMPT} "
           f"throughput_prompts={args.throughput_prompts} repeats={args.repeats} concurrency={args.concurrency} "
-          f"latency_ms={args.latency * 1000:.0f} gold_pairs={args.gold_pairs} seed={args.seed} gold_judge={judge_name}",
+          f"latency_ms={args.latency * 1000:.0f} gold_pairs={args.gold_pairs} seed={args.seed} gold_judge={judge_name} "
+          f"rating_spread={args.rating_spread}",
           flush=True)
-    server, base_url = start_server(args.latency)
+    server, base_url = start_server(args.latency, "--rating-spread", args.rating_spread)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)

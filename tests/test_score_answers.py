@@ -106,3 +106,8 @@ def test_log_probabilities_are_read_at_the_token_that_wrote_each_score():
     assert 3.9 < found["helpfulness"].expected < 4.1 and found["honesty"].expected < 2.0
     # a digit that is not the stated score (the probabilities were read elsewhere) gives none
     assert aspect_distributions(tokens, ["helpfulness"], {"helpfulness": 5}, LOW, HIGH) == {}
+
+
+def test_a_ranking_may_name_the_responses_by_their_block_names():
+    assert parse_ranking("RESPONSE_B > RESPONSE_A", "text", ["A", "B"]) == ["B", "A"]
+    assert parse_ranking('{"ranking": ["RESPONSE_B", "Response A"]}', "json_schema", ["A", "B"]) == ["B", "A"]

@@ -182,7 +182,8 @@ def score_relevant_tokens(token_logprobs: list[tuple[str, dict[str, float]]] | N
 
 
 # -- rankings ----------------------------------------------------------------------------------------------
-_LABEL_DRESS = re.compile(r"^\W*(?:response\s+)?\W*([A-Za-z])\W*$", re.IGNORECASE)
+# "C", "**C**", "Response C", "RESPONSE_C" (the block's own name), "[C]"
+_LABEL_DRESS = re.compile(r"^\W*(?:response[\s_]*)?\W*([A-Za-z])\W*$", re.IGNORECASE)
 
 
 def _ranking_from(items: list, labels: list[str]) -> list[str] | Unreadable:

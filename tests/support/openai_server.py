@@ -112,6 +112,11 @@ class Behaviour:
     judge_rule: Callable[[str, str], str] = longer_wins
     rating_rule: Callable[[str, int, int], int] = length_score  # (response, low, high) -> score
     ranking_rule: Callable[[dict[str, str]], list[str]] = longest_first  # {letter: response} -> letters best first
+    # How a rating's log-probabilities spread the rest of judge_confidence over the stated score's
+    # neighbours: "even" (half each), or "by_length" (towards the next point as the response nears
+    # it, as a calibrated judge's would): expected scores then differ between responses of
+    # different lengths instead of tying on the integer.
+    rating_spread: str = "even"
     judge_confidence: float = 0.9
     # When set, the confidence of each verdict (its logprob and stated confidence) from the two texts.
     judge_confidence_rule: Callable[[str, str], float] | None = None
@@ -377,6 +382,7 @@ class OpenAICompatServer:
 
     def _scores_answer(self, prompt: str, body: dict, fault: str, want_logprobs: bool) -> tuple[str, str, dict | None]:
         """A rating or ranking judge's answer: (text, finish_reason, logprobs)."""
+        response = ""
         as_json = bool(body.get("response_format"))
         if "Rank the responses below" in prompt:
             letters = self.behaviour.ranking_rule(dict(_RANKING_BLOCK.findall(prompt)))
@@ -393,7 +399,8 @@ class OpenAICompatServer:
             tokens += [("]}", None)] if as_json else []
         else:
             low, high = (int(value) for value in _SCALE.search(prompt).groups())
-            score = self.behaviour.rating_rule(_RATING_BLOCK.search(prompt).group(1), low, high)
+            response = _RATING_BLOCK.search(prompt).group(1)
+            score = self.behaviour.rating_rule(response, low, high)
             aspects = _ASPECT.findall(prompt.split("Aspects:", 1)[1].split("User request:", 1)[0])
             if fault == "off_scale":
                 score = high + 2
@@ -420,10 +427,13 @@ class OpenAICompatServer:
             top = [{"token": token, "logprob": -0.01, "bytes": list(token.encode())}]
             if scale is not None and token.isdigit() and scale[0] <= int(token) <= scale[1]:
                 # the stated score at p, its neighbours on the scale sharing the rest
-                neighbours = [str(v) for v in (int(token) - 1, int(token) + 1) if scale[0] <= v <= scale[1]]
+                up = (len(response) % 12 + 0.5) / 12 if self.behaviour.rating_spread == "by_length" else 0.5
+                shares = {int(token) - 1: 1 - up, int(token) + 1: up}
+                neighbours = {str(v): share for v, share in shares.items() if scale[0] <= v <= scale[1]}
+                total = sum(neighbours.values())
                 top = [{"token": token, "logprob": math.log(p), "bytes": list(token.encode())}] + [
-                    {"token": other, "logprob": math.log((1 - p) / len(neighbours)), "bytes": list(other.encode())}
-                    for other in neighbours]
+                    {"token": other, "logprob": math.log((1 - p) * share / total), "bytes": list(other.encode())}
+                    for other, share in neighbours.items()]
             content.append({"token": token, "logprob": top[0]["logprob"], "bytes": list(token.encode()),
                             "top_logprobs": top})
         return text, finish_reason, {"content": content}
@@ -464,8 +474,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8011)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--rating-spread", choices=("even", "by_length"), default="even",
+                        help="how a rating's log-probabilities spread over the neighbouring points")
     args = parser.parse_args()
-    server = OpenAICompatServer(Behaviour(latency_s=args.latency), host=args.host, port=args.port).start()
+    server = OpenAICompatServer(Behaviour(latency_s=args.latency, rating_spread=args.rating_spread), host=args.host,
+                                port=args.port).start()
     print(f"serving {server.base_url}", flush=True)
     try:
         threading.Event().wait()
