@@ -67,15 +67,24 @@ WORDS = ("a reward model learns which answer people prefer when two are shown si
 # -- the prompts and answers every mode sees -----------------------------------------------------------
 
 def synthetic_pool(n_prompts: int, seed: int = 0) -> list[tuple[str, list[str]]]:
-    """n prompts with four answers of 1 to 10 words each (seeded). The server rates a point per 12
-    characters on 1-5, so these spread over the scale, with the ties an integer scale has."""
+    """n prompts with four distinct answers of 1 to 10 words each (seeded). The server rates a point
+    per 12 characters on 1-5, so these spread over the scale; with --rating-spread by_length its
+    log-probabilities make answers of different lengths score apart (equal lengths still tie, for
+    pairwise judges too), with even the integer ties of a judge without log-probabilities."""
     rng = random.Random(seed)
 
     def answer(length: int) -> str:
         return " ".join(rng.choice(WORDS) for _ in range(length)).capitalize() + "."
 
-    return [(f"Question {index}: {answer(8)}?", [answer(rng.randint(1, 10)) for _ in range(ANSWERS_PER_PROMPT)])
-            for index in range(n_prompts)]
+    def distinct_answers() -> list[str]:  # the goal's premise: 4 candidates a prompt, 6 possible pairs
+        answers: list[str] = []
+        while len(answers) < ANSWERS_PER_PROMPT:
+            text = answer(rng.randint(1, 10))
+            if text not in answers:
+                answers.append(text)
+        return answers
+
+    return [(f"Question {index}: {answer(8)}?", distinct_answers()) for index in range(n_prompts)]
 
 
 def pool_store(path: Path, pool: list[tuple[str, list[str]]]) -> Path:

@@ -733,6 +733,27 @@ class ServeConfig(_Section):
     timezone: str = "UTC"
 
 
+class FanoutConfig(_Section):
+    """Where labelling calls are made (judge and generate, every online backend): in this process, or
+    by the workers of a Dask cluster, through Prefect's Dask task runner (prefect-dask). Workers make
+    the endpoint calls and hand the answers back; this process stays the store's one writer and
+    journals each answer as its chunk returns. Keys are read from each worker's own environment."""
+
+    runner: Literal["in_process", "dask"] = "in_process"
+    # A running Dask scheduler, e.g. tcp://10.0.0.5:8786 (its workers need prefcurate installed and
+    # the endpoint's key in their environment); None: a local cluster of `workers` processes started
+    # for the run and stopped after it.
+    address: str | None = None
+    workers: PositiveInt = 2
+    threads_per_worker: PositiveInt = 1
+    # Calls per chunk (one Prefect task on one worker); None: the backend's max_concurrency. What a
+    # worker lost mid-chunk takes with it is asked again elsewhere; what returned is never asked again.
+    chunk_calls: PositiveInt | None = None
+    # Chunks handed out at once (queued on the cluster); None: two per worker thread. With the chunk
+    # size, it bounds what a kill -9 of this process asks again: the calls in chunks not yet returned.
+    chunks_in_flight: PositiveInt | None = None
+
+
 class PrefcurateConfig(_Section):
     # Everything the pipeline writes (curated sets, checkpoints, reports, converted models).
     workdir: Path = Path("prefcurate_out")
@@ -750,6 +771,7 @@ class PrefcurateConfig(_Section):
     argilla: ArgillaConfig = ArgillaConfig()
     refresh: RefreshConfig = RefreshConfig()
     serve: ServeConfig = ServeConfig()
+    fanout: FanoutConfig = FanoutConfig()
 
     @property
     def resolved_models_dir(self) -> Path:

@@ -14,6 +14,7 @@ from prefect.cache_policies import NONE
 
 from prefcurate import pipeline
 from prefcurate.core.config import PrefcurateConfig
+from prefcurate.flows.fanout import cluster_calls
 from prefcurate.flows.stage_flow import stage_flow
 from prefcurate.flows.training import check_work_pool, run_on_work_pool
 
@@ -25,8 +26,10 @@ def ingest_flow(config: PrefcurateConfig) -> dict:
 
 @stage_flow("generate")
 def generate_flow(config: PrefcurateConfig, wait: bool = False) -> dict:
-    """wait: poll provider batches (a batch backend) until every call is answered."""
-    return pipeline.generate_stage(config, wait=wait)
+    """wait: poll provider batches (a batch backend) until every call is answered. With fanout.runner
+    dask, the calls are made by the cluster's workers (flows/fanout.py)."""
+    with cluster_calls(config.fanout) as run_chunks:
+        return pipeline.generate_stage(config, wait=wait, run_chunks=run_chunks)
 
 
 @stage_flow("pairs")
@@ -43,8 +46,12 @@ def judge_calls_task(label: str, work: Callable[[], None]) -> None:
 
 @stage_flow("judge")
 def judge_flow(config: PrefcurateConfig, wait: bool = False) -> dict:
-    """wait: poll provider batches (batch judges) until every call is answered."""
-    summary = pipeline.judge_stage(config, run_batch=lambda label, work: judge_calls_task(label, work), wait=wait)
+    """wait: poll provider batches (batch judges) until every call is answered. With fanout.runner
+    dask, the online judges' calls are made by the cluster's workers (flows/fanout.py)."""
+    with cluster_calls(config.fanout) as run_chunks:
+        # on a cluster the calls are Prefect tasks of their own, on the workers: no task per batch here
+        run_batch = pipeline.run_directly if run_chunks else (lambda label, work: judge_calls_task(label, work))
+        summary = pipeline.judge_stage(config, run_batch=run_batch, wait=wait, run_chunks=run_chunks)
     create_markdown_artifact(key="judge-quality", description="Judge quality report",
                              markdown=summary.pop("judge_report_markdown"))
     return summary

@@ -22,6 +22,7 @@ from prefcurate.core.stage_report import StageFailed, StageReport
 from prefcurate.core.store import Store
 from prefcurate.rm.runs import RewardModelRun, find_rm_run
 from prefcurate.curation.backends import make_backend
+from prefcurate.curation.backends.remote import RunChunks, remote_or_local
 from prefcurate.curation.upstream import identical_samples_note, why_empty
 from prefcurate.curation.export.card import write_dataset_card
 from prefcurate.curation.export.parquet import export_curation_run
@@ -62,11 +63,14 @@ def ingest_stage(config: PrefcurateConfig) -> dict:
         return finish_stage(store, ingest_prompts(store, config.ingest))
 
 
-def generate_stage(config: PrefcurateConfig, wait: bool = False) -> dict:
+def generate_stage(config: PrefcurateConfig, wait: bool = False, run_chunks: RunChunks | None = None) -> dict:
     """Candidates for every prompt. With a batch backend, calls that still wait in provider batches
-    are collected by a later run, or with `wait`, by polling (until_batches_done)."""
+    are collected by a later run, or with `wait`, by polling (until_batches_done). run_chunks: the
+    calls are made on a cluster's workers (flows/fanout.py), this process stores the answers."""
+    open_backend = remote_or_local(run_chunks, config.fanout.chunk_calls)
+
     def once() -> dict:
-        with open_store(config) as store, make_backend(config.generate.backend, config.resolved_models_dir) as backend:
+        with open_store(config) as store, open_backend(config.generate.backend, config.resolved_models_dir) as backend:
             return finish_stage(store, generate_candidates(store, backend, config.generate))
 
     return until_batches_done(once, wait, [config.generate.backend])
@@ -89,14 +93,18 @@ def pairs_stage(config: PrefcurateConfig) -> dict:
         return summary
 
 
-def judge_stage(config: PrefcurateConfig, run_batch: Callable = run_directly, wait: bool = False) -> dict:
+def judge_stage(config: PrefcurateConfig, run_batch: Callable = run_directly, wait: bool = False,
+                run_chunks: RunChunks | None = None) -> dict:
     """Judge every pair with every panel member; run_batch(label, work) runs one batch of calls.
     Batch judges' calls that still wait in provider batches are collected by a later run, or with
-    `wait`, by polling (until_batches_done)."""
+    `wait`, by polling (until_batches_done). run_chunks: the online judges' calls are made on a
+    cluster's workers (flows/fanout.py), this process stores and journals the answers."""
     constitution = load_constitution(config.judge.constitution)
+    open_backend = remote_or_local(run_chunks, config.fanout.chunk_calls)
 
     def once() -> dict:
-        with open_store(config) as store, open_panel(store, config.judge, config.resolved_models_dir) as panel:
+        with open_store(config) as store, open_panel(store, config.judge, config.resolved_models_dir,
+                                                     open_backend) as panel:
             return finish_stage(store, judge_pairs(store, panel, constitution, config.judge, run_batch))
 
     summary = until_batches_done(once, wait, [judge.backend for judge in config.judge.panel])

@@ -111,3 +111,9 @@ def test_log_probabilities_are_read_at_the_token_that_wrote_each_score():
 def test_a_ranking_may_name_the_responses_by_their_block_names():
     assert parse_ranking("RESPONSE_B > RESPONSE_A", "text", ["A", "B"]) == ["B", "A"]
     assert parse_ranking('{"ranking": ["RESPONSE_B", "Response A"]}', "json_schema", ["A", "B"]) == ["B", "A"]
+
+
+def test_an_aspect_whose_name_ends_another_is_not_read_at_the_others_token():
+    tokens = [("helpful-complete: ", {}), ("4", {"4": -0.1, "3": -2.4}), ("\ncomplete: ", {}), ("4", {"4": -0.5, "5": -1.0})]
+    found = aspect_distributions(tokens, ["complete", "helpful-complete"], {"complete": 4, "helpful-complete": 4}, 1, 5)
+    assert found["helpful-complete"].expected < 4 < found["complete"].expected

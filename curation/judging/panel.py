@@ -6,9 +6,9 @@ from __future__ import annotations
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-from prefcurate.core.config import JudgeConfig, PanelJudgeConfig, judge_name
+from prefcurate.core.config import BackendConfig, JudgeConfig, PanelJudgeConfig, judge_name
 from prefcurate.core.store import Store
 from prefcurate.curation.backends import ChatBackend, backend_identity, make_backend
 
@@ -65,8 +65,10 @@ def format_history(store: Store, judge: PanelJudgeConfig) -> str | None:
 
 
 @contextmanager
-def open_panel(store: Store, config: JudgeConfig, models_dir: Path) -> Iterator[list[PanelJudge]]:
-    """The configured panel with its backends open (closed on exit)."""
+def open_panel(store: Store, config: JudgeConfig, models_dir: Path,
+               open_backend: Callable[[BackendConfig, Path], ChatBackend] = make_backend) -> Iterator[list[PanelJudge]]:
+    """The configured panel with its backends open (closed on exit); open_backend makes each one
+    (curation/backends/remote.py: on a cluster's workers)."""
     with ExitStack() as backends:
         panel = []
         for member in config.panel:
@@ -75,6 +77,6 @@ def open_panel(store: Store, config: JudgeConfig, models_dir: Path) -> Iterator[
                 continue
             history = format_history(store, member)
             output_format = resolve_output_format(member, history)
-            panel.append(PanelJudge(member, output_format, backends.enter_context(make_backend(member.backend, models_dir)),
+            panel.append(PanelJudge(member, output_format, backends.enter_context(open_backend(member.backend, models_dir)),
                                     format_confirmed=output_format == history))
         yield panel

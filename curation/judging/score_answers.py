@@ -14,6 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from prefcurate.curation.judging.verdicts import JSON_FORMATS
 
@@ -118,17 +119,18 @@ def parse_ratings(text: str | None, output_format: str, aspects: list[str], low:
 
 # -- score distributions from log-probabilities --------------------------------------------------------
 _DRESSING = " \t\n\"'*`"
+_LEAD_DRESS = " \t\n\"'*`"  # around an aspect's name and its ':' in "**helpfulness**: 4", '"helpfulness": 4'
 
 
 @dataclass(frozen=True)
 class ScoreDistribution:
     probs: dict[str, float]  # "1" -> p, over the scale, normalized
 
-    @property
+    @cached_property
     def expected(self) -> float:
         return sum(int(point) * p for point, p in self.probs.items())
 
-    @property
+    @cached_property
     def sd(self) -> float:
         mean = self.expected
         return math.sqrt(max(sum(p * (int(point) - mean) ** 2 for point, p in self.probs.items()), 0.0))
@@ -158,18 +160,22 @@ def aspect_distributions(token_logprobs: list[tuple[str, dict[str, float]]] | No
     so the probabilities are read at the right place."""
     if not token_logprobs:
         return {}
-    found, prefix = {}, ""
-    leads = {aspect: re.compile(rf"{re.escape(aspect)}[\"'*`]*\s*[:=]\s*\"?\s*$", re.IGNORECASE) for aspect in aspects}
+    found, pieces = {}, []
+    wanted = {aspect.lower(): aspect for aspect in aspects}
     for token, alternatives in token_logprobs:
         core = token.strip(_DRESSING)
         if core.isdigit():
-            lead = prefix + token[:len(token) - len(token.lstrip(_DRESSING))]
-            for aspect, pattern in leads.items():
-                if aspect not in found and pattern.search(lead) and core == str(scores.get(aspect)):
-                    distribution = score_distribution(alternatives, low, high)
-                    if distribution is not None:
-                        found[aspect] = distribution
-        prefix += token
+            lead = "".join(pieces) + token[:len(token) - len(token.lstrip(_DRESSING))]
+            # what stands before the number: `aspect` and a ':' or '=' (quotes, markup and spaces around)
+            named = lead.rstrip(_LEAD_DRESS)
+            if named.endswith((":", "=")):
+                name = named[:-1].rstrip(_LEAD_DRESS).lower()
+                for key, aspect in wanted.items():
+                    if aspect not in found and _names(name, key) and core == str(scores.get(aspect)):
+                        distribution = score_distribution(alternatives, low, high)
+                        if distribution is not None:
+                            found[aspect] = distribution
+        pieces.append(token)
     return found
 
 
@@ -179,6 +185,14 @@ def score_relevant_tokens(token_logprobs: list[tuple[str, dict[str, float]]] | N
     if not token_logprobs:
         return token_logprobs
     return [(token, alternatives if token.strip(_DRESSING).isdigit() else {}) for token, alternatives in token_logprobs]
+
+
+def _names(lead: str, aspect: str) -> bool:
+    """`lead` ends with the aspect's whole name ("...helpfulness", not "...unhelpfulness")."""
+    if not lead.endswith(aspect):
+        return False
+    before = lead[-len(aspect) - 1] if len(lead) > len(aspect) else " "
+    return not (before.isalnum() or before in "-_")
 
 
 # -- rankings ----------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 from prefcurate.core.config import JudgeConfig
-from prefcurate.core.hashing import content_hash
 from prefcurate.curation.backends import ChatResult
 from prefcurate.curation.judging.constitution import Constitution
 from prefcurate.curation.judging.rows import answer_outcome, usage_fields
@@ -51,7 +50,10 @@ def score_rows(call: ScoreCall, result: ChatResult, constitution: Constitution, 
 
 
 def _score_row(call: ScoreCall, candidate_id: str, aspect: str, **values) -> dict:
-    return {"score_id": content_hash("candidate-score", call.key, call.judge.name, candidate_id, aspect),
+    # the call's id is a content hash already; a candidate's and an aspect's place in the call (both
+    # fixed by what was asked) tell its scores apart
+    place = next(index for index, (shown, _) in enumerate(call.shown) if shown == candidate_id)
+    return {"score_id": f"{call.key}:{place}:{aspect}",
             "call_id": call.key, "prompt_id": call.prompt_id, "candidate_id": candidate_id, "rater": call.judge.name,
             "rater_kind": "judge", "mode": call.mode, "aspect": aspect, "stated_score": None, "score_sd": None,
             "score_probs": None, "shown_position": None, **values}

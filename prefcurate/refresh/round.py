@@ -19,6 +19,7 @@ from typing import Callable
 
 from prefcurate.core.config import PrefcurateConfig
 from prefcurate.curation.judging.judge import run_directly
+from prefcurate.curation.backends.remote import RunChunks
 from prefcurate.pipeline import curate_stage, judge_stage, local_checkpoint, open_store, train_stage
 from prefcurate.refresh import ledger
 from prefcurate.refresh.gate import decide
@@ -33,9 +34,11 @@ log = logging.getLogger("prefcurate")
 
 
 def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
-                  run_batch: Callable = run_directly, place: Callable | None = None) -> dict:
+                  run_batch: Callable = run_directly, place: Callable | None = None,
+                  run_chunks: RunChunks | None = None) -> dict:
     """Run (or finish, or return) refresh round `round_index` (default: the next one). `place` runs
-    the retraining on train.work_pool when that is set (pipeline.train_stage)."""
+    the retraining on train.work_pool when that is set (pipeline.train_stage); `run_chunks` makes the
+    judges' calls on a cluster's workers (fanout)."""
     refresh = config.refresh
     # -- the model in charge and the round's prompts ------------------------------------------------
     with open_store(config) as store:
@@ -66,7 +69,7 @@ def refresh_round(config: PrefcurateConfig, round_index: int | None = None,
              refresh.pair_selection, selected["heldout_pairs"])
 
     # -- label, route, re-curate, retrain -------------------------------------------------------------
-    judged = judge_stage(config, run_batch, wait=True)  # the round trains on these labels
+    judged = judge_stage(config, run_batch, wait=True, run_chunks=run_chunks)  # the round trains on these labels
     routed = route_to_annotators(config, round_index) if config.argilla.enabled else {"argilla": "disabled"}
     curated = curate_stage(config)
     warm = refresh.warm_start and not (Path(incumbent_dir) / "ensemble.json").exists()

@@ -421,13 +421,19 @@ class OpenAICompatServer:
         text = "".join(token for token, _ in tokens)
         if not (want_logprobs and tokens):
             return text, finish_reason, None
-        p = self.behaviour.judge_confidence
         content = []
         for token, scale in tokens:
+            p = self.behaviour.judge_confidence
             top = [{"token": token, "logprob": -0.01, "bytes": list(token.encode())}]
             if scale is not None and token.isdigit() and scale[0] <= int(token) <= scale[1]:
                 # the stated score at p, its neighbours on the scale sharing the rest
-                up = (len(response) % 12 + 0.5) / 12 if self.behaviour.rating_spread == "by_length" else 0.5
+                up, p = 0.5, self.behaviour.judge_confidence
+                if self.behaviour.rating_spread == "by_length":
+                    # how far the response is into its point (12 characters a point; past the top, ever
+                    # closer to 1): more of the rest goes up, and at the top more stays on the point
+                    beyond = len(response) - 12 * (int(token) - scale[0])
+                    up = (beyond + 0.5) / 12 if int(token) < scale[1] else 1 - 1 / (1 + beyond / 12)
+                    p = min(0.99, p + 0.09 * (up - 0.5))
                 shares = {int(token) - 1: 1 - up, int(token) + 1: up}
                 neighbours = {str(v): share for v, share in shares.items() if scale[0] <= v <= scale[1]}
                 total = sum(neighbours.values())
