@@ -73,6 +73,8 @@ class Store:
         # none yet, or behind the store (a writer was killed before publishing): publish at once
         stale = not snapshot.exists() or (self.path.exists() and _staleness(self.path, snapshot) is not None)
         self.con = self._connect(read_only, settings, lock_timeout_s)
+        self._settings, self._lock_timeout_s = settings, lock_timeout_s
+        self._released, self._holding = False, False  # released(): the file is ours only while committing
         if not read_only:
             try:
                 self._migrate()
@@ -182,7 +184,43 @@ class Store:
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
+    def released(self) -> Iterator[None]:
+        """Let go of the file for a long phase that writes only now and then (a judge or generate
+        run's calls), so that other flows (an annotation pull, an import) write between this one's
+        commits instead of waiting for the whole stage. Inside, each transaction() opens the file
+        (waiting up to store.lock_timeout_s for another writer), commits and lets go again; nothing
+        else may touch the store in the block."""
+        if self._released:
+            yield
+            return
+        self.con.execute("CHECKPOINT")  # what was written so far is in the file, not a WAL of ours
+        self.con.close()
+        self._released = True
+        try:
+            yield
+        finally:
+            self._released = False
+            self.con = self._connect(False, self._settings, self._lock_timeout_s)
+
+    @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._released:  # held only for this commit (released())
+            self.con = self._connect(False, self._settings, self._lock_timeout_s)
+            self._holding = True
+            try:
+                with self._held_transaction() as con:
+                    yield con
+                self.publish_snapshot()  # at most every snapshot_every_s, as ever
+                self.con.execute("CHECKPOINT")
+            finally:
+                self._holding = False
+                self.con.close()
+            return
+        with self._held_transaction() as con:
+            yield con
+
+    @contextmanager
+    def _held_transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.con.execute("BEGIN TRANSACTION")
         try:
             yield self.con
@@ -202,7 +240,8 @@ class Store:
         read it, never both: readers of the snapshot never block the writer, and see data at most
         a few seconds old. The copy is written aside and renamed over the old one, so a reader that
         has the old one open keeps a consistent view until it reconnects."""
-        if self.snapshot_every_s is None or not (self._unpublished or force):
+        if self.snapshot_every_s is None or not (self._unpublished or force) or (self._released and not self._holding):
+            # between two commits of a released() phase the file is not ours: published at the next commit
             return False
         since = time.monotonic() - self._published_at
         if not force and since < max(self.snapshot_every_s, 10 * self._publish_cost):

@@ -105,7 +105,8 @@ def generate_candidates(store: Store, backend: ChatBackend, config: GenerateConf
     else:
         watch = FailureWatch(STAGE, backend.identity, config.backend)
         results = backend.complete(requests)
-        with Progress("generate", len(requests)) as progress, closing(results):
+        # other flows write between this run's commits (store.released)
+        with Progress("generate", len(requests)) as progress, closing(results), store.released():
             try:
                 for result in results:
                     keep(result)

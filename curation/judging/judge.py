@@ -87,7 +87,8 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
             if todo:
                 todo, probed = run.probe_output_formats(pairs, todo)
                 progress.update(probed)
-            run.ask_in_tasks(todo, run_batch, progress)
+            with store.released():  # other flows write between this run's commits (store.released)
+                run.ask_in_tasks(todo, run_batch, progress)
         finally:
             run.close()
 
@@ -129,7 +130,8 @@ def _judge_in_cascade(store: Store, run: JudgeRun, pairs: list[tuple], constitut
         answered = answered_ids(store)
         todo = [call for call in calls if call.key not in answered and (allowed is None or call.key in allowed)]
         log.info("judge: cascade level %s: %d pairs, %d calls to make", name, len(wanted), len(todo))
-        run.ask_in_tasks(todo, run_batch, progress, prefix=f"{name}-")
+        with store.released():
+            run.ask_in_tasks(todo, run_batch, progress, prefix=f"{name}-")
 
     summary = run_cascade(store, config.cascade, [pair[0] for pair in pairs], ask, config.cascade.humans)
     for level in summary["levels"]:

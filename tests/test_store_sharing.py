@@ -1,0 +1,55 @@
+"""Flows share the store (issue 26, part 2): a long judge run holds the file only while it commits,
+so another writer (an annotation pull, an import) gets in between its commits instead of waiting
+for the whole stage, and the judge loses nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pyarrow as pa
+import pytest
+import yaml
+
+from prefcurate.core.store import Store
+from tests.support.judging import add_judgeable_pairs, judge_command
+from tests.support.openai_server import Behaviour, OpenAICompatServer
+
+
+@pytest.mark.slow  # a judge process of ~10 s beside a second writer
+def test_another_writer_gets_in_between_a_long_judge_runs_commits(tmp_path, shared_prefect_server):
+    _, env = shared_prefect_server
+    store_path = tmp_path / "store.duckdb"
+    with Store(store_path) as store:
+        add_judgeable_pairs(store, 100)  # 200 calls at 4 in flight and 0.15 s: ~8 s of calls
+    with OpenAICompatServer(Behaviour(latency_s=0.15)) as server:
+        config_path = tmp_path / "judge.yaml"
+        config_path.write_text(yaml.safe_dump({
+            "workdir": str(tmp_path / "out"), "store": {"path": str(store_path), "lock_timeout_s": 30},
+            "judge": {"commit_every": 16, "panel": [{"output_format": "json_schema", "backend": {
+                "kind": "openai", "model": "test-model", "base_url": server.base_url, "max_concurrency": 4}}]}}))
+        judge = subprocess.Popen(judge_command(config_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True)
+        waits, written = [], 0
+        while judge.poll() is None:
+            if len(server.requests) < 20:  # the judge's calls have started (it let go of the file)
+                time.sleep(0.05)
+                continue
+            started = time.monotonic()
+            with Store(store_path, lock_timeout_s=20) as other:  # a second writer, e.g. an annotation pull
+                waits.append(time.monotonic() - started)
+                with other.transaction():
+                    written += other.insert_new("rejects", pa.Table.from_pylist([{
+                        "reject_id": f"other-writer-{written}", "stage": "test", "source": "other writer",
+                        "reason": "written while the judge ran"}]))
+            if len(waits) >= 5:
+                break
+            time.sleep(0.3)
+        still_running = judge.poll() is None
+        output, _ = judge.communicate(timeout=120)
+    assert judge.returncode == 0, output[-3000:]
+    assert len(waits) == 5 and written == 5 and still_running, "the second writer did not get in while the judge ran"
+    assert max(waits) < 10, waits  # at commit granularity, not the stage's length
+    with Store(store_path, read_only=True) as store:
+        assert store.scalar("SELECT count(*) FROM judgments WHERE valid") == 200
+        assert store.scalar("SELECT count(*) FROM rejects WHERE stage = 'test'") == 5
