@@ -43,7 +43,10 @@ def dask_task_runner(fanout: FanoutConfig):
         return DaskTaskRunner(address=fanout.address)
     return DaskTaskRunner(cluster_kwargs={
         "n_workers": fanout.workers, "threads_per_worker": fanout.threads_per_worker, "processes": True,
-        "dashboard_address": None, "host": "127.0.0.1"})
+        "dashboard_address": None, "host": "127.0.0.1",
+        # a flow killed with SIGKILL cannot stop its cluster: its workers, cut off from the scheduler
+        # that lived in the flow's process, exit by themselves within this many seconds
+        "death_timeout": 10})
 
 
 @contextmanager
