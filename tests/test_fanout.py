@@ -108,3 +108,48 @@ def test_a_worker_without_the_key_fails_the_stage_with_one_clear_line(tmp_path, 
         with pytest.raises(StageFailed, match="PREFCURATE_TEST_FANOUT_KEY") as failure:
             judge_flow(config)
     assert "\n" not in str(failure.value) and "sk-test" not in str(failure.value)
+
+
+def test_a_flow_killed_mid_run_leaves_no_worker_behind_and_resumes_asking_only_chunks_in_flight(
+        tmp_path, shared_prefect_server):
+    """kill -9 of `prefcurate judge` fanned out to its own local cluster: its worker processes exit
+    by themselves, the store opens, and the next run asks again only calls of chunks that had not
+    returned (at most chunks_in_flight x chunk_calls)."""
+    import subprocess
+
+    import psutil
+    import yaml
+
+    from tests.support.judging import judge_command
+
+    _, env = shared_prefect_server
+    store_path = tmp_path / "store.duckdb"
+    with Store(store_path) as store:
+        add_judgeable_pairs(store, 100)  # 200 calls
+    with OpenAICompatServer(Behaviour(latency_s=0.1)) as server:
+        config_path = tmp_path / "judge.yaml"
+        config_path.write_text(yaml.safe_dump({
+            "workdir": str(tmp_path / "out"), "store": {"path": str(store_path)},
+            "judge": {"commit_every": 8, "panel": [{"output_format": "json_schema", "backend": {
+                "kind": "openai", "model": "test-model", "base_url": server.base_url, "max_concurrency": 4}}]},
+            "fanout": {"runner": "dask", "workers": 2, "chunk_calls": 4, "chunks_in_flight": 4}}))
+        flow = subprocess.Popen(judge_command(config_path), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while len(server.requests) < 60 and time.monotonic() < deadline and flow.poll() is None:
+            time.sleep(0.05)
+        assert flow.poll() is None, "the judge ended before it could be killed"
+        workers = psutil.Process(flow.pid).children(recursive=True)
+        assert len(workers) >= 2
+        flow.kill()
+        flow.wait()
+        answered_before = set(server.answered)
+        asked_before = len(server.requests)
+        gone, alive = psutil.wait_procs(workers, timeout=45)
+        assert not alive, [process.cmdline()[:4] for process in alive]
+
+        resumed = subprocess.run(judge_command(config_path), env=env, capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        asked_again = {call_key(body) for body in server.requests[asked_before:]}
+    assert len(asked_again & answered_before) <= 4 * 4  # the chunks that had not returned, at most
+    assert len(stored(store_path)) == 200
