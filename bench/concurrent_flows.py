@@ -267,11 +267,22 @@ class LockWatch(threading.Thread):
         st = os.stat(path)
         self.key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} "
         self.interval, self.holds, self._open, self._halt = interval, [], {}, threading.Event()
+        self.snapshot = Path(f"{path}.snapshot")  # who publishes it: the writer holding the file when it changes
+        self.published: list[tuple[float, int | None]] = []
 
     def run(self) -> None:
+        last = self.snapshot.stat().st_mtime if self.snapshot.exists() else None
         while not self._halt.is_set():
             now = time.time()
             held = {}
+            try:
+                mtime = self.snapshot.stat().st_mtime
+            except FileNotFoundError:
+                mtime = None
+            if mtime != last:
+                writers = [pid for pid, (mode, _) in self._open.items() if mode == "WRITE"]
+                self.published.append((now, writers[0] if writers else None))
+                last = mtime
             with open("/proc/locks") as locks:
                 for line in locks:
                     if self.key in line:
@@ -570,12 +581,22 @@ def main() -> None:
                            "noted_stale": sum(r.get("noted_stale", False) for r in read_ok),
                            "max_snapshot_age_s": max((r["snapshot_age_s"] for r in read_ok), default=0.0),
                            "held_store_file": sum(h["pid"] == reader.pid for h in holds)}
+        publishers = {}
+        names = {judge.pid: "judge", importer.pid: "import", curator.pid: "curate", puller.pid: "pull"}
+        for _when, pid in watch.published:
+            name = names.get(pid, "unknown" if pid is None else str(pid))
+            publishers[name] = publishers.get(name, 0) + 1
+        for name, flow in flows.items():
+            flow["snapshots_published"] = publishers.get(name, 0)
+        # the longest time the server answered nothing during the judge's calls
+        rows = [(t, c) for t, c in answered_at(samples) if shared["first"] <= t <= shared["last"]]
+        stall = max((b[0] - a[0] for a, b in zip(rows, rows[1:])), default=0.0)
         finished = sum(f["rc"] == 0 for f in flows.values())
-        max_wait = max(f["max_wait_s"] for name, f in flows.items() if name != "reader")
+        max_wait = max(f.get("max_wait_s", 0.0) for name, f in flows.items() if name != "reader")
         curate_window = [h for h in holds if h["pid"] == curator.pid and h["mode"] == "WRITE"]
         curate_hold = max((h["end"] - h["start"] for h in curate_window), default=0.0)
-        during_curate = rate_between(samples, curate_window[0]["start"], curate_window[0]["end"]) \
-            if curate_window else None
+        during_curate = rate_between(samples, curate_window[0]["start"], min(curate_window[0]["end"], shared["last"])) \
+            if curate_window and curate_window[0]["start"] < shared["last"] else None  # None: after the judge's calls
         others = {h["pid"] for h in holds} - {judge.pid, importer.pid, curator.pid, puller.pid}
         print(f"together (load {load_avg()}):")
         for name, figures in flows.items():
@@ -584,8 +605,16 @@ def main() -> None:
         print(f"  judge: {shared['calls']} calls at {shared['calls_per_s']:.1f} calls/s ({shared['seconds']:.1f} s of "
               f"calls) vs {base['calls_per_s']:.1f} alone: {ratio:.3f}; end to end {end_to_end[1]:.1f} vs "
               f"{end_to_end[0]:.1f} calls/s: {end_to_end[1] / end_to_end[0]:.3f}; while curate held the file "
-              f"({curate_hold:.1f} s): {during_curate if during_curate is None else round(during_curate, 1)} calls/s",
-              flush=True)
+              f"({curate_hold:.1f} s): {during_curate if during_curate is None else round(during_curate, 1)} calls/s; "
+              f"longest time without an answer during its calls {stall:.1f} s", flush=True)
+        if pull_ok:
+            held = sum(p["hold_s"] for p in pull_ok)
+            copying = sum(sum(p["publishes_s"]) for p in pull_ok)
+            print(f"  pull: median hold {sorted(p['hold_s'] for p in pull_ok)[len(pull_ok) // 2]:.2f} s, "
+                  f"{copying / max(held, 1e-9):.0%} of its holds spent publishing the snapshot; "
+                  f"{sum(len(p['publishes_s']) == 2 for p in pull_ok)} of {len(pull_ok)} pulls published twice "
+                  f"(at open, the snapshot looking stale, and at close)", flush=True)
+        print(f"  snapshot publishes by flow: {publishers}", flush=True)
         if others:
             print(f"  other processes held the store: {sorted(others)}")
         print(f"  store holds by process (pid: flow): judge {judge.pid}, import {importer.pid}, curate {curator.pid}, "
@@ -594,7 +623,7 @@ def main() -> None:
         print(f"RESULT ratio={ratio:.3f} max_wait_s={max_wait:.1f} flows_finished={finished}/{len(flows)} "
               f"curate_hold_s={curate_hold:.1f} reader_max_staleness_s={flows['reader']['max_staleness_s']:.1f} "
               f"judge_calls_per_s={shared['calls_per_s']:.1f} judge_alone_calls_per_s={base['calls_per_s']:.1f} "
-              f"end_to_end_ratio={end_to_end[1] / end_to_end[0]:.3f} "
+              f"end_to_end_ratio={end_to_end[1] / end_to_end[0]:.3f} judge_longest_stall_s={stall:.1f} "
               f"judge_max_wait_s={flows['judge']['max_wait_s']:.1f} pull_max_wait_s={flows['pull']['max_wait_s']:.1f} "
               f"import_max_wait_s={flows['import']['max_wait_s']:.1f} curate_max_wait_s={flows['curate']['max_wait_s']:.1f} "
               f"pull_max_hold_s={flows['pull']['max_hold_s']:.2f} judge_max_hold_s={flows['judge']['max_hold_s']:.2f} "
