@@ -148,7 +148,7 @@ def test_judge_estimate_predicts_without_calling_and_the_report_prints(tmp_path,
     estimate = runner.invoke(app, ["judge", "--estimate", "--config", str(config)])
     assert estimate.exit_code == 0, estimate.output
     assert "calls planned: 10" in estimate.output and "to make: 10" in estimate.output
-    assert "gpt-test [json_schema]: 10 calls" in estimate.output and "uncalibrated" in estimate.output
+    assert "gpt-test [pairwise, json_schema]: 10 calls" in estimate.output and "uncalibrated" in estimate.output
     assert openai_server.requests == []
 
     with Store(store_path) as store:
