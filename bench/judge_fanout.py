@@ -57,7 +57,6 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.support: the suite's server
 
-from hardware import hardware_fields  # noqa: E402  (bench/hardware.py)
 from judge_throughput import fill_store, start_server, synthetic_pairs  # noqa: E402
 
 from prefcurate.core.config import config_from_dict  # noqa: E402
@@ -68,6 +67,14 @@ from prefcurate.flows.temporary_server import prefect_api  # noqa: E402
 GOAL_MS = 0.3  # store CPU per fanned-out call: one store process absorbs >= 3,000 calls/s from a fleet
 # Columns that differ between runs of the same calls (timing), left out of the rows compared.
 VOLATILE_COLUMNS = ("latency_ms", "created_at")
+
+
+def hardware_fields() -> str:
+    """bench/hardware.py's machine fields. Imported here, not at the top: it imports torch, and a
+    local cluster's workers are spawned processes that import this script again as they start."""
+    from hardware import hardware_fields as fields
+
+    return fields()
 
 
 # -- the store every run starts from --------------------------------------------------------------------
