@@ -10,7 +10,7 @@ Each flow is its own process and its own DuckDB client, as in production:
 - `prefcurate judge --config ...` against the suite's OpenAI-compatible server
   (tests/support/openai_server.py, in its own process, with `--latency`); first alone on a copy of
   the store (its baseline), then with the others;
-- an annotation pull every `--pull-every` s: Argilla is too heavy here, so a small process does what
+- an annotation pull `--pull-every` s after the previous one ended: Argilla is too heavy here, so a small process does what
   `prefcurate annotate pull` does with the store (pipeline.open_store, curation/annotation/pull.py's
   pull_annotations, finish_stage, the agreement view) on answers from a stub reader instead of
   Argilla's REST API: `--pull-batch` new answers each time, all earlier ones unchanged;
@@ -164,7 +164,7 @@ class StubArgilla:
 
 
 def pull_loop(config_path: Path, out_path: Path, every: float, batch: int, stop: Path) -> None:
-    """`prefcurate annotate pull`'s work on the store, every `every` s until `stop` exists."""
+    """`prefcurate annotate pull`'s work on the store, `every` s after the last one ended, until `stop` exists."""
     from prefcurate.core import store as store_module
     from prefcurate.core.config import load_config
     from prefcurate.curation.annotation.pull import pull_annotations
@@ -216,7 +216,7 @@ def pull_loop(config_path: Path, out_path: Path, every: float, batch: int, stop:
                 entry.update(ok=False, error=f"{type(error).__name__}: {error}"[:500])
             out.write(json.dumps(entry) + "\n")
             out.flush()
-            time.sleep(max(0.0, every - (time.monotonic() - began)))
+            time.sleep(every)  # between the end of one pull and the start of the next
 
 
 def read_loop(config_path: Path, out_path: Path, every: float, stop: Path) -> None:
@@ -448,7 +448,7 @@ def main() -> None:
     parser.add_argument("--import-pairs", type=int, default=3000, help="pairs in the file import-pairs reads")
     parser.add_argument("--latency", type=float, default=0.25, help="seconds the server takes per answer")
     parser.add_argument("--concurrency", type=int, default=16, help="the judge's calls in flight")
-    parser.add_argument("--pull-every", type=float, default=5.0)
+    parser.add_argument("--pull-every", type=float, default=5.0, help="seconds from one pull's end to the next")
     parser.add_argument("--pull-batch", type=int, default=200, help="new answers per pull")
     parser.add_argument("--read-every", type=float, default=1.0)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
