@@ -746,8 +746,9 @@ class FanoutConfig(_Section):
     address: str | None = None
     workers: PositiveInt = 2
     threads_per_worker: PositiveInt = 1
-    # Calls per chunk (one Prefect task on one worker); None: the backend's max_concurrency. What a
-    # worker lost mid-chunk takes with it is asked again elsewhere; what returned is never asked again.
+    # Calls per chunk (one Prefect task on one worker); None: twice the backend's max_concurrency
+    # (bench/judge_fanout.py: each chunk costs this process a submission). What a worker lost
+    # mid-chunk takes with it is asked again elsewhere; what returned is never asked again.
     chunk_calls: PositiveInt | None = None
     # Chunks handed out at once (queued on the cluster); None: two per worker thread. With the chunk
     # size, it bounds what a kill -9 of this process asks again: the calls in chunks not yet returned.

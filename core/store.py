@@ -220,6 +220,12 @@ class Store:
             yield con
 
     @contextmanager
+    @property
+    def is_released(self) -> bool:
+        """Inside released(): each commit takes the file, so commit less often (AnswerWriter)."""
+        return self._released
+
+    @contextmanager
     def _held_transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.con.execute("BEGIN TRANSACTION")
         try:

@@ -10,6 +10,10 @@ from typing import Callable
 from prefcurate.core.store import Store
 
 COMMIT_SECONDS = 5.0
+# While the store is released (core/store.py: a judge or generate run's calls), a commit also takes
+# the file and lets it go again (a connect, a checkpoint: tens of ms); answers streaming in fast
+# are committed at most this often, whatever `every` says. The journal keeps each one meanwhile.
+RELEASED_COMMIT_SECONDS = 1.0
 
 
 class AnswerWriter:
@@ -22,7 +26,9 @@ class AnswerWriter:
 
     def add(self, item) -> None:
         self._buffer.append(item)
-        if len(self._buffer) >= self.every or time.monotonic() - self._flushed_at > self.seconds:
+        since = time.monotonic() - self._flushed_at
+        full = len(self._buffer) >= self.every and (not self.store.is_released or since >= RELEASED_COMMIT_SECONDS)
+        if full or since > self.seconds:
             self.flush()
 
     def flush(self) -> None:

@@ -17,6 +17,7 @@ go only where the store's rules cover them.
 from __future__ import annotations
 
 import itertools
+import pickle
 import queue
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,9 +32,12 @@ from prefcurate.curation.backends.remote import RunChunks, complete_chunk
 
 
 @task(name="calls", task_run_name="calls-{label}", cache_policy=NONE, persist_result=False)
-def calls_task(label: str, config: BackendConfig, models_dir: Path, requests: list[ChatRequest]) -> list[ChatResult]:
-    """One chunk of endpoint calls, on a worker."""
-    return complete_chunk(config, models_dir, requests)
+def calls_task(label: str, config_json: str, models_dir: str, requests: bytes) -> list[ChatResult]:
+    """One chunk of endpoint calls, on a worker. The chunk travels as one pickled blob and the config
+    as its JSON: Dask hashes a task's arguments to name it, and Prefect walks them, field by field;
+    opaque arguments cost the store process nothing per request."""
+    chunk: list[ChatRequest] = pickle.loads(requests)
+    return complete_chunk(BackendConfig.model_validate_json(config_json), Path(models_dir), chunk)
 
 
 def dask_task_runner(fanout: FanoutConfig):
@@ -45,8 +49,9 @@ def dask_task_runner(fanout: FanoutConfig):
         "n_workers": fanout.workers, "threads_per_worker": fanout.threads_per_worker, "processes": True,
         "dashboard_address": None, "host": "127.0.0.1",
         # a flow killed with SIGKILL cannot stop its cluster: its workers, cut off from the scheduler
-        # that lived in the flow's process, exit by themselves within this many seconds
-        "death_timeout": 10})
+        # that lived in the flow's process, exit by themselves within this many seconds (it also
+        # bounds how long a worker may take to start, so not less on a busy machine)
+        "death_timeout": 60})
 
 
 @contextmanager
@@ -72,12 +77,13 @@ def _run_chunks(runner, in_flight: int, config: BackendConfig, models_dir: Path,
     generator (the stage stopped) cancels what has not returned."""
     finished: queue.Queue = queue.Queue()
     pending, numbers = set(), itertools.count(1)
+    config_json = config.model_dump_json()
 
     def hand_out() -> None:
         while len(pending) < in_flight and (chunk := next(chunks, None)) is not None:
             future = runner.submit(calls_task, parameters={
-                "label": f"{config.model}-{next(numbers)}", "config": config, "models_dir": models_dir,
-                "requests": chunk})
+                "label": f"{config.model}-{next(numbers)}", "config_json": config_json, "models_dir": str(models_dir),
+                "requests": pickle.dumps(chunk)})
             future.add_done_callback(finished.put)
             pending.add(future)
 

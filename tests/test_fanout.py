@@ -145,7 +145,7 @@ def test_a_flow_killed_mid_run_leaves_no_worker_behind_and_resumes_asking_only_c
         flow.wait()
         answered_before = set(server.answered)
         asked_before = len(server.requests)
-        gone, alive = psutil.wait_procs(workers, timeout=45)
+        gone, alive = psutil.wait_procs(workers, timeout=90)  # death_timeout 60 s
         assert not alive, [process.cmdline()[:4] for process in alive]
 
         resumed = subprocess.run(judge_command(config_path), env=env, capture_output=True, text=True, timeout=300)

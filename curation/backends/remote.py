@@ -10,6 +10,7 @@ Prefect's Dask task runner): this module knows no cluster, and no Prefect."""
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import threading
 from pathlib import Path
@@ -27,8 +28,9 @@ class RemoteBackend(ChatBackend):
     def __init__(self, config: BackendConfig, models_dir: Path, run_chunks: RunChunks, chunk_calls: int | None = None):
         self.config, self.models_dir, self.run_chunks = config, models_dir, run_chunks
         self.identity = backend_identity(config)
-        # a chunk keeps one worker's endpoint client busy: max_concurrency calls by default
-        self.chunk_calls = chunk_calls or config.max_concurrency
+        # a chunk keeps one worker's endpoint client busy twice over (2 x max_concurrency by default):
+        # each chunk costs this process a task submission, so fewer, larger chunks cost it less
+        self.chunk_calls = chunk_calls or 2 * config.max_concurrency
 
     def complete(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
         answers = self.run_chunks(self.config, self.models_dir, _chunked(requests, self.chunk_calls))
@@ -60,11 +62,19 @@ _opened: dict[str, ChatBackend] = {}  # one backend per config in each worker pr
 _opening = threading.Lock()
 
 
+def _close_opened() -> None:
+    for backend in _opened.values():
+        backend.close()
+    _opened.clear()
+
+
 def complete_chunk(config: BackendConfig, models_dir: Path, requests: list[ChatRequest]) -> list[ChatResult]:
     """Make one chunk's calls on this worker; every request gets its answer (or its failure)."""
     key = config.model_dump_json() + str(models_dir)
     with _opening:
         if key not in _opened:
+            if not _opened:
+                atexit.register(_close_opened)  # the endpoints' clients close with the worker
             _opened[key] = make_backend(config, models_dir)
     results = _opened[key].complete(requests)
     try:
