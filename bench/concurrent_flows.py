@@ -47,6 +47,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -433,6 +434,45 @@ def staleness(reads: list[dict], store: Path) -> list[float]:
     return result
 
 
+def costs_only(store: Path, tmp: Path, env: dict, args, load_at_start: str) -> None:
+    """What one write costs the others on this store, without running the flows side by side."""
+    import duckdb
+
+    from hardware import hardware_fields
+    from prefcurate.core.store import Store
+
+    publishes, copies = [], []
+    for _ in range(3):
+        with Store(store, snapshot_every_s=5.0) as opened:
+            started = time.monotonic()
+            opened.publish_snapshot(force=True)
+            publishes.append(time.monotonic() - started)
+    con = duckdb.connect(str(store))
+    con.execute("CHECKPOINT")
+    for _ in range(3):
+        started = time.monotonic()
+        shutil.copyfile(store, tmp / "copy.duckdb")
+        copies.append(time.monotonic() - started)
+    con.close()
+    (tmp / "curate").mkdir()
+    config = write_config(tmp / "curate.yaml", tmp / "curate", store, None, args)
+    watch = LockWatch(store)
+    watch.start()
+    curator = Flow("curate", ["curate"], config, tmp / "curate", env)
+    curator.wait(3600)
+    holds = watch.stop()
+    if curator.rc != 0:
+        raise RuntimeError(f"curate failed ({curator.rc}): {curator.output[-3000:]}")
+    hold = hold_stats(holds, curator.pid)["max_hold_s"]
+    size_mb = store.stat().st_size / 1e6
+    print(f"store {size_mb:.0f} MB: snapshot publish (COPY FROM DATABASE) {min(publishes):.2f}-{max(publishes):.2f} s, "
+          f"file copy after CHECKPOINT {min(copies):.2f}-{max(copies):.2f} s; curate alone {curator.ended - curator.started:.1f} s "
+          f"end to end, held the store {hold:.1f} s (load {load_avg()})", flush=True)
+    print(f"RESULT ratio=nan curate_hold_s={hold:.1f} publish_s={statistics.median(publishes):.2f} "
+          f"file_copy_s={statistics.median(copies):.2f} store_mb={size_mb:.0f} pairs={args.pairs} "
+          f"load_at_start={load_at_start} {hardware_fields()}")
+
+
 def load_avg() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -452,6 +492,9 @@ def main() -> None:
     parser.add_argument("--pull-batch", type=int, default=200, help="new answers per pull")
     parser.add_argument("--read-every", type=float, default=1.0)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--costs-only", action="store_true",
+                        help="no flows side by side: on the built store, time one snapshot publish (and a plain file "
+                             "copy after CHECKPOINT, for comparison) and how long `prefcurate curate` alone holds it")
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--pull", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--read", nargs=4, help=argparse.SUPPRESS)
@@ -483,6 +526,9 @@ def main() -> None:
         size_mb = store.stat().st_size / 1e6
         print(f"store: {args.pairs} pairs + {args.judge_pairs} to judge, {size_mb:.0f} MB, built in "
               f"{time.perf_counter() - started:.0f} s", flush=True)
+
+        if args.costs_only:
+            return costs_only(store, tmp, env, args, load_at_start)
 
         port, samples = free_port(), tmp / "answered.txt"
         server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), str(args.latency), str(samples)],
