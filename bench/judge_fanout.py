@@ -367,7 +367,7 @@ def warm_up(workdir: Path, base_url: str, args: argparse.Namespace, fanouts: lis
 # -- the report -----------------------------------------------------------------------------------------
 
 def chunk_label(run: dict, args: argparse.Namespace) -> str:
-    return str(run["chunk_calls"] or f"default ({args.concurrency})") if run["mode"] != "in_process" else "-"
+    return str(run["chunk_calls"] or f"default ({2 * args.concurrency})") if run["mode"] != "in_process" else "-"
 
 
 def print_runs(runs: list[dict], args: argparse.Namespace) -> None:
@@ -438,7 +438,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="400 pairs (800 calls): checks that the script runs")
     parser.add_argument("--pairs", type=int, default=4000, help="pairs in the store; 2 calls each (both orders)")
     parser.add_argument("--chunk-calls", type=int, nargs="*", default=[16, 64, 256],
-                        help="fanout.chunk_calls tried on the cluster, besides the default (max_concurrency)")
+                        help="fanout.chunk_calls tried on the cluster, besides the default (2 x max_concurrency)")
     parser.add_argument("--concurrency", type=int, default=128, help="the judge's max_concurrency (per worker)")
     parser.add_argument("--latency", type=float, default=0.2, help="the server's seconds per answer")
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes, one thread each")
