@@ -10,8 +10,8 @@ Each flow is its own process and its own DuckDB client, as in production:
 - `prefcurate judge --config ...` against the suite's OpenAI-compatible server
   (tests/support/openai_server.py, in its own process, with `--latency`); first alone on a copy of
   the store (its baseline), then with the others;
-- an annotation pull `--pull-every` s after the previous one ended: Argilla is too heavy here, so a small process does what
-  `prefcurate annotate pull` does with the store (pipeline.open_store, curation/annotation/pull.py's
+- an annotation pull `--pull-every` s after the previous one ended: Argilla is too heavy here, so
+  a small process does what `prefcurate annotate pull` does with the store (pipeline.open_store, curation/annotation/pull.py's
   pull_annotations, finish_stage, the agreement view) on answers from a stub reader instead of
   Argilla's REST API: `--pull-batch` new answers each time, all earlier ones unchanged;
 - `prefcurate import-pairs FILE` (`--import-pairs` pairs) started once the judge has answered 20% of
@@ -31,9 +31,13 @@ What is measured, and how (nothing in the product is instrumented):
   over the time from its first to its last answer of that run (and, separately, end to end);
 - the reader's staleness: afterwards, from the store's created_at (a commit's transaction start):
   at each poll, 0 when the snapshot held every judgment and annotation committed by then, else how
-  long ago the first commit it missed was made.
+  long ago the first commit it missed was made;
+- who publishes the read snapshot: the writer holding the store when `<store>.snapshot` changes.
 
-    python bench/concurrent_flows.py [--pairs 200000] [--quick] [--judge-pairs 3000] [--latency 0.25]
+`--costs-only` runs no flows side by side: on the built store it times one snapshot publish (and a
+plain file copy after CHECKPOINT) and how long `prefcurate curate` alone holds the store.
+
+    python bench/concurrent_flows.py [--pairs 200000] [--quick] [--judge-pairs 3000] [--latency 0.25] [--costs-only]
 
 Ends with: RESULT ratio=<judge calls/s with the others / alone> max_wait_s=... flows_finished=N/N
 curate_hold_s=... reader_max_staleness_s=...
