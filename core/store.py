@@ -219,7 +219,6 @@ class Store:
         with self._held_transaction() as con:
             yield con
 
-    @contextmanager
     @property
     def is_released(self) -> bool:
         """Inside released(): each commit takes the file, so commit less often (AnswerWriter)."""

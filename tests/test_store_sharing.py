@@ -53,3 +53,22 @@ def test_another_writer_gets_in_between_a_long_judge_runs_commits(tmp_path, shar
     with Store(store_path, read_only=True) as store:
         assert store.scalar("SELECT count(*) FROM judgments WHERE valid") == 200
         assert store.scalar("SELECT count(*) FROM rejects WHERE stage = 'test'") == 5
+
+
+def test_a_store_says_whether_it_is_released_and_a_writer_commits_less_often_only_then(tmp_path):
+    from prefcurate.curation.answer_writer import AnswerWriter
+
+    with Store(tmp_path / "store.duckdb") as store:
+        committed = []
+        writer = AnswerWriter(store, lambda items: None, every=2, committed=committed.append)
+        assert store.is_released is False
+        for item in range(4):
+            writer.add(item)
+        assert committed == [[0, 1], [2, 3]]  # every 2, as asked
+        with store.released():
+            assert store.is_released is True
+            for item in range(4, 8):
+                writer.add(item)
+            assert len(committed) == 2  # released: at most one commit a second
+            writer.flush()
+        assert committed[-1] == [4, 5, 6, 7] and store.is_released is False
