@@ -210,8 +210,10 @@ class Store:
             try:
                 with self._held_transaction() as con:
                     yield con
-                self.publish_snapshot()  # at most every snapshot_every_s, as ever
+                # written into the file first, so a snapshot published now is as new as the store
+                # (else the next writer and every reader take it for stale: open_for_reading)
                 self.con.execute("CHECKPOINT")
+                self.publish_snapshot()  # at most every snapshot_every_s, as ever
             finally:
                 self._holding = False
                 self.con.close()

@@ -72,3 +72,16 @@ def test_a_store_says_whether_it_is_released_and_a_writer_commits_less_often_onl
             assert len(committed) == 2  # released: at most one commit a second
             writer.flush()
         assert committed[-1] == [4, 5, 6, 7] and store.is_released is False
+
+
+def test_a_commit_while_released_publishes_a_snapshot_as_new_as_the_store(tmp_path):
+    """Checkpoint first, then publish: else the store file is newer than the snapshot just published,
+    and the next writer and every reader take the snapshot for stale."""
+    from prefcurate.core.store import _staleness, snapshot_path
+
+    with Store(tmp_path / "store.duckdb", snapshot_every_s=0.0) as store:
+        with store.released():
+            with store.transaction():
+                store.insert_new("rejects", pa.Table.from_pylist([{
+                    "reject_id": "r1", "stage": "test", "source": "test", "reason": "a write while released"}]))
+            assert _staleness(store.path, snapshot_path(store.path)) is None
