@@ -26,7 +26,7 @@ from prefcurate.curation.generation.pairing import pair_id
 from prefcurate.curation.intake.prompts import put_in_pool
 from prefcurate.curation.intake.outcome import check_intake
 from prefcurate.curation.intake.sources import (IngestError, SourceRow, detect_format, is_blank, raw_text,
-                                                read_source, strip_invisible)
+                                                read_source, row_reject, strip_invisible)
 
 STAGE = "import"
 IMPORT_GENERATOR_KEY = "import"
@@ -189,8 +189,7 @@ def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split:
     stop = None
 
     def reject(item: SourceRow, field: str | None, reason: str) -> None:
-        raw = raw_text(item.values) if item.values is not None else item.raw
-        rejects.append({"source": source, "source_row": item.row, "field": field, "reason": reason, "raw": raw})
+        rejects.append(row_reject(source, item, field, reason))
 
     for item in rows:
         report.count_in += 1

@@ -115,6 +115,12 @@ class _ShortRepr(reprlib.Repr):
 _SHORT_REPR = _ShortRepr()
 
 
+def row_reject(source: str, item: SourceRow, field: str | None, reason: str) -> dict:
+    """A reject of one source row, naming its file, row and field, with the row as read (or its raw text)."""
+    raw = raw_text(item.values) if item.values is not None else item.raw
+    return {"source": source, "source_row": item.row, "field": field, "reason": reason, "raw": raw}
+
+
 def _has_surrogates(text: str) -> bool:
     return _SURROGATE.search(text) is not None
 
