@@ -27,15 +27,20 @@ def pair_id(candidate_a: str, candidate_b: str) -> str:
     return content_hash("pair", first, second)
 
 
+def distinct_candidates(candidates: list[tuple[str, str]]) -> list[str]:
+    """The ids of one prompt's (candidate_id, text) with distinct texts (the first id of each), sorted."""
+    distinct: dict[str, str] = {}
+    for candidate_id, text in sorted(candidates):
+        distinct.setdefault(text.strip(), candidate_id)
+    return sorted(distinct.values())
+
+
 def choose_pairs(candidates: list[tuple[str, str]], config: PairingConfig, prompt_key: str,
                  existing: frozenset[tuple[str, str]] = frozenset()) -> list[tuple[str, str]]:
     """New pairs among one prompt's (candidate_id, text); identical texts never pair, and pairs
     already stored (`existing`) are neither repeated nor drawn again, but count toward K."""
-    distinct: dict[str, str] = {}
-    for candidate_id, text in sorted(candidates):
-        distinct.setdefault(text.strip(), candidate_id)
-    ids = sorted(distinct.values())
-    possible = [pair for pair in combinations(ids, 2) if pair not in existing]  # (a, b) with a < b
+    possible = [pair for pair in combinations(distinct_candidates(candidates), 2)
+                if pair not in existing]  # (a, b) with a < b
     if config.strategy == "all":
         return possible
     budget = max(config.max_pairs_per_prompt - len(existing), 0)
@@ -93,9 +98,8 @@ def build_pairs(store: Store, config: PairingConfig) -> StageReport:
     for prompt_id, candidates in rows:
         existing = existing_per_prompt.get(prompt_id, frozenset())
         if from_scores:
-            distinct = {a for pair in choose_pairs([(c["id"], c["text"]) for c in candidates],
-                                                   PairingConfig(strategy="all"), prompt_id) for a in pair}
-            scored = [(candidate, scores[prompt_id][candidate]) for candidate in sorted(distinct)
+            distinct = distinct_candidates([(c["id"], c["text"]) for c in candidates])
+            scored = [(candidate, scores[prompt_id][candidate]) for candidate in distinct
                       if candidate in scores.get(prompt_id, {})]
             unscored += len(distinct) >= 2 and len(scored) < 2
             chosen = pairs_from_scores(scored, config, prompt_id, existing)

@@ -119,7 +119,6 @@ def parse_ratings(text: str | None, output_format: str, aspects: list[str], low:
 
 # -- score distributions from log-probabilities --------------------------------------------------------
 _DRESSING = " \t\n\"'*`"
-_LEAD_DRESS = " \t\n\"'*`"  # around an aspect's name and its ':' in "**helpfulness**: 4", '"helpfulness": 4'
 
 
 @dataclass(frozen=True)
@@ -167,9 +166,9 @@ def aspect_distributions(token_logprobs: list[tuple[str, dict[str, float]]] | No
         if core.isdigit():
             lead = "".join(pieces) + token[:len(token) - len(token.lstrip(_DRESSING))]
             # what stands before the number: `aspect` and a ':' or '=' (quotes, markup and spaces around)
-            named = lead.rstrip(_LEAD_DRESS)
+            named = lead.rstrip(_DRESSING)
             if named.endswith((":", "=")):
-                name = named[:-1].rstrip(_LEAD_DRESS).lower()
+                name = named[:-1].rstrip(_DRESSING).lower()
                 for key, aspect in wanted.items():
                     if aspect not in found and _names(name, key) and core == str(scores.get(aspect)):
                         distribution = score_distribution(alternatives, low, high)
