@@ -80,8 +80,11 @@ def test_a_commit_while_released_publishes_a_snapshot_as_new_as_the_store(tmp_pa
     from prefcurate.core.store import _staleness, snapshot_path
 
     with Store(tmp_path / "store.duckdb", snapshot_every_s=0.0) as store:
+        # publishes are spaced to 10x the last one's cost (publish_snapshot); past that, this commit publishes
+        time.sleep(0.05 + 11 * store._publish_cost)
         with store.released():
             with store.transaction():
                 store.insert_new("rejects", pa.Table.from_pylist([{
                     "reject_id": "r1", "stage": "test", "source": "test", "reason": "a write while released"}]))
+            assert store._unpublished is False  # it did publish
             assert _staleness(store.path, snapshot_path(store.path)) is None
