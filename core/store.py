@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ class Store:
         self.path = Path(path)
         # The read snapshot (see publish_snapshot): None publishes none.
         self.snapshot_every_s = None if read_only else snapshot_every_s
-        self._published_at, self._publish_cost, self._unpublished = time.monotonic(), 0.0, False
+        self._publish_cost, self._unpublished = 0.0, False
         self._schemas: dict[tuple, pa.Schema] = {}  # (table, columns) -> Arrow schema (arrow_rows)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,27 +246,39 @@ class Store:
         """Copy the store to `<store>.snapshot` for readers, at most every snapshot_every_s (and never
         spending more than ~10% of the time copying). DuckDB lets one process write a file or many
         read it, never both: readers of the snapshot never block the writer, and see data at most
-        a few seconds old. The copy is written aside and renamed over the old one, so a reader that
-        has the old one open keeps a consistent view until it reconnects."""
+        a few seconds old. The copy is a plain file copy right after a CHECKPOINT, taken while this
+        process holds the store's lock (so no other writer can change it meanwhile): a 177 MB store
+        copies in ~0.2 s, where DuckDB's COPY FROM DATABASE took 4-6 s. It is written aside and
+        renamed over the old one, so a reader that has the old one open keeps a consistent view
+        until it reconnects. The spacing is measured from the snapshot file's own time, so several
+        writer processes taking turns publish no more often than one would."""
         if self.snapshot_every_s is None or not (self._unpublished or force) or (self._released and not self._holding):
             # between two commits of a released() phase the file is not ours: published at the next commit
             return False
-        since = time.monotonic() - self._published_at
-        if not force and since < max(self.snapshot_every_s, 10 * self._publish_cost):
-            return False
-        started = time.monotonic()
         final = snapshot_path(self.path)
-        aside = final.with_name(final.name + ".tmp")
+        if not force and final.exists():
+            since = time.time() - final.stat().st_mtime
+            if since < max(self.snapshot_every_s, 10 * self._publish_cost):
+                return False
+        started = time.monotonic()
+        aside = final.with_name(final.name + ".new")
         aside.unlink(missing_ok=True)
-        database = self.scalar("SELECT current_database()")
-        self.con.execute("ATTACH '" + str(aside).replace("'", "''") + "' AS _snapshot")
-        try:
-            self.con.execute(f'COPY FROM DATABASE "{database}" TO _snapshot')
-        finally:
-            self.con.execute("DETACH _snapshot")
+        self.con.execute("CHECKPOINT")  # everything committed is in the file now, none in the WAL
+        wal = Path(f"{self.path}.wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            # a checkpoint DuckDB could not finish (it gives way to a running transaction): copy
+            # through DuckDB instead, which reads what is committed wherever it lies
+            database = self.scalar("SELECT current_database()")
+            self.con.execute("ATTACH '" + str(aside).replace("'", "''") + "' AS _snapshot")
+            try:
+                self.con.execute(f'COPY FROM DATABASE "{database}" TO _snapshot')
+            finally:
+                self.con.execute("DETACH _snapshot")
+        else:
+            shutil.copyfile(self.path, aside)  # a new file: its time is now, newer than the store's
         os.replace(aside, final)
-        self._published_at = time.monotonic()
-        self._publish_cost, self._unpublished = self._published_at - started, False
+        self._publish_cost = time.monotonic() - started
+        self._unpublished = False
         return True
 
     def close(self) -> None:
@@ -274,7 +287,10 @@ class Store:
                 # written into the file now, so closing changes nothing after the snapshot: a reader
                 # can tell the snapshot holds the last write (open_for_reading)
                 self.con.execute("CHECKPOINT")
-            self.publish_snapshot(force=True)  # readers see the stage's last writes
+                snapshot = snapshot_path(self.path)
+                if self._unpublished or not snapshot.exists() or _staleness(self.path, snapshot) is not None:
+                    # readers see the stage's last writes; a writer that changed nothing copies nothing
+                    self.publish_snapshot(force=True)
         finally:
             self.con.close()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import time
 
+import duckdb
 import pyarrow as pa
 import pytest
 import yaml
@@ -88,3 +89,31 @@ def test_a_commit_while_released_publishes_a_snapshot_as_new_as_the_store(tmp_pa
                     "reject_id": "r1", "stage": "test", "source": "test", "reason": "a write while released"}]))
             assert store._unpublished is False  # it did publish
             assert _staleness(store.path, snapshot_path(store.path)) is None
+
+
+def test_a_writer_that_wrote_nothing_copies_nothing_and_writers_taking_turns_space_their_publishes(tmp_path):
+    """The snapshot's own file time spaces publishes, so N writer processes taking turns publish no more
+    often than one would; a writer that changed nothing leaves the snapshot as it is."""
+    from prefcurate.core.store import _staleness, snapshot_path
+
+    path = tmp_path / "store.duckdb"
+    Store(path, snapshot_every_s=30.0).close()
+    snapshot = snapshot_path(path)
+    published = snapshot.stat().st_mtime_ns
+    time.sleep(0.02)
+    Store(path, snapshot_every_s=30.0).close()  # opened and closed, nothing written
+    assert snapshot.stat().st_mtime_ns == published
+
+    def write_one(store: Store, reject_id: str) -> None:
+        with store.transaction():
+            store.insert_new("rejects", pa.Table.from_pylist([{
+                "reject_id": reject_id, "stage": "test", "source": "test", "reason": "a write"}]))
+
+    with Store(path, snapshot_every_s=30.0) as other_process:
+        write_one(other_process, "r1")
+        assert not other_process.publish_snapshot()  # 30 s since the snapshot was made, whoever made it
+        assert snapshot.stat().st_mtime_ns == published
+    # its close publishes what it wrote, and the copy is the store as it is now
+    assert _staleness(path, snapshot) is None
+    with duckdb.connect(str(snapshot), read_only=True) as reader:
+        assert reader.execute("SELECT reject_id FROM rejects").fetchall() == [("r1",)]
