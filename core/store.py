@@ -52,7 +52,56 @@ def migrations() -> list[Migration]:
     return found
 
 
-class Store:
+class StoreReader:
+    """What reading the store needs: `con` and `path` (the store's, whichever file `con` reads), and
+    the small query helpers. Store writes; SnapshotReader reads the read snapshot."""
+
+    con: duckdb.DuckDBPyConnection
+    path: Path
+
+    def one(self, sql: str, params: list | None = None) -> tuple | None:
+        """The first row of a query, or None. Fetches everything: DuckDB 2 keeps a partly
+        fetched result open on the connection, and that blocks later statements."""
+        rows = self.con.execute(sql, params or []).fetchall()
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: list | None = None):
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+    def count(self, table: str) -> int:
+        return self.scalar(f"SELECT count(*) FROM {table}")
+
+
+class SnapshotReader(StoreReader):
+    """The store's read snapshot opened read-only for a long computation that must hold no lock
+    (the curate stage's funnel): it blocks no writer, and what it computes goes into temp tables,
+    spilling into a folder of this process's own beside the store (DuckDB's default for a reader,
+    `<snapshot>.tmp`, is shared by every reader of the snapshot)."""
+
+    def __init__(self, path: str | Path, memory_limit: str | None = None):
+        self.path = Path(path)
+        self._spill = Path(f"{self.path}.work-{os.getpid()}.tmp")
+        settings = {"preserve_insertion_order": False, "temp_directory": str(self._spill)}
+        if memory_limit:
+            settings["memory_limit"] = memory_limit
+        snapshot = snapshot_path(self.path)
+        if not snapshot.exists():
+            raise StoreError(f"the store {self.path} has no read snapshot {snapshot} (store.snapshot_every_s)")
+        self.con = duckdb.connect(str(snapshot), read_only=True, config=settings)
+
+    def close(self) -> None:
+        self.con.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
+
+    def __enter__(self) -> SnapshotReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Store(StoreReader):
     """A connection to the store file with the schema brought up to date.
 
     Use as a context manager; writes that belong together go through `transaction()`.
@@ -204,7 +253,9 @@ class Store:
             self.con = self._connect(False, self._settings, self._lock_timeout_s)
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self, publish: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A commit; with `publish`, the read snapshot is published right after it, however recent
+        the last one (a run whose readers must see it, as the curate stage's export does)."""
         if self._released:  # held only for this commit (released())
             self.con = self._connect(False, self._settings, self._lock_timeout_s)
             self._holding = True
@@ -214,13 +265,15 @@ class Store:
                 # written into the file first, so a snapshot published now is as new as the store
                 # (else the next writer and every reader take it for stale: open_for_reading)
                 self.con.execute("CHECKPOINT")
-                self.publish_snapshot()  # at most every snapshot_every_s, as ever
+                self.publish_snapshot(force=publish)  # else at most every snapshot_every_s, as ever
             finally:
                 self._holding = False
                 self.con.close()
             return
         with self._held_transaction() as con:
             yield con
+        if publish:
+            self.publish_snapshot(force=True)
 
     @property
     def is_released(self) -> bool:
@@ -299,19 +352,6 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    def one(self, sql: str, params: list | None = None) -> tuple | None:
-        """The first row of a query, or None. Fetches everything: DuckDB 2 keeps a partly
-        fetched result open on the connection, and that blocks later statements."""
-        rows = self.con.execute(sql, params or []).fetchall()
-        return rows[0] if rows else None
-
-    def scalar(self, sql: str, params: list | None = None):
-        row = self.one(sql, params)
-        return None if row is None else row[0]
-
-    def count(self, table: str) -> int:
-        return self.scalar(f"SELECT count(*) FROM {table}")
 
     def arrow_rows(self, table: str, rows: list[dict]) -> pa.Table:
         """`rows` (dicts with the same keys) as an Arrow table typed as the store's `table` types its

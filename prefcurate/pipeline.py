@@ -19,14 +19,15 @@ import yaml
 from prefcurate.core.config import BATCH_KINDS, SCORE_STRATEGIES, PrefcurateConfig
 from prefcurate.core.local_models import pick_device, resolve_model
 from prefcurate.core.stage_report import StageFailed, StageReport
-from prefcurate.core.store import Store
+from prefcurate.core.store import SnapshotReader, Store, StoreReader
 from prefcurate.rm.runs import RewardModelRun, find_rm_run
 from prefcurate.curation.backends import make_backend
 from prefcurate.curation.backends.remote import RunChunks, remote_or_local
 from prefcurate.curation.upstream import identical_samples_note, why_empty
 from prefcurate.curation.export.card import write_dataset_card
 from prefcurate.curation.export.parquet import export_curation_run
-from prefcurate.curation.funnel.curate import curate, latest_curation_run, record_curation_run
+from prefcurate.curation.funnel.curate import (CurationResult, curate, curation_selection, latest_curation_run,
+                                               prepare_curation, record_curation_run, store_curation)
 from prefcurate.curation.generation.generate import generate_candidates
 from prefcurate.curation.generation.pairing import build_pairs
 from prefcurate.curation.intake.preference_pairs import import_preference_pairs
@@ -241,20 +242,49 @@ def suspect_stage(config: PrefcurateConfig) -> dict:
 
 
 def curate_stage(config: PrefcurateConfig) -> dict:
+    """Curate without holding the store for the run: the label model is written first (a short
+    hold whose close publishes the read snapshot), the funnel runs on the snapshot (it blocks no
+    writer), the run's rows are committed in short commits, the export reads the snapshot the last
+    one published, and the run is recorded last. The run is as of the snapshot it read: labels
+    committed meanwhile by a flow still running count at the next curate. A store without a
+    snapshot (store.snapshot_every_s: null) is held throughout instead."""
+    if config.store.snapshot_every_s is None:
+        with open_store(config) as store:
+            result, report = curate(store, config.curate)
+            output_dir, card = _export_curation(config, store, result)
+            return _record_curation(config, store, result, report, output_dir, card)
     with open_store(config) as store:
-        result, report = curate(store, config.curate)
-        counts = dict(store.con.execute("SELECT table_name, n_rows FROM store_counts").fetchall())
-        output_dir = export_curation_run(store, result.curation_run_id, config.workdir.resolve() / "curated", {
-            "config": config.model_dump(mode="json"),
-            "funnel": [{"step": n, "in": i, "out": o} for n, i, o in result.funnel],
-            "splits": result.split_counts,
-            "chosen_longer_share": result.chosen_longer_share,
-            "steps": result.step_details,
-            "store_counts": counts,
-        })
-        card = write_dataset_card(store, result.curation_run_id, output_dir, result.funnel, result.split_counts,
-                                  result.chosen_longer_share,
-                                  yaml.safe_dump({"curate": config.curate.model_dump(mode="json")}, sort_keys=False))
+        label_model = prepare_curation(store, config.curate)
+    with SnapshotReader(config.store.path, config.store.memory_limit) as snapshot:
+        with curation_selection(snapshot, config.curate, label_model) as (result, report):
+            if result.is_new:
+                with open_store(config) as store:
+                    store_curation(store, snapshot, result)
+    with SnapshotReader(config.store.path, config.store.memory_limit) as snapshot:
+        output_dir, card = _export_curation(config, snapshot, result)
+    with open_store(config) as store:
+        return _record_curation(config, store, result, report, output_dir, card)
+
+
+def _export_curation(config: PrefcurateConfig, store: StoreReader, result: CurationResult) -> tuple[Path, Path]:
+    counts = dict(store.con.execute("SELECT table_name, n_rows FROM store_counts").fetchall())
+    output_dir = export_curation_run(store, result.curation_run_id, config.workdir.resolve() / "curated", {
+        "config": config.model_dump(mode="json"),
+        "funnel": [{"step": n, "in": i, "out": o} for n, i, o in result.funnel],
+        "splits": result.split_counts,
+        "chosen_longer_share": result.chosen_longer_share,
+        "steps": result.step_details,
+        "store_counts": counts,
+    })
+    card = write_dataset_card(store, result.curation_run_id, output_dir, result.funnel, result.split_counts,
+                              result.chosen_longer_share,
+                              yaml.safe_dump({"curate": config.curate.model_dump(mode="json")}, sort_keys=False))
+    return output_dir, card
+
+
+def _record_curation(config: PrefcurateConfig, store: Store, result: CurationResult, report: StageReport,
+                     output_dir: Path, card: Path) -> dict:
+    with store.transaction():
         record_curation_run(store, result, config.curate, str(output_dir), str(output_dir / "manifest.json"))
         report.details.update(output_dir=str(output_dir), dataset_card=str(card))
         return finish_stage(store, report)

@@ -5,10 +5,13 @@ for the whole stage, and the judge loses nothing."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -117,3 +120,55 @@ def test_a_writer_that_wrote_nothing_copies_nothing_and_writers_taking_turns_spa
     assert _staleness(path, snapshot) is None
     with duckdb.connect(str(snapshot), read_only=True) as reader:
         assert reader.execute("SELECT reject_id FROM rejects").fetchall() == [("r1",)]
+
+
+def _another_process_writes(path, reject_id: str) -> None:
+    """A write from another process that will not wait for the store: it fails if anyone holds it."""
+    ran = subprocess.run([sys.executable, "-c", (
+        "import duckdb, sys; con = duckdb.connect(sys.argv[1]); "
+        "con.execute(\"INSERT OR IGNORE INTO rejects (reject_id, stage, source, reason) VALUES (?, 'test', 'test', 'between')\", "
+        "[sys.argv[2]]); con.close()"), str(path), reject_id], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+
+
+def test_curate_holds_the_store_only_to_commit_and_another_writer_gets_in_between(tmp_path, monkeypatch):
+    """The funnel runs on the read snapshot and the run's rows go in commits of COMMIT_ROWS: another
+    process writes while the funnel runs and between two commits, and the run is still whole."""
+    from prefcurate.core.config import config_from_dict
+    from prefcurate.curation.funnel import curate as curate_module
+    from prefcurate.pipeline import curate_stage
+    from tests.support.builders import judged_store
+
+    config = config_from_dict({"workdir": str(tmp_path / "out"), "store": {"path": str(tmp_path / "store.duckdb")},
+                               "curate": {"dedup": {"near": {"enabled": False}}}})
+    judged_store(config.store.path, 12)
+    monkeypatch.setattr(curate_module, "COMMIT_ROWS", 5)
+    select, commits = curate_module._select, []
+
+    def select_while_another_writes(work, curate_config):
+        _another_process_writes(config.store.path, "during the funnel")
+        return select(work, curate_config)
+
+    real_transaction = Store.transaction
+
+    def counted_transaction(store, publish=False):
+        if store.is_released and len(commits) == 1:
+            _another_process_writes(config.store.path, "between two commits")
+        commits.append(publish)
+        return real_transaction(store, publish)
+
+    monkeypatch.setattr(curate_module, "_select", select_while_another_writes)
+    monkeypatch.setattr(Store, "transaction", counted_transaction)
+    summary = curate_stage(config)
+
+    assert len(commits) >= 4 and commits.count(True) == 1  # 12 pairs by 5 and the rest; the funnel's publishes
+    with Store(config.store.path) as store:
+        assert {row[0] for row in store.con.execute("SELECT reject_id FROM rejects").fetchall()} == {
+            "during the funnel", "between two commits"}
+        run = summary["curation_run_id"]
+        assert store.scalar("SELECT count(*) FROM curated_pairs WHERE curation_run_id = ?", [run]) == 12
+        assert store.scalar("SELECT count(*) FROM curation_runs WHERE curation_run_id = ?", [run]) == 1
+    exported = sum(pq.read_metadata(path).num_rows for path in Path(summary["output_dir"]).glob("*.parquet"))
+    assert exported == 12  # the export read the snapshot the last commit published
+    again = curate_stage(config)
+    assert again["curation_run_id"] == run and again["new_run"] is False

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
+
+import pyarrow as pa
 
 from prefcurate.core.config import CurateConfig
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.stage_report import StageReport
-from prefcurate.core.store import Store
+from prefcurate.core.store import Store, StoreReader
 from prefcurate.curation.label_model import refresh_label_model
 from prefcurate.curation.funnel.balance import cap, chosen_longer_share, rebalance_length
 from prefcurate.curation.funnel.decontaminate import decontaminate
@@ -107,18 +111,38 @@ def _drop_work_tables(store: Store) -> None:
 
 
 def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageReport]:
-    label_model = refresh_label_model(store) if config.label_rule == "dawid_skene" else None
-    _drop_work_tables(store)  # a run that failed half-way may have left some
-    try:
-        result, report = _curate(store, config)
-    finally:
-        _drop_work_tables(store)
-    if label_model is not None:  # the raters' estimated reliabilities, in the run's report
-        report.details["label_model"] = label_model
+    """Select and store a curation run on one connection, holding the store throughout (tests, and
+    a store without a read snapshot). The curate stage otherwise selects on the read snapshot and
+    takes the store only to commit (prefcurate/pipeline.py)."""
+    label_model = prepare_curation(store, config)
+    with curation_selection(store, config, label_model) as (result, report):
+        if result.is_new:
+            store_curation(store, store, result)
     return result, report
 
 
-def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageReport]:
+def prepare_curation(store: Store, config: CurateConfig) -> dict | None:
+    """What must be written before selecting: the label model's estimates (curate.label_rule:
+    dawid_skene), which the labels read. Returns the raters' estimated reliabilities, or None."""
+    return refresh_label_model(store) if config.label_rule == "dawid_skene" else None
+
+
+@contextmanager
+def curation_selection(work: StoreReader, config: CurateConfig, label_model: dict | None = None,
+                       ) -> Iterator[tuple[CurationResult, StageReport]]:
+    """Run the funnel on `work` (the store, or its read snapshot: the funnel writes temp tables only)
+    and yield the run; its working tables, which store_curation reads, are dropped after."""
+    _drop_work_tables(work)  # a run that failed half-way may have left some
+    try:
+        result, report = _select(work, config)
+        if label_model is not None:  # the raters' estimated reliabilities, in the run's report
+            report.details["label_model"] = label_model
+        yield result, report
+    finally:
+        _drop_work_tables(work)
+
+
+def _select(store: StoreReader, config: CurateConfig) -> tuple[CurationResult, StageReport]:
     con = store.con
     report = StageReport(STAGE)
     funnel: list[tuple[str, int, int]] = []
@@ -164,25 +188,8 @@ def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRe
     split_counts = dict(con.execute("SELECT split, count(*) FROM _curation_selected GROUP BY split").fetchall())
     split_counts = {name: split_counts.get(name, 0) for name in ("train", "validation", "test")}
 
+    # the funnel rows are stored last: a run with them is complete (store_curation)
     is_new = store.scalar("SELECT count(*) FROM curation_funnel WHERE curation_run_id = ?", [run_id]) == 0
-    if is_new:
-        with store.transaction():
-            con.execute("INSERT INTO curated_pairs (curation_run_id, pair_id, split, chosen_candidate, rejected_candidate, "
-                        "label_source, confidence, is_tie, agreement, n_votes) SELECT ?, pair_id, split, chosen_candidate, "
-                        "rejected_candidate, label_source, confidence, is_tie, agreement, n_votes FROM _curation_selected",
-                        [run_id])
-            con.executemany("INSERT INTO curation_funnel VALUES (?, ?, ?, ?, ?)",
-                            [[run_id, order, name, n_in, n_out] for order, (name, n_in, n_out) in enumerate(funnel)])
-            con.execute("INSERT INTO curation_funnel_samples SELECT DISTINCT ?, step_order, pair_id FROM _curation_samples",
-                        [run_id])
-            con.execute("INSERT INTO curation_prompt_drops SELECT ?, step, prompt_id, related, score "
-                        "FROM _curation_prompt_drops", [run_id])
-            con.execute("INSERT INTO curation_suspects SELECT ?, pair_id, suspicion_run_id, action, label, p_label "
-                        "FROM _curation_suspects", [run_id])
-            # every prompt of a curated cluster, dropped duplicates included, with the cluster's split
-            con.execute("INSERT INTO curation_prompt_clusters SELECT ?, c.prompt_id, c.cluster_id, s.split "
-                        "FROM _curation_clusters AS c "
-                        "JOIN (SELECT DISTINCT cluster_id, split FROM _curation_selected) AS s USING (cluster_id)", [run_id])
     judges = con.execute("SELECT judge, consistency_rate FROM judge_position_bias").fetchall()
     report.count_out = sum(split_counts.values())
     details["chosen_longer_share"] = share
@@ -192,6 +199,50 @@ def _curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRe
                           funnel={name: [n_in, n_out] for name, n_in, n_out in funnel}, steps=details)
     result = CurationResult(run_id, funnel, split_counts, is_new, share, details)
     return result, report.finish()
+
+
+# What a run stores besides its funnel, as read from the working tables: (table, SELECT with ? for the run id).
+_RUN_ROWS = (
+    ("curated_pairs", "SELECT ? AS curation_run_id, pair_id, split, chosen_candidate, rejected_candidate, label_source, "
+                      "confidence, is_tie, agreement, n_votes FROM _curation_selected"),
+    ("curation_funnel_samples", "SELECT DISTINCT ? AS curation_run_id, step_order, pair_id FROM _curation_samples"),
+    ("curation_prompt_drops", "SELECT ? AS curation_run_id, step, prompt_id, related, score FROM _curation_prompt_drops"),
+    ("curation_suspects", "SELECT ? AS curation_run_id, pair_id, suspicion_run_id, action, label, p_label "
+                          "FROM _curation_suspects"),
+    # every prompt of a curated cluster, dropped duplicates included, with the cluster's split
+    ("curation_prompt_clusters", "SELECT ? AS curation_run_id, c.prompt_id, c.cluster_id, s.split "
+                                 "FROM _curation_clusters AS c "
+                                 "JOIN (SELECT DISTINCT cluster_id, split FROM _curation_selected) AS s USING (cluster_id)"),
+)
+# Rows per commit when the selection comes from the read snapshot: each commit takes the store and
+# lets it go (Store.released), so other flows write in between however large the run.
+COMMIT_ROWS = 200_000
+
+
+def store_curation(store: Store, work: StoreReader, result: CurationResult) -> None:
+    """Store a selected run (curation_selection's working tables on `work`) in the store. Rows whose
+    key is stored already are skipped, so a run cut off half-way is completed by running it again;
+    the funnel rows come last, in the commit that publishes the read snapshot, so a run is never
+    read as complete before all its rows are in. From the snapshot, the rows travel as Arrow in
+    commits of COMMIT_ROWS, each its own short hold of the store."""
+    run_id = result.curation_run_id
+    funnel = pa.Table.from_pylist([
+        {"curation_run_id": run_id, "step_order": order, "step": name, "count_in": n_in, "count_out": n_out}
+        for order, (name, n_in, n_out) in enumerate(result.funnel)])
+    if work is store:
+        with store.transaction():
+            for table, select in _RUN_ROWS:
+                store.con.execute(f"INSERT OR IGNORE INTO {table} BY NAME {select}", [run_id])
+            store.insert_new("curation_funnel", funnel)
+        return
+    with store.released():
+        for table, select in _RUN_ROWS:
+            batches = work.con.sql(select, params=[run_id]).to_arrow_reader(COMMIT_ROWS)
+            for batch in batches:
+                with store.transaction():
+                    store.insert_new(table, pa.Table.from_batches([batch]))
+        with store.transaction(publish=True):
+            store.insert_new("curation_funnel", funnel)
 
 
 def record_curation_run(store: Store, result: CurationResult, config: CurateConfig,
