@@ -253,11 +253,13 @@ class Store(StoreReader):
             self.con = self._connect(False, self._settings, self._lock_timeout_s)
 
     @contextmanager
-    def transaction(self, publish: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self, publish: bool = False, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         """A commit; with `publish`, the read snapshot is published right after it, however recent
-        the last one (a run whose readers must see it, as the curate stage's export does)."""
+        the last one (a run whose readers must see it, as the curate stage's export does). Inside
+        released(), without `wait` it raises StoreBusyError at once if another writer holds the
+        file, rather than waiting up to store.lock_timeout_s (AnswerWriter then keeps buffering)."""
         if self._released:  # held only for this commit (released())
-            self.con = self._connect(False, self._settings, self._lock_timeout_s)
+            self.con = self._connect(False, self._settings, self._lock_timeout_s if wait else 0.0)
             self._holding = True
             try:
                 with self._held_transaction() as con:

@@ -7,13 +7,17 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from prefcurate.core.store import Store
+from prefcurate.core.store import Store, StoreBusyError
 
 COMMIT_SECONDS = 5.0
 # While the store is released (core/store.py: a judge or generate run's calls), a commit also takes
 # the file and lets it go again (a connect, a checkpoint: tens of ms); answers streaming in fast
 # are committed at most this often, whatever `every` says. The journal keeps each one meanwhile.
 RELEASED_COMMIT_SECONDS = 1.0
+# ... and when another flow holds the file, they are not waited for: the answers stay buffered (and
+# in the journal) and the commit is tried again this much later, so the calls never stop for
+# another flow's write; only the last flush (the end of a task of calls) waits for the file.
+RELEASED_RETRY_SECONDS = 0.25
 
 
 class AnswerWriter:
@@ -22,20 +26,31 @@ class AnswerWriter:
         """write(items) stores a batch inside a transaction; committed(items) runs after it commits."""
         self.store, self.write, self.every, self.committed, self.seconds = store, write, every, committed, seconds
         self._buffer: list = []
-        self._flushed_at = time.monotonic()
+        self._flushed_at = self._retry_at = time.monotonic()
 
     def add(self, item) -> None:
         self._buffer.append(item)
-        since = time.monotonic() - self._flushed_at
-        full = len(self._buffer) >= self.every and (not self.store.is_released or since >= RELEASED_COMMIT_SECONDS)
-        if full or since > self.seconds:
+        now = time.monotonic()
+        since = now - self._flushed_at
+        if self.store.is_released:
+            due = (len(self._buffer) >= self.every and since >= RELEASED_COMMIT_SECONDS) or since > self.seconds
+            if due and now >= self._retry_at:
+                self._try_flush(now)
+            return
+        if len(self._buffer) >= self.every or since > self.seconds:
             self.flush()
 
-    def flush(self) -> None:
+    def _try_flush(self, now: float) -> None:
+        try:
+            self.flush(wait=False)
+        except StoreBusyError:
+            self._retry_at = now + RELEASED_RETRY_SECONDS  # another flow is writing: keep the answers for now
+
+    def flush(self, wait: bool = True) -> None:
         if self._buffer:
+            with self.store.transaction(wait=wait):
+                self.write(self._buffer)
             items, self._buffer = self._buffer, []
-            with self.store.transaction():
-                self.write(items)
             if self.committed is not None:
                 self.committed(items)
             self.store.publish_snapshot()  # every few seconds at most: for readers

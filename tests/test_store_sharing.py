@@ -172,3 +172,32 @@ def test_curate_holds_the_store_only_to_commit_and_another_writer_gets_in_betwee
     assert exported == 12  # the export read the snapshot the last commit published
     again = curate_stage(config)
     assert again["curation_run_id"] == run and again["new_run"] is False
+
+
+def test_while_another_flow_holds_the_store_answers_are_buffered_not_waited_for(tmp_path, monkeypatch):
+    """A released writer that finds the file taken keeps its answers and tries again later, so the
+    calls feeding it never stop for another flow's write; the last flush waits for the file."""
+    from prefcurate.curation import answer_writer
+    from prefcurate.curation.answer_writer import AnswerWriter
+
+    monkeypatch.setattr(answer_writer, "RELEASED_COMMIT_SECONDS", 0.0)
+    path = tmp_path / "store.duckdb"
+    with Store(path, lock_timeout_s=30) as store:
+        committed = []
+        writer = AnswerWriter(store, lambda items: None, every=1, committed=committed.append)
+        with store.released():
+            holder = subprocess.Popen([sys.executable, "-c", (
+                "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+                "time.sleep(3); con.close()"), str(path)], stdout=subprocess.PIPE, text=True)
+            try:
+                assert holder.stdout.readline().strip() == "held"
+                started = time.monotonic()
+                for item in range(5):
+                    writer.add(item)
+                    time.sleep(0.3)  # past the retry delay: every add after the first tries the file again
+                assert committed == [] and time.monotonic() - started < 2.5  # none of them waited for the file
+                writer.flush()  # the last flush waits for the holder to let go
+                assert committed == [[0, 1, 2, 3, 4]]
+            finally:
+                holder.kill()
+                holder.wait()
