@@ -52,6 +52,9 @@ def migrations() -> list[Migration]:
     return found
 
 
+_COPY_BLOCK = 8 << 20  # bytes per read when copying the store file for the read snapshot
+
+
 class StoreReader:
     """What reading the store needs: `con` and `path` (the store's, whichever file `con` reads), and
     the small query helpers. Store writes; SnapshotReader reads the read snapshot."""
@@ -125,6 +128,7 @@ class Store(StoreReader):
         self.con = self._connect(read_only, settings, lock_timeout_s)
         self._settings, self._lock_timeout_s = settings, lock_timeout_s
         self._released, self._holding = False, False  # released(): the file is ours only while committing
+        self._copy_source: int | None = None  # see _copy_store_file
         if not read_only:
             try:
                 self._migrate()
@@ -132,10 +136,10 @@ class Store(StoreReader):
                 if self.snapshot_every_s is not None and stale:
                     self.publish_snapshot(force=True)  # readers have one from the start
             except StoreError:
-                self.con.close()
+                self._let_go()
                 raise
             except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as error:
-                self.con.close()
+                self._let_go()
                 raise StoreError(f"the store {self.path} is damaged ({_first_line(error)}); "
                                  "restore it from a backup or move it aside to start a new one") from None
 
@@ -244,7 +248,7 @@ class Store(StoreReader):
             yield
             return
         self.con.execute("CHECKPOINT")  # what was written so far is in the file, not a WAL of ours
-        self.con.close()
+        self._let_go()
         self._released = True
         try:
             yield
@@ -270,7 +274,7 @@ class Store(StoreReader):
                 self.publish_snapshot(force=publish)  # else at most every snapshot_every_s, as ever
             finally:
                 self._holding = False
-                self.con.close()
+                self._let_go()
             return
         with self._held_transaction() as con:
             yield con
@@ -330,11 +334,35 @@ class Store(StoreReader):
             finally:
                 self.con.execute("DETACH _snapshot")
         else:
-            shutil.copyfile(self.path, aside)  # a new file: its time is now, newer than the store's
+            self._copy_store_file(aside)
         os.replace(aside, final)
         self._publish_cost = time.monotonic() - started
         self._unpublished = False
         return True
+
+    def _copy_store_file(self, target: Path) -> None:
+        """Copy the store file (written out by a CHECKPOINT) to a new file, whose time is now.
+
+        Through one descriptor kept open until the connection closes (_let_go): DuckDB's lock on the
+        file is a POSIX record lock, which a process loses when it closes *any* descriptor of the
+        file, so opening and closing the file to copy it would hand the store to another writer
+        while this one still writes."""
+        if self._copy_source is None:
+            self._copy_source = os.open(self.path, os.O_RDONLY)
+        size = os.fstat(self._copy_source).st_size
+        with open(target, "wb") as out:
+            for offset in range(0, size, _COPY_BLOCK):
+                out.write(os.pread(self._copy_source, min(_COPY_BLOCK, size - offset), offset))
+
+    def _let_go(self) -> None:
+        """Close the connection (DuckDB unlocks the file), then the copy descriptor (which would
+        unlock it too, see _copy_store_file)."""
+        try:
+            self.con.close()
+        finally:
+            if self._copy_source is not None:
+                os.close(self._copy_source)
+                self._copy_source = None
 
     def close(self) -> None:
         try:
@@ -347,7 +375,7 @@ class Store(StoreReader):
                     # readers see the stage's last writes; a writer that changed nothing copies nothing
                     self.publish_snapshot(force=True)
         finally:
-            self.con.close()
+            self._let_go()
 
     def __enter__(self) -> Store:
         return self

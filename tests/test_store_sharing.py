@@ -201,3 +201,21 @@ def test_while_another_flow_holds_the_store_answers_are_buffered_not_waited_for(
             finally:
                 holder.kill()
                 holder.wait()
+
+
+def test_publishing_the_snapshot_keeps_the_store_locked_against_other_writers(tmp_path):
+    """DuckDB's lock is a POSIX record lock, lost when the process closes any descriptor of the file:
+    a snapshot copied by opening and closing the store file let another writer in beside this one
+    (bench/concurrent_flows.py found a WAL from an older checkpoint: two writers at once)."""
+    path = tmp_path / "store.duckdb"
+    with Store(path, snapshot_every_s=0.0) as store:
+        with store.transaction():
+            store.insert_new("rejects", pa.Table.from_pylist([{
+                "reject_id": "r1", "stage": "test", "source": "test", "reason": "a write"}]))
+        assert store.publish_snapshot(force=True)
+        with pytest.raises(AssertionError, match="lock"):
+            _another_process_writes(path, "while held")
+        assert store.publish_snapshot(force=True)  # the copy descriptor is kept, and reused
+        with pytest.raises(AssertionError, match="lock"):
+            _another_process_writes(path, "while held")
+    _another_process_writes(path, "after close")  # closing lets go of the file for real
