@@ -122,9 +122,6 @@ class Store(StoreReader):
         settings = {"preserve_insertion_order": False}  # nothing relies on it; big scans use less memory
         if memory_limit:
             settings["memory_limit"] = memory_limit  # DuckDB spills to disk beyond it
-        snapshot = snapshot_path(self.path)
-        # none yet, or behind the store (a writer was killed before publishing): publish at once
-        stale = not snapshot.exists() or (self.path.exists() and _staleness(self.path, snapshot) is not None)
         self.con = self._connect(read_only, settings, lock_timeout_s)
         self._settings, self._lock_timeout_s = settings, lock_timeout_s
         self._released, self._holding = False, False  # released(): the file is ours only while committing
@@ -133,8 +130,8 @@ class Store(StoreReader):
             try:
                 self._migrate()
                 self._create_views()
-                if self.snapshot_every_s is not None and stale:
-                    self.publish_snapshot(force=True)  # readers have one from the start
+                if self.snapshot_every_s is not None:
+                    self._publish_if_behind()
             except StoreError:
                 self._let_go()
                 raise
@@ -339,6 +336,17 @@ class Store(StoreReader):
         self._publish_cost = time.monotonic() - started
         self._unpublished = False
         return True
+
+    def _publish_if_behind(self) -> None:
+        """At open: none yet, so readers have one from the start; or behind the store (its last
+        writer was killed before publishing, or is between two commits of a released phase): as
+        soon as the spacing allows (the writer between commits publishes at its next one)."""
+        snapshot = snapshot_path(self.path)
+        if not snapshot.exists():
+            self.publish_snapshot(force=True)
+        elif _staleness(self.path, snapshot) is not None:
+            self._unpublished = True
+            self.publish_snapshot()
 
     def _copy_store_file(self, target: Path) -> None:
         """Copy the store file (written out by a CHECKPOINT) to a new file, whose time is now.
