@@ -264,6 +264,8 @@ def main() -> None:
         print(f"ours: curate stage {ours['seconds']:.1f} s (near-dup step {near_seconds:.1f} s), peak RSS {peak_gb:.2f} GB; "
               f"pairs in {summary['count_in']} out {summary['count_out']}", flush=True)
         print("  step seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in steps["step_seconds"].items()), flush=True)
+        print("  phase seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in steps.get("phase_seconds", {}).items()),
+              flush=True)
         print(f"  near-duplicates: precision {quality['precision']:.4f} recall {quality['recall']:.4f} "
               f"({quality['predicted_pairs']} predicted / {quality['true_pairs']} true same-cluster pairs); "
               f"contaminated prompts dropped {contaminated} of {sum(k == 'contaminated' for k in kinds)}", flush=True)

@@ -253,15 +253,23 @@ def curate_stage(config: PrefcurateConfig) -> dict:
             result, report = curate(store, config.curate)
             output_dir, card = _export_curation(config, store, result)
             return _record_curation(config, store, result, report, output_dir, card)
+    started = time.perf_counter()
     with open_store(config) as store:
         label_model = prepare_curation(store, config.curate)
+    prepared_s = round(time.perf_counter() - started, 3)
     with SnapshotReader(config.store.path, config.store.memory_limit) as snapshot:
         with curation_selection(snapshot, config.curate, label_model) as (result, report):
+            phases = result.step_details["phase_seconds"]  # input and selection; the steps are step_seconds
+            phases["prepare"] = prepared_s
+            started = time.perf_counter()
             if result.is_new:
                 with open_store(config) as store:
                     store_curation(store, snapshot, result)
+            phases["store"] = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
     with SnapshotReader(config.store.path, config.store.memory_limit) as snapshot:
         output_dir, card = _export_curation(config, snapshot, result)
+    phases["export"] = round(time.perf_counter() - started, 3)
     with open_store(config) as store:
         return _record_curation(config, store, result, report, output_dir, card)
 

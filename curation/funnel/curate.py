@@ -148,6 +148,7 @@ def _select(store: StoreReader, config: CurateConfig) -> tuple[CurationResult, S
     funnel: list[tuple[str, int, int]] = []
     details: dict = {}
 
+    phase_started = time.perf_counter()
     con.execute(f"CREATE OR REPLACE TEMP TABLE _curation_step AS {funnel_input_sql(config)}")
     con.execute("CREATE OR REPLACE TEMP TABLE _curation_samples (step_order INTEGER, pair_id VARCHAR)")
     con.execute("CREATE OR REPLACE TEMP TABLE _curation_prompt_drops "
@@ -161,6 +162,7 @@ def _select(store: StoreReader, config: CurateConfig) -> tuple[CurationResult, S
     report.count_in = count
     details["refusal_flagged_pairs"] = store.scalar("SELECT count(*) FROM _curation_step WHERE has_refusal")
     details["chosen_longer_share_labelled"] = chosen_longer_share(store, "_curation_step")
+    phases = details["phase_seconds"] = {"input": round(time.perf_counter() - phase_started, 3)}
     seconds = details["step_seconds"] = {}
     has_rounds = store.scalar("SELECT count(*) > 0 FROM round_pairs")
     for order, step in enumerate(funnel_steps(config, has_rounds)):
@@ -173,6 +175,7 @@ def _select(store: StoreReader, config: CurateConfig) -> tuple[CurationResult, S
             details[step.name] = outcome.details
         count = survivors
 
+    phase_started = time.perf_counter()
     share = chosen_longer_share(store, "_curation_step")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _curation_selected AS
@@ -188,6 +191,7 @@ def _select(store: StoreReader, config: CurateConfig) -> tuple[CurationResult, S
     split_counts = dict(con.execute("SELECT split, count(*) FROM _curation_selected GROUP BY split").fetchall())
     split_counts = {name: split_counts.get(name, 0) for name in ("train", "validation", "test")}
 
+    phases["selection"] = round(time.perf_counter() - phase_started, 3)
     # the funnel rows are stored last: a run with them is complete (store_curation)
     is_new = store.scalar("SELECT count(*) FROM curation_funnel WHERE curation_run_id = ?", [run_id]) == 0
     judges = con.execute("SELECT judge, consistency_rate FROM judge_position_bias").fetchall()
