@@ -25,7 +25,7 @@ from prefcurate.curation.backends import make_backend
 from prefcurate.curation.backends.remote import RunChunks, remote_or_local
 from prefcurate.curation.upstream import identical_samples_note, why_empty
 from prefcurate.curation.export.card import write_dataset_card
-from prefcurate.curation.export.parquet import export_curation_run
+from prefcurate.curation.export.parquet import curation_run_rows, export_curation_run
 from prefcurate.curation.funnel.curate import (CurationResult, curate, curation_selection, latest_curation_run,
                                                prepare_curation, record_curation_run, store_curation)
 from prefcurate.curation.generation.generate import generate_candidates
@@ -276,17 +276,19 @@ def curate_stage(config: PrefcurateConfig) -> dict:
 
 def _export_curation(config: PrefcurateConfig, store: StoreReader, result: CurationResult) -> tuple[Path, Path]:
     counts = dict(store.con.execute("SELECT table_name, n_rows FROM store_counts").fetchall())
-    output_dir = export_curation_run(store, result.curation_run_id, config.workdir.resolve() / "curated", {
-        "config": config.model_dump(mode="json"),
-        "funnel": [{"step": n, "in": i, "out": o} for n, i, o in result.funnel],
-        "splits": result.split_counts,
-        "chosen_longer_share": result.chosen_longer_share,
-        "steps": result.step_details,
-        "store_counts": counts,
-    })
-    card = write_dataset_card(store, result.curation_run_id, output_dir, result.funnel, result.split_counts,
-                              result.chosen_longer_share,
-                              yaml.safe_dump({"curate": config.curate.model_dump(mode="json")}, sort_keys=False))
+    with curation_run_rows(store, result.curation_run_id) as rows:
+        output_dir = export_curation_run(store, result.curation_run_id, config.workdir.resolve() / "curated", {
+            "config": config.model_dump(mode="json"),
+            "funnel": [{"step": n, "in": i, "out": o} for n, i, o in result.funnel],
+            "splits": result.split_counts,
+            "chosen_longer_share": result.chosen_longer_share,
+            "steps": result.step_details,
+            "store_counts": counts,
+        }, rows)
+        card = write_dataset_card(store, result.curation_run_id, output_dir, result.funnel, result.split_counts,
+                                  result.chosen_longer_share,
+                                  yaml.safe_dump({"curate": config.curate.model_dump(mode="json")}, sort_keys=False),
+                                  rows)
     return output_dir, card
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefcurate.core.store import Store
+from prefcurate.core.store import StoreReader
 
 _PNG_METADATA = {"Software": None}  # no version stamp: the same run draws the same bytes
 
 
-def _plots(store: Store, run_id: str, funnel: list[tuple[str, int, int]], out: Path) -> list[str]:
+def _plots(store: StoreReader, run_id: str, funnel: list[tuple[str, int, int]], out: Path, rows: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,15 +28,15 @@ def _plots(store: Store, run_id: str, funnel: list[tuple[str, int, int]], out: P
     drawn.append("funnel.png")
 
     # Histograms are binned in DuckDB: a million pairs never travel to Python one by one.
-    top = store.scalar("SELECT max(greatest(length(chosen), length(rejected))) FROM curated_pairs_export "
+    top = store.scalar(f"SELECT max(greatest(length(chosen), length(rejected))) FROM {rows} "
                        "WHERE curation_run_id = ?", [run_id])
     if top:
         width = max(top / 30, 1)
         counts = store.con.execute(f"""
             SELECT side, least(floor(n / {width!r}), 29) AS bin, count(*)
-            FROM (SELECT 'chosen' AS side, length(chosen) AS n FROM curated_pairs_export WHERE curation_run_id = $run
+            FROM (SELECT 'chosen' AS side, length(chosen) AS n FROM {rows} WHERE curation_run_id = $run
                   UNION ALL
-                  SELECT 'rejected', length(rejected) FROM curated_pairs_export WHERE curation_run_id = $run)
+                  SELECT 'rejected', length(rejected) FROM {rows} WHERE curation_run_id = $run)
             GROUP BY ALL""", {"run": run_id}).fetchall()
         figure, axis = plt.subplots(figsize=(6, 4))
         for side in ("chosen", "rejected"):
@@ -55,7 +55,7 @@ def _plots(store: Store, run_id: str, funnel: list[tuple[str, int, int]], out: P
         drawn.append("lengths.png")
 
     agreement = dict(store.con.execute(
-        "SELECT least(floor(agreement * 20), 19) AS bin, count(*) FROM curated_pairs_export "
+        f"SELECT least(floor(agreement * 20), 19) AS bin, count(*) FROM {rows} "
         "WHERE curation_run_id = ? AND agreement IS NOT NULL GROUP BY ALL", [run_id]).fetchall())
     if agreement:
         figure, axis = plt.subplots(figsize=(6, 4))
@@ -71,14 +71,16 @@ def _plots(store: Store, run_id: str, funnel: list[tuple[str, int, int]], out: P
     return drawn
 
 
-def write_dataset_card(store: Store, run_id: str, out: Path, funnel: list[tuple[str, int, int]],
-                       split_counts: dict[str, int], chosen_longer_share: float | None, config_yaml: str) -> Path:
-    plots = _plots(store, run_id, funnel, out)
-    sources = store.con.execute("SELECT label_source, count(*) FROM curated_pairs_export WHERE curation_run_id = ? "
+def write_dataset_card(store: StoreReader, run_id: str, out: Path, funnel: list[tuple[str, int, int]],
+                       split_counts: dict[str, int], chosen_longer_share: float | None, config_yaml: str,
+                       rows: str = "curated_pairs_export") -> Path:
+    """The card, from `rows` (the view, or parquet.curation_run_rows' table)."""
+    plots = _plots(store, run_id, funnel, out, rows)
+    sources = store.con.execute(f"SELECT label_source, count(*) FROM {rows} WHERE curation_run_id = ? "
                                 "GROUP BY ALL ORDER BY 2 DESC", [run_id]).fetchall()
-    stats = store.one("""
+    stats = store.one(f"""
         SELECT count(*), median(length(chosen)), median(length(rejected)), avg(agreement), count(*) FILTER (WHERE tie)
-        FROM curated_pairs_export WHERE curation_run_id = ?""", [run_id])
+        FROM {rows} WHERE curation_run_id = ?""", [run_id])
     rows = "\n".join(f"| {name} | {n_in} | {n_out} | {n_in - n_out} |" for name, n_in, n_out in funnel)
     files = [f"{split}.parquet" for split, n in split_counts.items() if n]
     share = "n/a" if chosen_longer_share is None else f"{chosen_longer_share:.1%}"

@@ -9,14 +9,16 @@ exports byte-identical files.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefcurate.core.hashing import file_sha256
-from prefcurate.core.store import Store
+from prefcurate.core.store import StoreReader
 
 from prefcurate.core.config import SPLITS
 EXPORT_SCHEMA = pa.schema([
@@ -36,24 +38,38 @@ EXPORT_SCHEMA = pa.schema([
 ])
 
 
-def export_curation_run(store: Store, curation_run_id: str, output_root: Path, manifest_extra: dict) -> Path:
+# Rows per Parquet row group and per batch read from DuckDB: a split of millions of pairs streams
+# through in batches, so the export's memory does not grow with the run.
+BATCH_ROWS = 100_000
+
+
+@contextmanager
+def curation_run_rows(store: StoreReader, curation_run_id: str) -> Iterator[str]:
+    """The run's rows with their texts as a temp table (spilling to disk when large), for the export
+    and the card to read instead of joining the texts again for each split and each plot."""
+    store.con.execute("CREATE OR REPLACE TEMP TABLE _curation_run_rows AS "
+                      "SELECT * FROM curated_pairs_export WHERE curation_run_id = ?", [curation_run_id])
+    try:
+        yield "_curation_run_rows"
+    finally:
+        store.con.execute("DROP TABLE IF EXISTS _curation_run_rows")
+
+
+def export_curation_run(store: StoreReader, curation_run_id: str, output_root: Path, manifest_extra: dict,
+                        rows: str = "curated_pairs_export") -> Path:
+    """Parquet per split and a manifest, from `rows` (the view, or curation_run_rows' table)."""
     out = Path(output_root) / curation_run_id[:16]
     out.mkdir(parents=True, exist_ok=True)
     files, empty = {}, []
-    columns = ", ".join(EXPORT_SCHEMA.names)
     for split in SPLITS:
-        table = store.con.sql(
-            f"SELECT {columns} FROM curated_pairs_export WHERE curation_run_id = $run AND split = $split "
-            "ORDER BY pair_id", params={"run": curation_run_id, "split": split}).to_arrow_table()
-        table = table.cast(EXPORT_SCHEMA)
         path = out / f"{split}.parquet"
-        if table.num_rows == 0:
+        written = _write_split(store, rows, curation_run_id, split, path)
+        if written == 0:
             # `datasets` cannot read an empty Parquet file; an empty split is listed, not written.
             path.unlink(missing_ok=True)
             empty.append(split)
             continue
-        pq.write_table(table, path, compression="zstd")
-        files[split] = {"path": path.name, "rows": table.num_rows, "sha256": file_sha256(path)}
+        files[split] = {"path": path.name, "rows": written, "sha256": file_sha256(path)}
 
     manifest = {
         "curation_run_id": curation_run_id,
@@ -67,3 +83,18 @@ def export_curation_run(store: Store, curation_run_id: str, output_root: Path, m
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
     return out
+
+
+def _write_split(store: StoreReader, rows: str, curation_run_id: str, split: str, path: Path) -> int:
+    """One split's rows, sorted by pair_id (the same run exports byte-identical files), streamed
+    into `path` batch by batch, so memory does not grow with the split; returns how many."""
+    batches = store.con.sql(
+        f"SELECT {', '.join(EXPORT_SCHEMA.names)} FROM {rows} WHERE curation_run_id = $run AND split = $split "
+        "ORDER BY pair_id", params={"run": curation_run_id, "split": split}).to_arrow_reader(BATCH_ROWS)
+    written = 0
+    with pq.ParquetWriter(path, EXPORT_SCHEMA, compression="zstd") as writer:
+        for batch in batches:
+            if batch.num_rows:
+                writer.write_table(pa.Table.from_batches([batch]).cast(EXPORT_SCHEMA), row_group_size=BATCH_ROWS)
+                written += batch.num_rows
+    return written
