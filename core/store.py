@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -410,6 +410,21 @@ class Store(StoreReader):
         before = self.count(table)
         self._insert(table, rows, "OR IGNORE")
         return self.count(table) - before
+
+    def insert_streamed(self, table: str, batches: Iterable[pa.RecordBatch], publish: bool = False) -> int:
+        """Insert the rows of a stream of Arrow batches whose primary key is not stored yet, a commit
+        per batch with the file let go between them (released), so however many rows there are no
+        other writer waits longer than one batch. With `publish`, the last commit publishes the read
+        snapshot. Returns how many rows were new."""
+        new = 0
+        with self.released():
+            for batch in batches:
+                with self.transaction():
+                    new += self.insert_new(table, pa.Table.from_batches([batch]))
+            if publish:
+                with self.transaction(publish=True):
+                    pass
+        return new
 
     def upsert(self, table: str, rows: pa.Table) -> None:
         """Insert rows, replacing stored rows with the same primary key."""

@@ -242,8 +242,9 @@ def suspect_stage(config: PrefcurateConfig) -> dict:
 
 
 def curate_stage(config: PrefcurateConfig) -> dict:
-    """Curate without holding the store for the run: the label model is written first (a short
-    hold whose close publishes the read snapshot), the funnel runs on the snapshot (it blocks no
+    """Curate without holding the store for the run: the label model and the keys of new responses'
+    texts are written first (short commits, the keys computed on the read snapshot; closing the
+    store publishes a new one), the funnel runs on the snapshot (it blocks no
     writer), the run's rows are committed in short commits, the export reads the snapshot the last
     one published, and the run is recorded last. The run is as of the snapshot it read: labels
     committed meanwhile by a flow still running count at the next curate. A store without a
@@ -254,11 +255,11 @@ def curate_stage(config: PrefcurateConfig) -> dict:
             output_dir, card = _export_curation(config, store, result)
             return _record_curation(config, store, result, report, output_dir, card)
     started = time.perf_counter()
-    with open_store(config) as store:
-        label_model = prepare_curation(store, config.curate)
-    prepared_s = round(time.perf_counter() - started, 3)
+    with open_store(config) as store, SnapshotReader(config.store.path, config.store.memory_limit) as snapshot:
+        prepared = prepare_curation(store, config.curate, snapshot)
+    prepared_s = round(time.perf_counter() - started, 3)  # closing the store published what it wrote
     with SnapshotReader(config.store.path, config.store.memory_limit) as snapshot:
-        with curation_selection(snapshot, config.curate, label_model) as (result, report):
+        with curation_selection(snapshot, config.curate, prepared) as (result, report):
             phases = result.step_details["phase_seconds"]  # input and selection; the steps are step_seconds
             phases["prepare"] = prepared_s
             started = time.perf_counter()

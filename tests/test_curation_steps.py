@@ -268,3 +268,18 @@ def test_the_export_has_a_dataset_card_with_plots_and_is_byte_identical_per_seed
     assert (first / "funnel.png").read_bytes() == (second / "funnel.png").read_bytes()
     loaded = datasets.load_dataset(str(first))  # the card's YAML header names the splits' files
     assert sum(len(split) for split in loaded.values()) == 10
+
+
+def test_responses_are_keyed_once_and_a_key_not_stored_yet_compares_the_same(store):
+    """candidate_text_keys holds each response's normalized-text key after a run, the next run keys
+    only new responses, and a response not keyed yet is compared by normalizing its text: the same
+    identical_texts either way."""
+    preferred(store, PROMPTS[0], "Chlorophyll absorbs light.", "Plants eat sun.")
+    result, report = curate(store, CurateConfig(splits=NO_SPLITS))
+    assert report.details["responses_keyed"] == 2 == store.count("candidate_text_keys")
+    twin = preferred(store, PROMPTS[1], "Rain on tin -- autumn sings!", "rain on tin, Autumn sings.")
+    assert store.scalar("SELECT identical_texts FROM pair_flags WHERE pair_id = ?", [twin]) is True  # not keyed yet
+    _, again = curate(store, CurateConfig(splits=NO_SPLITS))
+    assert again.details["responses_keyed"] == 2 and store.count("candidate_text_keys") == 4
+    assert store.scalar("SELECT identical_texts FROM pair_flags WHERE pair_id = ?", [twin]) is True  # keyed
+    assert store.scalar("SELECT count(*) FROM pair_flags WHERE identical_texts") == 1

@@ -32,6 +32,7 @@ from prefcurate.curation.funnel.dedup import exact_dedup, near_dedup
 from prefcurate.curation.funnel.filters import filter_steps, refresh_steps
 from prefcurate.curation.funnel.step import Step, StepOutcome
 from prefcurate.curation.funnel.suspects import STEP_NAMES, act_on_suspects
+from prefcurate.curation.funnel.text_keys import key_new_responses
 from prefcurate.curation.labels import labelled_pairs
 
 STAGE = "curate"
@@ -148,29 +149,32 @@ def curate(store: Store, config: CurateConfig) -> tuple[CurationResult, StageRep
     """Select and store a curation run on one connection, holding the store throughout (tests, and
     a store without a read snapshot). The curate stage otherwise selects on the read snapshot and
     takes the store only to commit (prefcurate/pipeline.py)."""
-    label_model = prepare_curation(store, config)
-    with curation_selection(store, config, label_model) as (result, report):
+    prepared = prepare_curation(store, config)
+    with curation_selection(store, config, prepared) as (result, report):
         if result.is_new:
             store_curation(store, store, result)
     return result, report
 
 
-def prepare_curation(store: Store, config: CurateConfig) -> dict | None:
+def prepare_curation(store: Store, config: CurateConfig, reader: StoreReader | None = None) -> dict:
     """What must be written before selecting: the label model's estimates (curate.label_rule:
-    dawid_skene), which the labels read. Returns the raters' estimated reliabilities, or None."""
-    return refresh_label_model(store) if config.label_rule == "dawid_skene" else None
+    dawid_skene), which the labels read, and the text keys of responses added since the last run
+    (read from `reader`, the read snapshot, when given). Returns what it did, for the report."""
+    prepared = {"responses_keyed": key_new_responses(store, reader or store, COMMIT_ROWS)}
+    if config.label_rule == "dawid_skene":
+        prepared["label_model"] = refresh_label_model(store)  # the raters' estimated reliabilities
+    return prepared
 
 
 @contextmanager
-def curation_selection(work: StoreReader, config: CurateConfig, label_model: dict | None = None,
+def curation_selection(work: StoreReader, config: CurateConfig, prepared: dict | None = None,
                        ) -> Iterator[tuple[CurationResult, StageReport]]:
     """Run the funnel on `work` (the store, or its read snapshot: the funnel writes temp tables only)
     and yield the run; its working tables, which store_curation reads, are dropped after."""
     _drop_work_tables(work)  # a run that failed half-way may have left some
     try:
         result, report = _select(work, config)
-        if label_model is not None:  # the raters' estimated reliabilities, in the run's report
-            report.details["label_model"] = label_model
+        report.details.update(prepared or {})
         yield result, report
     finally:
         _drop_work_tables(work)
@@ -287,10 +291,7 @@ def store_curation(store: Store, work: StoreReader, result: CurationResult) -> N
         return
     with store.released():
         for table, select in _RUN_ROWS:
-            batches = work.con.sql(select, params=[run_id]).to_arrow_reader(COMMIT_ROWS)
-            for batch in batches:
-                with store.transaction():
-                    store.insert_new(table, pa.Table.from_batches([batch]))
+            store.insert_streamed(table, work.con.sql(select, params=[run_id]).to_arrow_reader(COMMIT_ROWS))
         with store.transaction(publish=True):
             store.insert_new("curation_funnel", funnel)
 

@@ -3,7 +3,8 @@
 --   pair_id           the pair
 --   chars_a, chars_b  the two responses' lengths in characters, trimmed (candidate_flags.n_chars)
 --   has_refusal       either response is only a refusal (candidate_flags.is_refusal)
---   identical_texts   the responses are equal under normalized_text (case, punctuation, spacing ignored)
+--   identical_texts   the responses are equal under normalized_text (case, punctuation, spacing ignored;
+--                     candidate_flags.text_key)
 --   refresh_round     the first refresh round that selected the pair; NULL for pairs from the pipeline
 --   refresh_heldout   a refresh round holds the pair out (on-policy accuracy; never trained on)
 CREATE OR REPLACE VIEW pair_flags AS
@@ -12,7 +13,7 @@ SELECT
     fa.n_chars AS chars_a,
     fb.n_chars AS chars_b,
     fa.is_refusal OR fb.is_refusal AS has_refusal,
-    normalized_text(t.text_a) = normalized_text(t.text_b) AS identical_texts,
+    fa.text_key = fb.text_key AS identical_texts,
     r.refresh_round,
     coalesce(r.refresh_heldout, false) AS refresh_heldout
 FROM pair_texts AS t
