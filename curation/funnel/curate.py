@@ -40,11 +40,11 @@ _TWO_TO_64 = 18446744073709551616.0
 
 
 def funnel_input_sql(config: CurateConfig) -> str:
-    """Every pair with its label (label, label_source, confidence), its prompt's text and flags."""
+    """Every pair with its label (label, label_source, confidence) and flags. Its prompt's text is
+    in `_curation_prompt_texts`, once per prompt (step.surviving_prompt_texts)."""
     return f"""
-        SELECT l.*, t.prompt AS prompt_text, f.* EXCLUDE (pair_id)
+        SELECT l.*, f.* EXCLUDE (pair_id)
         FROM ({labelled_pairs(config)}) AS l
-        JOIN pair_texts AS t ON t.pair_id = l.pair_id
         JOIN pair_flags AS f ON f.pair_id = l.pair_id"""
 
 
@@ -135,8 +135,8 @@ def _run_filters(store: StoreReader, config: CurateConfig, first_order: int, fil
     return survivors
 
 
-_WORK_TABLES = ("_curation_step", "_curation_prev", "_curation_selected", "_curation_samples", "_curation_prompt_drops",
-                "_curation_clusters", "_curation_reps", "_curation_exact", "_curation_near", "_curation_prompt_ngrams",
+_WORK_TABLES = ("_curation_step", "_curation_prev", "_curation_prompt_texts", "_curation_selected", "_curation_samples",
+                "_curation_prompt_drops", "_curation_clusters", "_curation_reps", "_curation_exact", "_curation_near", "_curation_prompt_ngrams",
                 "_curation_contaminated", "_curation_suspects")
 
 
@@ -188,6 +188,8 @@ def _select(store: StoreReader, config: CurateConfig) -> tuple[CurationResult, S
 
     phase_started = time.perf_counter()
     con.execute(f"CREATE OR REPLACE TEMP TABLE _curation_step AS {funnel_input_sql(config)}")
+    con.execute("CREATE OR REPLACE TEMP TABLE _curation_prompt_texts AS SELECT prompt_id, text AS prompt_text "
+                "FROM prompts WHERE prompt_id IN (SELECT prompt_id FROM _curation_step)")
     con.execute("CREATE OR REPLACE TEMP TABLE _curation_samples (step_order INTEGER, pair_id VARCHAR)")
     con.execute("CREATE OR REPLACE TEMP TABLE _curation_prompt_drops "
                 "(step VARCHAR, prompt_id VARCHAR, related VARCHAR, score DOUBLE)")

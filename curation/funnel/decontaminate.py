@@ -10,7 +10,7 @@ import pyarrow as pa
 from prefcurate.core.config import CurateConfig
 from prefcurate.core.store import Store
 from prefcurate.curation.funnel.shingles import word_ngram_hashes_sql
-from prefcurate.curation.funnel.step import StepOutcome
+from prefcurate.curation.funnel.step import StepOutcome, surviving_prompt_texts
 from prefcurate.curation.intake.sources import read_source
 
 
@@ -52,7 +52,7 @@ def decontaminate(store: Store, config: CurateConfig) -> StepOutcome:
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _curation_prompt_ngrams AS
         SELECT prompt_id, unnest({word_ngram_hashes_sql('prompt_text', settings.ngram)}) AS h
-        FROM (SELECT prompt_id, any_value(prompt_text) AS prompt_text FROM _curation_prev GROUP BY prompt_id)""")
+        FROM ({surviving_prompt_texts('_curation_prev')})""")
     con.execute("CREATE OR REPLACE TEMP TABLE _curation_contaminated (prompt_id VARCHAR, benchmark VARCHAR, overlap DOUBLE)")
     per_benchmark = {}
     for benchmark in settings.benchmarks:

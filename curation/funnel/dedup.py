@@ -11,7 +11,7 @@ from prefcurate.core.config import CurateConfig
 from prefcurate.core.store import Store
 from prefcurate.curation.funnel.near_dup import near_duplicate_clusters, shingle_hashes_sql, signatures
 from prefcurate.curation.funnel.shingles import normalized_sql
-from prefcurate.curation.funnel.step import StepOutcome, keep_prompts
+from prefcurate.curation.funnel.step import StepOutcome, keep_prompts, surviving_prompt_texts
 
 
 def _representatives_sql(cluster_table: str) -> str:
@@ -51,8 +51,8 @@ def _apply_clusters(store: Store, step: str, cluster_table: str) -> StepOutcome:
 def exact_dedup(store: Store, config: CurateConfig) -> StepOutcome:
     store.con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _curation_exact AS
-        SELECT prompt_id, md5(replace({normalized_sql('any_value(prompt_text)')}, ' ', '')) AS cluster_id, 1.0 AS score
-        FROM _curation_prev GROUP BY prompt_id""")
+        SELECT prompt_id, md5(replace({normalized_sql('prompt_text')}, ' ', '')) AS cluster_id, 1.0 AS score
+        FROM ({surviving_prompt_texts('_curation_prev')})""")
     return _apply_clusters(store, "exact_dedup", "_curation_exact")
 
 
@@ -60,7 +60,7 @@ def near_dedup(store: Store, config: CurateConfig) -> StepOutcome:
     near = config.dedup.near
     prompts = store.con.sql(
         f"SELECT prompt_id, {shingle_hashes_sql('prompt_text', near)} AS shingles "
-        "FROM (SELECT prompt_id, any_value(prompt_text) AS prompt_text FROM _curation_prev GROUP BY prompt_id) "
+        f"FROM ({surviving_prompt_texts('_curation_prev')}) "
         "ORDER BY prompt_id").to_arrow_table()
     if prompts.num_rows == 0:
         store.con.execute("CREATE TEMP TABLE _curation_step AS SELECT * FROM _curation_prev")

@@ -27,3 +27,10 @@ def keep_prompts(store: Store, table: str) -> None:
     """Keep the working rows whose prompt is in `table` (prompt_id)."""
     store.con.execute(f"CREATE OR REPLACE TEMP TABLE _curation_step AS SELECT * FROM _curation_prev "
                       f"WHERE prompt_id IN (SELECT prompt_id FROM {table})")
+
+
+def surviving_prompt_texts(table: str) -> str:
+    """SQL: (prompt_id, prompt_text) of each prompt with a pair left in `table`. The texts sit in
+    `_curation_prompt_texts`, once per prompt, not in the working table once per pair."""
+    return (f"SELECT prompt_id, prompt_text FROM _curation_prompt_texts "
+            f"WHERE prompt_id IN (SELECT prompt_id FROM {table})")
