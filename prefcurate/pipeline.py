@@ -242,13 +242,14 @@ def suspect_stage(config: PrefcurateConfig) -> dict:
 
 
 def curate_stage(config: PrefcurateConfig) -> dict:
-    """Curate without holding the store for the run: the label model and the keys of new responses'
-    texts are written first (short commits, the keys computed on the read snapshot; closing the
-    store publishes a new one), the funnel runs on the snapshot (it blocks no
-    writer), the run's rows are committed in short commits, the export reads the snapshot the last
-    one published, and the run is recorded last. The run is as of the snapshot it read: labels
-    committed meanwhile by a flow still running count at the next curate. A store without a
-    snapshot (store.snapshot_every_s: null) is held throughout instead."""
+    """Curate without holding the store for the run, in short holds:
+    1. prepare: the label model, and the text keys of responses added since the last run (computed
+       on the read snapshot, committed in chunks); closing the store publishes a new snapshot;
+    2. the funnel runs on that snapshot, which blocks no writer;
+    3. the run's rows are committed in chunks, the last commit publishing the snapshot;
+    4. the export and the card read that snapshot; the run is recorded last.
+    The run is as of the snapshot it read: labels committed meanwhile by a flow still running count
+    at the next curate. A store without a snapshot (store.snapshot_every_s: null) is held throughout."""
     if config.store.snapshot_every_s is None:
         with open_store(config) as store:
             result, report = curate(store, config.curate)
