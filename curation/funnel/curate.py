@@ -236,9 +236,12 @@ def _select(store: StoreReader, config: CurateConfig) -> tuple[CurationResult, S
                CASE s.label WHEN 'b' THEN s.candidate_a ELSE s.candidate_b END AS rejected_candidate,
                s.label_source, s.confidence, s.label = 'tie' AS is_tie, s.agreement, s.n_votes
         FROM _curation_step AS s JOIN _curation_clusters AS c USING (prompt_id)""")
-    selection_hash = store.scalar(
-        "SELECT coalesce(md5(string_agg(concat_ws('|', pair_id, split, chosen_candidate, label_source, confidence, is_tie), ',' "
-        "ORDER BY pair_id)), '') FROM _curation_selected")
+    # What was selected, as sums of each row's md5 (order-free, and no row is there twice): one string
+    # of every row, as this was, could not spill, and at 10M pairs ran out of store.memory_limit.
+    row = "concat_ws('|', pair_id, split, chosen_candidate, label_source, confidence, is_tie)"
+    selection_hash = "|".join(str(part) for part in store.one(
+        f"SELECT count(*), coalesce(sum(md5_number_upper({row})), 0), coalesce(sum(md5_number_lower({row})), 0) "
+        "FROM _curation_selected"))
     run_id = content_hash("curation", config.model_dump(mode="json"), selection_hash)
     split_counts = dict(con.execute("SELECT split, count(*) FROM _curation_selected GROUP BY split").fetchall())
     split_counts = {name: split_counts.get(name, 0) for name in ("train", "validation", "test")}
