@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -341,12 +341,16 @@ class Store(StoreReader):
         """At open: none yet, so readers have one from the start; or behind the store (its last
         writer was killed before publishing, or is between two commits of a released phase): as
         soon as the spacing allows (the writer between commits publishes at its next one)."""
-        snapshot = snapshot_path(self.path)
-        if not snapshot.exists():
+        if not snapshot_path(self.path).exists():
             self.publish_snapshot(force=True)
-        elif _staleness(self.path, snapshot) is not None:
+        elif self._snapshot_is_behind():
             self._unpublished = True
             self.publish_snapshot()
+
+    def _snapshot_is_behind(self) -> bool:
+        """The snapshot is missing, or older than the store file's last change (open_for_reading)."""
+        snapshot = snapshot_path(self.path)
+        return not snapshot.exists() or _staleness(self.path, snapshot) is not None
 
     def _copy_store_file(self, target: Path) -> None:
         """Copy the store file (written out by a CHECKPOINT) to a new file, whose time is now.
@@ -378,8 +382,7 @@ class Store(StoreReader):
                 # written into the file now, so closing changes nothing after the snapshot: a reader
                 # can tell the snapshot holds the last write (open_for_reading)
                 self.con.execute("CHECKPOINT")
-                snapshot = snapshot_path(self.path)
-                if self._unpublished or not snapshot.exists() or _staleness(self.path, snapshot) is not None:
+                if self._unpublished or self._snapshot_is_behind():
                     # readers see the stage's last writes; a writer that changed nothing copies nothing
                     self.publish_snapshot(force=True)
         finally:
@@ -411,19 +414,23 @@ class Store(StoreReader):
         self._insert(table, rows, "OR IGNORE")
         return self.count(table) - before
 
-    def insert_streamed(self, table: str, batches: Iterable[pa.RecordBatch], publish: bool = False) -> int:
-        """Insert the rows of a stream of Arrow batches whose primary key is not stored yet, a commit
-        per batch with the file let go between them (released), so however many rows there are no
-        other writer waits longer than one batch. With `publish`, the last commit publishes the read
-        snapshot. Returns how many rows were new."""
+    def insert_selected(self, table: str, reader: StoreReader, select: str, params: list | None = None,
+                        batch_rows: int = 200_000) -> int:
+        """Insert the rows `select` yields on `reader` whose primary key is not stored yet; return how
+        many were new. On this very connection (reader is the store): one INSERT, one commit. From
+        another (the read snapshot), the rows travel as Arrow batches of batch_rows, a commit each
+        with the file let go between them (released), so however many rows there are no other
+        writer waits longer than one batch."""
+        if reader is self:
+            with self.transaction():
+                before = self.count(table)
+                self.con.execute(f"INSERT OR IGNORE INTO {table} BY NAME {select}", params or [])
+                return self.count(table) - before
         new = 0
         with self.released():
-            for batch in batches:
+            for batch in reader.con.sql(select, params=params).to_arrow_reader(batch_rows):
                 with self.transaction():
                     new += self.insert_new(table, pa.Table.from_batches([batch]))
-            if publish:
-                with self.transaction(publish=True):
-                    pass
         return new
 
     def upsert(self, table: str, rows: pa.Table) -> None:

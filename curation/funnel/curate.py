@@ -288,17 +288,10 @@ def store_curation(store: Store, work: StoreReader, result: CurationResult) -> N
     funnel = pa.Table.from_pylist([
         {"curation_run_id": run_id, "step_order": order, "step": name, "count_in": n_in, "count_out": n_out}
         for order, (name, n_in, n_out) in enumerate(result.funnel)])
-    if work is store:
-        with store.transaction():
-            for table, select in _RUN_ROWS:
-                store.con.execute(f"INSERT OR IGNORE INTO {table} BY NAME {select}", [run_id])
-            store.insert_new("curation_funnel", funnel)
-        return
-    with store.released():
-        for table, select in _RUN_ROWS:
-            store.insert_streamed(table, work.con.sql(select, params=[run_id]).to_arrow_reader(COMMIT_ROWS))
-        with store.transaction(publish=True):
-            store.insert_new("curation_funnel", funnel)
+    for table, select in _RUN_ROWS:
+        store.insert_selected(table, work, select, [run_id], COMMIT_ROWS)
+    with store.transaction(publish=True):
+        store.insert_new("curation_funnel", funnel)
 
 
 def record_curation_run(store: Store, result: CurationResult, config: CurateConfig,

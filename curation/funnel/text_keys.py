@@ -15,12 +15,6 @@ _NEW_KEYS = """
 
 
 def key_new_responses(store: Store, reader: StoreReader, commit_rows: int) -> int:
-    """Key the responses added since the last run. Read from `reader` (the read snapshot: computing
-    keys holds no lock) and committed `commit_rows` at a time with the store let go between
-    commits; on one connection (reader is the store), one statement. Returns how many."""
-    if reader is store:
-        with store.transaction():
-            before = store.count("candidate_text_keys")
-            store.con.execute(f"INSERT OR IGNORE INTO candidate_text_keys {_NEW_KEYS}")
-            return store.count("candidate_text_keys") - before
-    return store.insert_streamed("candidate_text_keys", reader.con.sql(_NEW_KEYS).to_arrow_reader(commit_rows))
+    """Key the responses added since the last run, read from `reader`: the read snapshot (computing
+    keys holds no lock; committed `commit_rows` at a time) or the store itself. Returns how many."""
+    return store.insert_selected("candidate_text_keys", reader, _NEW_KEYS, batch_rows=commit_rows)
