@@ -17,14 +17,17 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+
+import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash, prompt_id
 from prefcurate.core.stage_report import StageReport
 from prefcurate.core.store import Store
 from prefcurate.curation.generation.pairing import pair_id
 from prefcurate.curation.intake.prompts import put_in_pool
-from prefcurate.curation.intake.outcome import check_intake
+from prefcurate.curation.intake.outcome import RejectTally, check_intake
 from prefcurate.curation.intake.sources import (IngestError, SourceRow, detect_format, is_blank, raw_text,
                                                 read_source, row_reject, strip_invisible)
 
@@ -164,82 +167,161 @@ def imported_prompt_row(key: str, text: str, source: str, source_row: int, into_
             "messages": json.dumps(context) if context and len(context) > 1 else None, "in_pool": into_pool}
 
 
+@lru_cache(maxsize=16)
+def _generator_name(source: str) -> str:  # once per source, not per candidate
+    return f"import:{Path(source).name}"
+
+
 def imported_candidate_row(prompt_key: str, answer: str, source: str, params: dict | None = None) -> dict:
     """An answer a dataset came with. Its id hashes the prompt and the text only, so the same answer
     imported twice, or by import-pairs and import-ratings, is one candidate."""
     return {"candidate_id": content_hash("candidate", prompt_key, IMPORT_GENERATOR_KEY, answer),
-            "prompt_id": prompt_key, "generator_key": IMPORT_GENERATOR_KEY, "generator": f"import:{Path(source).name}",
+            "prompt_id": prompt_key, "generator_key": IMPORT_GENERATOR_KEY, "generator": _generator_name(source),
             "sample_index": 0, "text": answer, "finish_reason": None, "prompt_tokens": None,
             "completion_tokens": None, "params": json.dumps(params) if params else None}
 
 
 # -- the stage --------------------------------------------------------------------------------------
 
+# Source rows read before they are committed: the import holds one batch in memory whatever the
+# file's size, and the store only while it commits one (other flows write in between).
+BATCH_ROWS = 50_000
+
+
+class _Batch:
+    """Rows read since the last commit; each prompt, candidate and pair as its first row brought it."""
+
+    def __init__(self) -> None:
+        self.prompts: dict[str, dict] = {}
+        self.candidates: dict[str, dict] = {}
+        self.pairs: dict[str, dict] = {}
+        self.labels: dict[str, dict] = {}
+        self.labelled_by: dict[str, SourceRow] = {}  # pair -> the row of its label (a contradiction's raw)
+        self.repeats: list[tuple[str, str, SourceRow]] = []  # (pair, winner, row) of a pair's later rows
+        self.rejects: list[dict] = []
+        self.rows = 0
+
+
+class _Totals:
+    def __init__(self) -> None:
+        self.kept = self.duplicates = self.rejected = 0
+        self.new = {"prompts": 0, "candidates": 0, "pairs": 0, "reference_labels": 0, "rejects": 0}
+        self.shapes: dict[str, int] = {}
+        self.tally = RejectTally()
+
+
 def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split: str = "train",
                             into_pool: bool = False, max_reject_share: float = 0.5) -> StageReport:
     """Import a preference dataset as labelled pairs. Its prompts are not ones generation answers
-    (they measure judges and reward models) unless `into_pool`. Fails (StageFailed, after storing
-    what it read) as outcome.check_intake says: none kept, or more than max_reject_share rejected."""
+    (they measure judges and reward models) unless `into_pool`. The file streams through in batches
+    of BATCH_ROWS, a commit each with the store let go between them: a cut-off import is completed
+    by running it again (every id is a content hash). Fails (StageFailed, after storing what it
+    read) as outcome.check_intake says: none kept, or more than max_reject_share rejected."""
     fmt = detect_format(source) if fmt == "auto" else fmt
     _columns, rows = read_source(source, fmt, split)
     report = StageReport(STAGE, details={"source": source, "format": fmt})
-    prompts, candidates, pairs, labels, rejects = {}, {}, {}, {}, []
-    shapes: dict[str, int] = {}
-    duplicates = 0
-    stop = None
+    totals, batch, stop = _Totals(), _Batch(), None
 
     def reject(item: SourceRow, field: str | None, reason: str) -> None:
-        rejects.append(row_reject(source, item, field, reason))
+        row = row_reject(source, item, field, reason)
+        batch.rejects.append(row)
+        totals.tally.add(row)
+        totals.rejected += 1
 
-    for item in rows:
-        report.count_in += 1
-        if item.values is None:
-            reject(item, item.field, item.error)
-            stop = item if item.stops else stop
-            continue
-        try:
-            parsed = parse_preference_row(item.values)
-            _validate(parsed)
-        except RowError as error:
-            reject(item, error.field, str(error))
-            continue
-        text = prompt_text(parsed.context)
-        key = prompt_id(text)
-        prompts.setdefault(key, imported_prompt_row(key, text, source, item.row, into_pool, parsed.context))
-        ids = {}
-        for side, answer in (("chosen", parsed.chosen), ("rejected", parsed.rejected)):
-            candidate = imported_candidate_row(key, answer, source)
-            ids[side] = candidate["candidate_id"]
-            candidates.setdefault(candidate["candidate_id"], candidate)
-        a, b = sorted((ids["chosen"], ids["rejected"]))
-        pair_key = pair_id(a, b)
-        winner = "a" if ids["chosen"] == a else "b"
-        if pair_key in labels:
-            if labels[pair_key]["winner"] != winner:
-                reject(item, "chosen", f"contradicts row {labels[pair_key]['source_row']} (same pair, other winner)")
+    with store.released():
+        for item in rows:
+            report.count_in += 1
+            batch.rows += 1
+            if item.values is None:
+                reject(item, item.field, item.error)
+                stop = item if item.stops else stop
             else:
-                duplicates += 1
-            continue
-        pairs[pair_key] = {"pair_id": pair_key, "prompt_id": key, "candidate_a": a, "candidate_b": b,
-                           "strategy": "import"}
-        labels[pair_key] = {"reference_label_id": content_hash("reference", pair_key, source), "pair_id": pair_key,
-                            "winner": winner, "source": "import", "dataset": source, "dataset_format": parsed.shape,
-                            "source_row": item.row}
-        shapes[parsed.shape] = shapes.get(parsed.shape, 0) + 1
+                _take_row(batch, totals, item, source, into_pool, reject)
+            if batch.rows >= BATCH_ROWS:
+                _commit(store, batch, totals, source, into_pool, reject)
+                batch = _Batch()
+        if report.count_in == 0:
+            raise IngestError(f"{source}: no rows")
+        _commit(store, batch, totals, source, into_pool, reject)
 
-    if report.count_in == 0:
-        raise IngestError(f"{source}: no rows")
-    with store.transaction():
-        new_prompts = store.insert_new("prompts", store.arrow_rows("prompts", list(prompts.values())))
-        if into_pool:
-            put_in_pool(store, list(prompts))
-        new_candidates = store.insert_new("candidates", store.arrow_rows("candidates", list(candidates.values())))
-        new_pairs = store.insert_new("pairs", store.arrow_rows("pairs", list(pairs.values())))
-        new_labels = store.insert_new("reference_labels", store.arrow_rows("reference_labels", list(labels.values())))
-        new_rejects = store.add_rejects(STAGE, rejects)
-    report.count_out = len(labels)
-    report.details.update(shapes=shapes, rejected=len(rejects), duplicates_in_source=duplicates,
-                          new_prompts=new_prompts, new_candidates=new_candidates, new_pairs=new_pairs,
-                          new_reference_labels=new_labels, new_rejects=new_rejects)
-    check_intake(STAGE, source, report.count_in, len(labels) + duplicates, rejects, stop, max_reject_share)
+    report.count_out = totals.kept
+    report.details.update(shapes=totals.shapes, rejected=totals.rejected, duplicates_in_source=totals.duplicates,
+                          **{f"new_{table}": count for table, count in totals.new.items()})
+    check_intake(STAGE, source, report.count_in, totals.kept + totals.duplicates, totals.tally, stop,
+                 max_reject_share)
     return report.finish()
+
+
+def _take_row(batch: _Batch, totals: _Totals, item: SourceRow, source: str, into_pool: bool, reject) -> None:
+    """One readable source row into the batch: its prompt, two candidates, pair and label; or a reject."""
+    try:
+        parsed = parse_preference_row(item.values)
+        _validate(parsed)
+    except RowError as error:
+        reject(item, error.field, str(error))
+        return
+    text = prompt_text(parsed.context)
+    key = prompt_id(text)
+    batch.prompts.setdefault(key, imported_prompt_row(key, text, source, item.row, into_pool, parsed.context))
+    ids = {}
+    for side, answer in (("chosen", parsed.chosen), ("rejected", parsed.rejected)):
+        candidate = imported_candidate_row(key, answer, source)
+        ids[side] = candidate["candidate_id"]
+        batch.candidates.setdefault(candidate["candidate_id"], candidate)
+    a, b = sorted((ids["chosen"], ids["rejected"]))
+    pair_key = pair_id(a, b)
+    winner = "a" if ids["chosen"] == a else "b"
+    if pair_key in batch.labels:  # a duplicate or a contradiction of the pair's first row: told at commit
+        batch.repeats.append((pair_key, winner, item))
+        return
+    batch.pairs[pair_key] = {"pair_id": pair_key, "prompt_id": key, "candidate_a": a, "candidate_b": b,
+                             "strategy": "import"}
+    batch.labels[pair_key] = {"reference_label_id": content_hash("reference", pair_key, source), "pair_id": pair_key,
+                              "winner": winner, "source": "import", "dataset": source, "dataset_format": parsed.shape,
+                              "source_row": item.row}
+    batch.labelled_by[pair_key] = item
+    totals.shapes[parsed.shape] = totals.shapes.get(parsed.shape, 0) + 1
+
+
+def _commit(store: Store, batch: _Batch, totals: _Totals, source: str, into_pool: bool, reject) -> None:
+    with store.transaction():
+        _settle_repeats(store, batch, totals, reject)
+        totals.kept += len(batch.labels)
+        for table, rows in (("prompts", batch.prompts), ("candidates", batch.candidates), ("pairs", batch.pairs),
+                            ("reference_labels", batch.labels)):
+            totals.new[table] += store.insert_new(table, store.arrow_rows(table, list(rows.values())))
+            if table == "prompts" and into_pool:
+                put_in_pool(store, list(batch.prompts))
+        totals.new["rejects"] += store.add_rejects(STAGE, batch.rejects)
+
+
+def _settle_repeats(store: Store, batch: _Batch, totals: _Totals, reject) -> None:
+    """A pair's first row gives its label: a later row with the same winner is a duplicate, one
+    with the other winner a reject. The first row may be in an earlier batch, or an earlier import
+    of this source, and so in the store; the stored row itself, imported again, stays as it is, and
+    refused if its winner changed since."""
+    first = {pair_key: (label["winner"], label["source_row"]) for pair_key, label in batch.labels.items()}
+    by_label = {label["reference_label_id"]: pair_key for pair_key, label in batch.labels.items()}
+    if by_label:
+        store.con.register("_batch_labels", pa.table({"reference_label_id": pa.array(list(by_label), pa.string())}))
+        try:
+            stored = store.con.execute(
+                "SELECT reference_label_id, winner, source_row FROM reference_labels "
+                "WHERE reference_label_id IN (SELECT reference_label_id FROM _batch_labels)").fetchall()
+        finally:
+            store.con.unregister("_batch_labels")
+        for label_id, winner, first_row in stored:
+            pair_key = by_label[label_id]
+            label = batch.labels[pair_key]
+            if (winner, first_row) != (label["winner"], label["source_row"]):  # not this very row again
+                batch.repeats.append((pair_key, label["winner"], batch.labelled_by.pop(pair_key)))
+                del batch.labels[pair_key], batch.pairs[pair_key]
+                totals.shapes[label["dataset_format"]] -= 1
+                first[pair_key] = (winner, first_row)
+    for pair_key, winner, item in batch.repeats:
+        first_winner, first_row = first[pair_key]
+        if winner != first_winner:
+            stored_before = " as an earlier import of this source stored it" if first_row == item.row else ""
+            reject(item, "chosen", f"contradicts row {first_row}{stored_before} (same pair, other winner)")
+        else:
+            totals.duplicates += 1

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+import pyarrow as pa
+
 from prefcurate.core.config import IngestConfig
 from prefcurate.core.hashing import prompt_id
 from prefcurate.core.stage_report import StageReport
@@ -112,6 +114,10 @@ def ingest_prompts(store: Store, config: IngestConfig) -> StageReport:
 
 def put_in_pool(store: Store, prompt_ids: list[str]) -> None:
     """Make these stored prompts ones that generation answers (prompts.in_pool)."""
-    if prompt_ids:
-        store.con.execute("UPDATE prompts SET in_pool = true WHERE NOT in_pool AND list_contains(?, prompt_id)",
-                          [prompt_ids])
+    if prompt_ids:  # a join, not list_contains(?, prompt_id): that is a scan of the list per prompt
+        store.con.register("_to_pool", pa.table({"prompt_id": pa.array(prompt_ids, pa.string())}))
+        try:
+            store.con.execute("UPDATE prompts SET in_pool = true WHERE NOT in_pool "
+                              "AND prompt_id IN (SELECT prompt_id FROM _to_pool)")
+        finally:
+            store.con.unregister("_to_pool")

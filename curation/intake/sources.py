@@ -244,6 +244,49 @@ def _byte_lines(path: Path) -> Iterator[bytes]:
         yield bytes(pending)
 
 
+class _WholeLines(io.RawIOBase):
+    """The file's bytes (gunzipped) as a stream for a text reader. When a .gz breaks off, the
+    stream ends after the last whole line (a cut-off line is not a row) and `broken` says why."""
+
+    def __init__(self, path: Path):
+        self.broken: str | None = None
+        self._chunks = self._chunks_of(path)
+        self._pending = b""
+
+    def _chunks_of(self, path: Path) -> Iterator[bytes]:
+        if not _is_gzip(path):
+            with open(path, "rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    yield chunk
+            return
+        held = b""  # after the last newline so far: given out only once the line is known to be whole
+        try:
+            for chunk in _gunzipped(path):
+                held += chunk
+                cut = held.rfind(b"\n") + 1
+                if cut:
+                    yield held[:cut]
+                    held = held[cut:]
+        except SourceBroken as broken:
+            self.broken = str(broken)
+            return
+        if held:
+            yield held
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            self._pending = next(self._chunks, b"")
+            if not self._pending:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
 def _head(path: Path, size: int = 4096) -> bytes:
     """The first bytes of the file's contents, as far as they can be read."""
     if not _is_gzip(path):
@@ -423,19 +466,19 @@ def _any_field_size():
 
 
 def _read_csv(path: Path) -> tuple[list[str], Iterator[SourceRow]]:
-    data, broken = _file_bytes(path)
-    if broken is not None:
-        data = data[:data.rfind(b"\n") + 1]  # the cut-off last line is not a row
+    stream = _WholeLines(path)
     # surrogateescape keeps undecodable bytes visible per field, so one bad row does not sink the file;
     # utf-8-sig drops a byte-order mark, which would otherwise stick to the first column's name.
-    text = data.decode("utf-8-sig", "surrogateescape")
+    # Read as a stream, so the file is never in memory as a whole.
+    text = io.TextIOWrapper(io.BufferedReader(stream, _CHUNK), encoding="utf-8-sig", errors="surrogateescape",
+                            newline="")
     dialect = "excel-tab" if ".tsv" in [suffix.lower() for suffix in path.suffixes[-2:]] else "excel"
     # strict: an unterminated quote is an error, not a field that silently swallows the rest of the file
-    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect, strict=True)
+    reader = csv.DictReader(text, dialect=dialect, strict=True)
     with _any_field_size():
         header = list(reader.fieldnames or [])
-    if not header and broken is not None:
-        raise IngestError(f"{path}: {broken}; not even the header could be read")
+    if not header and stream.broken is not None:
+        raise IngestError(f"{path}: {stream.broken}; not even the header could be read")
 
     def rows() -> Iterator[SourceRow]:
         last_line = 1
@@ -462,37 +505,53 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[SourceRow]]:
                                 raw=str(record[bad[0]]).encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:500])
                 continue
             yield SourceRow(number, record)
-        if broken is not None:
-            yield SourceRow(last_line + 1, None, broken, stops=True)
+        if stream.broken is not None:
+            yield SourceRow(last_line + 1, None, stream.broken, stops=True)
 
     return header, rows()
 
 
 # -- tables: Parquet and `datasets` ---------------------------------------------------------------------
 
-def _read_parquet(path: Path) -> pa.Table:
+def _read_parquet(path: Path) -> tuple[list[str], Iterator[pa.RecordBatch]]:
+    """The file's columns and its rows in batches, read a row group at a time (never whole, but
+    for a gzipped file, whose index at the end can only be reached by decompressing it all)."""
     data, broken = _file_bytes(path) if _is_gzip(path) else (None, None)
     if broken is not None:
         raise IngestError(f"{path}: {broken}; a Parquet file cannot be read in part (its index is at the end)")
     try:
-        return pq.read_table(path if data is None else pa.BufferReader(data))
+        file = pq.ParquetFile(path if data is None else pa.BufferReader(data))
     except (pa.ArrowException, OSError) as error:
         raise IngestError(f"{path}: not a readable Parquet file: {error}") from None
 
-
-def _table_rows(table: pa.Table) -> Iterator[SourceRow]:
-    number = 0
-    for batch in table.to_batches(max_chunksize=4096):
+    def batches() -> Iterator[pa.RecordBatch]:
         try:
-            records = batch.to_pylist()
-        except (ValueError, OverflowError, pa.ArrowException):  # e.g. a timestamp past year 9999
-            records = None
-        for index in range(batch.num_rows):
-            number += 1
-            if records is None:
-                yield _converted_row(number, batch.slice(index, 1))
-            else:
-                yield _checked(number, records[index], lambda record=records[index]: raw_text(record))
+            yield from file.iter_batches(batch_size=_TABLE_BATCH)
+        except (pa.ArrowException, OSError) as error:  # a damaged row group: the rows before it are good
+            raise SourceBroken(f"the Parquet data cannot be read from here on ({error})") from None
+
+    return file.schema_arrow.names, batches()
+
+
+_TABLE_BATCH = 4096
+
+
+def _table_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[SourceRow]:
+    number = 0
+    try:
+        for batch in batches:
+            try:
+                records = batch.to_pylist()
+            except (ValueError, OverflowError, pa.ArrowException):  # e.g. a timestamp past year 9999
+                records = None
+            for index in range(batch.num_rows):
+                number += 1
+                if records is None:
+                    yield _converted_row(number, batch.slice(index, 1))
+                else:
+                    yield _checked(number, records[index], lambda record=records[index]: raw_text(record))
+    except SourceBroken as broken:
+        yield SourceRow(number + 1, None, str(broken), stops=True)
 
 
 def _converted_row(number: int, row: pa.RecordBatch) -> SourceRow:
@@ -575,7 +634,7 @@ def read_source(source: str, fmt: str, split: str) -> tuple[list[str] | None, It
     if fmt == "csv":
         return _read_csv(path)
     if fmt == "parquet":
-        table = _read_parquet(path)
-        return table.column_names, _table_rows(table)
+        columns, batches = _read_parquet(path)
+        return columns, _table_rows(batches)
     table = _load_datasets_table(source, split)
-    return table.column_names, _table_rows(table)
+    return table.column_names, _table_rows(iter(table.to_batches(max_chunksize=_TABLE_BATCH)))

@@ -1,0 +1,137 @@
+"""import-pairs streams: a file of any size goes through in batches, each a commit, with what one
+batch holds in memory; the result is the same as reading it in one go."""
+
+import csv
+import random
+import tracemalloc
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from prefcurate.core.store import Store
+from prefcurate.curation.intake import preference_pairs
+from prefcurate.curation.intake.preference_pairs import import_preference_pairs
+from prefcurate.curation.intake import sources
+from prefcurate.curation.intake.sources import read_source
+from tests.support.inputs import write_jsonl
+
+
+def messy_rows(seed: int, n: int = 60) -> list[dict]:
+    """Rows over few prompts and answers, so pairs repeat: the same winner again (a duplicate), the
+    other winner (a contradiction), and some rows no reader can use."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        prompt, x, y = f"Question {rng.randrange(4)}?", f"Answer {rng.randrange(3)}.", f"Answer {rng.randrange(3)}."
+        if rng.random() < 0.1:
+            rows.append({"prompt": prompt, "chosen": x})  # no rejected
+        else:
+            rows.append({"prompt": prompt, "chosen": x, "rejected": y})
+    return rows
+
+
+def stored(store: Store) -> dict:
+    return {
+        "labels": store.con.execute("SELECT pair_id, winner, source_row FROM reference_labels ORDER BY ALL").fetchall(),
+        "rejects": store.con.execute("SELECT source_row, field, reason FROM rejects ORDER BY ALL").fetchall(),
+        "prompts": store.con.execute("SELECT prompt_id, source_row, in_pool FROM prompts ORDER BY ALL").fetchall(),
+        "candidates": store.count("candidates"), "pairs": store.count("pairs")}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_an_import_in_batches_of_three_rows_stores_and_reports_what_one_batch_does(tmp_path, monkeypatch, seed):
+    path = str(write_jsonl(tmp_path / "prefs.jsonl", messy_rows(seed)))
+    results = []
+    for batch_rows in (10**6, 3):
+        monkeypatch.setattr(preference_pairs, "BATCH_ROWS", batch_rows)
+        with Store(tmp_path / f"store-{batch_rows}.duckdb") as store:
+            report = import_preference_pairs(store, path, into_pool=True, max_reject_share=1.0)
+            results.append((stored(store), report.count_in, report.count_out, report.details))
+    (one, *_), (batched, *_) = results
+    assert one == batched and results[0][1:] == results[1][1:]
+    details = results[0][3]
+    assert details["duplicates_in_source"] > 0 and any("contradicts row" in r for _, _, r in one["rejects"])
+    assert results[0][2] + details["duplicates_in_source"] + details["rejected"] == 60
+
+
+def test_importing_again_keeps_every_count_and_adds_nothing(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(preference_pairs, "BATCH_ROWS", 4)
+    path = str(write_jsonl(tmp_path / "prefs.jsonl", messy_rows(3)))
+    first = import_preference_pairs(store, path, max_reject_share=1.0)
+    before = stored(store)
+    again = import_preference_pairs(store, path, max_reject_share=1.0)
+    assert stored(store) == before
+    assert (again.count_out, again.details["duplicates_in_source"], again.details["rejected"]) == \
+        (first.count_out, first.details["duplicates_in_source"], first.details["rejected"])
+    assert again.details["new_reference_labels"] == 0 and again.details["new_rejects"] == 0
+
+
+def test_a_later_version_of_a_file_that_flips_a_stored_label_has_that_row_rejected(store, tmp_path):
+    """Not kept silently as the old label: the flipped row is refused, naming the row it contradicts."""
+    rows = [{"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Lyon."},
+            {"prompt": "2+2?", "chosen": "4", "rejected": "5"}]
+    path = tmp_path / "prefs.jsonl"
+    import_preference_pairs(store, str(write_jsonl(path, rows)))
+    rows.append({"prompt": "2+2?", "chosen": "5", "rejected": "4"})
+    report = import_preference_pairs(store, str(write_jsonl(path, rows)))
+    assert report.count_out == 2 and report.details["rejected"] == 1
+    assert store.con.execute("SELECT source_row, field, reason FROM rejects").fetchall() == [
+        (3, "chosen", "contradicts row 2 (same pair, other winner)")]
+    rows[0] = {"prompt": "Capital of France?", "chosen": "Lyon.", "rejected": "Paris."}  # row 1 itself flips
+    report = import_preference_pairs(store, str(write_jsonl(path, rows)), max_reject_share=1.0)
+    assert report.count_out == 1 and report.details["rejected"] == 2
+    assert store.one("SELECT reason FROM rejects WHERE source_row = 1") == (
+        "contradicts row 1 as an earlier import of this source stored it (same pair, other winner)",)
+
+
+# -- memory: one batch, not the file --------------------------------------------------------------
+
+def _rows(n: int) -> list[dict]:
+    return [{"prompt": f"Question {i}: " + "why " * 100, "chosen": f"Because {i}. " + "yes " * 150,
+             "rejected": f"No {i}. " + "no " * 150} for i in range(n)]
+
+
+def _write(fmt: str, path, rows: list[dict]) -> str:
+    if fmt == "jsonl":
+        return str(write_jsonl(path.with_suffix(".jsonl"), rows))
+    if fmt == "csv":
+        with open(path.with_suffix(".csv"), "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return str(path.with_suffix(".csv"))
+    pq.write_table(pa.Table.from_pylist(rows), path.with_suffix(".parquet"), row_group_size=500)
+    return str(path.with_suffix(".parquet"))
+
+
+def _peak_bytes(work) -> int:
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_reading_a_file_four_times_as_long_takes_no_more_memory(tmp_path, monkeypatch, fmt):
+    """The readers hand rows out as they read them (a whole-file read peaks four times as high)."""
+    def read_all(path: str):
+        return lambda: sum(1 for _ in read_source(path, fmt, "train")[1])
+
+    small, large = _write(fmt, tmp_path / "small", _rows(1500)), _write(fmt, tmp_path / "large", _rows(6000))
+    monkeypatch.setattr(sources, "_TABLE_BATCH", 256)  # the batch, not the file, bounds a Parquet read
+    peaks = [_peak_bytes(read_all(small)), _peak_bytes(read_all(large))]
+    assert peaks[1] < 1.5 * peaks[0], peaks
+
+
+def test_importing_a_file_four_times_as_long_takes_no_more_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(preference_pairs, "BATCH_ROWS", 500)
+    peaks = []
+    for name, n in (("small", 1500), ("large", 6000)):
+        path = _write("jsonl", tmp_path / name, _rows(n))
+        with Store(tmp_path / f"{name}.duckdb") as store:
+            peaks.append(_peak_bytes(lambda: import_preference_pairs(store, path)))
+            assert store.count("reference_labels") == n
+    assert peaks[1] < 1.5 * peaks[0], peaks
