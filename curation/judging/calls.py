@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Iterator
+
+import pyarrow as pa
 
 from prefcurate.core.config import JudgeConfig
 from prefcurate.core.hashing import content_hash
@@ -69,21 +72,63 @@ def plan_calls(pairs: list[tuple], constitution: Constitution, judge: PanelJudge
     return planned
 
 
+_ALL_PAIRS = "SELECT pair_id, prompt, text_a, text_b FROM pair_texts ORDER BY pair_id"
+_PAIRS_WITH_IMPORTED_SAMPLED = """
+    WITH imported AS (  -- labelled by an imported pair, or by an imported dataset's ratings
+        SELECT pair_id FROM reference_labels
+        UNION
+        SELECT pair_id FROM score_votes WHERE rater_kind = 'import'
+    )
+    SELECT pair_id, prompt, text_a, text_b FROM pair_texts
+    WHERE pair_id NOT IN (SELECT pair_id FROM imported)
+       OR pair_id IN (SELECT pair_id FROM imported ORDER BY md5('judged-imported:' || pair_id) LIMIT $n)
+    ORDER BY pair_id"""
+
+
+def _pairs_query(max_imported: int | None) -> tuple[str, dict]:
+    if max_imported is None:
+        return _ALL_PAIRS, {}
+    return _PAIRS_WITH_IMPORTED_SAMPLED, {"n": max_imported}
+
+
 def pairs_to_judge(store: Store, max_imported: int | None = None) -> list[tuple]:
     """Every pair, except imported pairs (reference-labelled, or labelled by imported ratings) beyond
     a seeded sample of max_imported."""
-    if max_imported is None:
-        return store.con.execute("SELECT pair_id, prompt, text_a, text_b FROM pair_texts ORDER BY pair_id").fetchall()
-    return store.con.execute("""
-        WITH imported AS (  -- labelled by an imported pair, or by an imported dataset's ratings
-            SELECT pair_id FROM reference_labels
-            UNION
-            SELECT pair_id FROM score_votes WHERE rater_kind = 'import'
-        )
-        SELECT pair_id, prompt, text_a, text_b FROM pair_texts
-        WHERE pair_id NOT IN (SELECT pair_id FROM imported)
-           OR pair_id IN (SELECT pair_id FROM imported ORDER BY md5('judged-imported:' || pair_id) LIMIT $n)
-        ORDER BY pair_id""", {"n": max_imported}).fetchall()
+    return store.con.execute(*_pairs_query(max_imported)).fetchall()
+
+
+PAGE_PAIRS = 20_000  # pairs (with their texts) one page of pair_pages holds
+
+
+def pair_pages(store: Store, max_imported: int | None = None, page_pairs: int | None = None) -> Iterator[list[tuple]]:
+    """pairs_to_judge a page at a time, streamed by one query on a cursor of its own (the store's
+    connection stays free for other queries between pages), so that the texts of millions of pairs
+    are never in memory at once."""
+    cursor = store.con.cursor()
+    try:
+        query, params = _pairs_query(max_imported)
+        reader = cursor.sql(query, params=params or None).to_arrow_reader(page_pairs or PAGE_PAIRS)
+        for batch in reader:
+            columns = [batch.column(name).to_pylist() for name in ("pair_id", "prompt", "text_a", "text_b")]
+            yield list(zip(*columns))
+    finally:
+        cursor.close()
+
+
+def answered_among(store: Store, keys: list[str]) -> set[str]:
+    """Those of these call keys with a stored answer (as answered_ids counts them), looked up
+    without reading every stored id."""
+    if not keys:
+        return set()
+    store.con.register("_call_keys", pa.table({"key": pa.array(keys, pa.string())}))
+    try:
+        return {row[0] for row in store.con.execute(
+            "SELECT judgment_id FROM judgments WHERE judgment_id IN (SELECT key FROM _call_keys) "
+            "AND coalesce(invalid_reason, '') NOT LIKE $failed UNION ALL "
+            "SELECT call_id FROM score_calls WHERE call_id IN (SELECT key FROM _call_keys) "
+            "AND coalesce(invalid_reason, '') NOT LIKE $failed", {"failed": f"{CALL_FAILED}%"}).fetchall()}
+    finally:
+        store.con.unregister("_call_keys")
 
 
 def answered_ids(store: Store) -> set[str]:

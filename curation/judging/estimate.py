@@ -1,6 +1,7 @@
 """Predict what judging will cost before anything is spent: calls, tokens, dollars per judge.
 
-Nothing is sent and no model is loaded. Token counts are calibrated on this judge's stored calls
+Nothing is sent, no model is loaded and nothing is written (a stopped run's journal waits for the
+judge stage). Token counts are calibrated on this judge's stored calls
 (tokens per character sent, mean completion tokens) when it has any; otherwise prompt tokens
 are taken as characters / 4 and completion tokens at max_new_tokens, an upper bound.
 """
@@ -11,39 +12,62 @@ from prefcurate.core.config import JudgeConfig
 from prefcurate.core.store import Store
 from prefcurate.curation.judging.constitution import Constitution
 from prefcurate.curation.judging.pricing import price_of, token_calibration
-from prefcurate.curation.judging.calls import pairs_to_judge
+from prefcurate.curation.judging.calls import answered_among, pair_pages, plan_calls
 from prefcurate.curation.judging.panel import PanelJudge, format_history, resolve_output_format
-from prefcurate.curation.judging.run import JudgeRun
+from prefcurate.curation.judging.score_calls import plan_score_calls, score_targets
 
 DEFAULT_CHARS_PER_TOKEN = 4.0
 
 
 def estimate_judging(store: Store, constitution: Constitution, config: JudgeConfig) -> dict:
+    """Pairwise judges' calls are planned a page of pairs at a time and counted, so millions of
+    pairs estimate in the memory of one page; rating and ranking judges' calls once over all."""
     panel = [PanelJudge(member, resolve_output_format(member, format_history(store, member)))
              for member in config.panel if member.kind == "llm"]  # verifiers cost nothing
-    pairs = pairs_to_judge(store, config.max_imported_pairs)
-    planned, todo = JudgeRun(store, panel, constitution, config).plan(pairs)
+    pairwise = [judge for judge in panel if judge.mode == "pairwise"]
+    scorers = [judge for judge in panel if judge.mode in ("rating", "ranking")]
+    counts = {judge.name: {"planned": 0, "to_make": 0, "characters": 0} for judge in panel}
+    pairs, pair_ids = 0, []
+
+    def count(calls: list) -> None:
+        answered = answered_among(store, [call.key for call in calls])
+        for call in calls:
+            tally = counts[call.judge.name]
+            tally["planned"] += 1
+            if call.key not in answered:
+                tally["to_make"] += 1
+                tally["characters"] += call.request_chars
+
+    for page in pair_pages(store, config.max_imported_pairs):
+        pairs += len(page)
+        if scorers:
+            pair_ids += [pair[0] for pair in page]
+        count([call for judge in pairwise for call in plan_calls(page, constitution, judge, config)])
+    if scorers:
+        targets = score_targets(store, pair_ids)
+        count([call for judge in scorers for call in plan_score_calls(targets, constitution, judge, config)])
+
     per_judge = {}
     for judge in panel:
-        calls = [call for call in todo if call.judge is judge]
+        tally = counts[judge.name]
         tokens_per_char, completion_mean, calibrated_on = token_calibration(
             store, judge.identity, judge.output_format, judge.mode)
-        characters = sum(call.request_chars for call in calls)
-        prompt_tokens = round(characters * (tokens_per_char or 1 / DEFAULT_CHARS_PER_TOKEN))
-        completion_tokens = round(len(calls) * (completion_mean if completion_mean is not None
-                                                else judge.config.max_new_tokens))
+        prompt_tokens = round(tally["characters"] * (tokens_per_char or 1 / DEFAULT_CHARS_PER_TOKEN))
+        completion_tokens = round(tally["to_make"] * (completion_mean if completion_mean is not None
+                                                      else judge.config.max_new_tokens))
         cost = price_of(config, judge.config, prompt_tokens, completion_tokens)  # batch prices for batch judges
         per_judge[judge.name] = {
             "model": judge.identity, "mode": judge.mode, "output_format": judge.output_format,
-            "calls_planned": sum(1 for call in planned if call.judge is judge), "calls_to_make": len(calls),
+            "calls_planned": tally["planned"], "calls_to_make": tally["to_make"],
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "cost_usd": None if cost is None else round(cost, 4),
             "calibrated_on_calls": calibrated_on,
         }
+    planned = sum(judge["calls_planned"] for judge in per_judge.values())
+    to_make = sum(judge["calls_to_make"] for judge in per_judge.values())
     costs = [judge["cost_usd"] for judge in per_judge.values() if judge["cost_usd"] is not None]
     return {
-        "pairs": len(pairs), "calls_planned": len(planned), "calls_cached": len(planned) - len(todo),
-        "calls_to_make": len(todo),
+        "pairs": pairs, "calls_planned": planned, "calls_cached": planned - to_make, "calls_to_make": to_make,
         "prompt_tokens": sum(judge["prompt_tokens"] for judge in per_judge.values()),
         "completion_tokens": sum(judge["completion_tokens"] for judge in per_judge.values()),
         "cost_usd": round(sum(costs), 4) if costs else None,  # over the priced judges
