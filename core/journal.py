@@ -59,6 +59,12 @@ class Journal:
             self._handle.flush()  # in the OS's hands: survives kill -9
             self._pending[key] = line
 
+    def adopt(self, key: str, entry: dict) -> None:
+        """An entry a stopped run left in this file, kept through this run's rewrites until it is
+        committed (or dropped by `committed`) like one of this run's own."""
+        with self._lock:
+            self._pending[key] = json.dumps(entry, default=str) + "\n"
+
     def committed(self, keys) -> None:
         """Drop the committed entries. Answers that arrived since (still on their way to the store)
         stay: the file is rewritten aside and renamed over the old one, so a kill at any moment

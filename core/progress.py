@@ -32,6 +32,12 @@ class Progress:
                                            name=f"progress-{description}", daemon=True)
         self._heartbeat.start()
 
+    def add_total(self, n: int) -> None:
+        """More work found (a judge run plans a page of pairs at a time)."""
+        self.total += n
+        self._bar.total = self.total
+        self._bar.refresh()
+
     def update(self, n: int = 1) -> None:
         self.done += n
         self._bar.update(n)

@@ -337,6 +337,17 @@ class Store(StoreReader):
         self._unpublished = False
         return True
 
+    def snapshot_up_to_date(self) -> Path:
+        """The read snapshot, published now if it is behind the store, however recent the last
+        publish: for a long reader that must see everything committed so far (the judge's pages)."""
+        if self._unpublished or self._snapshot_is_behind():
+            self.publish_snapshot(force=True)
+        return snapshot_path(self.path)
+
+    @property
+    def memory_limit(self) -> str | None:
+        return self._settings.get("memory_limit")
+
     def _publish_if_behind(self) -> None:
         """At open: none yet, so readers have one from the start; or behind the store (its last
         writer was killed before publishing, or is between two commits of a released phase): as

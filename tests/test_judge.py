@@ -124,7 +124,7 @@ def test_every_pair_ends_with_a_verdict_or_a_stated_reason_under_faults(store):
     assert errors <= {"timeout", "rate_limited", "server_error", "malformed_response", "unparseable", "truncated"}
 
 
-def test_costs_are_priced_per_call_and_estimated_beforehand(store, openai_server, monkeypatch):
+def test_costs_are_priced_per_call_and_estimated_beforehand(store, openai_server):
     add_judgeable_pairs(store, 6)
     config = judge_config(openai_server, prices={"test-model": {"input_per_million": 2.0, "output_per_million": 8.0}})
     constitution = load_constitution(None)
@@ -144,9 +144,8 @@ def test_costs_are_priced_per_call_and_estimated_beforehand(store, openai_server
     add_judgeable_pairs(store, 6, prompt_prefix="Another question")
     calibrated = estimate_judging(store, constitution, config)
     assert calibrated["calls_to_make"] == 12 and calibrated["judges"]["test-model"]["calibrated_on_calls"] == 12
-    from prefcurate.curation.judging import calls
-    monkeypatch.setattr(calls, "PAGE_PAIRS", 5)  # planned and counted in pages of 5 of the 12 pairs: the same
-    assert estimate_judging(store, constitution, config) == calibrated
+    paged = config.model_copy(update={"page_pairs": 5})  # planned and counted 5 of the 12 pairs at a time
+    assert estimate_judging(store, constitution, paged) == calibrated
     before = store.one("SELECT sum(prompt_tokens), sum(cost_usd) FROM judgments")
     run_judge(store, config, constitution)
     after = store.one("SELECT sum(prompt_tokens), sum(cost_usd) FROM judgments")

@@ -75,12 +75,15 @@ def test_a_killed_judge_run_resumes_without_repeating_answered_calls(tmp_path, s
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["pairwise", "rating", "ranking"])
-def test_with_the_journal_a_resume_repeats_only_the_calls_in_flight_at_the_kill(tmp_path, shared_prefect_server, mode):
+@pytest.mark.parametrize("mode, page_pairs", [("pairwise", 20000), ("rating", 20000), ("ranking", 20000),
+                                               ("pairwise", 50)], ids=["pairwise", "rating", "ranking", "pairwise-pages"])
+def test_with_the_journal_a_resume_repeats_only_the_calls_in_flight_at_the_kill(tmp_path, shared_prefect_server, mode,
+                                                                                 page_pairs):
     """The server kills the judge at its 150th answer, with answers committed only every 1000:
     without the journal all 149 answers would be asked again. In every label mode: 120 prompts of
     two candidates are 240 pairwise calls (one pair, both orders), 240 ratings (one a candidate) or
-    240 rankings (both orders)."""
+    240 rankings (both orders). In pages of 50 pairs, the kill comes in the second page and the
+    resume replays each page's journaled answers as it plans the page."""
     _, env = shared_prefect_server
     from tests.support.openai_server import call_key
 
@@ -92,7 +95,7 @@ def test_with_the_journal_a_resume_repeats_only_the_calls_in_flight_at_the_kill(
     def configure(server) -> None:
         config_path.write_text(yaml.safe_dump({
             "workdir": str(tmp_path / "out"), "store": {"path": str(store_path)},
-            "judge": {"commit_every": 1000, "panel": [{"backend": {
+            "judge": {"commit_every": 1000, "page_pairs": page_pairs, "panel": [{"backend": {
                 "kind": "openai", "model": "test-model", "base_url": server.base_url, "max_concurrency": 8},
                 "mode": mode}]}}))
 

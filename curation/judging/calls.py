@@ -97,17 +97,14 @@ def pairs_to_judge(store: Store, max_imported: int | None = None) -> list[tuple]
     return store.con.execute(*_pairs_query(max_imported)).fetchall()
 
 
-PAGE_PAIRS = 20_000  # pairs (with their texts) one page of pair_pages holds
-
-
-def pair_pages(store: Store, max_imported: int | None = None, page_pairs: int | None = None) -> Iterator[list[tuple]]:
-    """pairs_to_judge a page at a time, streamed by one query on a cursor of its own (the store's
+def pair_pages(store: Store, max_imported: int | None, page_pairs: int) -> Iterator[list[tuple]]:
+    """pairs_to_judge a page of page_pairs at a time (judge.page_pairs), streamed by one query on a cursor of its own (the store's
     connection stays free for other queries between pages), so that the texts of millions of pairs
     are never in memory at once."""
     cursor = store.con.cursor()
     try:
         query, params = _pairs_query(max_imported)
-        reader = cursor.sql(query, params=params or None).to_arrow_reader(page_pairs or PAGE_PAIRS)
+        reader = cursor.sql(query, params=params or None).to_arrow_reader(page_pairs)
         for batch in reader:
             columns = [batch.column(name).to_pylist() for name in ("pair_id", "prompt", "text_a", "text_b")]
             yield list(zip(*columns))

@@ -38,7 +38,7 @@ def estimate_judging(store: Store, constitution: Constitution, config: JudgeConf
                 tally["to_make"] += 1
                 tally["characters"] += call.request_chars
 
-    for page in pair_pages(store, config.max_imported_pairs):
+    for page in pair_pages(store, config.max_imported_pairs, config.page_pairs):
         pairs += len(page)
         if scorers:
             pair_ids += [pair[0] for pair in page]

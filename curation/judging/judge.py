@@ -21,9 +21,9 @@ from typing import Callable
 from prefcurate.core.config import BATCH_KINDS, JudgeConfig
 from prefcurate.core.progress import Progress
 from prefcurate.core.stage_report import StageFailed, StageReport
-from prefcurate.core.store import Store
+from prefcurate.core.store import SnapshotReader, Store
 from prefcurate.curation.judging.budget import check_budget
-from prefcurate.curation.judging.calls import PlannedCall, answered_ids, pairs_to_judge, plan_calls
+from prefcurate.curation.judging.calls import PlannedCall, answered_ids, pair_pages, pairs_to_judge, plan_calls
 from prefcurate.curation.judging.cascade import clear_cascade, run_cascade
 from prefcurate.curation.judging.constitution import Constitution
 from prefcurate.curation.judging.panel import PanelJudge
@@ -46,22 +46,23 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
     """Judge every pair with every panel member. `run_batch(label, work)` runs one batch of calls
     (the Prefect flow wraps each in a task); by default it just calls `work()`. Batch judges' calls
     go to provider batches (curation/provider_batches.py): collected if finished, else submitted; the report's
-    batches.pending_calls says how many still wait."""
+    batches.pending_calls says how many still wait. Past one page of pairs, online pairwise judges
+    plan and ask a page at a time (_judge_in_pages)."""
+    if _pages_pairs(store, panel, config):
+        return _judge_in_pages(store, panel, constitution, config, run_batch)
     pairs = pairs_to_judge(store, config.max_imported_pairs)
     scorers = [judge for judge in panel if judge.mode in ("rating", "ranking")]
     if not pairs and not scorers:
         raise StageFailed(why_empty(store, STAGE))
     run = JudgeRun(store, panel, constitution, config)
     planned, todo = run.plan(pairs)
+    run.forget_unplanned()
     score_calls = [call for call in planned if isinstance(call, ScoreCall)]
     if not pairs and not score_calls:
         raise StageFailed(why_empty(store, STAGE))
-    report = StageReport(STAGE, count_in=len(pairs), details={
-        "judges": {judge.name: {"model": judge.identity, "mode": judge.mode, "output_format": judge.output_format}
-                   for judge in panel},
+    report = _new_report(panel, constitution, config, count_in=len(pairs))
+    report.details.update({
         "candidates_to_score": len({candidate for call in score_calls for candidate, _ in call.shown}),
-        "template_version": TEMPLATE_VERSION, "constitution_version": constitution.version,
-        "principle_sampling": config.principle_sampling,
         "calls_planned": len(planned), "calls_cached": len(planned) - len(todo),
         "replayed_from_journal": run.replayed})
 
@@ -92,6 +93,64 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
         finally:
             run.close()
 
+    return _finish_report(store, run, panel, report)
+
+
+def _pages_pairs(store: Store, panel: list[PanelJudge], config: JudgeConfig) -> bool:
+    """Whether this run plans and asks a page of pairs at a time (_judge_in_pages): more pairs than
+    one page, online pairwise judges only, no cascade or budget (they plan over every call), and a
+    read snapshot to stream the pages from while the store is let go."""
+    return (store.snapshot_every_s is not None and config.cascade is None and config.max_cost_usd is None
+            and all(judge.mode == "pairwise" and judge.config.backend.kind not in BATCH_KINDS
+                    for judge in panel if not judge.is_verifier)
+            and store.count("pairs") > config.page_pairs)
+
+
+def _judge_in_pages(store: Store, panel: list[PanelJudge], constitution: Constitution, config: JudgeConfig,
+                    run_batch: Callable[[str, Callable[[], None]], None]) -> StageReport:
+    """Millions of pairs in the memory of one page: the pairs stream from the read snapshot (made as
+    new as the store first), and each page's calls are planned, looked up among stored answers,
+    asked and dropped before the next page is read. Resuming works as in one go: a stopped run's
+    journal entries are replayed as the pages that planned their calls come."""
+    run = JudgeRun(store, panel, constitution, config)
+    report = _new_report(panel, constitution, config, count_in=0)
+    report.details.update(candidates_to_score=0, calls_planned=0, calls_cached=0)
+    verifiers = [judge for judge in panel if judge.is_verifier]
+    if verifiers:
+        report.details["verifiers"] = _run_verifiers(store, verifiers)
+    store.snapshot_up_to_date()
+    probed = False
+    with SnapshotReader(store.path, store.memory_limit) as snapshot, Progress("judge", 0) as progress:
+        try:
+            for number, pairs in enumerate(pair_pages(snapshot, config.max_imported_pairs, config.page_pairs), start=1):
+                planned, todo = run.plan(pairs)
+                report.count_in += len(pairs)
+                report.details["calls_planned"] += len(planned)
+                report.details["calls_cached"] += len(planned) - len(todo)
+                progress.add_total(len(todo))
+                if todo and not probed:  # the first calls of an `auto` judge tell whether JSON is enforced
+                    todo, answered = run.probe_output_formats(pairs, todo)
+                    progress.update(answered)
+                    probed = True
+                with store.released():
+                    run.ask_in_tasks(todo, run_batch, progress, prefix=f"page-{number}-")
+            run.forget_unplanned()
+        finally:
+            run.close()
+    report.details["replayed_from_journal"] = run.replayed
+    return _finish_report(store, run, panel, report)
+
+
+def _new_report(panel: list[PanelJudge], constitution: Constitution, config: JudgeConfig, count_in: int) -> StageReport:
+    return StageReport(STAGE, count_in=count_in, details={
+        "judges": {judge.name: {"model": judge.identity, "mode": judge.mode, "output_format": judge.output_format}
+                   for judge in panel},
+        "template_version": TEMPLATE_VERSION, "constitution_version": constitution.version,
+        "principle_sampling": config.principle_sampling})
+
+
+def _finish_report(store: Store, run: JudgeRun, panel: list[PanelJudge], report: StageReport) -> StageReport:
+    """After the calls: fallbacks, a judge that gave no verdict (the stage fails), and the counts."""
     for judge in panel:  # a fallback chosen during the run shows in the report
         report.details["judges"][judge.name]["output_format"] = judge.output_format
         if judge.name in run.fallbacks:

@@ -15,7 +15,7 @@ from prefcurate.core.store import Store
 from prefcurate.curation.answer_writer import AnswerWriter
 from prefcurate.curation.backends import ChatResult
 from prefcurate.curation.backends.failure_watch import FailureWatch
-from prefcurate.curation.judging.calls import CALL_FAILED, PlannedCall, answered_ids, plan_calls
+from prefcurate.curation.judging.calls import CALL_FAILED, PlannedCall, answered_among, plan_calls
 from prefcurate.curation.judging.score_calls import ScoreCall, plan_score_calls, score_targets
 from prefcurate.curation.judging.score_rows import score_rows
 from prefcurate.curation.judging.concurrent import complete_concurrently
@@ -42,9 +42,13 @@ class JudgeRun:
         self.watches = {judge.name: FailureWatch(STAGE, f"judge {judge.name}", judge.config.backend) for judge in panel}
         self.fallbacks: dict[str, str] = {}  # judge -> why its output format fell back to text
         path = journal_path(store.path, "judgments")
-        self._left_by_a_stopped_run = read_journal(path)  # replayed once the calls are planned
+        # replayed as the calls they answer are planned (a page of pairs at a time, or all at once)
+        self._left_by_a_stopped_run = {entry["judgment_id"]: entry for entry in read_journal(path)}
         self.replayed = 0
         self.journal = Journal(path) if config.journal else None
+        if self.journal is not None:  # kept in the journal until replayed: a kill before then loses none
+            for key, entry in self._left_by_a_stopped_run.items():
+                self.journal.adopt(key, entry)
         self.writer = AnswerWriter(store, self._store_rows, config.commit_every,
                                    committed=self._journal_committed if self.journal is not None else None)
 
@@ -79,7 +83,7 @@ class JudgeRun:
                         for call in plan_score_calls(targets, self.constitution, judge, self.config)]
         if self._left_by_a_stopped_run:
             self._replay(planned)
-        answered = answered_ids(self.store)
+        answered = answered_among(self.store, [call.key for call in planned])
         return planned, [call for call in planned if call.key not in answered]
 
     def probe_output_formats(self, pairs: list[tuple], todo: list[Call]) -> tuple[list[Call], int]:
@@ -136,21 +140,30 @@ class JudgeRun:
 
     def _replay(self, planned: list[Call]) -> None:
         """Answers a run that died had received but not committed: read as if they had just arrived."""
-        by_id = {call.key: call for call in planned}
-        entries = self._left_by_a_stopped_run
-        self._left_by_a_stopped_run = []
-        rows = [(entry["judgment_id"], self.rows_for(by_id[entry["judgment_id"]],
-                                                     ChatResult(key=entry.pop("judgment_id"), **entry)))
-                for entry in entries if entry["judgment_id"] in by_id]
+        left = self._left_by_a_stopped_run
+        rows = []
+        for call in planned:
+            entry = left.pop(call.key, None)
+            if entry is not None:
+                fields = {name: value for name, value in entry.items() if name != "judgment_id"}
+                rows.append((call.key, self.rows_for(call, ChatResult(key=call.key, **fields))))
         if rows:
             with self.store.transaction():
                 self._store_rows(rows)
             log.info("judge: %d answers a stopped run had received are stored from its journal", len(rows))
+            if self.journal is not None:
+                self.journal.committed(key for key, _stored in rows)  # in the store now
+        self.replayed += len(rows)
+
+    def forget_unplanned(self) -> None:
+        """Once every call is planned: entries of a stopped run that none of them matched (the pairs
+        or the constitution changed) answer nothing any more, and leave the journal."""
         if self.journal is not None:
-            self.journal.committed(())  # the stopped run's entries are in the store now
+            if self._left_by_a_stopped_run:
+                self.journal.committed(list(self._left_by_a_stopped_run))
         else:
             journal_path(self.store.path, "judgments").unlink(missing_ok=True)
-        self.replayed = len(rows)
+        self._left_by_a_stopped_run = {}
 
     def keep(self, call: Call, result: ChatResult) -> dict:
         """Store one answer; returns the call's row (the judgment, or the score call)."""
