@@ -112,7 +112,10 @@ def test_human_votes_come_first_and_their_agreement_can_be_required(store):
     assert kept(store, strict.curation_run_id) == {other}  # pairs without human votes are not held to it
 
 
-def test_near_duplicate_prompts_keep_one_representative_per_cluster(store):
+@pytest.mark.parametrize("signature_batch", [65_536, 2], ids=["one-batch", "batches-of-2"])
+def test_near_duplicate_prompts_keep_one_representative_per_cluster(store, monkeypatch, signature_batch):
+    from prefcurate.curation.funnel import dedup
+    monkeypatch.setattr(dedup, "SIGNATURE_BATCH_ROWS", signature_batch)  # signatures a few prompts at a time: the same
     variants = ["How do I bake sourdough bread at home without a mixer?",
                 "How do I bake sourdough bread at home without a mixer",
                 "how do i bake sourdough bread at home without a stand mixer?",
