@@ -251,7 +251,7 @@ class _WholeLines(io.RawIOBase):
     def __init__(self, path: Path):
         self.broken: str | None = None
         self._chunks = self._chunks_of(path)
-        self._pending = b""
+        self._pending, self._offset = b"", 0
 
     def _chunks_of(self, path: Path) -> Iterator[bytes]:
         if not _is_gzip(path):
@@ -259,31 +259,33 @@ class _WholeLines(io.RawIOBase):
                 while chunk := handle.read(_CHUNK):
                     yield chunk
             return
-        held = b""  # after the last newline so far: given out only once the line is known to be whole
+        held = bytearray()  # after the last line end so far: given out once the line is known to be whole
         try:
             for chunk in _gunzipped(path):
-                held += chunk
-                cut = held.rfind(b"\n") + 1
+                cut = max(chunk.rfind(b"\n"), chunk.rfind(b"\r")) + 1  # only the new bytes are searched
                 if cut:
-                    yield held[:cut]
-                    held = held[cut:]
+                    held += chunk[:cut]
+                    yield bytes(held)
+                    held = bytearray(chunk[cut:])
+                else:
+                    held += chunk
         except SourceBroken as broken:
             self.broken = str(broken)
             return
         if held:
-            yield held
+            yield bytes(held)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        while not self._pending:
-            self._pending = next(self._chunks, b"")
+        while self._offset >= len(self._pending):
+            self._pending, self._offset = next(self._chunks, b""), 0
             if not self._pending:
                 return 0
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
+        size = min(len(buffer), len(self._pending) - self._offset)
+        buffer[:size] = self._pending[self._offset:self._offset + size]
+        self._offset += size
         return size
 
 

@@ -16,6 +16,7 @@ that cannot be read are stored as invalid with the reason and kept (curation/jud
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from typing import Callable
 
 from prefcurate.core.config import BATCH_KINDS, JudgeConfig
@@ -118,11 +119,13 @@ def _judge_in_pages(store: Store, panel: list[PanelJudge], constitution: Constit
     verifiers = [judge for judge in panel if judge.is_verifier]
     if verifiers:
         report.details["verifiers"] = _run_verifiers(store, verifiers)
+    clear_cascade(store)  # as in one go: a cascade's old decisions must not choose labels any more
     store.snapshot_up_to_date()
     probed = False
-    with SnapshotReader(store.path, store.memory_limit) as snapshot, Progress("judge", 0) as progress:
+    with SnapshotReader(store.path, store.memory_limit) as snapshot, Progress("judge", 0) as progress, \
+            closing(pair_pages(snapshot, config.max_imported_pairs, config.page_pairs)) as pages:
         try:
-            for number, pairs in enumerate(pair_pages(snapshot, config.max_imported_pairs, config.page_pairs), start=1):
+            for number, pairs in enumerate(pages, start=1):
                 planned, todo = run.plan(pairs)
                 report.count_in += len(pairs)
                 report.details["calls_planned"] += len(planned)
@@ -137,6 +140,8 @@ def _judge_in_pages(store: Store, panel: list[PanelJudge], constitution: Constit
             run.forget_unplanned()
         finally:
             run.close()
+    if report.count_in == 0:  # every pair an imported one beyond judge.max_imported_pairs' sample
+        raise StageFailed(why_empty(store, STAGE))
     report.details["replayed_from_journal"] = run.replayed
     return _finish_report(store, run, panel, report)
 

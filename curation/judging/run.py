@@ -49,6 +49,7 @@ class JudgeRun:
         if self.journal is not None:  # kept in the journal until replayed: a kill before then loses none
             for key, entry in self._left_by_a_stopped_run.items():
                 self.journal.adopt(key, entry)
+            self.journal.committed(())  # rewritten at once: a torn last line must not precede this run's
         self.writer = AnswerWriter(store, self._store_rows, config.commit_every,
                                    committed=self._journal_committed if self.journal is not None else None)
 
