@@ -12,14 +12,21 @@ Baseline, side by side: datasketch MinHash + MinHashLSH over the same prompts (s
 MinHashDedup does it, in distilabel's virtual environment (bench/.venvs/distilabel).
 
     python bench/curation_scale.py [--prompts 250000] [--no-baseline]
+    python bench/curation_scale.py --prompts 25000 250000 750000 2500000   # 0.1M, 1M, 3M, 10M pairs
 
-Ends with: RESULT ratio=<baseline near-dup seconds / ours> seconds=... peak_rss_gb=... precision=... recall=...
+Each size also times one publish of the read snapshot of its store (how old the snapshot gets while
+a stage writes), and several sizes fit the cost exponent from 1M pairs up. The baseline runs at
+sizes up to --baseline-up-to prompts (250,000).
+
+Ends with: RESULT ratio=<baseline near-dup seconds / ours> pairs=... seconds=... peak_rss_gb=...
+cost_exponent_from_1m=... snapshot_publish_s=... precision=... recall=... (per size, in order)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -160,7 +167,20 @@ def run_curation(store: Path, workdir: Path, benchmark: Path) -> dict:
         "decontamination": {"benchmarks": [{"name": "bench", "path": str(benchmark), "text_column": "question"}]}}})
     started = time.perf_counter()
     summary = curate_stage(config)
-    return {"seconds": time.perf_counter() - started, "summary": summary}
+    return {"seconds": time.perf_counter() - started, "summary": summary,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2}
+
+
+def publish_seconds(store: Path) -> float:
+    """One publish of the read snapshot of this store, as a writer makes it after a commit: how old
+    the snapshot can get while a stage writes is max(store.snapshot_every_s, 10 x this) + this, at
+    most ~10% of the writer's time by construction (core/store.py publish_snapshot)."""
+    from prefcurate.core.store import Store
+
+    with Store(store, snapshot_every_s=5.0) as opened:
+        started = time.perf_counter()
+        opened.publish_snapshot(force=True)
+        return time.perf_counter() - started
 
 
 def near_duplicate_quality(store: Path, run_id: str, texts: list[str], truth: np.ndarray, kinds: list[str]) -> dict:
@@ -228,32 +248,21 @@ def run_baseline(texts: list[str], workdir: Path, threshold: float, num_perm: in
     return json.loads(done.stdout)
 
 
-def main() -> None:
-    from hardware import hardware_fields  # bench/hardware.py: the machine, for the RESULT line
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--prompts", type=int, default=250_000)
-    parser.add_argument("--no-baseline", action="store_true")
-    parser.add_argument("--curate", nargs=3, metavar=("STORE", "WORKDIR", "BENCHMARK"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.curate:  # the child process
-        print(json.dumps(run_curation(*map(Path, args.curate)), default=str))
-        return
-
-    texts, truth, benchmark, kinds = synthesize_prompts(args.prompts)
-    with tempfile.TemporaryDirectory() as tmp:
+def measure(n_prompts: int, with_baseline: bool) -> dict:
+    """One size: build the store, curate it in a fresh process, check the near-duplicates found
+    against the planted ones, time a snapshot publish, and run the baseline if asked."""
+    texts, truth, benchmark, kinds = synthesize_prompts(n_prompts)
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         tmp = Path(tmp)
         started = time.perf_counter()
         build_store(tmp / "store.duckdb", texts)
         (tmp / "benchmark.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in benchmark))
         print(f"synthesized {len(texts)} prompts, {4 * len(texts)} pairs in {time.perf_counter() - started:.0f} s",
               flush=True)
-
         child = subprocess.run([sys.executable, __file__, "--curate", str(tmp / "store.duckdb"), str(tmp / "out"),
                                 str(tmp / "benchmark.jsonl")], capture_output=True, text=True, cwd=ROOT)
         if child.returncode:
             raise RuntimeError(child.stderr[-3000:])
-        peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
         ours = json.loads(child.stdout.strip().splitlines()[-1])
         summary = ours["summary"]
         steps = summary["steps"]
@@ -261,24 +270,66 @@ def main() -> None:
         near_seconds = steps["step_seconds"][near_step]
         quality = near_duplicate_quality(tmp / "store.duckdb", summary["curation_run_id"], texts, truth, kinds)
         contaminated = steps["decontaminated"]["prompts_dropped"]
-        print(f"ours: curate stage {ours['seconds']:.1f} s (near-dup step {near_seconds:.1f} s), peak RSS {peak_gb:.2f} GB; "
-              f"pairs in {summary['count_in']} out {summary['count_out']}", flush=True)
+        publish = publish_seconds(tmp / "store.duckdb")
+        store_gb = (tmp / "store.duckdb").stat().st_size / 1e9
+        print(f"ours: curate stage {ours['seconds']:.1f} s (near-dup step {near_seconds:.1f} s), peak RSS "
+              f"{ours['peak_rss_gb']:.2f} GB; pairs in {summary['count_in']} out {summary['count_out']}", flush=True)
         print("  step seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in steps["step_seconds"].items()), flush=True)
         print("  phase seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in steps.get("phase_seconds", {}).items()),
               flush=True)
         print(f"  near-duplicates: precision {quality['precision']:.4f} recall {quality['recall']:.4f} "
               f"({quality['predicted_pairs']} predicted / {quality['true_pairs']} true same-cluster pairs); "
               f"contaminated prompts dropped {contaminated} of {sum(k == 'contaminated' for k in kinds)}", flush=True)
-        figures = (f"seconds={ours['seconds']:.1f} near_dup_seconds={near_seconds:.2f} peak_rss_gb={peak_gb:.2f} "
-                   f"precision={quality['precision']:.4f} recall={quality['recall']:.4f} "
-                   f"contaminated_dropped={contaminated} pairs={summary['count_in']} prompts={len(texts)}")
-        if args.no_baseline:
-            print(f"RESULT ratio=nan {figures} {hardware_fields()}")
-            return
-        baseline = run_baseline([t for t, k in zip(texts, kinds) if k != "contaminated"], tmp, 0.7, 128, 5)
-        print(f"datasketch MinHashLSH (distilabel's MinHashDedup loop): {baseline['seconds']:.1f} s, "
-              f"{len(baseline['duplicates'])} flagged", flush=True)
-    print(f"RESULT ratio={baseline['seconds'] / near_seconds:.2f} {figures} baseline_near_dup_seconds={baseline['seconds']:.1f} "
+        print(f"  read snapshot: one publish of the {store_gb:.2f} GB store {publish:.1f} s, so while a stage "
+              f"writes it is at most {max(5.0, 10 * publish) + publish:.0f} s old", flush=True)
+        result = {"pairs": summary["count_in"], "prompts": len(texts), "seconds": ours["seconds"],
+                  "peak_rss_gb": ours["peak_rss_gb"], "near_seconds": near_seconds, "quality": quality,
+                  "contaminated_dropped": contaminated, "publish_seconds": publish, "store_gb": store_gb,
+                  "phase_seconds": steps.get("phase_seconds", {})}
+        if with_baseline:
+            baseline = run_baseline([t for t, k in zip(texts, kinds) if k != "contaminated"], tmp, 0.7, 128, 5)
+            print(f"datasketch MinHashLSH (distilabel's MinHashDedup loop): {baseline['seconds']:.1f} s, "
+                  f"{len(baseline['duplicates'])} flagged", flush=True)
+            result["baseline_near_seconds"] = baseline["seconds"]
+        return result
+
+
+def cost_exponent(sizes: list[int], seconds: list[float]) -> float:
+    """The slope of log(seconds) on log(pairs): 1.0 is linear."""
+    return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
+
+
+def main() -> None:
+    from hardware import hardware_fields  # bench/hardware.py: the machine, for the RESULT line
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prompts", type=int, nargs="+", default=[250_000],
+                        help="one size or several (e.g. 25000 250000 750000 2500000: 0.1M to 10M pairs)")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--baseline-up-to", type=int, default=250_000,
+                        help="prompts; the datasketch baseline runs at sizes up to this (it is slow)")
+    parser.add_argument("--curate", nargs=3, metavar=("STORE", "WORKDIR", "BENCHMARK"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.curate:  # the child process
+        print(json.dumps(run_curation(*map(Path, args.curate)), default=str))
+        return
+
+    results = [measure(n, not args.no_baseline and n <= args.baseline_up_to) for n in args.prompts]
+    largest = results[-1]
+    from_1m = [r for r in results if r["pairs"] >= 1_000_000]
+    exponent = cost_exponent([r["pairs"] for r in from_1m], [r["seconds"] for r in from_1m]) \
+        if len(from_1m) >= 2 else float("nan")
+    with_baseline = [r for r in results if "baseline_near_seconds" in r]
+    ratio = with_baseline[-1]["baseline_near_seconds"] / with_baseline[-1]["near_seconds"] if with_baseline else float("nan")
+    print(json.dumps(results, indent=1, default=str))
+
+    def per_size(key: str, digits: int) -> str:
+        return ",".join(f"{r[key]:.{digits}f}" for r in results)
+
+    print(f"RESULT ratio={ratio:.2f} pairs={','.join(str(r['pairs']) for r in results)} "
+          f"seconds={per_size('seconds', 1)} peak_rss_gb={per_size('peak_rss_gb', 2)} "
+          f"cost_exponent_from_1m={exponent:.2f} snapshot_publish_s={per_size('publish_seconds', 1)} "
+          f"precision={largest['quality']['precision']:.4f} recall={largest['quality']['recall']:.4f} "
           f"{hardware_fields()}")
 
 
