@@ -45,6 +45,7 @@ def test_an_import_in_batches_of_three_rows_stores_and_reports_what_one_batch_do
     results = []
     for batch_rows in (10**6, 3):
         monkeypatch.setattr(preference_pairs, "BATCH_ROWS", batch_rows)
+        monkeypatch.setattr(preference_pairs, "HELD_ROWS", min(batch_rows, 10))  # the store let go after row 10
         with Store(tmp_path / f"store-{batch_rows}.duckdb") as store:
             report = import_preference_pairs(store, path, into_pool=True, max_reject_share=1.0)
             results.append((stored(store), report.count_in, report.count_out, report.details))
@@ -123,15 +124,17 @@ def test_reading_a_file_four_times_as_long_takes_no_more_memory(tmp_path, monkey
     small, large = _write(fmt, tmp_path / "small", _rows(1500)), _write(fmt, tmp_path / "large", _rows(6000))
     monkeypatch.setattr(sources, "_TABLE_BATCH", 256)  # the batch, not the file, bounds a Parquet read
     peaks = [_peak_bytes(read_all(small)), _peak_bytes(read_all(large))]
-    assert peaks[1] < 1.5 * peaks[0], peaks
+    # a whole-file read peaks at least 5 MB higher for the large file (7 MB of rows against 1.8)
+    assert peaks[1] - peaks[0] < 1_000_000, peaks
 
 
 def test_importing_a_file_four_times_as_long_takes_no_more_memory(tmp_path, monkeypatch):
     monkeypatch.setattr(preference_pairs, "BATCH_ROWS", 500)
+    monkeypatch.setattr(preference_pairs, "HELD_ROWS", 500)
     peaks = []
     for name, n in (("small", 1500), ("large", 6000)):
         path = _write("jsonl", tmp_path / name, _rows(n))
         with Store(tmp_path / f"{name}.duckdb") as store:
             peaks.append(_peak_bytes(lambda: import_preference_pairs(store, path)))
             assert store.count("reference_labels") == n
-    assert peaks[1] < 1.5 * peaks[0], peaks
+    assert peaks[1] - peaks[0] < 2_000_000, peaks  # holding every row would add ~10 MB

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -186,6 +187,9 @@ def imported_candidate_row(prompt_key: str, answer: str, source: str, params: di
 # Source rows read before they are committed: the import holds one batch in memory whatever the
 # file's size, and the store only while it commits one (other flows write in between).
 BATCH_ROWS = 50_000
+# A file of fewer rows is read and committed holding the store (well under a second): letting it go
+# and taking it back for each commit would cost a small import more than its rows do.
+HELD_ROWS = 5_000
 
 
 class _Batch:
@@ -214,7 +218,7 @@ def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split:
                             into_pool: bool = False, max_reject_share: float = 0.5) -> StageReport:
     """Import a preference dataset as labelled pairs. Its prompts are not ones generation answers
     (they measure judges and reward models) unless `into_pool`. The file streams through in batches
-    of BATCH_ROWS, a commit each with the store let go between them: a cut-off import is completed
+    of BATCH_ROWS, a commit each with the store let go between them past HELD_ROWS: a cut-off import is completed
     by running it again (every id is a content hash). Fails (StageFailed, after storing what it
     read) as outcome.check_intake says: none kept, or more than max_reject_share rejected."""
     fmt = detect_format(source) if fmt == "auto" else fmt
@@ -228,7 +232,7 @@ def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split:
         totals.tally.add(row)
         totals.rejected += 1
 
-    with store.released():
+    with ExitStack() as letting_go:
         for item in rows:
             report.count_in += 1
             batch.rows += 1
@@ -237,6 +241,8 @@ def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split:
                 stop = item if item.stops else stop
             else:
                 _take_row(batch, totals, item, source, into_pool, reject)
+            if report.count_in == HELD_ROWS:  # a long file: let the store go until each commit
+                letting_go.enter_context(store.released())
             if batch.rows >= BATCH_ROWS:
                 _commit(store, batch, totals, source, into_pool, reject)
                 batch = _Batch()

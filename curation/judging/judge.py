@@ -125,19 +125,21 @@ def _judge_in_pages(store: Store, panel: list[PanelJudge], constitution: Constit
     with SnapshotReader(store.path, store.memory_limit) as snapshot, Progress("judge", 0) as progress, \
             closing(pair_pages(snapshot, config.max_imported_pairs, config.page_pairs)) as pages:
         try:
-            for number, pairs in enumerate(pages, start=1):
-                planned, todo = run.plan(pairs)
-                report.count_in += len(pairs)
-                report.details["calls_planned"] += len(planned)
-                report.details["calls_cached"] += len(planned) - len(todo)
-                progress.add_total(len(todo))
-                if todo and not probed:  # the first calls of an `auto` judge tell whether JSON is enforced
-                    todo, answered = run.probe_output_formats(pairs, todo)
-                    progress.update(answered)
-                    probed = True
-                with store.released():
+            # let go for the whole run: the store is taken only to commit answers and to look a
+            # page's calls up, so planning a page never holds it and no page waits to take it back
+            with store.released():
+                for number, pairs in enumerate(pages, start=1):
+                    planned, todo = run.plan(pairs)
+                    report.count_in += len(pairs)
+                    report.details["calls_planned"] += len(planned)
+                    report.details["calls_cached"] += len(planned) - len(todo)
+                    progress.add_total(len(todo))
+                    if todo and not probed:  # the first calls of an `auto` judge tell whether JSON is enforced
+                        todo, answered = run.probe_output_formats(pairs, todo)
+                        progress.update(answered)
+                        probed = True
                     run.ask_in_tasks(todo, run_batch, progress, prefix=f"page-{number}-")
-            run.forget_unplanned()
+                run.forget_unplanned()
         finally:
             run.close()
     if report.count_in == 0:  # every pair an imported one beyond judge.max_imported_pairs' sample

@@ -84,8 +84,14 @@ class JudgeRun:
                         for call in plan_score_calls(targets, self.constitution, judge, self.config)]
         if self._left_by_a_stopped_run:
             self._replay(planned)
-        answered = answered_among(self.store, [call.key for call in planned])
+        answered = self._answered([call.key for call in planned])
         return planned, [call for call in planned if call.key not in answered]
+
+    def _answered(self, keys: list[str]) -> set[str]:
+        if not self.store.is_released:
+            return answered_among(self.store, keys)
+        with self.store.transaction():  # let go between commits (judging in pages): taken for the lookup only
+            return answered_among(self.store, keys)
 
     def probe_output_formats(self, pairs: list[tuple], todo: list[Call]) -> tuple[list[Call], int]:
         """An endpoint asked for json_schema by `auto` may refuse it (HTTP 400), or accept it without
