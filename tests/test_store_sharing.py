@@ -219,3 +219,30 @@ def test_publishing_the_snapshot_keeps_the_store_locked_against_other_writers(tm
         with pytest.raises(AssertionError, match="lock"):
             _another_process_writes(path, "while held")
     _another_process_writes(path, "after close")  # closing lets go of the file for real
+
+
+@pytest.mark.parametrize("kernel_copies", ["all", "part, then refuses", "nothing"])
+def test_the_snapshot_is_the_store_byte_for_byte_however_much_the_kernel_copies(tmp_path, monkeypatch,
+                                                                                 kernel_copies):
+    """Published with copy_file_range where the kernel can, by reading and writing where it cannot,
+    from where the kernel stopped (an old kernel, another file system)."""
+    import os
+
+    real = os.copy_file_range
+    calls = []
+
+    def copy_file_range(source, target, count, offset_source, offset_target):
+        calls.append(offset_source)
+        if kernel_copies == "nothing" or (kernel_copies != "all" and offset_source > 0):  # every publish stops part way
+            raise OSError(38, "Function not implemented")
+        return real(source, target, count if kernel_copies == "all" else min(count, 12_345), offset_source,
+                    offset_target)
+
+    monkeypatch.setattr(os, "copy_file_range", copy_file_range)
+    with Store(tmp_path / "store.duckdb", snapshot_every_s=5.0) as store:
+        add_judgeable_pairs(store, 30)
+        assert store.publish_snapshot(force=True)
+        copied = (tmp_path / "store.duckdb.snapshot").read_bytes()
+        assert copied == (tmp_path / "store.duckdb").read_bytes() and calls
+    with duckdb.connect(str(tmp_path / "store.duckdb.snapshot"), read_only=True) as snapshot:
+        assert snapshot.execute("SELECT count(*) FROM pairs").fetchone()[0] == 30
