@@ -244,11 +244,11 @@ def import_preference_pairs(store: Store, source: str, fmt: str = "auto", split:
             if report.count_in == HELD_ROWS:  # a long file: let the store go until each commit
                 letting_go.enter_context(store.released())
             if batch.rows >= BATCH_ROWS:
-                _commit(store, batch, totals, source, into_pool, reject)
+                _commit(store, batch, totals, into_pool, reject)
                 batch = _Batch()
         if report.count_in == 0:
             raise IngestError(f"{source}: no rows")
-        _commit(store, batch, totals, source, into_pool, reject)
+        _commit(store, batch, totals, into_pool, reject)
 
     report.count_out = totals.kept
     report.details.update(shapes=totals.shapes, rejected=totals.rejected, duplicates_in_source=totals.duplicates,
@@ -289,15 +289,15 @@ def _take_row(batch: _Batch, totals: _Totals, item: SourceRow, source: str, into
     totals.shapes[parsed.shape] = totals.shapes.get(parsed.shape, 0) + 1
 
 
-def _commit(store: Store, batch: _Batch, totals: _Totals, source: str, into_pool: bool, reject) -> None:
+def _commit(store: Store, batch: _Batch, totals: _Totals, into_pool: bool, reject) -> None:
     with store.transaction():
         _settle_repeats(store, batch, totals, reject)
         totals.kept += len(batch.labels)
         for table, rows in (("prompts", batch.prompts), ("candidates", batch.candidates), ("pairs", batch.pairs),
                             ("reference_labels", batch.labels)):
             totals.new[table] += store.insert_new(table, store.arrow_rows(table, list(rows.values())))
-            if table == "prompts" and into_pool:
-                put_in_pool(store, list(batch.prompts))
+        if into_pool:
+            put_in_pool(store, list(batch.prompts))
         totals.new["rejects"] += store.add_rejects(STAGE, batch.rejects)
 
 

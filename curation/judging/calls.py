@@ -120,18 +120,18 @@ def answered_among(store: Store, keys: list[str]) -> set[str]:
     store.con.register("_call_keys", pa.table({"key": pa.array(keys, pa.string())}))
     try:
         return {row[0] for row in store.con.execute(
-            "SELECT judgment_id FROM judgments WHERE judgment_id IN (SELECT key FROM _call_keys) "
-            "AND coalesce(invalid_reason, '') NOT LIKE $failed UNION ALL "
-            "SELECT call_id FROM score_calls WHERE call_id IN (SELECT key FROM _call_keys) "
-            "AND coalesce(invalid_reason, '') NOT LIKE $failed", {"failed": f"{CALL_FAILED}%"}).fetchall()}
+            f"SELECT key FROM ({_ANSWERED}) WHERE key IN (SELECT key FROM _call_keys)",
+            {"failed": f"{CALL_FAILED}%"}).fetchall()}
     finally:
         store.con.unregister("_call_keys")
 
 
+# Calls with a stored answer (valid or unreadable), pairwise or rating and ranking; transport
+# failures (CALL_FAILED) are asked again.
+_ANSWERED = ("SELECT judgment_id AS key FROM judgments WHERE coalesce(invalid_reason, '') NOT LIKE $failed "
+             "UNION ALL SELECT call_id FROM score_calls WHERE coalesce(invalid_reason, '') NOT LIKE $failed")
+
+
 def answered_ids(store: Store) -> set[str]:
-    """Calls with a stored answer (valid or unreadable), pairwise or rating and ranking; transport
-    failures are asked again."""
-    return {row[0] for row in store.con.execute(
-        "SELECT judgment_id FROM judgments WHERE coalesce(invalid_reason, '') NOT LIKE $failed "
-        "UNION ALL SELECT call_id FROM score_calls WHERE coalesce(invalid_reason, '') NOT LIKE $failed",
-        {"failed": f"{CALL_FAILED}%"}).fetchall()}
+    """Every call with a stored answer (_ANSWERED)."""
+    return {row[0] for row in store.con.execute(_ANSWERED, {"failed": f"{CALL_FAILED}%"}).fetchall()}
