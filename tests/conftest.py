@@ -128,6 +128,25 @@ def shared_prefect_server(tmp_path_factory):
         EventsWorker.drain_all(timeout=30)
 
 
+@pytest.fixture(autouse=True)
+def prefect_services_start_afresh_for_each_test():
+    """Prefect's events and API-log workers are per-process singletons that keep the API they first
+    reached: one left by a test on another server (the session server, a temporary one) would send
+    the next test's task-run events there, and that test's server would record no task runs. Which
+    test runs after which depends on how the files are spread over the test workers."""
+    yield
+    import sys
+
+    if "prefect.events.worker" in sys.modules:
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all(timeout=10)
+    if "prefect.logging.handlers" in sys.modules:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """An ephemeral Prefect API for tests that run real flows (starts once, ~10 s)."""
