@@ -31,6 +31,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -165,10 +166,41 @@ def run_curation(store: Path, workdir: Path, benchmark: Path) -> dict:
 
     config = config_from_dict({"workdir": str(workdir), "store": {"path": str(store)}, "curate": {
         "decontamination": {"benchmarks": [{"name": "bench", "path": str(benchmark), "text_column": "question"}]}}})
+    samples, stop = [], threading.Event()
+    sampler = threading.Thread(target=_sample_rss, args=(samples, stop), daemon=True)
     started = time.perf_counter()
+    sampler.start()
     summary = curate_stage(config)
+    stop.set()
+    sampler.join()
     return {"seconds": time.perf_counter() - started, "summary": summary,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2}
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
+            "peak_rss_gb_by_phase": _peak_by_phase(samples, started, summary["steps"])}
+
+
+def _sample_rss(samples: list, stop: threading.Event, every_s: float = 0.25) -> None:
+    import psutil
+
+    process = psutil.Process()
+    while not stop.wait(every_s):
+        samples.append((time.perf_counter(), process.memory_info().rss / 1024 ** 3))
+
+
+def _peak_by_phase(samples: list, started: float, steps: dict) -> dict:
+    """The highest sampled RSS in each phase, the phases laid end to end in the order the stage runs
+    them (pipeline.curate_stage: prepare, the funnel's input and steps, selection, store, export)."""
+    phases, seconds = steps.get("phase_seconds", {}), steps.get("step_seconds", {})
+    order = [("prepare", phases.get("prepare", 0)), ("input", phases.get("input", 0)),
+             *[(name.split(">=")[0].split(":")[0], s) for name, s in seconds.items()],
+             ("selection", phases.get("selection", 0)), ("store", phases.get("store", 0)),
+             ("export", phases.get("export", 0))]
+    peaks, end = {}, started
+    for name, length in order:
+        begin, end = end, end + length
+        inside = [rss for at, rss in samples if begin <= at < end]
+        if inside:
+            peaks[name] = round(max(inside), 2)
+    return peaks
 
 
 def publish_seconds(store: Path) -> float:
@@ -277,6 +309,8 @@ def measure(n_prompts: int, with_baseline: bool) -> dict:
         print("  step seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in steps["step_seconds"].items()), flush=True)
         print("  phase seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in steps.get("phase_seconds", {}).items()),
               flush=True)
+        print("  peak RSS GB by phase: " + ", ".join(f"{k} {v:.2f}" for k, v in ours["peak_rss_gb_by_phase"].items()),
+              flush=True)
         print(f"  near-duplicates: precision {quality['precision']:.4f} recall {quality['recall']:.4f} "
               f"({quality['predicted_pairs']} predicted / {quality['true_pairs']} true same-cluster pairs); "
               f"contaminated prompts dropped {contaminated} of {sum(k == 'contaminated' for k in kinds)}", flush=True)
@@ -285,7 +319,7 @@ def measure(n_prompts: int, with_baseline: bool) -> dict:
         result = {"pairs": summary["count_in"], "prompts": len(texts), "seconds": ours["seconds"],
                   "peak_rss_gb": ours["peak_rss_gb"], "near_seconds": near_seconds, "quality": quality,
                   "contaminated_dropped": contaminated, "publish_seconds": publish, "store_gb": store_gb,
-                  "phase_seconds": steps.get("phase_seconds", {})}
+                  "phase_seconds": steps.get("phase_seconds", {}), "peak_rss_gb_by_phase": ours["peak_rss_gb_by_phase"]}
         if with_baseline:
             baseline = run_baseline([t for t, k in zip(texts, kinds) if k != "contaminated"], tmp, 0.7, 128, 5)
             print(f"datasketch MinHashLSH (distilabel's MinHashDedup loop): {baseline['seconds']:.1f} s, "

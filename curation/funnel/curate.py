@@ -136,7 +136,7 @@ def _run_filters(store: StoreReader, config: CurateConfig, first_order: int, fil
 
 
 _WORK_TABLES = ("_curation_step", "_curation_prev", "_curation_prompt_texts", "_curation_selected", "_curation_samples",
-                "_curation_prompt_drops", "_curation_clusters", "_curation_reps", "_curation_exact", "_curation_near", "_curation_prompt_ngrams",
+                "_curation_prompt_drops", "_curation_clusters", "_curation_reps", "_curation_exact", "_curation_near", "_curation_near_texts", "_curation_prompt_ngrams",
                 "_curation_contaminated", "_curation_suspects")
 
 
