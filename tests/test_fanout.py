@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -84,10 +85,12 @@ def test_a_worker_killed_mid_run_costs_its_chunk_only(tmp_path, cluster, prefect
         summary = judge_flow(config)
         killer.join(timeout=5)
         asked = [call_key(body) for body in server.requests]
-    assert killed.is_set() and len(asked) < 120 + 8 + 1
-    assert summary["valid"] == 120 and len(stored(config.store.path)) == 120
-    repeated = len(asked) - len(set(asked))
-    assert repeated <= 8  # the killed worker's chunk, at most: what had returned was not asked again
+    assert killed.is_set() and summary["valid"] == 120 and len(stored(config.store.path)) == 120
+    # Asked again: only chunks whose answers had not reached the flow. That is the killed worker's
+    # running chunk, and any chunk it had finished whose answers the flow had not fetched yet (Dask
+    # runs again a result lost with its worker): at most the chunks in flight (4 x 8), each once.
+    # (With the flow slowed by a test beside it, 16 calls, two chunks, came back once.)
+    assert len(asked) - len(set(asked)) <= 4 * 8 and max(Counter(asked).values()) <= 2
 
 
 def test_a_worker_without_the_key_fails_the_stage_with_one_clear_line(tmp_path, cluster, prefect_harness,
