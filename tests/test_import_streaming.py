@@ -1,7 +1,8 @@
-"""import-pairs streams: a file of any size goes through in batches, each a commit, with what one
-batch holds in memory; the result is the same as reading it in one go."""
+"""import-pairs and import-ratings stream: a file of any size goes through in batches, each a commit,
+with what one batch holds in memory; the result is the same as reading it in one go."""
 
 import csv
+import json
 import random
 import tracemalloc
 
@@ -12,6 +13,8 @@ import pytest
 from prefcurate.core.store import Store
 from prefcurate.curation.intake import preference_pairs
 from prefcurate.curation.intake.preference_pairs import import_preference_pairs
+from prefcurate.curation.intake import rated_completions
+from prefcurate.curation.intake.rated_completions import import_rated_completions
 from prefcurate.curation.intake import sources
 from prefcurate.curation.intake.sources import read_source
 from tests.support.inputs import write_jsonl
@@ -96,6 +99,9 @@ def _rows(n: int) -> list[dict]:
 def _write(fmt: str, path, rows: list[dict]) -> str:
     if fmt == "jsonl":
         return str(write_jsonl(path.with_suffix(".jsonl"), rows))
+    if fmt == "json":  # one array, pretty-printed
+        path.with_suffix(".json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        return str(path.with_suffix(".json"))
     if fmt == "csv":
         with open(path.with_suffix(".csv"), "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -115,11 +121,11 @@ def _peak_bytes(work) -> int:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "parquet"])
 def test_reading_a_file_four_times_as_long_takes_no_more_memory(tmp_path, monkeypatch, fmt):
     """The readers hand rows out as they read them (a whole-file read peaks four times as high)."""
     def read_all(path: str):
-        return lambda: sum(1 for _ in read_source(path, fmt, "train")[1])
+        return lambda: sum(1 for _ in read_source(path, "jsonl" if fmt == "json" else fmt, "train")[1])
 
     small, large = _write(fmt, tmp_path / "small", _rows(1500)), _write(fmt, tmp_path / "large", _rows(6000))
     monkeypatch.setattr(sources, "_TABLE_BATCH", 256)  # the batch, not the file, bounds a Parquet read
@@ -137,4 +143,77 @@ def test_importing_a_file_four_times_as_long_takes_no_more_memory(tmp_path, monk
         with Store(tmp_path / f"{name}.duckdb") as store:
             peaks.append(_peak_bytes(lambda: import_preference_pairs(store, path)))
             assert store.count("reference_labels") == n
+    assert peaks[1] - peaks[0] < 2_000_000, peaks  # holding every row would add ~10 MB
+
+
+# -- import-ratings -------------------------------------------------------------------------------------
+
+def rated_rows(seed: int, n: int = 60) -> list[dict]:
+    """Flat rated rows over few prompts and answers: whole rows repeat (duplicates in the source),
+    prompts and answers repeat across rows, and some rows are bad (one completion, off the scale)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        completions = [{"text": f"Answer {rng.randrange(3)}.", "rating": rng.choice([1, 5, 9])}
+                       for _ in range(rng.choice([1, 2, 2, 2]))]
+        rows.append({"prompt": f"Question {rng.randrange(3)}?", "completions": completions})
+    return rows
+
+
+def stored_scores(store: Store) -> dict:
+    return {
+        "scores": store.con.execute("SELECT score_id, call_id, candidate_id, aspect, score FROM candidate_scores "
+                                    "ORDER BY ALL").fetchall(),
+        "rejects": store.con.execute("SELECT source_row, field, reason FROM rejects ORDER BY ALL").fetchall(),
+        "prompts": store.con.execute("SELECT prompt_id, source_row, in_pool FROM prompts ORDER BY ALL").fetchall(),
+        "candidates": store.con.execute("SELECT candidate_id FROM candidates ORDER BY ALL").fetchall()}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_import_ratings_in_batches_of_three_rows_stores_and_reports_what_one_batch_does(tmp_path, monkeypatch, seed):
+    path = str(write_jsonl(tmp_path / "rated.jsonl", rated_rows(seed)))
+    results = []
+    for batch_rows in (10**6, 3):
+        monkeypatch.setattr(rated_completions, "BATCH_ROWS", batch_rows)
+        monkeypatch.setattr(rated_completions, "HELD_ROWS", min(batch_rows, 10))  # the store let go after row 10
+        with Store(tmp_path / f"store-{batch_rows}.duckdb") as store:
+            report = import_rated_completions(store, path, into_pool=True, max_reject_share=1.0)
+            results.append((stored_scores(store), report.count_in, report.count_out, report.details))
+    (one, *_), (batched, *_) = results
+    assert one == batched and results[0][1:] == results[1][1:]
+    details = results[0][3]
+    assert details["duplicates_in_source"] > 0 and details["rejected"] > 0  # the rows above make both
+    assert results[0][2] + details["duplicates_in_source"] + details["rejected"] == 60
+    assert (details["prompts"], details["candidates"], details["scores"]) == \
+        (len(one["prompts"]), len(one["candidates"]), len(one["scores"]))  # distinct over the file, not per batch
+
+
+def test_importing_ratings_again_keeps_every_count_and_adds_nothing(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(rated_completions, "BATCH_ROWS", 4)
+    path = str(write_jsonl(tmp_path / "rated.jsonl", rated_rows(3)))
+    first = import_rated_completions(store, path, max_reject_share=1.0)
+    before = stored_scores(store)
+    again = import_rated_completions(store, path, max_reject_share=1.0)
+    assert stored_scores(store) == before
+    assert {key: again.details[key] for key in ("prompts", "candidates", "scores", "duplicates_in_source", "rejected")} \
+        == {key: first.details[key] for key in ("prompts", "candidates", "scores", "duplicates_in_source", "rejected")}
+    assert again.count_out == first.count_out
+    assert again.details["new_scores"] == again.details["new_candidates"] == again.details["new_rejects"] == 0
+
+
+def _rated(n: int) -> list[dict]:
+    return [{"prompt": f"Question {i}: " + "why " * 100,
+             "completions": [{"text": f"Answer {i}.{k} " + "yes " * 150, "rating": k + 1} for k in range(3)]}
+            for i in range(n)]
+
+
+def test_importing_ratings_from_a_file_four_times_as_long_takes_no_more_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(rated_completions, "BATCH_ROWS", 300)
+    monkeypatch.setattr(rated_completions, "HELD_ROWS", 300)
+    peaks = []
+    for name, n in (("small", 900), ("large", 3600)):
+        path = _write("json", tmp_path / name, _rated(n))
+        with Store(tmp_path / f"{name}.duckdb") as store:
+            peaks.append(_peak_bytes(lambda: import_rated_completions(store, path)))
+            assert store.count("candidate_scores") == 3 * n
     assert peaks[1] - peaks[0] < 2_000_000, peaks  # holding every row would add ~10 MB

@@ -30,7 +30,8 @@ from prefcurate.core.stage_report import StageFailed
 from prefcurate.core.store import Store
 from prefcurate.curation.intake.preference_pairs import import_preference_pairs
 from prefcurate.curation.intake.prompts import ingest_prompts
-from prefcurate.curation.intake.sources import IngestError
+from prefcurate.curation.intake import sources
+from prefcurate.curation.intake.sources import IngestError, read_source
 
 # 2 x 40 examples take ~12 s on 2 cores (a fresh DuckDB store each). A longer search:
 # PREFCURATE_PROPERTY_EXAMPLES=1000 pytest tests/test_reader_properties.py
@@ -182,8 +183,8 @@ def pair_row(draw, fmt: str, index: int) -> Row:
 
 
 @st.composite
-def cases(draw, row_strategy, columns: list[str]) -> Case:
-    fmt = draw(st.sampled_from(["jsonl", "json", "csv", "parquet"]))
+def cases(draw, row_strategy, columns: list[str], formats=("jsonl", "json", "csv", "parquet")) -> Case:
+    fmt = draw(st.sampled_from(formats))
     rows = [draw(row_strategy(fmt, index)) for index in range(draw(st.integers(0, 10)))]
     gzipped = draw(st.booleans())
     cut = None
@@ -360,3 +361,48 @@ def test_ingest_keeps_exactly_the_good_rows_and_names_every_bad_one(case):
 @given(cases(pair_row, PAIR_COLUMNS))
 def test_import_pairs_keeps_exactly_the_good_rows_and_names_every_bad_one(case):
     check(case, run_import, stored_pairs)
+
+
+@PROPERTY_SETTINGS
+@given(cases(pair_row, PAIR_COLUMNS, formats=("json",)), st.integers(1, 40))
+def test_a_json_array_streamed_in_windows_of_a_few_characters_reads_as_in_one(case, window):
+    """The array is read as its text streams in: an element, a string, an escape, a multi-byte
+    character or a gzip break cut by the window's end reads exactly as when the file fits one."""
+    def read(path: Path, chunk: int) -> list[tuple]:
+        previous = sources._TEXT_CHUNK, sources._CHUNK  # plain bytes read, gzip bytes read
+        sources._TEXT_CHUNK = sources._CHUNK = chunk
+        try:
+            return [(r.row, r.values, r.error, r.field, r.raw, r.stops) for r in read_source(str(path), "jsonl", "")[1]]
+        finally:
+            sources._TEXT_CHUNK, sources._CHUNK = previous
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(case, Path(folder))
+        assert read(path, window) == read(path, 1 << 24)
+
+
+JSON_PIECES = [b'{"a": 1}', b'{"b": "x\\"y\\\\"}', b"{bad}", b'"s"', b'{"c": [1, {"d": "]}"}]}', b'{"e": "\xff\xfe"}',
+               b'{"f":', b"}", b"]", b"[", b",", b" ", b"\n", b"12", b'{"g": "\xc3\xa9\xe2\x82\xac"}', b"nul", b"12nul",
+               b"\r\n  ", b'{"h": 1e5}', b"\xef\xbb\xbf"]
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(st.sampled_from(JSON_PIECES), max_size=24), st.sampled_from([b"]", b"", b"] x", b"]\n\n", b"}"]),
+       st.booleans(), st.integers(1, 12))
+def test_where_an_arrays_structure_breaks_reads_the_same_in_any_window(pieces, tail, gzipped, window):
+    """Any mix of elements, bad ones and broken structure (a missing comma or bracket, text after
+    the array) over several lines: the rows, and the line and column a stop names, do not depend on
+    where the windows fall."""
+    data = b"[" + b"".join(pieces) + tail
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / ("rows.json.gz" if gzipped else "rows.json")
+        path.write_bytes(gzip.compress(data) if gzipped else data)
+        previous = sources._TEXT_CHUNK, sources._CHUNK
+        try:
+            results = []
+            for chunk in (window, 1 << 24):
+                sources._TEXT_CHUNK = sources._CHUNK = chunk
+                results.append([(r.row, r.values, r.error, r.raw, r.stops) for r in sources._read_json_array(path)])
+        finally:
+            sources._TEXT_CHUNK, sources._CHUNK = previous
+        assert results[0] == results[1]

@@ -23,14 +23,20 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
 
 from prefcurate.core.hashing import content_hash, prompt_id
 from prefcurate.core.stage_report import StageReport
 from prefcurate.core.store import Store
-from prefcurate.curation.intake.outcome import check_intake
-from prefcurate.curation.intake.preference_pairs import RowError, imported_candidate_row, imported_prompt_row
+from prefcurate.curation.intake.outcome import RejectTally, check_intake
+from prefcurate.curation.intake.preference_pairs import (HELD_ROWS, RowError, imported_candidate_row,
+                                                         imported_prompt_row)
 from prefcurate.curation.intake.prompts import put_in_pool
 from prefcurate.curation.intake.sources import (IngestError, SourceRow, detect_format, is_blank, raw_text,
                                                 read_source, row_reject, strip_invisible)
@@ -250,75 +256,170 @@ def parse_rated_row(values: dict, layout: str, scale: Scale) -> RatedRow:
 
 # -- the stage --------------------------------------------------------------------------------------
 
+# Rows read before they are committed. Fewer than import-pairs' batch: a rated row holds several
+# completions (UltraFeedback's four, ~8 KB of text), and a batch's texts are what the import holds.
+BATCH_ROWS = 10_000
+
+@dataclass
+class _Read:
+    """A source row read and parsed, waiting in the batch for its commit."""
+    source_row: int
+    row: RatedRow  # the texts and ratings only: the source row itself is not kept
+
+
+class _SeenInThisRead:
+    """Ids this import has met in earlier batches (rows, prompts, candidates), in a DuckDB of its
+    own that spills to disk past a small memory limit: a file of any size is read in bounded memory,
+    and its counts (distinct prompts, rows repeated in the file) stay exact."""
+
+    TABLES = ("rows", "prompts", "candidates")
+
+    def __init__(self) -> None:
+        self._spill = tempfile.TemporaryDirectory(prefix="prefcurate-import-")
+        self.con = duckdb.connect(config={"memory_limit": "256MB", "temp_directory": self._spill.name,
+                                          "preserve_insertion_order": False, "threads": 1})
+        for table in self.TABLES:
+            self.con.execute(f"CREATE TABLE {table} (id VARCHAR)")
+
+    def unseen_rows(self, call_ids: list[str]) -> set[str]:
+        """Those of call_ids no earlier batch had (the batch's own repeats are already one)."""
+        if not call_ids:
+            return set()
+        self.con.register("_batch_ids", pa.table({"id": pa.array(call_ids, pa.string())}))
+        try:
+            seen = {row[0] for row in self.con.execute(
+                "SELECT id FROM _batch_ids WHERE id IN (SELECT id FROM rows)").fetchall()}
+        finally:
+            self.con.unregister("_batch_ids")
+        return set(call_ids) - seen
+
+    def add(self, table: str, ids) -> None:
+        ids = pa.table({"id": pa.array(list(ids), pa.string())})
+        if ids.num_rows:
+            self.con.execute(f"INSERT INTO {table} SELECT id FROM ids")
+
+    def distinct(self, table: str) -> int:
+        return self.con.execute(f"SELECT count(DISTINCT id) FROM {table}").fetchone()[0]
+
+    def close(self) -> None:
+        self.con.close()
+        self._spill.cleanup()
+
+
+class _Totals:
+    def __init__(self) -> None:
+        self.kept = self.duplicates = self.unrated = self.scores = 0
+        self.layouts, self.aspects = Counter(), Counter()
+        self.new = {"prompts": 0, "candidates": 0, "candidate_scores": 0, "rejects": 0}
+        self.tally = RejectTally()
+
+
 def import_rated_completions(store: Store, source: str, layout: str = "auto", scale: Scale = Scale(1, 5),
                              split: str = "train", into_pool: bool = False,
                              max_reject_share: float = 0.5) -> StageReport:
     """Import a rated dataset as candidates and scores. Its prompts are not ones generation answers
-    unless `into_pool`. Importing it again adds nothing: every id is a content hash (the source row's
-    is the scores' call_id). Fails (StageFailed, after storing what it read) as outcome.check_intake
-    says: none kept, or more than max_reject_share rejected."""
+    unless `into_pool`. The file streams through in batches of BATCH_ROWS, a
+    commit each with the store let go between them past HELD_ROWS. Importing it again adds nothing:
+    every id is a content hash (the source row's is the scores' call_id). Fails (StageFailed, after
+    storing what it read) as outcome.check_intake says: none kept, or more than max_reject_share rejected."""
     if layout != "auto" and layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r}: expected auto or one of {', '.join(LAYOUTS)}")
     fmt = detect_format(source)
     _columns, rows = read_source(source, fmt, split)
     report = StageReport(STAGE, details={"source": source, "format": fmt, "layout": layout, "scale": str(scale)})
-    prompts, candidates, scores, rejects = {}, {}, {}, []
-    layouts, aspects = Counter(), Counter()
-    rows_seen: set[str] = set()
-    unrated = duplicates = 0
-    stop = None
+    totals, seen, stop = _Totals(), _SeenInThisRead(), None
+    batch: dict[str, _Read] = {}
+    rejects: list[dict] = []
 
     def reject(item: SourceRow, field: str | None, reason: str) -> None:
-        rejects.append(row_reject(source, item, field, reason))
+        row = row_reject(source, item, field, reason)
+        rejects.append(row)
+        totals.tally.add(row)
 
-    for item in rows:
-        report.count_in += 1
-        if item.values is None:
-            reject(item, item.field, item.error)
-            stop = item if item.stops else stop
+    try:
+        with ExitStack() as letting_go:
+            for item in rows:
+                report.count_in += 1
+                if item.values is None:
+                    reject(item, item.field, item.error)
+                    stop = item if item.stops else stop
+                else:
+                    try:
+                        parsed = parse_rated_row(item.values, layout, scale)
+                    except RowError as error:
+                        reject(item, error.field, str(error))
+                    else:
+                        call_id = content_hash("rated-row", item.values)
+                        if call_id in batch:
+                            totals.duplicates += 1
+                        else:
+                            batch[call_id] = _Read(item.row, parsed)
+                if report.count_in == HELD_ROWS:  # a long file: let the store go until each commit
+                    letting_go.enter_context(store.released())
+                if len(batch) + len(rejects) >= BATCH_ROWS:
+                    _commit(store, source, scale, into_pool, batch, rejects, totals, seen)
+                    batch, rejects = {}, []
+            if report.count_in == 0:
+                raise IngestError(f"{source}: no rows")
+            _commit(store, source, scale, into_pool, batch, rejects, totals, seen)
+        prompts, candidates = seen.distinct("prompts"), seen.distinct("candidates")
+    finally:
+        seen.close()
+
+    report.count_out = totals.kept
+    rejected = report.count_in - totals.kept - totals.duplicates
+    report.details.update(layouts=dict(totals.layouts), prompts=prompts, candidates=candidates,
+                          scores=totals.scores, aspects=dict(totals.aspects), unrated_skipped=totals.unrated,
+                          rejected=rejected, duplicates_in_source=totals.duplicates,
+                          **{f"new_{'scores' if table == 'candidate_scores' else table}": count
+                             for table, count in totals.new.items()}, next=NEXT_STEP)
+    check_intake(STAGE, source, report.count_in, totals.kept + totals.duplicates, totals.tally, stop,
+                 max_reject_share)
+    return report.finish()
+
+
+def _commit(store: Store, source: str, scale: Scale, into_pool: bool, batch: dict[str, _Read], rejects: list[dict],
+            totals: _Totals, seen: _SeenInThisRead) -> None:
+    """The batch's rows that no earlier batch had, as prompts, candidates and scores, in one commit."""
+    new_rows = seen.unseen_rows(list(batch))
+    totals.duplicates += len(batch) - len(new_rows)
+    prompts, candidates, scores = {}, {}, []
+    for call_id, read in batch.items():
+        if call_id not in new_rows:
             continue
-        try:
-            parsed = parse_rated_row(item.values, layout, scale)
-        except RowError as error:
-            reject(item, error.field, str(error))
-            continue
-        call_id = content_hash("rated-row", item.values)  # the row's content: the same row twice is one
-        if call_id in rows_seen:
-            duplicates += 1
-            continue
-        rows_seen.add(call_id)
-        layouts[parsed.layout] += 1
-        unrated += parsed.unrated
+        parsed = read.row
+        totals.kept += 1
+        totals.layouts[parsed.layout] += 1
+        totals.unrated += parsed.unrated
         key = prompt_id(parsed.prompt)
-        prompts.setdefault(key, imported_prompt_row(key, parsed.prompt, source, item.row, into_pool))
+        prompts.setdefault(key, imported_prompt_row(key, parsed.prompt, source, read.source_row, into_pool))
         for index, completion in enumerate(parsed.completions):
             candidate = imported_candidate_row(key, completion.text, source,
                                                {"model": completion.model} if completion.model else None)
             candidates.setdefault(candidate["candidate_id"], candidate)
             for aspect, rating in completion.scores.items():
-                aspects[aspect] += 1
-                # the completion's place too: a row may hold the same text twice, each with its ratings
-                score_id = content_hash("candidate-score", call_id, source, candidate["candidate_id"], aspect, index)
-                scores[score_id] = {
-                    "score_id": score_id, "call_id": call_id, "prompt_id": key,
-                    "candidate_id": candidate["candidate_id"], "rater": source, "rater_kind": "import",
-                    "mode": "rating", "aspect": aspect, "score": rating,
-                    "stated_score": rating, "score_sd": None, "score_probs": None, "scale_min": scale.low,
-                    "scale_max": scale.high, "shown_position": None, "score_source": "stated"}
-
-    if report.count_in == 0:
-        raise IngestError(f"{source}: no rows")
+                totals.aspects[aspect] += 1
+                scores.append(_score_row(call_id, source, key, candidate["candidate_id"], aspect, index, rating, scale))
+    totals.scores += len(scores)
     with store.transaction():
-        new_prompts = store.insert_new("prompts", store.arrow_rows("prompts", list(prompts.values())))
+        totals.new["prompts"] += store.insert_new("prompts", store.arrow_rows("prompts", list(prompts.values())))
         if into_pool:
             put_in_pool(store, list(prompts))
-        new_candidates = store.insert_new("candidates", store.arrow_rows("candidates", list(candidates.values())))
-        new_scores = store.insert_new("candidate_scores", store.arrow_rows("candidate_scores", list(scores.values())))
-        new_rejects = store.add_rejects(STAGE, rejects)
-    report.count_out = len(rows_seen)
-    report.details.update(layouts=dict(layouts), prompts=len(prompts), candidates=len(candidates),
-                          scores=len(scores), aspects=dict(aspects), unrated_skipped=unrated, rejected=len(rejects),
-                          duplicates_in_source=duplicates, new_prompts=new_prompts, new_candidates=new_candidates,
-                          new_scores=new_scores, new_rejects=new_rejects, next=NEXT_STEP)
-    check_intake(STAGE, source, report.count_in, len(rows_seen) + duplicates, rejects, stop, max_reject_share)
-    return report.finish()
+        totals.new["candidates"] += store.insert_new("candidates",
+                                                     store.arrow_rows("candidates", list(candidates.values())))
+        totals.new["candidate_scores"] += store.insert_new("candidate_scores",
+                                                           store.arrow_rows("candidate_scores", scores))
+        totals.new["rejects"] += store.add_rejects(STAGE, rejects)
+    seen.add("rows", new_rows)
+    seen.add("prompts", prompts)
+    seen.add("candidates", candidates)
+
+
+def _score_row(call_id: str, source: str, prompt_key: str, candidate_id: str, aspect: str, index: int,
+               rating: float, scale: Scale) -> dict:
+    # the completion's place too: a row may hold the same text twice, each with its ratings
+    score_id = content_hash("candidate-score", call_id, source, candidate_id, aspect, index)
+    return {"score_id": score_id, "call_id": call_id, "prompt_id": prompt_key, "candidate_id": candidate_id,
+            "rater": source, "rater_kind": "import", "mode": "rating", "aspect": aspect, "score": rating,
+            "stated_score": rating, "score_sd": None, "score_probs": None, "scale_min": scale.low,
+            "scale_max": scale.high, "shown_position": None, "score_source": "stated"}

@@ -7,6 +7,7 @@ stage stores them and then fails."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -22,6 +23,8 @@ from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from prefcurate.curation.intake.json_array import array_elements
 
 
 class IngestError(ValueError):
@@ -343,111 +346,54 @@ def _read_jsonl(path: Path) -> Iterator[SourceRow]:
         yield SourceRow(number + 1, None, str(broken), stops=True)
 
 
+class _DecodedText:
+    """The file's text (gunzipped, decoded) in pieces, as it is read. Undecodable bytes stay
+    visible (surrogateescape), for the element that holds them to be rejected; when a .gz breaks
+    off, the pieces end where the good data ends and `broken` says why."""
+
+    def __init__(self, path: Path):
+        self.path, self.broken = path, None
+
+    def __iter__(self) -> Iterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8-sig")("surrogateescape")
+        try:
+            for chunk in _content(self.path):
+                yield decoder.decode(chunk)
+        except SourceBroken as broken:
+            self.broken = str(broken)
+        yield decoder.decode(b"", final=True)
+
+
+def _content(path: Path) -> Iterator[bytes]:
+    if _is_gzip(path):
+        yield from _gunzipped(path)
+        return
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_TEXT_CHUNK):
+            yield chunk
+
+
+_TEXT_CHUNK = 1 << 20
+
+
 def _read_json_array(path: Path) -> Iterator[SourceRow]:
-    """A .json file holding one array of objects (pretty-printed or not): row N is the N-th element.
-    Each element is parsed on its own, so one bad element is one reject."""
-    data, broken = _file_bytes(path)
-    text = data.decode("utf-8-sig", "surrogateescape")  # undecodable bytes are found per element
-    try:
-        records = None if _has_surrogates(text) else json.loads(text)
-    except (ValueError, RecursionError):
-        records = None  # some element is bad: find which, element by element
-    if records is not None and not isinstance(records, list):
-        raise IngestError(f"{path}: expected a JSON array of objects")
+    """A .json file holding one array of objects (pretty-printed or not): row N is the N-th element,
+    read as the file streams in (json_array.py). One bad element is one reject."""
+    text = _DecodedText(path)
     number = 0
-    if records is not None:
-        for number, record in enumerate(records, start=1):
-            yield _checked(number, record, lambda record=record: raw_text(record))
-    else:
-        for number, element, stop in _array_elements(text):
-            if stop is not None:
-                yield SourceRow(number, None, broken or stop, stops=True)
-                return
-            if _has_surrogates(element):
-                yield SourceRow(number, None, "not valid UTF-8", raw=printable(element[:500]))
-            else:
-                yield _parsed(number, element)
-    if broken is not None:  # the array looked whole, but the gzip data around it did not end well
-        yield SourceRow(number + 1, None, broken, stops=True)
-
-
-_STRUCTURE = re.compile(r'["\[\]{}]')
-_STRING_STOP = re.compile(r'["\\]')
-_OPENERS, _CLOSERS = re.compile(r"[\[{]+"), re.compile(r"[\]}]+")
-_SCALAR = re.compile(r'[^\s,\[\]{}"]+')
-_SPACE = re.compile(r"\s*")
-
-
-def _string_end(text: str, pos: int) -> int | None:
-    """Just past the closing quote of the string whose body starts at pos; None when the text ends first."""
-    while (found := _STRING_STOP.search(text, pos)) is not None:
-        if found.group() == '"':
-            return found.end()
-        pos = found.end() + 1  # a backslash escapes the next character
-    return None
-
-
-def _value_end(text: str, pos: int) -> int | None:
-    """Just past the JSON value starting at pos, found by matching brackets and quotes, not by
-    parsing (so any depth, and a broken value still has an end); None when the text ends first."""
-    depth = 0
-    while pos < len(text):
-        char = text[pos]
-        if char == '"':
-            pos = _string_end(text, pos + 1)
-            if pos is None:
-                return None
-        elif char in "[{":  # a run at once: a row nested 100,000 deep is one step, not 100,000
-            run = _OPENERS.match(text, pos).end() - pos
-            depth, pos = depth + run, pos + run
-        elif char in "]}":
-            if depth == 0:
-                return pos
-            run = min(_CLOSERS.match(text, pos).end() - pos, depth)
-            depth, pos = depth - run, pos + run
-        elif depth == 0:  # a number or literal: up to the next separator
-            scalar = _SCALAR.match(text, pos)
-            return scalar.end() if scalar else pos
-        if depth == 0:
-            return pos
-        found = _STRUCTURE.search(text, pos)
-        if found is None:
-            return None
-        pos = found.start()
-    return None
-
-
-def _array_elements(text: str) -> Iterator[tuple[int, str | None, str | None]]:
-    """(number, the element's text, None) for each element of the array in text, then, if its
-    structure breaks, (number, None, where and why): nothing after that point is read."""
-    def where(pos: int) -> str:
-        line = text.count("\n", 0, pos) + 1
-        return f"line {line}, column {pos - text.rfind(chr(10), 0, pos)}"
-
-    pos, number = _SPACE.match(text, text.index("[") + 1).end(), 0
-    while pos < len(text) and text[pos] != "]":
-        number += 1
-        end = _value_end(text, pos)
-        if end is None or end == len(text):  # at the very end, a value may be cut short ("12" of "123")
-            yield number, None, (f"the file ends at element {number} (from {where(pos)}), before the array's closing "
-                                 "']': an unclosed bracket or quote, or a cut-off file?")
+    for element in array_elements(iter(text)):
+        number = element.number
+        if element.stop is not None:
+            yield SourceRow(number, None, text.broken or element.stop, stops=True)
             return
-        if end == pos:
-            yield number, None, (f"not valid JSON at {where(pos)}: expected an element; "
-                                 "the rest of the file was not read")
-            return
-        yield number, text[pos:end], None
-        pos = _SPACE.match(text, end).end()
-        if pos < len(text) and text[pos] == ",":
-            pos = _SPACE.match(text, pos + 1).end()
-        elif pos >= len(text) or text[pos] != "]":
-            yield number + 1, None, (f"not valid JSON at {where(pos)}: expected ',' or ']' after element {number}; "
-                                     "the rest of the file was not read")
-            return
-    if pos >= len(text):
-        yield number + 1, None, "the file ends before the array's closing ']'"
-    elif text[pos + 1:].strip():
-        yield number + 1, None, f"text after the array's closing ']' at {where(pos)} was not read"
+        if element.text is None:
+            yield _checked(number, element.value, lambda value=element.value: raw_text(value))
+        elif _has_surrogates(element.text):
+            yield SourceRow(number, None, "not valid UTF-8", raw=printable(element.text[:500]))
+        else:
+            yield _parsed(number, element.text)
+    if text.broken is not None:  # the array looked whole, but the gzip data around it did not end well
+        yield SourceRow(number + 1, None, text.broken, stops=True)
 
 
 # -- CSV ---------------------------------------------------------------------------------------------
