@@ -272,8 +272,9 @@ class JudgeConfig(_Section):
     journal: bool = True
     # Calls per Prefect task: the unit of progress (and of retry) in the Prefect UI.
     calls_per_task: PositiveInt = 2000
-    # Pairs planned and asked at a time when there are more (online pairwise judges, no cascade or
-    # budget): memory holds one page of pairs, their texts and calls, however many the store has.
+    # Pairs (and, for rating and ranking judges, prompts to score) planned and asked at a time when
+    # there are more (online judges, no cascade or budget): memory holds one page of texts and
+    # calls, however many the store has.
     page_pairs: PositiveInt = 20000
     # Imported pairs already carry a label: the judges see a seeded sample of them, enough to measure
     # their agreement with it (judge_quality.gold_agreement) without paying for every pair. None: all.

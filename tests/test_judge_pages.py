@@ -3,9 +3,12 @@ snapshot, the store let go while calls are out): the same calls, answers and rep
 
 from prefcurate.core.store import Store
 from prefcurate.curation.judging.constitution import load_constitution
+from prefcurate.curation.judging.estimate import estimate_judging
 from prefcurate.curation.judging.judge import judge_pairs
 from prefcurate.curation.judging.panel import open_panel
+from tests.support.builders import add_candidates, add_prompt
 from tests.support.judging import add_judgeable_pairs, judge_config
+from tests.support.openai_server import Behaviour, OpenAICompatServer
 
 COUNTED = ("calls_planned", "calls_cached", "calls_made", "valid", "invalid", "position_consistent_pairs")
 
@@ -50,3 +53,53 @@ def test_a_store_without_a_read_snapshot_is_judged_in_one_go(tmp_path, openai_se
         labels = []
         report = judge(store, judge_config(openai_server, page_pairs=2), labels)
     assert report.details["calls_made"] == 12 and not any(label.startswith("page-") for label in labels)
+
+
+def scored(store: Store) -> set[tuple]:
+    return set(store.con.execute("SELECT call_id, prompt_id, mode, shown_order, valid FROM score_calls").fetchall())
+
+
+def test_rating_and_ranking_judges_page_through_the_prompts_as_one_go_does(tmp_path, openai_server):
+    """With a rating and a ranking judge beside a pairwise one, the candidates to score come a page
+    of prompts at a time, prompts without pairs included: the same calls, scores and counts."""
+    members = [{"name": "pairwise"}, {"name": "rater", "mode": "rating", "output_format": "json_schema"},
+               {"name": "ranker", "mode": "ranking", "output_format": "json_schema"}]
+    config = judge_config(openai_server, members=members)
+    results = []
+    for page_pairs in (10**6, 3):
+        with Store(tmp_path / f"store-{page_pairs}.duckdb", snapshot_every_s=5.0) as store:
+            add_judgeable_pairs(store, 7)
+            for index in range(4):  # generated candidates, not paired yet: scored all the same
+                prompt = add_prompt(store, f"Unpaired {index}?")
+                add_candidates(store, prompt, [f"One {index}.", f"Two, longer {index}.", f"Three {index}, longest."])
+            labels = []
+            paged_config = config.model_copy(update={"page_pairs": page_pairs})
+            estimate = estimate_judging(store, load_constitution(None), paged_config)
+            report = judge(store, paged_config, labels)
+            results.append((judged(store), scored(store), report, labels, estimate))
+    (judged_whole, scored_whole, whole, whole_labels, whole_estimate), (judged_paged, scored_paged, paged, labels,
+                                                                        paged_estimate) = results
+    assert judged_paged == judged_whole and scored_paged == scored_whole
+    assert len(scored_whole) == 7 * 2 + 4 * 3 + 11 * 2  # a rating call per candidate, two rankings per prompt
+    counted = (*COUNTED, "candidates_to_score")
+    assert {key: paged.details[key] for key in counted} == {key: whole.details[key] for key in counted}
+    assert whole.details["candidates_to_score"] == 7 * 2 + 4 * 3
+    assert paged_estimate == whole_estimate and whole_estimate["calls_to_make"] == whole.details["calls_planned"]
+    assert not any(label.startswith(("page-", "scores-")) for label in whole_labels)
+    assert {label.split("-")[0] + "-" + label.split("-")[1] for label in labels if label.startswith("scores-")} \
+        >= {"scores-1", "scores-2"}  # 11 prompts, pages of about 3
+
+
+def test_in_pages_each_auto_judge_probes_its_first_calls_for_response_format(tmp_path):
+    """The rating judge's first calls come pages after the pairwise judge's: each is probed then,
+    and each falls back to text on an endpoint that refuses response_format."""
+    members = [{"name": "pairwise"}, {"name": "rater", "mode": "rating"}]
+    with Store(tmp_path / "store.duckdb", snapshot_every_s=5.0) as store, \
+            OpenAICompatServer(Behaviour(supports_response_format=False)) as server:
+        add_judgeable_pairs(store, 6)
+        report = judge(store, judge_config(server, members=members, page_pairs=2), [])
+        asked_for_json = [body for body in server.requests if body.get("response_format")]
+    assert {name: judge["output_format"] for name, judge in report.details["judges"].items()} == \
+        {"pairwise": "text", "rater": "text"}
+    assert len(asked_for_json) == 2  # one refused probe per judge
+    assert report.details["valid"] == report.details["calls_made"] == 6 * 2 + 6 * 2  # 12 verdicts, 12 ratings

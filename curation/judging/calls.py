@@ -73,22 +73,30 @@ def plan_calls(pairs: list[tuple], constitution: Constitution, judge: PanelJudge
 
 
 _ALL_PAIRS = "SELECT pair_id, prompt, text_a, text_b FROM pair_texts ORDER BY pair_id"
-_PAIRS_WITH_IMPORTED_SAMPLED = """
-    WITH imported AS (  -- labelled by an imported pair, or by an imported dataset's ratings
+# labelled by an imported pair, or by an imported dataset's ratings: judged only in a seeded sample
+_IMPORTED_SAMPLED = """
+    WITH imported AS (
         SELECT pair_id FROM reference_labels
         UNION
         SELECT pair_id FROM score_votes WHERE rater_kind = 'import'
     )
-    SELECT pair_id, prompt, text_a, text_b FROM pair_texts
+    SELECT {columns} FROM {source}
     WHERE pair_id NOT IN (SELECT pair_id FROM imported)
-       OR pair_id IN (SELECT pair_id FROM imported ORDER BY md5('judged-imported:' || pair_id) LIMIT $n)
-    ORDER BY pair_id"""
+       OR pair_id IN (SELECT pair_id FROM imported ORDER BY md5('judged-imported:' || pair_id) LIMIT $n)"""
 
 
 def _pairs_query(max_imported: int | None) -> tuple[str, dict]:
     if max_imported is None:
         return _ALL_PAIRS, {}
-    return _PAIRS_WITH_IMPORTED_SAMPLED, {"n": max_imported}
+    return _IMPORTED_SAMPLED.format(columns="pair_id, prompt, text_a, text_b", source="pair_texts") \
+        + " ORDER BY pair_id", {"n": max_imported}
+
+
+def judged_pair_ids(max_imported: int | None) -> tuple[str, dict]:
+    """(SQL, parameters): the ids of the pairs pairs_to_judge gives, for a query to select from."""
+    if max_imported is None:
+        return "SELECT pair_id FROM pairs", {}
+    return _IMPORTED_SAMPLED.format(columns="pair_id", source="pairs"), {"n": max_imported}
 
 
 def pairs_to_judge(store: Store, max_imported: int | None = None) -> list[tuple]:

@@ -12,22 +12,22 @@ from prefcurate.core.config import JudgeConfig
 from prefcurate.core.store import Store
 from prefcurate.curation.judging.constitution import Constitution
 from prefcurate.curation.judging.pricing import price_of, token_calibration
-from prefcurate.curation.judging.calls import answered_among, pair_pages, plan_calls
+from prefcurate.curation.judging.calls import answered_among, judged_pair_ids, pair_pages, plan_calls
 from prefcurate.curation.judging.panel import PanelJudge, format_history, resolve_output_format
-from prefcurate.curation.judging.score_calls import plan_score_calls, score_targets
+from prefcurate.curation.judging.score_calls import plan_score_calls, score_target_pages
 
 DEFAULT_CHARS_PER_TOKEN = 4.0
 
 
 def estimate_judging(store: Store, constitution: Constitution, config: JudgeConfig) -> dict:
-    """Pairwise judges' calls are planned a page of pairs at a time and counted, so millions of
-    pairs estimate in the memory of one page; rating and ranking judges' calls once over all."""
+    """Calls are planned a page at a time and counted (pairwise judges' a page of pairs, rating and
+    ranking judges' a page of prompts), so millions of pairs estimate in the memory of one page."""
     panel = [PanelJudge(member, resolve_output_format(member, format_history(store, member)))
              for member in config.panel if member.kind == "llm"]  # verifiers cost nothing
     pairwise = [judge for judge in panel if judge.mode == "pairwise"]
     scorers = [judge for judge in panel if judge.mode in ("rating", "ranking")]
     counts = {judge.name: {"planned": 0, "to_make": 0, "characters": 0} for judge in panel}
-    pairs, pair_ids = 0, []
+    pairs = 0
 
     def count(calls: list) -> None:
         answered = answered_among(store, [call.key for call in calls])
@@ -40,12 +40,11 @@ def estimate_judging(store: Store, constitution: Constitution, config: JudgeConf
 
     for page in pair_pages(store, config.max_imported_pairs, config.page_pairs):
         pairs += len(page)
-        if scorers:
-            pair_ids += [pair[0] for pair in page]
         count([call for judge in pairwise for call in plan_calls(page, constitution, judge, config)])
     if scorers:
-        targets = score_targets(store, pair_ids)
-        count([call for judge in scorers for call in plan_score_calls(targets, constitution, judge, config)])
+        judged = judged_pair_ids(config.max_imported_pairs)
+        for targets in score_target_pages(store, judged, config.page_pairs):
+            count([call for judge in scorers for call in plan_score_calls(targets, constitution, judge, config)])
 
     per_judge = {}
     for judge in panel:

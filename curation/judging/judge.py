@@ -24,13 +24,15 @@ from prefcurate.core.progress import Progress
 from prefcurate.core.stage_report import StageFailed, StageReport
 from prefcurate.core.store import SnapshotReader, Store
 from prefcurate.curation.judging.budget import check_budget
-from prefcurate.curation.judging.calls import PlannedCall, answered_ids, pair_pages, pairs_to_judge, plan_calls
+from prefcurate.curation.judging.calls import (PlannedCall, answered_ids, judged_pair_ids, pair_pages, pairs_to_judge,
+                                               plan_calls)
 from prefcurate.curation.judging.cascade import clear_cascade, run_cascade
 from prefcurate.curation.judging.constitution import Constitution
 from prefcurate.curation.judging.panel import PanelJudge
 from prefcurate.curation.judging.prompt import TEMPLATE_VERSION
 from prefcurate.curation.judging.run import STAGE, JudgeRun
-from prefcurate.curation.judging.score_calls import ScoreCall, plan_score_calls, score_targets
+from prefcurate.curation.judging.score_calls import (ScoreCall, ScoreTarget, plan_score_calls, score_target_pages,
+                                                     score_targets)
 from prefcurate.curation.provider_batches import BatchCounts, ProviderBatches, batch_summary, waiting_in_batches
 from prefcurate.curation.upstream import why_empty
 from prefcurate.curation.verifiers.verify import verify_pairs
@@ -98,20 +100,23 @@ def judge_pairs(store: Store, panel: list[PanelJudge], constitution: Constitutio
 
 
 def _pages_pairs(store: Store, panel: list[PanelJudge], config: JudgeConfig) -> bool:
-    """Whether this run plans and asks a page of pairs at a time (_judge_in_pages): more pairs than
-    one page, online pairwise judges only, no cascade or budget (they plan over every call), and a
-    read snapshot to stream the pages from while the store is let go."""
+    """Whether this run plans and asks a page at a time (_judge_in_pages): more pairs (or, with
+    rating or ranking judges, candidates) than one page, online judges only (a provider batch is
+    submitted whole), no cascade or budget (they plan over every call), and a read snapshot to
+    stream the pages from while the store is let go."""
+    judges = [judge for judge in panel if not judge.is_verifier]
+    scored = any(judge.mode in ("rating", "ranking") for judge in judges)
     return (store.snapshot_every_s is not None and config.cascade is None and config.max_cost_usd is None
-            and all(judge.mode == "pairwise" and judge.config.backend.kind not in BATCH_KINDS
-                    for judge in panel if not judge.is_verifier)
-            and store.count("pairs") > config.page_pairs)
+            and all(judge.config.backend.kind not in BATCH_KINDS for judge in judges)
+            and max(store.count("pairs"), store.count("candidates") if scored else 0) > config.page_pairs)
 
 
 def _judge_in_pages(store: Store, panel: list[PanelJudge], constitution: Constitution, config: JudgeConfig,
                     run_batch: Callable[[str, Callable[[], None]], None]) -> StageReport:
     """Millions of pairs in the memory of one page: the pairs stream from the read snapshot (made as
     new as the store first), and each page's calls are planned, looked up among stored answers,
-    asked and dropped before the next page is read. Resuming works as in one go: a stopped run's
+    asked and dropped before the next page is read; then, for rating and ranking judges, the
+    candidates to score, a page of prompts at a time. Resuming works as in one go: a stopped run's
     journal entries are replayed as the pages that planned their calls come."""
     run = JudgeRun(store, panel, constitution, config)
     report = _new_report(panel, constitution, config, count_in=0)
@@ -121,29 +126,38 @@ def _judge_in_pages(store: Store, panel: list[PanelJudge], constitution: Constit
         report.details["verifiers"] = _run_verifiers(store, verifiers)
     clear_cascade(store)  # as in one go: a cascade's old decisions must not choose labels any more
     store.snapshot_up_to_date()
-    probed = False
+    probed: set[str] = set()  # judges whose first calls have been asked (probe_output_formats)
     with SnapshotReader(store.path, store.memory_limit) as snapshot, Progress("judge", 0) as progress, \
             closing(pair_pages(snapshot, config.max_imported_pairs, config.page_pairs)) as pages:
         try:
             # let go for the whole run: the store is taken only to commit answers and to look a
             # page's calls up, so planning a page never holds it and no page waits to take it back
             with store.released():
-                for number, pairs in enumerate(pages, start=1):
-                    planned, todo = run.plan(pairs)
-                    report.count_in += len(pairs)
+                def ask(prefix: str, pairs: list[tuple], targets: list[ScoreTarget]) -> None:
+                    planned, todo = run.plan(pairs, targets)
                     report.details["calls_planned"] += len(planned)
                     report.details["calls_cached"] += len(planned) - len(todo)
                     progress.add_total(len(todo))
-                    if todo and not probed:  # the first calls of an `auto` judge tell whether JSON is enforced
-                        todo, answered = run.probe_output_formats(pairs, todo)
+                    asking = {call.judge.name for call in todo}
+                    if asking - probed:  # the first calls of an `auto` judge tell whether JSON is enforced
+                        todo, answered = run.probe_output_formats(pairs, todo, targets)
                         progress.update(answered)
-                        probed = True
-                    run.ask_in_tasks(todo, run_batch, progress, prefix=f"page-{number}-")
+                        probed.update(asking)
+                    run.ask_in_tasks(todo, run_batch, progress, prefix=prefix)
+
+                for number, pairs in enumerate(pages, start=1):
+                    report.count_in += len(pairs)
+                    ask(f"page-{number}-", pairs, [])
+                if any(judge.mode in ("rating", "ranking") for judge in panel):
+                    judged = judged_pair_ids(config.max_imported_pairs)
+                    for number, targets in enumerate(score_target_pages(snapshot, judged, config.page_pairs), 1):
+                        report.details["candidates_to_score"] += sum(len(target.candidates) for target in targets)
+                        ask(f"scores-{number}-", [], targets)
                 run.forget_unplanned()
         finally:
             run.close()
-    if report.count_in == 0:  # every pair an imported one beyond judge.max_imported_pairs' sample
-        raise StageFailed(why_empty(store, STAGE))
+    if report.count_in == 0 and report.details["calls_planned"] == 0:  # every pair an imported one beyond
+        raise StageFailed(why_empty(store, STAGE))                        # judge.max_imported_pairs' sample
     report.details["replayed_from_journal"] = run.replayed
     return _finish_report(store, run, panel, report)
 

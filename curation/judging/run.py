@@ -16,7 +16,7 @@ from prefcurate.curation.answer_writer import AnswerWriter
 from prefcurate.curation.backends import ChatResult
 from prefcurate.curation.backends.failure_watch import FailureWatch
 from prefcurate.curation.judging.calls import CALL_FAILED, PlannedCall, answered_among, plan_calls
-from prefcurate.curation.judging.score_calls import ScoreCall, plan_score_calls, score_targets
+from prefcurate.curation.judging.score_calls import ScoreCall, ScoreTarget, plan_score_calls, score_targets
 from prefcurate.curation.judging.score_rows import score_rows
 from prefcurate.curation.judging.concurrent import complete_concurrently
 from prefcurate.curation.judging.constitution import Constitution
@@ -72,14 +72,16 @@ class JudgeRun:
             return score_rows(call, result, self.constitution, self.config)
         return {"judgments": [judgment_row(call, result, self.constitution, self.config)]}
 
-    def plan(self, pairs: list[tuple]) -> tuple[list[Call], list[Call]]:
+    def plan(self, pairs: list[tuple], targets: list[ScoreTarget] | None = None) -> tuple[list[Call], list[Call]]:
         """(planned, todo) over the whole panel: pairwise judges' calls on the pairs, rating and
-        ranking judges' on the candidates (of every prompt with generated ones, and of the pairs)."""
+        ranking judges' on the targets (by default the candidates of every prompt with generated
+        ones, and of the pairs; judging in pages plans them a page of prompts at a time)."""
         planned: list[Call] = [call for judge in self.panel if judge.mode == "pairwise"
                                for call in plan_calls(pairs, self.constitution, judge, self.config)]
         scorers = [judge for judge in self.panel if judge.mode in ("rating", "ranking")]
         if scorers:
-            targets = score_targets(self.store, [pair[0] for pair in pairs])
+            if targets is None:
+                targets = score_targets(self.store, [pair[0] for pair in pairs])
             planned += [call for judge in scorers
                         for call in plan_score_calls(targets, self.constitution, judge, self.config)]
         if self._left_by_a_stopped_run:
@@ -93,7 +95,8 @@ class JudgeRun:
         with self.store.transaction():  # let go between commits (judging in pages): taken for the lookup only
             return answered_among(self.store, keys)
 
-    def probe_output_formats(self, pairs: list[tuple], todo: list[Call]) -> tuple[list[Call], int]:
+    def probe_output_formats(self, pairs: list[tuple], todo: list[Call],
+                             targets: list[ScoreTarget] | None = None) -> tuple[list[Call], int]:
         """An endpoint asked for json_schema by `auto` may refuse it (HTTP 400), or accept it without
         enforcing it (answers come back truncated or unparseable). Ask a judge's first few calls and
         fall back to text in either case, saying so. Returns what is left to ask and how many calls
@@ -129,7 +132,7 @@ class JudgeRun:
             fell_back = True
         self.flush()
         if fell_back:
-            todo = self.plan(pairs)[1]
+            todo = self.plan(pairs, targets)[1]
         return [call for call in todo if call.key not in probed], len(probed)
 
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Iterator
 
 from prefcurate.core.config import JudgeConfig
 from prefcurate.core.hashing import content_hash
@@ -79,31 +80,80 @@ class ScoreCall:
         return sum(len(message["content"]) for message in self.request.messages)
 
 
+# The candidates score judges see, a row each, grouped into a ScoreTarget per prompt as they come.
+_TARGET_CANDIDATES = """
+    WITH wanted AS (
+        SELECT candidate_id FROM candidates
+        WHERE generator_key <> 'import' AND {every_prompt}
+        UNION
+        SELECT unnest([candidate_a, candidate_b]) FROM pairs WHERE pair_id IN ({pairs})
+    )
+    SELECT c.prompt_id, p.text, c.candidate_id, c.text
+    FROM candidates AS c JOIN prompts AS p USING (prompt_id)
+    WHERE c.candidate_id IN (SELECT candidate_id FROM wanted)
+    ORDER BY c.prompt_id, c.candidate_id"""
+
+
 def score_targets(store: Store, judged_pair_ids: list[str], only_pairs: list[str] | None = None) -> list[ScoreTarget]:
     """Every prompt with generated candidates, and the candidates of the pairs judged (imported pairs
     only in judge.max_imported_pairs' sample); `only_pairs` narrows to the candidates of those pairs
     (a cascade level asked about some pairs)."""
-    rows = store.con.execute("""
-        WITH wanted AS (
-            SELECT candidate_id FROM candidates
-            WHERE generator_key <> 'import' AND $only::VARCHAR[] IS NULL
-            UNION
-            SELECT unnest([candidate_a, candidate_b]) FROM pairs
-            WHERE pair_id IN (SELECT unnest(coalesce($only::VARCHAR[], $judged::VARCHAR[])))
-        )
-        SELECT c.prompt_id, any_value(p.text), list(struct_pack(id := c.candidate_id, text := c.text)
-                                                    ORDER BY c.candidate_id)
-        FROM candidates AS c JOIN prompts AS p USING (prompt_id)
-        WHERE c.candidate_id IN (SELECT candidate_id FROM wanted)
-        GROUP BY c.prompt_id ORDER BY c.prompt_id""", {"only": only_pairs, "judged": judged_pair_ids}).fetchall()
+    query = _TARGET_CANDIDATES.format(every_prompt=str(only_pairs is None).upper(),
+                                      pairs="SELECT unnest($pairs::VARCHAR[])")
+    rows = store.con.execute(query, {"pairs": judged_pair_ids if only_pairs is None else only_pairs}).fetchall()
+    targets, last = _grouped(iter(rows), None)
+    return targets + _finished(last)
+
+
+def score_target_pages(store: Store, judged_pairs: tuple[str, dict], page_prompts: int) -> Iterator[list[ScoreTarget]]:
+    """score_targets over every prompt with generated candidates and the pairs `judged_pairs` selects
+    (calls.judged_pair_ids), about page_prompts prompts a page, streamed by one query on a cursor of
+    its own: the candidates' texts of millions of prompts are never in memory at once."""
+    pairs, params = judged_pairs
+    cursor = store.con.cursor()
+    try:
+        reader = cursor.sql(_TARGET_CANDIDATES.format(every_prompt="TRUE", pairs=pairs),
+                            params=params or None).to_arrow_reader(page_prompts * 4)
+        last = None
+        for batch in reader:
+            targets, last = _grouped(zip(*(column.to_pylist() for column in batch.columns)), last)
+            if targets:
+                yield targets
+        if final := _finished(last):
+            yield final
+    finally:
+        cursor.close()
+
+
+def _grouped(rows: Iterator[tuple], last: _Gathering | None) -> tuple[list[ScoreTarget], _Gathering | None]:
+    """(the targets of the prompts these rows finish, the prompt they leave open). Rows come in
+    prompt order; a prompt's rows may run on into the next batch (`last`)."""
     targets = []
-    for prompt_id, prompt, candidates in rows:
-        distinct: dict[str, tuple[str, str]] = {}
-        for candidate in candidates:  # identical texts are one response (they never pair)
-            distinct.setdefault(candidate["text"].strip(), (candidate["id"], candidate["text"]))
-        if len(distinct) >= 2:
-            targets.append(ScoreTarget(prompt_id, prompt, tuple(sorted(distinct.values()))))
-    return targets
+    for prompt_id, prompt, candidate_id, text in rows:
+        if last is None or last.prompt_id != prompt_id:
+            if last is not None and (target := last.target()) is not None:
+                targets.append(target)
+            last = _Gathering(prompt_id, prompt, {})
+        last.distinct.setdefault(text.strip(), (candidate_id, text))  # identical texts are one response
+    return targets, last
+
+
+def _finished(last: _Gathering | None) -> list[ScoreTarget]:
+    target = last.target() if last is not None else None
+    return [target] if target is not None else []
+
+
+@dataclass
+class _Gathering:
+    prompt_id: str
+    prompt: str
+    distinct: dict[str, tuple[str, str]]
+
+    def target(self) -> ScoreTarget | None:
+        """Two distinct responses or more to score; None with fewer (they never pair)."""
+        if len(self.distinct) < 2:
+            return None
+        return ScoreTarget(self.prompt_id, self.prompt, tuple(sorted(self.distinct.values())))
 
 
 def plan_score_calls(targets: list[ScoreTarget], constitution: Constitution, judge: PanelJudge,
