@@ -173,17 +173,34 @@ def run_curation(store: Path, workdir: Path, benchmark: Path) -> dict:
     summary = curate_stage(config)
     stop.set()
     sampler.join()
-    return {"seconds": time.perf_counter() - started, "summary": summary,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
-            "peak_rss_gb_by_phase": _peak_by_phase(samples, started, summary["steps"])}
+    # the samples hold the peak: resetting VmHWM resets ru_maxrss too (the last stretch is in both)
+    peak = max([rss for _, rss in samples] + [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2])
+    highest = sorted(samples, key=lambda sample: -sample[1])[:3]
+    return {"seconds": time.perf_counter() - started, "summary": summary, "peak_rss_gb": peak,
+            "peak_rss_gb_by_phase": _peak_by_phase(samples, started, summary["steps"]),
+            "highest_rss": [(round(at - started, 1), round(rss, 2)) for at, rss in highest]}
 
 
 def _sample_rss(samples: list, stop: threading.Event, every_s: float = 0.25) -> None:
+    """Every every_s: on Linux, the kernel's high-water mark of RSS since the last sample (VmHWM,
+    then reset through /proc/self/clear_refs), so that a peak while this thread waits for the GIL
+    (a long C call that holds it) is still counted; elsewhere the RSS at that moment."""
     import psutil
 
     process = psutil.Process()
+    try:
+        clear = open("/proc/self/clear_refs", "w")
+    except OSError:
+        clear = None
     while not stop.wait(every_s):
-        samples.append((time.perf_counter(), process.memory_info().rss / 1024 ** 3))
+        if clear is None:
+            samples.append((time.perf_counter(), process.memory_info().rss / 1024 ** 3))
+            continue
+        with open("/proc/self/status") as status:
+            peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+        clear.write("5")  # 5: reset the peak to the RSS now
+        clear.flush()
+        samples.append((time.perf_counter(), peak_kb / 1024 ** 2))
 
 
 def _peak_by_phase(samples: list, started: float, steps: dict) -> dict:
@@ -200,6 +217,9 @@ def _peak_by_phase(samples: list, started: float, steps: dict) -> dict:
         inside = [rss for at, rss in samples if begin <= at < end]
         if inside:
             peaks[name] = round(max(inside), 2)
+    after = [rss for at, rss in samples if at >= end]  # the time no phase counts (recording the run)
+    if after:
+        peaks["after_phases"] = round(max(after), 2)
     return peaks
 
 
@@ -310,6 +330,8 @@ def measure(n_prompts: int, with_baseline: bool) -> dict:
         print("  phase seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in steps.get("phase_seconds", {}).items()),
               flush=True)
         print("  peak RSS GB by phase: " + ", ".join(f"{k} {v:.2f}" for k, v in ours["peak_rss_gb_by_phase"].items()),
+              flush=True)
+        print("  highest RSS samples: " + ", ".join(f"{gb:.2f} GB at {at:.0f} s" for at, gb in ours["highest_rss"]),
               flush=True)
         print(f"  near-duplicates: precision {quality['precision']:.4f} recall {quality['recall']:.4f} "
               f"({quality['predicted_pairs']} predicted / {quality['true_pairs']} true same-cluster pairs); "
