@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -173,8 +172,11 @@ def run_curation(store: Path, workdir: Path, benchmark: Path) -> dict:
     summary = curate_stage(config)
     stop.set()
     sampler.join()
-    # the samples hold the peak: resetting VmHWM resets ru_maxrss too (the last stretch is in both)
-    peak = max([rss for _, rss in samples] + [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2])
+    # the samples hold the peak (the sampler resets VmHWM after each); ru_maxrss would not do: it
+    # carries the parent's peak into this child (bench/memory.py), the synthesized texts at 10M
+    from memory import peak_rss_gb
+
+    peak = max([rss for _, rss in samples] + [peak_rss_gb()])
     highest = sorted(samples, key=lambda sample: -sample[1])[:3]
     return {"seconds": time.perf_counter() - started, "summary": summary, "peak_rss_gb": peak,
             "peak_rss_gb_by_phase": _peak_by_phase(samples, started, summary["steps"]),

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from memory import PEAK_RSS_SOURCE  # bench/memory.py
+
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
          "upsilon phi chi psi omega river stone cloud light answer question reason example").split()
@@ -42,12 +44,12 @@ def write_pairs(path: Path, n: int, seed: int = 0) -> None:
 
 
 # Each measured step runs as `python -c` in a fresh process and prints its own seconds and peak RSS.
-MEASURE = """
-import json, resource, sys, time
+# Its peak is VmHWM (bench/memory.py): ru_maxrss would carry this bench's own peak into the child.
+MEASURE = PEAK_RSS_SOURCE.replace("{", "{{").replace("}", "}}") + """
+import json, sys, time
 started = time.perf_counter()
 {body}
-print(json.dumps({{"seconds": time.perf_counter() - started,
-                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, **result}}))
+print(json.dumps({{"seconds": time.perf_counter() - started, "peak_rss_gb": peak_rss_gb(), **result}}))
 """
 
 OURS_IMPORT = """

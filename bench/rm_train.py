@@ -25,11 +25,12 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from memory import PEAK_RSS_SOURCE, peak_rss_gb  # bench/memory.py: a process's own peak, not its parent's
 
 ROOT = Path(__file__).resolve().parent.parent
 TRL_VENV = ROOT / "bench" / ".venvs" / "trl"
@@ -57,7 +58,7 @@ def peak_memory_gb(device: str) -> float:
         import torch
 
         return torch.cuda.max_memory_allocated() / 2 ** 30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    return peak_rss_gb()
 
 
 def run_ours(data: Path, base: str, batch_size: int, out: Path, precision: str, device: str) -> dict:
@@ -98,8 +99,7 @@ trainer.model.config.pad_token_id = trainer.processing_class.pad_token_id
 started = time.perf_counter()
 trainer.train()
 seconds = time.perf_counter() - started
-peak = (torch.cuda.max_memory_allocated() / 2 ** 30 if device.startswith("cuda")
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2)
+peak = torch.cuda.max_memory_allocated() / 2 ** 30 if device.startswith("cuda") else peak_rss_gb()
 print(json.dumps({"tokens_per_second": trainer._total_train_tokens / seconds, "seconds": seconds, "peak_memory_gb": peak}))
 '''
 
@@ -187,7 +187,7 @@ def main() -> None:
         python, why = (None, "--no-trl") if args.no_trl else trl_python(device)
         trl = None
         if python:
-            (tmp / "trl_bench.py").write_text(TRL_SCRIPT)
+            (tmp / "trl_bench.py").write_text(PEAK_RSS_SOURCE + TRL_SCRIPT)
             trl = child([python, str(tmp / "trl_bench.py"), str(tmp / "pairs.parquet"), base, str(args.batch_size),
                          str(tmp / "trl"), precision, device])
             print(f"TRL RewardTrainer: {trl['tokens_per_second']:.0f} non-pad tokens/s, {trl['seconds']:.1f} s, "
