@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -440,8 +440,10 @@ class Store(StoreReader):
                 self.con.execute(f"INSERT OR IGNORE INTO {table} BY NAME {select}", params or [])
                 return self.count(table) - before
         new = 0
-        with self.released():
-            for batch in reader.con.sql(select, params=params).to_arrow_reader(batch_rows):
+        # closed however the loop ends: a reader left open holds its connection ("connection has an
+        # open result"), and the caller's clean-up on it would raise that instead of this error
+        with self.released(), closing(reader.con.sql(select, params=params).to_arrow_reader(batch_rows)) as batches:
+            for batch in batches:
                 with self.transaction():
                     new += self.insert_new(table, pa.Table.from_batches([batch]))
         return new

@@ -135,3 +135,24 @@ def test_export_round_trips_through_datasets_and_is_byte_identical(store, tmp_pa
     assert {"prompt", "chosen", "rejected"} <= set(row)
     assert row["prompt"].startswith("question") and row["chosen"] != row["rejected"]
     assert pq.read_schema(first / "train.parquet").field("prompt").type == "string"
+
+
+def test_an_export_that_cannot_write_says_why_and_leaves_the_connection_usable(store, tmp_path):
+    """The split's reader is closed when its file cannot be written: left open, it held the
+    connection, and dropping the staged rows after raised "connection has an open result" instead
+    of the error that stopped the export."""
+    import pytest
+
+    from prefcurate.curation.export.parquet import curation_run_rows
+
+    for i in range(6):
+        _, (pair, _, _) = make_pair(store, f"question {i}", (f"short {i}", f"a longer answer {i}"))
+        add_call(store, pair, "ab", "A", p_first=0.8)
+        add_call(store, pair, "ba", "B", p_first=0.3)
+    result, _ = curate(store, CurateConfig(splits=SplitConfig(validation=0.0, test=0.0),
+                                           dedup={"near": {"enabled": False}}))
+    (tmp_path / "out" / result.curation_run_id[:16] / "train.parquet").mkdir(parents=True)  # a folder in the way
+    with pytest.raises(OSError, match="train.parquet"):
+        with curation_run_rows(store, result.curation_run_id) as rows:
+            export_curation_run(store, result.curation_run_id, tmp_path / "out", {}, rows)
+    assert store.con.execute("SELECT count(*) FROM curated_pairs").fetchone() == (6,)

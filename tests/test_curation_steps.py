@@ -162,6 +162,28 @@ def test_near_duplicate_prompts_keep_one_representative_per_cluster(store, monke
     assert len(kept(store, without.curation_run_id)) == 5 + 3 + 6
 
 
+def test_a_near_dup_step_that_stops_part_way_says_why(store, monkeypatch):
+    """An error while the signatures stream in (here, the second batch's) is the error the stage
+    ends with: the stream is closed first, else dropping the working tables after raised DuckDB's
+    "connection has an open result" in its place."""
+    from prefcurate.curation.funnel import dedup
+    monkeypatch.setattr(dedup, "SIGNATURE_BATCH_ROWS", 2)
+    real_signatures, batches = dedup.signatures, []
+
+    def fails_on_the_second_batch(shingles, near):
+        batches.append(len(shingles))
+        if len(batches) == 2:
+            raise MemoryError("no room for the signatures")
+        return real_signatures(shingles, near)
+
+    monkeypatch.setattr(dedup, "signatures", fails_on_the_second_batch)
+    for text in PROMPTS[:6]:
+        preferred(store, text, f"A careful answer about {text[:12]}.", "No.")
+    with pytest.raises(MemoryError, match="no room for the signatures"):
+        curate(store, CurateConfig())
+    assert store.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '_curation%'") == 0
+
+
 def test_near_duplicates_never_straddle_splits_as_the_data_grows(store):
     base = "Describe the water cycle for a ten year old in simple words"
     first = preferred(store, base + ".", "Water evaporates, condenses, and falls as rain.", "Rain.")

@@ -246,3 +246,43 @@ def test_the_snapshot_is_the_store_byte_for_byte_however_much_the_kernel_copies(
         assert copied == (tmp_path / "store.duckdb").read_bytes() and calls
     with duckdb.connect(str(tmp_path / "store.duckdb.snapshot"), read_only=True) as snapshot:
         assert snapshot.execute("SELECT count(*) FROM pairs").fetchone()[0] == 30
+
+
+def test_a_curate_whose_commit_finds_the_store_busy_says_so(tmp_path, monkeypatch):
+    """The run's rows stream from the snapshot into commits: when one cannot take the store (another
+    writer held it past store.lock_timeout_s), that is the error, not the snapshot connection's
+    "open result" from the stream left open, which the funnel's clean-up on it used to raise."""
+    from prefcurate.core.config import config_from_dict
+    from prefcurate.core.store import StoreBusyError
+    from prefcurate import pipeline
+    from prefcurate.curation.funnel import curate as curate_module
+    from prefcurate.pipeline import curate_stage
+    from tests.support.builders import judged_store
+
+    config = config_from_dict({"workdir": str(tmp_path / "out"), "store": {"path": str(tmp_path / "store.duckdb")},
+                               "curate": {"dedup": {"near": {"enabled": False}}}})
+    judged_store(config.store.path, 12)
+    monkeypatch.setattr(curate_module, "COMMIT_ROWS", 5)
+    real_transaction, real_store_curation, commits = Store.transaction, curate_module.store_curation, []
+
+    def storing(store, work, result):
+        commits.append("storing")
+        return real_store_curation(store, work, result)
+
+    def busy_on_the_second_commit_of_the_run(store, publish=False):
+        if commits:
+            commits.append(publish)
+            if len(commits) == 3:  # the run's rows half stored
+                raise StoreBusyError(f"cannot open the store {store.path}: another writer holds it")
+        return real_transaction(store, publish)
+
+    monkeypatch.setattr(pipeline, "store_curation", storing)
+    monkeypatch.setattr(Store, "transaction", busy_on_the_second_commit_of_the_run)
+    with pytest.raises(StoreBusyError, match="another writer holds it"):
+        curate_stage(config)
+    assert len(commits) == 3
+    monkeypatch.setattr(Store, "transaction", real_transaction)
+    summary = curate_stage(config)  # run again: completes the run
+    with Store(config.store.path) as store:
+        assert store.scalar("SELECT count(*) FROM curated_pairs WHERE curation_run_id = ?",
+                            [summary["curation_run_id"]]) == 12

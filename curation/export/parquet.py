@@ -9,7 +9,7 @@ exports byte-identical files.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -92,7 +92,9 @@ def _write_split(store: StoreReader, rows: str, curation_run_id: str, split: str
         f"SELECT {', '.join(EXPORT_SCHEMA.names)} FROM {rows} WHERE curation_run_id = $run AND split = $split "
         "ORDER BY pair_id", params={"run": curation_run_id, "split": split}).to_arrow_reader(BATCH_ROWS)
     written = 0
-    with pq.ParquetWriter(path, EXPORT_SCHEMA, compression="zstd") as writer:
+    # the reader closed however this ends: left open, it holds the connection, and dropping the
+    # staged rows after (curation_run_rows) would fail with that instead of this error
+    with closing(batches), pq.ParquetWriter(path, EXPORT_SCHEMA, compression="zstd") as writer:
         for batch in batches:
             if batch.num_rows:
                 writer.write_table(pa.Table.from_batches([batch]).cast(EXPORT_SCHEMA), row_group_size=BATCH_ROWS)

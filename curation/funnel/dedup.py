@@ -5,6 +5,8 @@ merge across both steps so that near-duplicates never straddle splits."""
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import numpy as np
 import pyarrow as pa
 
@@ -74,10 +76,10 @@ def near_dedup(store: Store, config: CurateConfig) -> StepOutcome:
     store.con.execute(f"CREATE OR REPLACE TEMP TABLE _curation_near_texts AS "
                       f"SELECT row_number() OVER (ORDER BY prompt_id) - 1 AS row, prompt_id, prompt_text FROM ({surviving})")
     sigs = np.empty((n, near.num_perm), dtype=np.uint32)
-    reader = store.con.sql(f"SELECT row, {shingle_hashes_sql('prompt_text', near)} AS shingles "
-                           "FROM _curation_near_texts").to_arrow_reader(SIGNATURE_BATCH_ROWS)
-    for batch in reader:  # nothing of a batch is kept: a column kept from it kept the whole batch (~3 GB at 2.5M)
-        sigs[batch.column("row").to_numpy()] = signatures(batch.column("shingles"), near)
+    with closing(store.con.sql(f"SELECT row, {shingle_hashes_sql('prompt_text', near)} AS shingles "
+                               "FROM _curation_near_texts").to_arrow_reader(SIGNATURE_BATCH_ROWS)) as reader:
+        for batch in reader:  # nothing of a batch is kept: a column kept from it kept the whole batch (~3 GB at 2.5M)
+            sigs[batch.column("row").to_numpy()] = signatures(batch.column("shingles"), near)
     ids = store.con.sql("SELECT prompt_id FROM _curation_near_texts ORDER BY row").to_arrow_table().column(0)
     ids = ids.combine_chunks()
     store.con.execute("DROP TABLE _curation_near_texts")
