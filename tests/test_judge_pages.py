@@ -103,3 +103,22 @@ def test_in_pages_each_auto_judge_probes_its_first_calls_for_response_format(tmp
         {"pairwise": "text", "rater": "text"}
     assert len(asked_for_json) == 2  # one refused probe per judge
     assert report.details["valid"] == report.details["calls_made"] == 6 * 2 + 6 * 2  # 12 verdicts, 12 ratings
+
+
+def test_a_panel_of_raters_only_pages_through_prompts_and_counts_the_pairs_without_reading_them(tmp_path,
+                                                                                                openai_server):
+    config = judge_config(openai_server, members=[{"name": "rater", "mode": "rating", "output_format": "json_schema"}])
+    results = []
+    for page_pairs in (10**6, 2):
+        with Store(tmp_path / f"store-{page_pairs}.duckdb", snapshot_every_s=5.0) as store:
+            add_judgeable_pairs(store, 5)
+            paged_config = config.model_copy(update={"page_pairs": page_pairs})
+            estimate = estimate_judging(store, load_constitution(None), paged_config)
+            labels = []
+            report = judge(store, paged_config, labels)
+            results.append((scored(store), report, labels, estimate))
+    (whole_scored, whole, _, whole_estimate), (paged_scored, paged, labels, paged_estimate) = results
+    assert paged_scored == whole_scored and len(whole_scored) == 5 * 2
+    assert paged.count_in == whole.count_in == 5 and paged_estimate == whole_estimate
+    assert paged_estimate["pairs"] == 5
+    assert not any(label.startswith("page-") for label in labels) and any(label.startswith("scores-") for label in labels)

@@ -8,6 +8,8 @@ are taken as characters / 4 and completion tokens at max_new_tokens, an upper bo
 
 from __future__ import annotations
 
+from contextlib import closing
+
 from prefcurate.core.config import JudgeConfig
 from prefcurate.core.store import Store
 from prefcurate.curation.judging.constitution import Constitution
@@ -38,13 +40,18 @@ def estimate_judging(store: Store, constitution: Constitution, config: JudgeConf
                 tally["to_make"] += 1
                 tally["characters"] += call.request_chars
 
-    for page in pair_pages(store, config.max_imported_pairs, config.page_pairs):
-        pairs += len(page)
-        count([call for judge in pairwise for call in plan_calls(page, constitution, judge, config)])
+    judged = judged_pair_ids(config.max_imported_pairs)
+    if pairwise:
+        with closing(pair_pages(store, config.max_imported_pairs, config.page_pairs)) as pages:
+            for page in pages:
+                pairs += len(page)
+                count([call for judge in pairwise for call in plan_calls(page, constitution, judge, config)])
+    else:  # nothing to plan per pair: counted, not read
+        pairs = store.scalar(f"SELECT count(*) FROM ({judged[0]})", judged[1] or None)
     if scorers:
-        judged = judged_pair_ids(config.max_imported_pairs)
-        for targets in score_target_pages(store, judged, config.page_pairs):
-            count([call for judge in scorers for call in plan_score_calls(targets, constitution, judge, config)])
+        with closing(score_target_pages(store, judged, config.page_pairs)) as pages:
+            for targets in pages:
+                count([call for judge in scorers for call in plan_score_calls(targets, constitution, judge, config)])
 
     per_judge = {}
     for judge in panel:

@@ -137,22 +137,28 @@ def _judge_in_pages(store: Store, panel: list[PanelJudge], constitution: Constit
                     planned, todo = run.plan(pairs, targets)
                     report.details["calls_planned"] += len(planned)
                     report.details["calls_cached"] += len(planned) - len(todo)
+                    # as in one go: the candidates shown (a ranking judge samples ranking.max_candidates)
+                    report.details["candidates_to_score"] += len(
+                        {candidate for call in planned if isinstance(call, ScoreCall) for candidate, _ in call.shown})
                     progress.add_total(len(todo))
-                    asking = {call.judge.name for call in todo}
-                    if asking - probed:  # the first calls of an `auto` judge tell whether JSON is enforced
-                        todo, answered = run.probe_output_formats(pairs, todo, targets)
+                    new = {call.judge.name for call in todo} - probed
+                    if new:  # the first calls of an `auto` judge tell whether JSON is enforced
+                        todo, answered = run.probe_output_formats(pairs, todo, targets, only=new)
                         progress.update(answered)
-                        probed.update(asking)
+                        probed.update(new)
                     run.ask_in_tasks(todo, run_batch, progress, prefix=prefix)
 
-                for number, pairs in enumerate(pages, start=1):
-                    report.count_in += len(pairs)
-                    ask(f"page-{number}-", pairs, [])
+                judged = judged_pair_ids(config.max_imported_pairs)
+                if any(judge.mode == "pairwise" for judge in panel):
+                    for number, pairs in enumerate(pages, start=1):
+                        report.count_in += len(pairs)
+                        ask(f"page-{number}-", pairs, [])
+                else:  # nothing to plan per pair: counted, not read
+                    report.count_in = snapshot.scalar(f"SELECT count(*) FROM ({judged[0]})", judged[1] or None)
                 if any(judge.mode in ("rating", "ranking") for judge in panel):
-                    judged = judged_pair_ids(config.max_imported_pairs)
-                    for number, targets in enumerate(score_target_pages(snapshot, judged, config.page_pairs), 1):
-                        report.details["candidates_to_score"] += sum(len(target.candidates) for target in targets)
-                        ask(f"scores-{number}-", [], targets)
+                    with closing(score_target_pages(snapshot, judged, config.page_pairs)) as score_pages:
+                        for number, targets in enumerate(score_pages, start=1):
+                            ask(f"scores-{number}-", [], targets)
                 run.forget_unplanned()
         finally:
             run.close()

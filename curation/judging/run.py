@@ -95,15 +95,18 @@ class JudgeRun:
         with self.store.transaction():  # let go between commits (judging in pages): taken for the lookup only
             return answered_among(self.store, keys)
 
-    def probe_output_formats(self, pairs: list[tuple], todo: list[Call],
-                             targets: list[ScoreTarget] | None = None) -> tuple[list[Call], int]:
+    def probe_output_formats(self, pairs: list[tuple], todo: list[Call], targets: list[ScoreTarget] | None = None,
+                             only: set[str] | None = None) -> tuple[list[Call], int]:
         """An endpoint asked for json_schema by `auto` may refuse it (HTTP 400), or accept it without
         enforcing it (answers come back truncated or unparseable). Ask a judge's first few calls and
         fall back to text in either case, saying so. Returns what is left to ask and how many calls
-        the probes answered."""
+        the probes answered. `only`: the judges to probe (by name; judging in pages probes each
+        judge once, on the page its first calls come)."""
         probed, fell_back = set(), False
         for judge in self.panel:
             if judge.config.output_format != "auto" or judge.output_format != "json_schema" or judge.format_confirmed:
+                continue
+            if only is not None and judge.name not in only:
                 continue
             first = [call for call in todo if call.judge is judge][:PROBE_CALLS]
             if not first:
