@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import time
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -458,8 +458,14 @@ class Store(StoreReader):
         self.con.register("_incoming", rows)
         try:
             self.con.execute(f"INSERT {on_conflict} INTO {table} ({columns}) SELECT {columns} FROM _incoming")
-        finally:
-            self.con.unregister("_incoming")
+        except BaseException:
+            # after a failed statement the transaction is aborted and unregistering fails too: that
+            # must not replace why the insert failed (DuckDB out of store.memory_limit, say); the next
+            # register of the name replaces this one anyway
+            with suppress(duckdb.Error):
+                self.con.unregister("_incoming")
+            raise
+        self.con.unregister("_incoming")
 
     def add_rejects(self, stage: str, rejects: list[dict]) -> int:
         """Keep refused inputs where users can query them; the same reject is kept once."""

@@ -49,7 +49,7 @@ def _user_errors(function):
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(console.EXIT_USAGE) from None
         except Exception as error:  # noqa: BLE001 (the point: no traceback reaches the terminal)
-            known = isinstance(error, _KNOWN_FAILURES) or type(error).__module__.startswith("duckdb")
+            known = isinstance(error, _KNOWN_FAILURES) or type(error).__module__.lstrip("_").startswith("duckdb")
             typer.echo(console.failure_line(error, known=known), err=True)
             if console.session.debug:
                 raise

@@ -116,11 +116,16 @@ def setup_logging() -> None:
 
 
 def failure_line(error: BaseException, known: bool) -> str:
-    """The one line a failure shows; the traceback goes to the log file it names."""
+    """The one line a failure shows (the message's first line: DuckDB's run on with advice); the
+    whole message and the traceback go to the log file it names."""
     message = redact(str(error)) or type(error).__name__
     record = logging.LogRecord("prefcurate.cli", logging.ERROR, __file__, 0, "command failed: %s", (message,),
                                (type(error), error, error.__traceback__))
     _file_handler().handle(record)  # the file only: the terminal gets the line below
+    message = message.strip().splitlines()[0] if message.strip() else type(error).__name__
+    if type(error).__name__ == "OutOfMemoryException" and type(error).__module__.lstrip("_").startswith("duckdb"):
+        message += ("; DuckDB reached its memory limit: raise store.memory_limit (default 2GB) in the config and "
+                    "run the same command again (what was committed is kept and the run goes on from there)")
     if not known:
         message = f"unexpected {type(error).__name__}: {message}"
     return f"error: {message} [log: {log_path()}]"

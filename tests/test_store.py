@@ -47,6 +47,25 @@ def test_a_failed_transaction_leaves_the_store_as_it_was(store):
     assert store.count("prompts") == 1
 
 
+def test_an_insert_past_the_memory_limit_says_so_and_keeps_what_was_committed(tmp_path):
+    """DuckDB's own error comes out, not the aborted transaction's that cleaning up after it raised
+    (an import-pairs past ~6M pairs under the 2GB default hit this: the primary-key indexes grow)."""
+    from prefcurate.console import failure_line
+
+    with Store(tmp_path / "store.duckdb", memory_limit="32MB") as store:
+        store.con.execute("CREATE TABLE keyed (id VARCHAR PRIMARY KEY)")
+        with store.transaction():
+            store.insert_new("keyed", pa.table({"id": ["kept"]}))
+        many = pa.table({"id": pa.array([f"{i:032x}" for i in range(1_500_000)])})
+        with pytest.raises(duckdb.OutOfMemoryException) as raised:
+            with store.transaction():
+                store.insert_new("keyed", many)
+        assert store.con.execute("SELECT id FROM keyed").fetchall() == [("kept",)]
+    line = failure_line(raised.value, known=True)
+    assert "\n" not in line and line.startswith("error: Out of Memory Error")
+    assert "raise store.memory_limit" in line
+
+
 def test_rejects_are_kept_once(store):
     reject = {"source": "f.jsonl", "source_row": 3, "field": "prompt", "reason": "empty prompt"}
     assert store.add_rejects("ingest", [reject]) == 1
