@@ -99,6 +99,12 @@ def judged_pair_ids(max_imported: int | None) -> tuple[str, dict]:
     return _IMPORTED_SAMPLED.format(columns="pair_id", source="pairs"), {"n": max_imported}
 
 
+def count_judged_pairs(store: Store, max_imported: int | None) -> int:
+    """How many pairs pairs_to_judge gives, counted without reading their texts."""
+    query, params = judged_pair_ids(max_imported)
+    return store.scalar(f"SELECT count(*) FROM ({query})", params or None)
+
+
 def pairs_to_judge(store: Store, max_imported: int | None = None) -> list[tuple]:
     """Every pair, except imported pairs (reference-labelled, or labelled by imported ratings) beyond
     a seeded sample of max_imported."""

@@ -14,7 +14,8 @@ from prefcurate.core.config import JudgeConfig
 from prefcurate.core.store import Store
 from prefcurate.curation.judging.constitution import Constitution
 from prefcurate.curation.judging.pricing import price_of, token_calibration
-from prefcurate.curation.judging.calls import answered_among, judged_pair_ids, pair_pages, plan_calls
+from prefcurate.curation.judging.calls import (answered_among, count_judged_pairs, judged_pair_ids, pair_pages,
+                                               plan_calls)
 from prefcurate.curation.judging.panel import PanelJudge, format_history, resolve_output_format
 from prefcurate.curation.judging.score_calls import plan_score_calls, score_target_pages
 
@@ -47,7 +48,7 @@ def estimate_judging(store: Store, constitution: Constitution, config: JudgeConf
                 pairs += len(page)
                 count([call for judge in pairwise for call in plan_calls(page, constitution, judge, config)])
     else:  # nothing to plan per pair: counted, not read
-        pairs = store.scalar(f"SELECT count(*) FROM ({judged[0]})", judged[1] or None)
+        pairs = count_judged_pairs(store, config.max_imported_pairs)
     if scorers:
         with closing(score_target_pages(store, judged, config.page_pairs)) as pages:
             for targets in pages:

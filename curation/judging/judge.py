@@ -24,8 +24,8 @@ from prefcurate.core.progress import Progress
 from prefcurate.core.stage_report import StageFailed, StageReport
 from prefcurate.core.store import SnapshotReader, Store
 from prefcurate.curation.judging.budget import check_budget
-from prefcurate.curation.judging.calls import (PlannedCall, answered_ids, judged_pair_ids, pair_pages, pairs_to_judge,
-                                               plan_calls)
+from prefcurate.curation.judging.calls import (PlannedCall, answered_ids, count_judged_pairs, judged_pair_ids,
+                                               pair_pages, pairs_to_judge, plan_calls)
 from prefcurate.curation.judging.cascade import clear_cascade, run_cascade
 from prefcurate.curation.judging.constitution import Constitution
 from prefcurate.curation.judging.panel import PanelJudge
@@ -154,7 +154,7 @@ def _judge_in_pages(store: Store, panel: list[PanelJudge], constitution: Constit
                         report.count_in += len(pairs)
                         ask(f"page-{number}-", pairs, [])
                 else:  # nothing to plan per pair: counted, not read
-                    report.count_in = snapshot.scalar(f"SELECT count(*) FROM ({judged[0]})", judged[1] or None)
+                    report.count_in = count_judged_pairs(snapshot, config.max_imported_pairs)
                 if any(judge.mode in ("rating", "ranking") for judge in panel):
                     with closing(score_target_pages(snapshot, judged, config.page_pairs)) as score_pages:
                         for number, targets in enumerate(score_pages, start=1):
