@@ -11,9 +11,10 @@ from prefcurate.core.store import Store, StoreBusyError
 
 COMMIT_SECONDS = 5.0
 # While the store is released (core/store.py: a judge or generate run's calls), a commit also takes
-# the file and lets it go again (a connect, a checkpoint: tens of ms); answers streaming in fast
-# are committed at most this often, whatever `every` says. The journal keeps each one meanwhile.
-RELEASED_COMMIT_SECONDS = 1.0
+# the file and lets it go again (starting a DuckDB instance and loading the catalog, a checkpoint:
+# ~40-60 ms of CPU); answers streaming in fast are committed at most this often, whatever `every`
+# says. The journal keeps each one meanwhile, and readers see the store every snapshot_every_s (5 s).
+RELEASED_COMMIT_SECONDS = 2.0
 # ... and when another flow holds the file, they are not waited for: the answers stay buffered (and
 # in the journal) and the commit is tried again this much later, so the calls never stop for
 # another flow's write; only the last flush (the end of a task of calls) waits for the file.

@@ -41,11 +41,11 @@ def calls_task(label: str, config_json: str, models_dir: str, requests: bytes) -
 
 
 def dask_task_runner(fanout: FanoutConfig):
-    from prefect_dask import DaskTaskRunner
+    from prefcurate.flows.dask_runner import ChunkTaskRunner
 
     if fanout.address:
-        return DaskTaskRunner(address=fanout.address)
-    return DaskTaskRunner(cluster_kwargs={
+        return ChunkTaskRunner(address=fanout.address)
+    return ChunkTaskRunner(cluster_kwargs={
         "n_workers": fanout.workers, "threads_per_worker": fanout.threads_per_worker, "processes": True,
         "dashboard_address": None, "host": "127.0.0.1",
         # a flow killed with SIGKILL cannot stop its cluster: its workers, cut off from the scheduler
