@@ -10,6 +10,11 @@ For each size N: a JSONL file of N preference pairs (distinct prompts; prompt ~3
   script starts with: Arrow, in blocks, cached on disk), with no validation, hashing or store.
 
     python bench/intake_scale.py [--pairs 100000 1000000] [--keep]
+    python bench/intake_scale.py --plan-only --pairs 10000000   # planning only, on a store built in SQL
+
+--plan-only skips the file, the import and the baseline: DuckDB writes the store import-pairs would
+leave (prompts, two candidates and one pair and label per row, texts of the same shape), in SQL, so
+that planning can be measured at sizes whose import is too long to repeat (50 min at 10M).
 
 Ends with: RESULT ratio=<baseline seconds / ours, import, largest size> import_rss_gb=<per size> ...
 """
@@ -83,6 +88,44 @@ def measure(body: str, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def build_store_in_sql(path: Path, n: int) -> None:
+    """The store `import-pairs` leaves for write_pairs' N rows (same columns and text shapes; ids are
+    md5s, not our content hashes: planning only reads them), written by DuckDB in a few minutes."""
+    import duckdb
+
+    sys.path.insert(0, str(ROOT))
+    from prefcurate.core.store import Store
+
+    with Store(path):
+        pass  # the schema
+    words = "[" + ", ".join(f"'{word}'" for word in WORDS) + "]"
+
+    def text(seed: str, n_words: int) -> str:  # n_words pseudo-random words, as write_pairs draws them
+        return (f"array_to_string(list_transform(range({n_words}), "
+                f"lambda k: {words}[1 + CAST(hash({seed}, k) % {len(WORDS)} AS BIGINT)]), ' ')")
+
+    con = duckdb.connect(str(path), config={"memory_limit": "4GB", "preserve_insertion_order": False})
+    try:
+        con.execute(f"""INSERT INTO prompts (prompt_id, text, source, source_row, in_pool)
+            SELECT md5('p' || i), 'Question ' || i || ': ' || {text("i", 30)}, 'bench', i + 1, false
+            FROM range({n}) AS t(i)""")
+        con.execute(f"""INSERT INTO candidates (candidate_id, prompt_id, generator_key, generator, sample_index, text)
+            SELECT md5('c' || i || ':' || side), md5('p' || i), 'import', 'import:pairs.jsonl', 0,
+                   CASE side WHEN 0 THEN 'Good answer ' ELSE 'Weak answer ' END || i || '. ' || {text("i, side, 1", 60)}
+            FROM range({n}) AS t(i), range(2) AS s(side)""")
+        con.execute(f"""INSERT INTO pairs (pair_id, prompt_id, candidate_a, candidate_b, strategy)
+            SELECT md5('pair' || i), md5('p' || i), least(a, b), greatest(a, b), 'import'
+            FROM (SELECT i, md5('c' || i || ':0') AS a, md5('c' || i || ':1') AS b FROM range({n}) AS t(i))""")
+        con.execute(f"""INSERT INTO reference_labels (reference_label_id, pair_id, winner, source, dataset,
+                                                      dataset_format, source_row)
+            SELECT md5('label' || i), md5('pair' || i),
+                   CASE WHEN md5('c' || i || ':0') < md5('c' || i || ':1') THEN 'a' ELSE 'b' END,
+                   'import', 'pairs.jsonl', 'plain', i + 1
+            FROM range({n}) AS t(i)""")
+    finally:
+        con.close()
+
+
 def config_for(workdir: Path) -> Path:
     path = workdir / "prefcurate.yaml"
     path.write_text(json.dumps({  # JSON is YAML
@@ -98,7 +141,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep each size's file and store")
+    parser.add_argument("--plan-only", action="store_true",
+                        help="only the planning, on a store built in SQL (no file, import or baseline)")
     args = parser.parse_args()
+    if args.plan_only:
+        plan_only(args)
+        return
     base = args.workdir or Path(tempfile.mkdtemp(prefix="intake-scale-"))
     rows = []
     for n in args.pairs:
@@ -136,6 +184,34 @@ def main() -> None:
           f"import_rss_gb={per_size('peak_rss_gb', 'ours')} plan_seconds={per_size('seconds', 'plan')} "
           f"plan_rss_gb={per_size('peak_rss_gb', 'plan')} baseline_seconds={per_size('seconds', 'baseline')} "
           f"baseline_rss_gb={per_size('peak_rss_gb', 'baseline')}")
+
+
+def plan_only(args: argparse.Namespace) -> None:
+    base = args.workdir or Path(tempfile.mkdtemp(prefix="intake-scale-"))
+    rows = []
+    for n in args.pairs:
+        workdir = base / f"n{n}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        config = config_for(workdir)
+        started = time.perf_counter()
+        build_store_in_sql(workdir / "store.duckdb", n)
+        store_gb = (workdir / "store.duckdb").stat().st_size / 1e9
+        print(f"{n:>10,} pairs: store of {store_gb:.2f} GB built in SQL in {time.perf_counter() - started:.0f} s",
+              flush=True)
+        plan = measure(OURS_ESTIMATE, str(config))
+        assert plan["calls_planned"] == 2 * n, plan
+        print(f"  ours, plan {plan['calls_planned']:,} calls (judge --estimate): {plan['seconds']:7.1f} s  "
+              f"peak RSS {plan['peak_rss_gb']:.2f} GB", flush=True)
+        rows.append({"pairs": n, "store_gb": store_gb, "plan": plan})
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(rows, indent=1))
+    seconds = ",".join(f"{row['plan']['seconds']:.2f}" for row in rows)
+    rss = ",".join(f"{row['plan']['peak_rss_gb']:.2f}" for row in rows)
+    # no baseline in this mode: the ratio is not a number
+    print(f"RESULT ratio=nan pairs={','.join(str(row['pairs']) for row in rows)} plan_seconds={seconds} "
+          f"plan_rss_gb={rss} calls={','.join(str(row['plan']['calls_planned']) for row in rows)}")
 
 
 if __name__ == "__main__":

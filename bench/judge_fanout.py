@@ -419,6 +419,10 @@ def print_result(runs: list[dict], args: argparse.Namespace, identical: bool) ->
           for key, run in named.items()}
     fields = [f"ratio={ms['in_process'] / ms['fanout']:.2f}"]
     fields += [f"store_cpu_ms_per_call_{key}={value:.3f}" for key, value in ms.items()]
+    if "failed" not in named["fanout"]:  # what a long run pays a call, the run's fixed cost spread thin
+        fanout = named["fanout"]
+        fields.append("store_cpu_ms_per_call_fanout_less_fixed="
+                      f"{ms_per_call(fanout['store_cpu_s'] - fanout['fixed_cpu_s'], fanout['calls']):.3f}")
     fields += [f"calls_per_s_{key}={run['calls'] / run['wall_s']:.0f}" for key, run in named.items() if "failed" not in run]
     fields += [f"store_cpu_ms_per_call_fanout_chunk{run['chunk_calls']}={ms_per_call(run['store_cpu_s'], run['calls']):.3f}"
                for run in runs if run["mode"] == "cluster" and run["chunk_calls"] and "failed" not in run]
