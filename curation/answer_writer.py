@@ -15,6 +15,11 @@ COMMIT_SECONDS = 5.0
 # ~40-60 ms of CPU); answers streaming in fast are committed at most this often, whatever `every`
 # says. The journal keeps each one meanwhile, and readers see the store every snapshot_every_s (5 s).
 RELEASED_COMMIT_SECONDS = 2.0
+# A released commit also costs more as the store grows: with random keys it loads most of the key
+# index from disk and checkpoints it (at 20M judgments ~2 s of CPU, however few answers it holds).
+# So commits come at least this many times the last one's cost apart: committing then takes at most
+# about a tenth of the run, and more answers share each commit.
+RELEASED_COST_SPACING = 10
 # ... and when another flow holds the file, they are not waited for: the answers stay buffered (and
 # in the journal) and the commit is tried again this much later, so the calls never stop for
 # another flow's write; only the last flush (the end of a task of calls) waits for the file.
@@ -28,13 +33,16 @@ class AnswerWriter:
         self.store, self.write, self.every, self.committed, self.seconds = store, write, every, committed, seconds
         self._buffer: list = []
         self._flushed_at = self._retry_at = time.monotonic()
+        self.commit_seconds = 0.0  # how long the last commit took, the file taken and let go included
 
     def add(self, item) -> None:
         self._buffer.append(item)
         now = time.monotonic()
         since = now - self._flushed_at
         if self.store.is_released:
-            due = (len(self._buffer) >= self.every and since >= RELEASED_COMMIT_SECONDS) or since > self.seconds
+            spacing = RELEASED_COST_SPACING * self.commit_seconds
+            due = (len(self._buffer) >= self.every and since >= max(RELEASED_COMMIT_SECONDS, spacing)) \
+                or since > max(self.seconds, spacing)
             if due and now >= self._retry_at:
                 self._try_flush(now)
             return
@@ -49,8 +57,11 @@ class AnswerWriter:
 
     def flush(self, wait: bool = True) -> None:
         if self._buffer:
+            started = time.monotonic()
             with self.store.transaction(wait=wait):
                 self.write(self._buffer)
+            if not wait:  # a commit of the released phase's own (a wait for another writer is no cost of ours)
+                self.commit_seconds = time.monotonic() - started
             items, self._buffer = self._buffer, []
             if self.committed is not None:
                 self.committed(items)

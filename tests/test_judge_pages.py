@@ -122,3 +122,25 @@ def test_a_panel_of_raters_only_pages_through_prompts_and_counts_the_pairs_witho
     assert paged.count_in == whole.count_in == 5 and paged_estimate == whole_estimate
     assert paged_estimate["pairs"] == 5
     assert not any(label.startswith("page-") for label in labels) and any(label.startswith("scores-") for label in labels)
+
+
+def test_pages_stream_pairs_whose_texts_a_sort_could_not_hold_in_the_memory_limit(tmp_path):
+    """At 10M pairs (~9 GB of texts) the pages' query ran out of store.memory_limit (2GB) because it
+    sorted the pairs with their texts after joining them. Here the same shape in small: 20,000 pairs
+    with 2 KB texts under a 128MB limit, where that sorted query runs out of memory too."""
+    from prefcurate.curation.judging.calls import pair_pages
+
+    path = tmp_path / "store.duckdb"
+    with Store(path) as store:  # built in SQL: only the sizes matter
+        store.con.execute("INSERT INTO prompts (prompt_id, text, source) "
+                          "SELECT md5('p' || i), repeat(md5('t' || i), 64), 'sql' FROM range(20000) AS t(i)")
+        store.con.execute("INSERT INTO candidates (candidate_id, prompt_id, generator_key, generator, sample_index, text) "
+                          "SELECT md5('c' || i || k), md5('p' || i), 'g', 'g', k, repeat(md5('u' || i || k), 64) "
+                          "FROM range(20000) AS t(i), range(2) AS s(k)")
+        store.con.execute("INSERT INTO pairs (pair_id, prompt_id, candidate_a, candidate_b, strategy) "
+                          "SELECT md5('pair' || i), md5('p' || i), least(md5('c' || i || 0), md5('c' || i || 1)), "
+                          "greatest(md5('c' || i || 0), md5('c' || i || 1)), 'sql' FROM range(20000) AS t(i)")
+    with Store(path, memory_limit="128MB") as store:
+        seen = [pair for page in pair_pages(store, None, page_pairs=2000) for pair in page]
+    assert len(seen) == 20000 and len({pair[0] for pair in seen}) == 20000
+    assert all(len(pair[1]) == len(pair[2]) == len(pair[3]) == 2048 for pair in seen)

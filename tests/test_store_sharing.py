@@ -78,6 +78,30 @@ def test_a_store_says_whether_it_is_released_and_a_writer_commits_less_often_onl
         assert committed[-1] == [4, 5, 6, 7] and store.is_released is False
 
 
+def test_a_released_writer_spaces_its_commits_by_what_the_last_one_cost(tmp_path, monkeypatch):
+    """At 20M judgments a released commit costs ~2 s (DuckDB loads and checkpoints the key index):
+    commits then come at least ten times that apart, not every RELEASED_COMMIT_SECONDS."""
+    from prefcurate.curation import answer_writer
+    from prefcurate.curation.answer_writer import AnswerWriter
+
+    monkeypatch.setattr(answer_writer, "RELEASED_COMMIT_SECONDS", 0.0)
+    with Store(tmp_path / "store.duckdb") as store:
+        committed = []
+        writer = AnswerWriter(store, lambda items: None, every=1, committed=committed.append)
+        with store.released():
+            writer.add(0)
+            assert committed == [[0]] and writer.commit_seconds > 0  # measured: the file taken, committed, let go
+            writer.commit_seconds = 0.1  # as if that commit had cost 0.1 s: the next comes 1 s later at the earliest
+            started = time.monotonic()
+            writer.add(1)
+            time.sleep(0.5)
+            writer.add(2)
+            assert committed == [[0]], "committed again before ten times the last commit's cost"
+            time.sleep(max(0.0, 1.05 - (time.monotonic() - started)))
+            writer.add(3)
+            assert committed == [[0], [1, 2, 3]]
+
+
 def test_a_commit_while_released_publishes_a_snapshot_as_new_as_the_store(tmp_path):
     """Checkpoint first, then publish: else the store file is newer than the snapshot just published,
     and the next writer and every reader take the snapshot for stale."""

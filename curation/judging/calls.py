@@ -72,7 +72,7 @@ def plan_calls(pairs: list[tuple], constitution: Constitution, judge: PanelJudge
     return planned
 
 
-_ALL_PAIRS = "SELECT pair_id, prompt, text_a, text_b FROM pair_texts ORDER BY pair_id"
+_ALL_PAIRS = "SELECT pair_id, prompt, text_a, text_b FROM pair_texts"
 # labelled by an imported pair, or by an imported dataset's ratings: judged only in a seeded sample
 _IMPORTED_SAMPLED = """
     WITH imported AS (
@@ -85,11 +85,15 @@ _IMPORTED_SAMPLED = """
        OR pair_id IN (SELECT pair_id FROM imported ORDER BY md5('judged-imported:' || pair_id) LIMIT $n)"""
 
 
-def _pairs_query(max_imported: int | None) -> tuple[str, dict]:
+def _pairs_query(max_imported: int | None, ordered: bool = True) -> tuple[str, dict]:
+    """ordered: by pair_id. Sorting pairs with their texts is what the pages must not do: at 10M
+    pairs (~9 GB of texts) the sort and the joins before it ran out of store.memory_limit (2GB)."""
     if max_imported is None:
-        return _ALL_PAIRS, {}
-    return _IMPORTED_SAMPLED.format(columns="pair_id, prompt, text_a, text_b", source="pair_texts") \
-        + " ORDER BY pair_id", {"n": max_imported}
+        query, params = _ALL_PAIRS, {}
+    else:
+        query, params = _IMPORTED_SAMPLED.format(columns="pair_id, prompt, text_a, text_b", source="pair_texts"), \
+            {"n": max_imported}
+    return (query + " ORDER BY pair_id" if ordered else query), params
 
 
 def judged_pair_ids(max_imported: int | None) -> tuple[str, dict]:
@@ -112,12 +116,14 @@ def pairs_to_judge(store: Store, max_imported: int | None = None) -> list[tuple]
 
 
 def pair_pages(store: Store, max_imported: int | None, page_pairs: int) -> Iterator[list[tuple]]:
-    """pairs_to_judge a page of page_pairs at a time (judge.page_pairs), streamed by one query on a cursor of its own (the store's
-    connection stays free for other queries between pages), so that the texts of millions of pairs
-    are never in memory at once."""
+    """pairs_to_judge a page of page_pairs at a time (judge.page_pairs), streamed by one query on a
+    cursor of its own (the store's connection stays free for other queries between pages), so that
+    the texts of millions of pairs are never in memory at once. In the order the joins give them, not
+    sorted: every pair comes once, and the calls are the same in any order, but a sort would hold
+    (or spill) every pair's texts before the first page."""
     cursor = store.con.cursor()
     try:
-        query, params = _pairs_query(max_imported)
+        query, params = _pairs_query(max_imported, ordered=False)
         reader = cursor.sql(query, params=params or None).to_arrow_reader(page_pairs)
         for batch in reader:
             columns = [batch.column(name).to_pylist() for name in ("pair_id", "prompt", "text_a", "text_b")]
