@@ -80,7 +80,6 @@ def build(path: Path, n_pairs: int, judge_pairs: int, records: int) -> None:
 
     from curation_scale import build_store, synthesize_prompts
     from prefcurate.core.hashing import prompt_id
-    from prefcurate.core.store import Store
 
     texts, _cluster, _benchmark, _kinds = synthesize_prompts(max(n_pairs // 4, 100))
     build_store(path, texts)

@@ -21,7 +21,6 @@ from prefcurate.core.local_models import pick_device, resolve_model
 from prefcurate.core.stage_report import StageFailed, StageReport
 from prefcurate.core.store import SnapshotReader, Store, StoreReader
 from prefcurate.rm.runs import RewardModelRun, find_rm_run
-from prefcurate.curation.backends import make_backend
 from prefcurate.curation.backends.remote import RunChunks, remote_or_local
 from prefcurate.curation.upstream import identical_samples_note, why_empty
 from prefcurate.curation.export.card import write_dataset_card

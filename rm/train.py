@@ -37,7 +37,6 @@ from prefcurate.rm.model import (
     freeze_lower_layers,
     load_reward_model,
     load_tokenizer,
-    member_dirs,
     plain_model,
     resolve_attention,
     resolve_compile,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from prefcurate.core.config import EvaluateConfig, TrainConfig
+from prefcurate.core.config import TrainConfig
 from prefcurate.rm.train_job import UnfinishedOutput, read_result, record_training, run_training_job, verify_export
 from prefcurate.rm.train import rm_run_id
 from tests.support.exports import write_export

@@ -13,7 +13,6 @@ import pytest
 
 from prefcurate.core.config import CurateConfig, IngestConfig, JudgeConfig, config_from_dict
 from prefcurate.curation.labels import labelled_pairs
-from prefcurate.core.store import Store
 from prefcurate.curation.intake.prompts import ingest_prompts
 from prefcurate.curation.verifiers import sandbox
 from prefcurate.curation.verifiers.sandbox import Limits, run_sandboxed
