@@ -169,7 +169,7 @@ def test_a_file_of_only_bad_rows_fails_the_stage_after_storing_its_rejects(tmp_p
         import_ratings_stage(config, str(path))
 
 
-def test_pairs_from_the_imported_scores_carry_the_higher_rated_side_as_reference_label(store, tmp_path):
+def test_pairs_from_the_imported_scores_carry_the_higher_rated_side_as_reference_label(store, tmp_path, monkeypatch):
     import_rated_completions(store, str(write_jsonl(tmp_path / "uf.jsonl", ULTRAFEEDBACK)))
     # mean over aspects: Eight. 5, Eight, in four pairs. 4.5, Six, like insects. 1.33; Fresh bread 4.5, Bread. 3
     report = build_pairs(store, PairingConfig(strategy="best_vs_worst"))
@@ -185,8 +185,12 @@ def test_pairs_from_the_imported_scores_carry_the_higher_rated_side_as_reference
     # like imported pairs, pairs labelled by imported ratings are judged only in judge.max_imported_pairs' sample
     from prefcurate.curation.judging.calls import pair_pages, pairs_to_judge
     assert len(pairs_to_judge(store, None)) == 3 and len(pairs_to_judge(store, 1)) == 1
-    for sample in (None, 1):  # streamed a page at a time: the same pairs (in the order the joins give)
-        assert sorted(pair for page in pair_pages(store, sample, page_pairs=2) for pair in page) == pairs_to_judge(store, sample)
+    from prefcurate.curation.judging import calls
+    for staged_max in (calls.STAGED_PAIRS_MAX, 0):  # a sample's ids staged first, or (too many) filtered in the joins
+        monkeypatch.setattr(calls, "STAGED_PAIRS_MAX", staged_max)
+        for sample in (None, 1):  # streamed a page at a time: the same pairs (in the order the joins give)
+            assert sorted(pair for page in pair_pages(store, sample, page_pairs=2) for pair in page) \
+                == pairs_to_judge(store, sample)
 
 
 def test_the_command_refuses_a_bad_scale_before_running_anything():
