@@ -150,9 +150,7 @@ def main() -> None:
     base = args.workdir or Path(tempfile.mkdtemp(prefix="intake-scale-"))
     rows = []
     for n in args.pairs:
-        workdir = base / f"n{n}"
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
+        workdir = fresh_workdir(base, n)
         source = workdir / "pairs.jsonl"
         started = time.perf_counter()
         write_pairs(source, n)
@@ -162,10 +160,7 @@ def main() -> None:
         ours = measure(OURS_IMPORT, str(config), str(source))
         assert ours["kept"] == n, ours
         print(f"  ours, import:    {ours['seconds']:7.1f} s  peak RSS {ours['peak_rss_gb']:.2f} GB", flush=True)
-        plan = measure(OURS_ESTIMATE, str(config))
-        assert plan["calls_planned"] == 2 * n, plan
-        print(f"  ours, plan {plan['calls_planned']:,} calls (judge --estimate): {plan['seconds']:7.1f} s  "
-              f"peak RSS {plan['peak_rss_gb']:.2f} GB", flush=True)
+        plan = measure_plan(config, n)
         baseline = measure(BASELINE, str(workdir / "hf-cache"), str(source))
         print(f"  baseline, datasets load_dataset(json): {baseline['seconds']:7.1f} s  "
               f"peak RSS {baseline['peak_rss_gb']:.2f} GB", flush=True)
@@ -186,23 +181,34 @@ def main() -> None:
           f"baseline_rss_gb={per_size('peak_rss_gb', 'baseline')}")
 
 
+def fresh_workdir(base: Path, n: int) -> Path:
+    workdir = base / f"n{n}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    return workdir
+
+
+def measure_plan(config: Path, n: int) -> dict:
+    """`judge --estimate` in a fresh process: it must plan both orders of every pair."""
+    plan = measure(OURS_ESTIMATE, str(config))
+    assert plan["calls_planned"] == 2 * n, plan
+    print(f"  ours, plan {plan['calls_planned']:,} calls (judge --estimate): {plan['seconds']:7.1f} s  "
+          f"peak RSS {plan['peak_rss_gb']:.2f} GB", flush=True)
+    return plan
+
+
 def plan_only(args: argparse.Namespace) -> None:
     base = args.workdir or Path(tempfile.mkdtemp(prefix="intake-scale-"))
     rows = []
     for n in args.pairs:
-        workdir = base / f"n{n}"
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
+        workdir = fresh_workdir(base, n)
         config = config_for(workdir)
         started = time.perf_counter()
         build_store_in_sql(workdir / "store.duckdb", n)
         store_gb = (workdir / "store.duckdb").stat().st_size / 1e9
         print(f"{n:>10,} pairs: store of {store_gb:.2f} GB built in SQL in {time.perf_counter() - started:.0f} s",
               flush=True)
-        plan = measure(OURS_ESTIMATE, str(config))
-        assert plan["calls_planned"] == 2 * n, plan
-        print(f"  ours, plan {plan['calls_planned']:,} calls (judge --estimate): {plan['seconds']:7.1f} s  "
-              f"peak RSS {plan['peak_rss_gb']:.2f} GB", flush=True)
+        plan = measure_plan(config, n)
         rows.append({"pairs": n, "store_gb": store_gb, "plan": plan})
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

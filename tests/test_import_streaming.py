@@ -42,30 +42,44 @@ def stored(store: Store) -> dict:
         "candidates": store.count("candidates"), "pairs": store.count("pairs")}
 
 
+def one_batch_and_batches_of_three(tmp_path, monkeypatch, module, run_import, what_is_stored) -> tuple[dict, int, dict]:
+    """The same import in one batch and in batches of 3 rows (the store let go after row 10), each
+    into a fresh store: both must store and report the same; returns (stored, kept, details)."""
+    results = []
+    for batch_rows in (10**6, 3):
+        monkeypatch.setattr(module, "BATCH_ROWS", batch_rows)
+        monkeypatch.setattr(module, "HELD_ROWS", min(batch_rows, 10))
+        with Store(tmp_path / f"store-{batch_rows}.duckdb") as store:
+            report = run_import(store)
+            results.append((what_is_stored(store), report.count_in, report.count_out, report.details))
+    assert results[0] == results[1]
+    return results[0][0], results[0][2], results[0][3]
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_an_import_in_batches_of_three_rows_stores_and_reports_what_one_batch_does(tmp_path, monkeypatch, seed):
     path = str(write_jsonl(tmp_path / "prefs.jsonl", messy_rows(seed)))
-    results = []
-    for batch_rows in (10**6, 3):
-        monkeypatch.setattr(preference_pairs, "BATCH_ROWS", batch_rows)
-        monkeypatch.setattr(preference_pairs, "HELD_ROWS", min(batch_rows, 10))  # the store let go after row 10
-        with Store(tmp_path / f"store-{batch_rows}.duckdb") as store:
-            report = import_preference_pairs(store, path, into_pool=True, max_reject_share=1.0)
-            results.append((stored(store), report.count_in, report.count_out, report.details))
-    (one, *_), (batched, *_) = results
-    assert one == batched and results[0][1:] == results[1][1:]
-    details = results[0][3]
+    one, kept, details = one_batch_and_batches_of_three(
+        tmp_path, monkeypatch, preference_pairs,
+        lambda store: import_preference_pairs(store, path, into_pool=True, max_reject_share=1.0), stored)
     assert details["duplicates_in_source"] > 0 and any("contradicts row" in r for _, _, r in one["rejects"])
-    assert results[0][2] + details["duplicates_in_source"] + details["rejected"] == 60
+    assert kept + details["duplicates_in_source"] + details["rejected"] == 60
+
+
+def imported_twice(store: Store, monkeypatch, module, run_import, what_is_stored) -> tuple:
+    """The reports of importing the same file twice in batches of 4 rows; the second stores nothing new."""
+    monkeypatch.setattr(module, "BATCH_ROWS", 4)
+    first = run_import(store)
+    before = what_is_stored(store)
+    again = run_import(store)
+    assert what_is_stored(store) == before
+    return first, again
 
 
 def test_importing_again_keeps_every_count_and_adds_nothing(store, tmp_path, monkeypatch):
-    monkeypatch.setattr(preference_pairs, "BATCH_ROWS", 4)
     path = str(write_jsonl(tmp_path / "prefs.jsonl", messy_rows(3)))
-    first = import_preference_pairs(store, path, max_reject_share=1.0)
-    before = stored(store)
-    again = import_preference_pairs(store, path, max_reject_share=1.0)
-    assert stored(store) == before
+    first, again = imported_twice(store, monkeypatch, preference_pairs,
+                                  lambda store: import_preference_pairs(store, path, max_reject_share=1.0), stored)
     assert (again.count_out, again.details["duplicates_in_source"], again.details["rejected"]) == \
         (first.count_out, first.details["duplicates_in_source"], first.details["rejected"])
     assert again.details["new_reference_labels"] == 0 and again.details["new_rejects"] == 0
@@ -134,15 +148,23 @@ def test_reading_a_file_four_times_as_long_takes_no_more_memory(tmp_path, monkey
     assert peaks[1] - peaks[0] < 1_000_000, peaks
 
 
-def test_importing_a_file_four_times_as_long_takes_no_more_memory(tmp_path, monkeypatch):
-    monkeypatch.setattr(preference_pairs, "BATCH_ROWS", 500)
-    monkeypatch.setattr(preference_pairs, "HELD_ROWS", 500)
+def import_peaks(tmp_path, monkeypatch, module, batch_rows: int, files: dict, run_import, count) -> list[int]:
+    """Peak traced bytes of importing each of `files` (name -> (path, rows)) into a fresh store in
+    batches of batch_rows; count(store) must then be what each file's rows store."""
+    monkeypatch.setattr(module, "BATCH_ROWS", batch_rows)
+    monkeypatch.setattr(module, "HELD_ROWS", batch_rows)
     peaks = []
-    for name, n in (("small", 1500), ("large", 6000)):
-        path = _write("jsonl", tmp_path / name, _rows(n))
+    for name, (path, n) in files.items():
         with Store(tmp_path / f"{name}.duckdb") as store:
-            peaks.append(_peak_bytes(lambda: import_preference_pairs(store, path)))
-            assert store.count("reference_labels") == n
+            peaks.append(_peak_bytes(lambda: run_import(store, path)))
+            assert count(store) == n
+    return peaks
+
+
+def test_importing_a_file_four_times_as_long_takes_no_more_memory(tmp_path, monkeypatch):
+    files = {name: (_write("jsonl", tmp_path / name, _rows(n)), n) for name, n in (("small", 1500), ("large", 6000))}
+    peaks = import_peaks(tmp_path, monkeypatch, preference_pairs, 500, files, import_preference_pairs,
+                         lambda store: store.count("reference_labels"))
     assert peaks[1] - peaks[0] < 2_000_000, peaks  # holding every row would add ~10 MB
 
 
@@ -172,29 +194,20 @@ def stored_scores(store: Store) -> dict:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_import_ratings_in_batches_of_three_rows_stores_and_reports_what_one_batch_does(tmp_path, monkeypatch, seed):
     path = str(write_jsonl(tmp_path / "rated.jsonl", rated_rows(seed)))
-    results = []
-    for batch_rows in (10**6, 3):
-        monkeypatch.setattr(rated_completions, "BATCH_ROWS", batch_rows)
-        monkeypatch.setattr(rated_completions, "HELD_ROWS", min(batch_rows, 10))  # the store let go after row 10
-        with Store(tmp_path / f"store-{batch_rows}.duckdb") as store:
-            report = import_rated_completions(store, path, into_pool=True, max_reject_share=1.0)
-            results.append((stored_scores(store), report.count_in, report.count_out, report.details))
-    (one, *_), (batched, *_) = results
-    assert one == batched and results[0][1:] == results[1][1:]
-    details = results[0][3]
+    one, kept, details = one_batch_and_batches_of_three(
+        tmp_path, monkeypatch, rated_completions,
+        lambda store: import_rated_completions(store, path, into_pool=True, max_reject_share=1.0), stored_scores)
     assert details["duplicates_in_source"] > 0 and details["rejected"] > 0  # the rows above make both
-    assert results[0][2] + details["duplicates_in_source"] + details["rejected"] == 60
+    assert kept + details["duplicates_in_source"] + details["rejected"] == 60
     assert (details["prompts"], details["candidates"], details["scores"]) == \
         (len(one["prompts"]), len(one["candidates"]), len(one["scores"]))  # distinct over the file, not per batch
 
 
 def test_importing_ratings_again_keeps_every_count_and_adds_nothing(store, tmp_path, monkeypatch):
-    monkeypatch.setattr(rated_completions, "BATCH_ROWS", 4)
     path = str(write_jsonl(tmp_path / "rated.jsonl", rated_rows(3)))
-    first = import_rated_completions(store, path, max_reject_share=1.0)
-    before = stored_scores(store)
-    again = import_rated_completions(store, path, max_reject_share=1.0)
-    assert stored_scores(store) == before
+    first, again = imported_twice(store, monkeypatch, rated_completions,
+                                  lambda store: import_rated_completions(store, path, max_reject_share=1.0),
+                                  stored_scores)
     assert {key: again.details[key] for key in ("prompts", "candidates", "scores", "duplicates_in_source", "rejected")} \
         == {key: first.details[key] for key in ("prompts", "candidates", "scores", "duplicates_in_source", "rejected")}
     assert again.count_out == first.count_out
@@ -208,12 +221,7 @@ def _rated(n: int) -> list[dict]:
 
 
 def test_importing_ratings_from_a_file_four_times_as_long_takes_no_more_memory(tmp_path, monkeypatch):
-    monkeypatch.setattr(rated_completions, "BATCH_ROWS", 300)
-    monkeypatch.setattr(rated_completions, "HELD_ROWS", 300)
-    peaks = []
-    for name, n in (("small", 900), ("large", 3600)):
-        path = _write("json", tmp_path / name, _rated(n))
-        with Store(tmp_path / f"{name}.duckdb") as store:
-            peaks.append(_peak_bytes(lambda: import_rated_completions(store, path)))
-            assert store.count("candidate_scores") == 3 * n
+    files = {name: (_write("json", tmp_path / name, _rated(n)), 3 * n) for name, n in (("small", 900), ("large", 3600))}
+    peaks = import_peaks(tmp_path, monkeypatch, rated_completions, 300, files, import_rated_completions,
+                         lambda store: store.count("candidate_scores"))  # three rated completions a row
     assert peaks[1] - peaks[0] < 2_000_000, peaks  # holding every row would add ~10 MB
