@@ -123,9 +123,10 @@ def pair_pages(store: Store, max_imported: int | None, page_pairs: int) -> Itera
     (or spill) every pair's texts before the first page."""
     cursor = store.con.cursor()
     try:
-        query, params = _pairs_query(max_imported, ordered=False)
         if max_imported is not None and _few_judged_pairs(cursor, max_imported):
             query, params = _JUDGED_PAIR_TEXTS, {}
+        else:
+            query, params = _pairs_query(max_imported, ordered=False)
         reader = cursor.sql(query, params=params or None).to_arrow_reader(page_pairs)
         for batch in reader:
             columns = [batch.column(name).to_pylist() for name in ("pair_id", "prompt", "text_a", "text_b")]
