@@ -40,8 +40,7 @@ def _user_errors(function):
         except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
-            typer.echo("interrupted: what was answered is stored; run the same command to resume", err=True)
-            raise typer.Exit(console.EXIT_INTERRUPTED) from None
+            _interrupted()
         except console.Terminated:
             typer.echo("terminated: what was answered is stored; run the same command to resume", err=True)
             raise typer.Exit(console.EXIT_TERMINATED) from None
@@ -49,6 +48,8 @@ def _user_errors(function):
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(console.EXIT_USAGE) from None
         except Exception as error:  # noqa: BLE001 (the point: no traceback reaches the terminal)
+            if console.is_interrupted_query(error):
+                _interrupted()
             known = isinstance(error, _KNOWN_FAILURES) or type(error).__module__.lstrip("_").startswith("duckdb")
             typer.echo(console.failure_line(error, known=known), err=True)
             if console.session.debug:
@@ -56,6 +57,11 @@ def _user_errors(function):
             raise typer.Exit(console.EXIT_FAILED) from None
 
     return guarded
+
+
+def _interrupted() -> None:
+    typer.echo("interrupted: what was answered is stored; run the same command to resume", err=True)
+    raise typer.Exit(console.EXIT_INTERRUPTED) from None
 
 
 def command(typer_app: typer.Typer = app, name: str | None = None):

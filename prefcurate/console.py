@@ -115,6 +115,15 @@ def setup_logging() -> None:
     redact_logging()
 
 
+def is_interrupted_query(error: BaseException) -> bool:
+    """Ctrl-C that landed while DuckDB ran a statement (a commit's checkpoint, say): DuckDB takes the
+    signal itself and raises its own error, "Query interrupted" (a RuntimeError from its Python
+    binding, or InterruptException), where Python would have raised KeyboardInterrupt."""
+    from_duckdb = type(error).__module__.lstrip("_").startswith("duckdb")
+    return (from_duckdb and type(error).__name__ == "InterruptException") or \
+        (type(error) is RuntimeError and str(error) == "Query interrupted")
+
+
 def failure_line(error: BaseException, known: bool) -> str:
     """The one line a failure shows (the message's first line: DuckDB's run on with advice); the
     whole message and the traceback go to the log file it names."""
