@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from prefcurate.core.content_keys import CONTENT_KEYS
 from prefcurate.core.store import Store, migrations, sql_files
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "sql" / "SCHEMA.md"
@@ -40,7 +41,9 @@ def describe(store: Store) -> str:
     for name in tables:
         key = store.con.execute("SELECT constraint_column_names FROM duckdb_constraints() WHERE table_name = ? "
                                 "AND constraint_type = 'PRIMARY KEY'", [name]).fetchall()
-        lines += [f"### {name}" + (f" (primary key: {', '.join(key[0][0])})" if key else ""), "",
+        heading = f" (primary key: {', '.join(key[0][0])})" if key else \
+            f" (key: {', '.join(CONTENT_KEYS[name])}; no index, see core/content_keys.py)" if name in CONTENT_KEYS else ""
+        lines += [f"### {name}{heading}", "",
                   "| column | type | null |", "|---|---|---|"]
         lines += [f"| {column} | {kind} | {'yes' if nullable == 'YES' else 'no'} |"
                   for column, kind, nullable in _columns(store, name)]

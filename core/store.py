@@ -17,6 +17,7 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
+from prefcurate.core.content_keys import CONTENT_KEYS, insert_new_sql
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.stage_report import StageReport
 from prefcurate.core.secrets import redact
@@ -420,7 +421,8 @@ class Store(StoreReader):
         return pa.Table.from_pylist(rows, schema=schema)
 
     def insert_new(self, table: str, rows: pa.Table) -> int:
-        """Insert rows whose primary key is not stored yet; return how many were new."""
+        """Insert rows whose key (primary, or content key: core/content_keys.py) is not stored yet;
+        return how many were new."""
         if rows.num_rows == 0:
             return 0
         before = self.count(table)
@@ -429,7 +431,7 @@ class Store(StoreReader):
 
     def insert_selected(self, table: str, reader: StoreReader, select: str, params: list | None = None,
                         batch_rows: int = 200_000) -> int:
-        """Insert the rows `select` yields on `reader` whose primary key is not stored yet; return how
+        """Insert the rows `select` yields on `reader` whose key is not stored yet; return how
         many were new. On this very connection (reader is the store): one INSERT, one commit. From
         another (the read snapshot), the rows travel as Arrow batches of batch_rows, a commit each
         with the file let go between them (released), so however many rows there are no other
@@ -437,7 +439,8 @@ class Store(StoreReader):
         if reader is self:
             with self.transaction():
                 before = self.count(table)
-                self.con.execute(f"INSERT OR IGNORE INTO {table} BY NAME {select}", params or [])
+                self.con.execute(insert_new_sql(table, f"({select})") if table in CONTENT_KEYS
+                                 else f"INSERT OR IGNORE INTO {table} BY NAME {select}", params or [])
                 return self.count(table) - before
         new = 0
         # closed however the loop ends: a reader left open holds its connection ("connection has an
@@ -449,15 +452,21 @@ class Store(StoreReader):
         return new
 
     def upsert(self, table: str, rows: pa.Table) -> None:
-        """Insert rows, replacing stored rows with the same primary key."""
+        """Insert rows, replacing stored rows with the same key."""
         if rows.num_rows:
             self._insert(table, rows, "OR REPLACE")
 
     def _insert(self, table: str, rows: pa.Table, on_conflict: str) -> None:
-        columns = ", ".join(rows.column_names)
+        columns = ", ".join(f'"{name}"' for name in rows.column_names)
         self.con.register("_incoming", rows)
         try:
-            self.con.execute(f"INSERT {on_conflict} INTO {table} ({columns}) SELECT {columns} FROM _incoming")
+            if table not in CONTENT_KEYS:
+                self.con.execute(f"INSERT {on_conflict} INTO {table} ({columns}) SELECT {columns} FROM _incoming")
+            elif on_conflict == "OR IGNORE":  # no key index: an anti-join skips the stored keys
+                self.con.execute(insert_new_sql(table, "_incoming"))
+            else:
+                raise ValueError(f"{table} has content keys (core/content_keys.py): a key's row is written "
+                                 "once and never replaced")
         except BaseException:
             # after a failed statement the transaction is aborted and unregistering fails too: that
             # must not replace why the insert failed (DuckDB out of store.memory_limit, say); the next
