@@ -19,6 +19,7 @@ CONTENT_KEYS: dict[str, tuple[str, ...]] = {
     "pairs": ("pair_id",),
     "reference_labels": ("reference_label_id",),
     "candidate_text_keys": ("candidate_id",),
+    "judgments": ("judgment_id",),
     # a curation run's rows; each run's rows are written together, so the run id's zone maps let the
     # anti-join skip every other run's row groups
     "curated_pairs": ("curation_run_id", "pair_id"),
@@ -42,3 +43,9 @@ def insert_new_sql(table: str, source: str) -> str:
             f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS stored WHERE {_same_key(keys)}) "
             f"QUALIFY row_number() OVER (PARTITION BY {partition}) = 1")
 
+
+def delete_stored_sql(table: str, source: str) -> str:
+    """DELETE of the rows of `table` whose key `source` holds: an upsert is this, then insert_new_sql,
+    in one transaction."""
+    return (f"DELETE FROM {table} AS stored WHERE EXISTS "
+            f"(SELECT 1 FROM {source} AS incoming WHERE {_same_key(CONTENT_KEYS[table])})")

@@ -17,7 +17,7 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
-from prefcurate.core.content_keys import CONTENT_KEYS, insert_new_sql
+from prefcurate.core.content_keys import CONTENT_KEYS, delete_stored_sql, insert_new_sql
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.stage_report import StageReport
 from prefcurate.core.secrets import redact
@@ -126,6 +126,7 @@ class Store(StoreReader):
         self.con = self._connect(read_only, settings, lock_timeout_s)
         self._settings, self._lock_timeout_s = settings, lock_timeout_s
         self._released, self._holding = False, False  # released(): the file is ours only while committing
+        self._in_transaction = False  # inside _held_transaction (only Store begins transactions)
         self._copy_source: int | None = None  # see _copy_store_file
         if not read_only:
             try:
@@ -287,6 +288,7 @@ class Store(StoreReader):
     @contextmanager
     def _held_transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.con.execute("BEGIN TRANSACTION")
+        self._in_transaction = True
         try:
             yield self.con
         except BaseException:
@@ -295,6 +297,8 @@ class Store(StoreReader):
             except duckdb.Error:
                 pass  # DuckDB may have aborted it already: the error that did it is the one to see
             raise
+        finally:
+            self._in_transaction = False
         self.con.execute("COMMIT")
         self._unpublished = True
 
@@ -465,8 +469,9 @@ class Store(StoreReader):
             elif on_conflict == "OR IGNORE":  # no key index: an anti-join skips the stored keys
                 self.con.execute(insert_new_sql(table, "_incoming"))
             else:
-                raise ValueError(f"{table} has content keys (core/content_keys.py): a key's row is written "
-                                 "once and never replaced")
+                with self._atomic():  # a key's row is replaced whole or not at all
+                    self.con.execute(delete_stored_sql(table, "_incoming"))
+                    self.con.execute(insert_new_sql(table, "_incoming"))
         except BaseException:
             # after a failed statement the transaction is aborted and unregistering fails too: that
             # must not replace why the insert failed (DuckDB out of store.memory_limit, say); the next
@@ -475,6 +480,16 @@ class Store(StoreReader):
                 self.con.unregister("_incoming")
             raise
         self.con.unregister("_incoming")
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """The caller's transaction where there is one, else one of its own. (Asking DuckDB by a
+        BEGIN would abort the caller's: a failed statement does.)"""
+        if self._in_transaction:
+            yield
+        else:
+            with self._held_transaction():
+                yield
 
     def add_rejects(self, stage: str, rejects: list[dict]) -> int:
         """Keep refused inputs where users can query them; the same reject is kept once."""

@@ -2,6 +2,7 @@
 however rows arrive, the store's memory does not grow with them, and a store from before the
 migration keeps its rows and views."""
 
+import duckdb
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -68,11 +69,17 @@ def test_insert_selected_skips_stored_composite_keys_on_the_store_and_from_a_rea
         assert store.count("curation_prompt_drops") == 21
 
 
-def test_a_content_keyed_row_is_never_replaced(store):
-    store.insert_new("prompts", _prompts([1], "first"))
-    with pytest.raises(ValueError, match="written once"):
-        store.upsert("prompts", _prompts([1], "second"))
-    assert store.scalar("SELECT text FROM prompts") == "first1"
+def test_upsert_replaces_a_keys_row_whole_or_not_at_all(store):
+    store.insert_new("prompts", _prompts([1, 2], "first"))
+    store.upsert("prompts", _prompts([2, 3], "second"))  # a transaction of its own
+    assert dict(store.con.execute("SELECT prompt_id, text FROM prompts").fetchall()) == {
+        "p1": "first1", "p2": "second2", "p3": "second3"}
+    with pytest.raises(duckdb.ConstraintException):
+        with store.transaction():  # inside the caller's: a failure after it undoes the delete too
+            store.upsert("prompts", _prompts([1], "third"))
+            store.con.execute("INSERT INTO prompts (prompt_id, text, source) VALUES ('p9', NULL, 's')")
+    assert store.scalar("SELECT text FROM prompts WHERE prompt_id = 'p1'") == "first1"
+    assert store.count("prompts") == 3
 
 
 def test_keys_past_what_a_key_index_fits_in_the_memory_limit_still_insert(tmp_path):

@@ -14,5 +14,5 @@ def test_the_checked_in_schema_is_the_one_the_migrations_and_views_make():
 
 def test_it_names_every_column_a_migration_added_and_where_each_view_lives():
     text = CHECKED_IN.read_text(encoding="utf-8")
-    assert "### judgments (primary key: judgment_id)" in text and "| cut_answer | BOOLEAN | yes |" in text
+    assert "### judgments (key: judgment_id; no index" in text and "| cut_answer | BOOLEAN | yes |" in text
     assert "### labelled_pairs (sql/views/21_label_labelled_pairs.sql)" in text

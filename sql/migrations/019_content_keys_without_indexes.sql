@@ -131,3 +131,43 @@ CREATE TABLE curation_funnel_samples_019 (
 INSERT INTO curation_funnel_samples_019 BY NAME SELECT * FROM curation_funnel_samples;
 DROP TABLE curation_funnel_samples;
 ALTER TABLE curation_funnel_samples_019 RENAME TO curation_funnel_samples;
+
+-- One row per judge call (two per pair per judge in both orders): the largest table of a judged
+-- store. A commit of answers into 20M rows cost ~2 s of CPU with the key (loading the part of the
+-- index their random ids touch, then checkpointing it). An answer that replaces a stored row (a
+-- call asked again) is a delete and an insert in one transaction (Store.upsert).
+CREATE TABLE judgments_019 (
+    judgment_id          VARCHAR NOT NULL,  -- the key: hash of everything that determines the call
+    pair_id              VARCHAR NOT NULL,
+    judge                VARCHAR NOT NULL,
+    judge_model          VARCHAR,
+    principle_id         VARCHAR NOT NULL,
+    principle_axis       VARCHAR,
+    shown_order          VARCHAR NOT NULL CHECK (shown_order IN ('ab', 'ba')),
+    template_version     VARCHAR NOT NULL,
+    constitution_version VARCHAR NOT NULL,
+    output_format        VARCHAR,
+    sampling             JSON,
+    raw_response         VARCHAR,
+    verdict_shown        VARCHAR CHECK (verdict_shown IN ('A', 'B', 'tie')),
+    winner               VARCHAR CHECK (winner IN ('a', 'b', 'tie')),
+    confidence           DOUBLE,
+    confidence_source    VARCHAR CHECK (confidence_source IN ('logprobs', 'self_report', 'none', 'verifier')),
+    self_confidence      DOUBLE,
+    verdict_probs        JSON,
+    preference_logit     DOUBLE,
+    valid                BOOLEAN NOT NULL,
+    invalid_reason       VARCHAR,
+    error_kind           VARCHAR,
+    request_chars        INTEGER,
+    prompt_tokens        INTEGER,
+    completion_tokens    INTEGER,
+    cost_usd             DOUBLE,
+    latency_ms           DOUBLE,
+    created_at           TIMESTAMP DEFAULT current_timestamp,
+    cut_answer           BOOLEAN DEFAULT false,
+    verdict_kind         VARCHAR DEFAULT 'judge'
+);
+INSERT INTO judgments_019 BY NAME SELECT * FROM judgments;
+DROP TABLE judgments;
+ALTER TABLE judgments_019 RENAME TO judgments;
