@@ -5,8 +5,8 @@ DuckDB holds a table's key index in memory whole (~140 bytes a key with our 32-c
 the tables that grow with the pairs went over `store.memory_limit` at a few million pairs, and each
 commit of keys in random order (content hashes are) loaded the index it touched. These tables have
 no PRIMARY KEY; a write skips the keys already stored with an anti-join: one scan of the key column
-(~0.2 s at 10M keys on 2 cores, as cheap as the index was for a small commit into a big store),
-memory that does not grow with the store. One writer holds the store at a time, so no two
+(~0.2 s at 10M keys on 2 cores; a 256-row commit into 10M keys cost 0.28 s with the index, in a
+fresh DuckDB instance as a released commit is), memory that does not grow with the store. One writer holds the store at a time, so no two
 transactions add the same key at once.
 """
 
@@ -20,8 +20,7 @@ CONTENT_KEYS: dict[str, tuple[str, ...]] = {
     "reference_labels": ("reference_label_id",),
     "candidate_text_keys": ("candidate_id",),
     "judgments": ("judgment_id",),
-    # a curation run's rows; each run's rows are written together, so the run id's zone maps let the
-    # anti-join skip every other run's row groups
+    # a curation run's rows, written once per run (again only to complete a run cut off half-way)
     "curated_pairs": ("curation_run_id", "pair_id"),
     "curation_prompt_clusters": ("curation_run_id", "prompt_id"),
     "curation_prompt_drops": ("curation_run_id", "step", "prompt_id"),

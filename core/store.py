@@ -201,6 +201,8 @@ class Store(StoreReader):
         for migration in migrations():
             if migration.version in applied:
                 continue
+            if applied:  # an existing store: some migrations copy whole tables, minutes on a big store
+                log.info("store %s: upgrading its schema (%s), once", self.path, migration.name)
             with self.transaction():
                 self.con.execute(migration.sql)
                 self.con.execute(
