@@ -35,7 +35,10 @@ def _same_key(keys: tuple[str, ...]) -> str:
 
 def insert_new_sql(table: str, source: str) -> str:
     """INSERT of the rows of `source` (a table name or a parenthesized query) whose key `table` does
-    not hold yet, each key once (which of a key's rows in `source` is kept is not defined)."""
+    not hold yet, each key once (which of a key's rows in `source` is kept is not defined). A table
+    with a primary key lets DuckDB's index skip them."""
+    if table not in CONTENT_KEYS:
+        return f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM {source}"
     keys = CONTENT_KEYS[table]
     partition = ", ".join(f'incoming."{key}"' for key in keys)
     return (f"INSERT INTO {table} BY NAME SELECT incoming.* FROM {source} AS incoming "

@@ -432,7 +432,7 @@ class Store(StoreReader):
         if rows.num_rows == 0:
             return 0
         before = self.count(table)
-        self._insert(table, rows, "OR IGNORE")
+        self._insert(table, rows, replace=False)
         return self.count(table) - before
 
     def insert_selected(self, table: str, reader: StoreReader, select: str, params: list | None = None,
@@ -445,8 +445,7 @@ class Store(StoreReader):
         if reader is self:
             with self.transaction():
                 before = self.count(table)
-                self.con.execute(insert_new_sql(table, f"({select})") if table in CONTENT_KEYS
-                                 else f"INSERT OR IGNORE INTO {table} BY NAME {select}", params or [])
+                self.con.execute(insert_new_sql(table, f"({select})"), params or [])
                 return self.count(table) - before
         new = 0
         # closed however the loop ends: a reader left open holds its connection ("connection has an
@@ -460,16 +459,16 @@ class Store(StoreReader):
     def upsert(self, table: str, rows: pa.Table) -> None:
         """Insert rows, replacing stored rows with the same key."""
         if rows.num_rows:
-            self._insert(table, rows, "OR REPLACE")
+            self._insert(table, rows, replace=True)
 
-    def _insert(self, table: str, rows: pa.Table, on_conflict: str) -> None:
-        columns = ", ".join(f'"{name}"' for name in rows.column_names)
+    def _insert(self, table: str, rows: pa.Table, replace: bool) -> None:
         self.con.register("_incoming", rows)
         try:
-            if table not in CONTENT_KEYS:
-                self.con.execute(f"INSERT {on_conflict} INTO {table} ({columns}) SELECT {columns} FROM _incoming")
-            elif on_conflict == "OR IGNORE":  # no key index: an anti-join skips the stored keys
+            if not replace:
                 self.con.execute(insert_new_sql(table, "_incoming"))
+            elif table not in CONTENT_KEYS:
+                columns = ", ".join(f'"{name}"' for name in rows.column_names)
+                self.con.execute(f"INSERT OR REPLACE INTO {table} ({columns}) SELECT {columns} FROM _incoming")
             else:
                 with self._atomic():  # a key's row is replaced whole or not at all
                     self.con.execute(delete_stored_sql(table, "_incoming"))
