@@ -19,5 +19,7 @@ SELECT
     cb.text AS text_b
 FROM pairs AS p
 JOIN prompts AS pr ON pr.prompt_id = p.prompt_id
-JOIN candidates AS ca ON ca.candidate_id = p.candidate_a
-JOIN candidates AS cb ON cb.candidate_id = p.candidate_b;
+-- a pair's responses answer its prompt: joined on the prompt too, a filter on prompt_id reaches the
+-- candidates (the export stages millions of pairs in ranges of prompt_id)
+JOIN candidates AS ca ON ca.candidate_id = p.candidate_a AND ca.prompt_id = p.prompt_id
+JOIN candidates AS cb ON cb.candidate_id = p.candidate_b AND cb.prompt_id = p.prompt_id;
