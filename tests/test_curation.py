@@ -156,3 +156,62 @@ def test_an_export_that_cannot_write_says_why_and_leaves_the_connection_usable(s
         with curation_run_rows(store, result.curation_run_id) as rows:
             export_curation_run(store, result.curation_run_id, tmp_path / "out", {}, rows)
     assert store.con.execute("SELECT count(*) FROM curated_pairs").fetchone() == (6,)
+
+
+def test_an_export_staged_in_prompt_ranges_holds_the_views_rows_in_row_groups_of_fixed_size(store, tmp_path,
+                                                                                            monkeypatch):
+    """A large run is staged in ranges of prompt_id and its splits written from one sorted read in
+    row groups of BATCH_ROWS: here many ranges and row groups of 7 rows, against each split read
+    straight from the view."""
+    import pyarrow as pa
+
+    from prefcurate.curation.export import parquet
+    from prefcurate.curation.export.parquet import EXPORT_SCHEMA, curation_run_rows
+
+    for i in range(40):
+        _, (pair, _, _) = make_pair(store, f"question {i}", (f"short {i}", f"a longer answer {i}"))
+        add_call(store, pair, "ab", "A", p_first=0.8)
+        add_call(store, pair, "ba", "B", p_first=0.3)
+    result, _ = curate(store, CurateConfig(splits=SplitConfig(validation=0.2, test=0.2),
+                                           dedup={"near": {"enabled": False}}))
+    monkeypatch.setattr(parquet, "MEMORY_PER_TEXT_BYTE", 10 ** 12)  # a range per few rows
+    monkeypatch.setattr(parquet, "BATCH_ROWS", 7)
+    assert len(parquet.prompt_ranges(store, result.curation_run_id)) > 10
+    with curation_run_rows(store, result.curation_run_id) as rows:
+        out = export_curation_run(store, result.curation_run_id, tmp_path, {}, rows)
+    for split, n in result.split_counts.items():
+        expected = store.con.sql(f"SELECT {', '.join(EXPORT_SCHEMA.names)} FROM curated_pairs_export "
+                                 f"WHERE curation_run_id = '{result.curation_run_id}' AND split = '{split}' "
+                                 "ORDER BY pair_id").to_arrow_table().cast(EXPORT_SCHEMA)
+        if n == 0:
+            assert not (out / f"{split}.parquet").exists()
+            continue
+        written = pq.ParquetFile(out / f"{split}.parquet")
+        assert written.read().equals(expected) and expected.num_rows == n
+        groups = [written.metadata.row_group(g).num_rows for g in range(written.metadata.num_row_groups)]
+        assert groups == [7] * (n // 7) + ([n % 7] if n % 7 else [])
+    assert sum(result.split_counts.values()) == 40 and isinstance(expected, pa.Table)
+
+
+def test_prompt_ranges_put_every_prompt_id_in_exactly_one_range():
+    """Any id, hex hash or not, empty or not, falls in one range of any count (the staged export
+    would drop or repeat its rows otherwise)."""
+    import duckdb
+    from hypothesis import given, settings, strategies as st
+
+    from prefcurate.curation.export.parquet import range_conditions
+
+    con = duckdb.connect()
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.integers(min_value=1, max_value=256),
+           st.lists(st.one_of(st.text(max_size=40), st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)),
+                    min_size=1, max_size=20))
+    def one_range_each(n, ids):
+        conditions = range_conditions(n)
+        assert len(conditions) == n
+        held = con.execute(f"SELECT {' + '.join(f'({c})::INT' for c in conditions)} "
+                           "FROM unnest(?::VARCHAR[]) AS t(prompt_id)", [ids]).fetchall()
+        assert [row[0] for row in held] == [1] * len(ids)
+
+    one_range_each()
