@@ -43,9 +43,10 @@ def _apply_clusters(store: Store, step: str, cluster_table: str) -> StepOutcome:
     con.execute(f"CREATE OR REPLACE TEMP TABLE _curation_reps AS {_representatives_sql(cluster_table)}")
     con.execute("INSERT INTO _curation_prompt_drops SELECT ?, prompt_id, kept, score FROM _curation_reps "
                 "WHERE prompt_id <> kept", [step])
-    # Clusters merge across steps: every prompt under an old key moves to the merged cluster's key.
+    # Clusters merge across steps: every prompt under an old key moves to the merged cluster's key
+    # (only those whose key changes: updating every prompt's row to the key it has was most of the step)
     con.execute("UPDATE _curation_clusters SET cluster_id = r.cluster_key "
-                "FROM (SELECT DISTINCT old_key, cluster_key FROM _curation_reps) AS r "
+                "FROM (SELECT DISTINCT old_key, cluster_key FROM _curation_reps WHERE old_key <> cluster_key) AS r "
                 "WHERE _curation_clusters.cluster_id = r.old_key")
     keep_prompts(store, "(SELECT prompt_id FROM _curation_reps WHERE prompt_id = kept)")
     dropped, clusters = store.one("SELECT count(*) FILTER (WHERE prompt_id <> kept), "
