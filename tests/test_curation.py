@@ -12,6 +12,14 @@ def make_pair(store, prompt_text="q", texts=("first", "second")):
     return prompt, add_pair(store, prompt, *candidates[:2])
 
 
+def judged_pairs(store, n):
+    """n prompts, each with one pair whose judge calls in both orders agree."""
+    for i in range(n):
+        _, (pair, _, _) = make_pair(store, f"question {i}", (f"short {i}", f"a longer answer {i}"))
+        add_call(store, pair, "ab", "A", p_first=0.8)
+        add_call(store, pair, "ba", "B", p_first=0.3)
+
+
 def labels(store):
     return {row[0]: row[1:] for row in store.con.execute(
         "SELECT pair_id, vote_label, balanced_label, position_consistent FROM pair_labels").fetchall()}
@@ -116,10 +124,7 @@ def test_splits_are_disjoint_by_prompt_and_deterministic(store):
 def test_export_round_trips_through_datasets_and_is_byte_identical(store, tmp_path):
     import datasets
 
-    for i in range(30):
-        _, (pair, _, _) = make_pair(store, f"question {i}", (f"short {i}", f"a longer answer {i}"))
-        add_call(store, pair, "ab", "A", p_first=0.8)
-        add_call(store, pair, "ba", "B", p_first=0.3)
+    judged_pairs(store, 30)
     result, _ = curate(store, CurateConfig(splits=SplitConfig(validation=0.2, test=0.2),
                                            dedup={"near": {"enabled": False}}))  # templated prompts
     first = export_curation_run(store, result.curation_run_id, tmp_path / "one", {})
@@ -145,10 +150,7 @@ def test_an_export_that_cannot_write_says_why_and_leaves_the_connection_usable(s
 
     from prefcurate.curation.export.parquet import curation_run_rows
 
-    for i in range(6):
-        _, (pair, _, _) = make_pair(store, f"question {i}", (f"short {i}", f"a longer answer {i}"))
-        add_call(store, pair, "ab", "A", p_first=0.8)
-        add_call(store, pair, "ba", "B", p_first=0.3)
+    judged_pairs(store, 6)
     result, _ = curate(store, CurateConfig(splits=SplitConfig(validation=0.0, test=0.0),
                                            dedup={"near": {"enabled": False}}))
     (tmp_path / "out" / result.curation_run_id[:16] / "train.parquet").mkdir(parents=True)  # a folder in the way
@@ -168,10 +170,7 @@ def test_an_export_staged_in_prompt_ranges_holds_the_views_rows_in_row_groups_of
     from prefcurate.curation.export import parquet
     from prefcurate.curation.export.parquet import EXPORT_SCHEMA, curation_run_rows
 
-    for i in range(40):
-        _, (pair, _, _) = make_pair(store, f"question {i}", (f"short {i}", f"a longer answer {i}"))
-        add_call(store, pair, "ab", "A", p_first=0.8)
-        add_call(store, pair, "ba", "B", p_first=0.3)
+    judged_pairs(store, 40)
     result, _ = curate(store, CurateConfig(splits=SplitConfig(validation=0.2, test=0.2),
                                            dedup={"near": {"enabled": False}}))
     monkeypatch.setattr(parquet, "MEMORY_PER_TEXT_BYTE", 10 ** 12)  # a range per few rows
