@@ -214,3 +214,16 @@ def test_prompt_ranges_put_every_prompt_id_in_exactly_one_range():
         assert [row[0] for row in held] == [1] * len(ids)
 
     one_range_each()
+
+
+def test_memory_limits_are_read_as_duckdb_words_them():
+    import duckdb
+
+    from prefcurate.curation.export.parquet import size_bytes
+
+    assert size_bytes("1.8 GiB") == int(1.8 * 2 ** 30) and size_bytes("476.8 MiB") == int(476.8 * 2 ** 20)
+    assert size_bytes("2GB") == 2 * 10 ** 9 and size_bytes("512 bytes") == 512
+    for limit in ("2GB", "500MB", "1TB", "100KB"):  # what DuckDB itself says for each
+        said = duckdb.connect(config={"memory_limit": limit}).execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        assert abs(size_bytes(said) - size_bytes(limit)) <= 0.06 * size_bytes(limit), said
+    assert size_bytes("unlimited") == size_bytes("") == 2 ** 62  # unread: the run staged at once

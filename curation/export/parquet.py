@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from contextlib import ExitStack, closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -95,9 +96,17 @@ _UNITS = {"bytes": 1, "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 *
 
 
 def memory_limit_bytes(store: StoreReader) -> int:
-    """DuckDB's memory limit on this connection ("1.8 GiB" and the like, as current_setting says it)."""
-    number, unit = store.scalar("SELECT current_setting('memory_limit')").split()
-    return int(float(number) * _UNITS[unit])
+    """DuckDB's memory limit on this connection, from current_setting's words ("1.8 GiB")."""
+    return size_bytes(str(store.scalar("SELECT current_setting('memory_limit')")))
+
+
+def size_bytes(size: str) -> int:
+    """Bytes in a size as DuckDB writes one ("1.8 GiB", "476.8 MiB", "2GB"); a size it does not
+    read as one (a DuckDB that words it otherwise) counts as no limit: the run is staged at once."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", size)
+    if not found or found.group(2) not in _UNITS:
+        return 2 ** 62
+    return int(float(found.group(1)) * _UNITS[found.group(2)])
 
 
 def export_curation_run(store: StoreReader, curation_run_id: str, output_root: Path, manifest_extra: dict,
