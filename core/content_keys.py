@@ -6,8 +6,8 @@ the tables that grow with the pairs went over `store.memory_limit` at a few mill
 commit of keys in random order (content hashes are) loaded the index it touched. These tables have
 no PRIMARY KEY; a write skips the keys already stored with an anti-join: one scan of the key column
 (~0.2 s at 10M keys on 2 cores; a 256-row commit into 10M keys cost 0.28 s with the index, in a
-fresh DuckDB instance as a released commit is), memory that does not grow with the store. One writer holds the store at a time, so no two
-transactions add the same key at once.
+fresh DuckDB instance as a released commit is), memory that does not grow with the store. One
+writer holds the store at a time, so no two transactions add the same key at once.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from prefcurate.core.store import StoreReader
 _PNG_METADATA = {"Software": None}  # no version stamp: the same run draws the same bytes
 
 
-def _plots(store: StoreReader, funnel: list[tuple[str, int, int]], out: Path, lengths: str) -> list[str]:
+def _plots(store: StoreReader, funnel: list[tuple[str, int, int]], out: Path, card_rows: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,14 +28,14 @@ def _plots(store: StoreReader, funnel: list[tuple[str, int, int]], out: Path, le
     drawn.append("funnel.png")
 
     # Histograms are binned in DuckDB: a million pairs never travel to Python one by one.
-    top = store.scalar(f"SELECT max(greatest(chosen_chars, rejected_chars)) FROM {lengths}")
+    top = store.scalar(f"SELECT max(greatest(chosen_chars, rejected_chars)) FROM {card_rows}")
     if top:
         width = max(top / 30, 1)
         counts = store.con.execute(f"""
             SELECT side, least(floor(n / {width!r}), 29) AS bin, count(*)
-            FROM (SELECT 'chosen' AS side, chosen_chars AS n FROM {lengths}
+            FROM (SELECT 'chosen' AS side, chosen_chars AS n FROM {card_rows}
                   UNION ALL
-                  SELECT 'rejected', rejected_chars FROM {lengths})
+                  SELECT 'rejected', rejected_chars FROM {card_rows})
             GROUP BY ALL""").fetchall()
         figure, axis = plt.subplots(figsize=(6, 4))
         for side in ("chosen", "rejected"):
@@ -54,7 +54,7 @@ def _plots(store: StoreReader, funnel: list[tuple[str, int, int]], out: Path, le
         drawn.append("lengths.png")
 
     agreement = dict(store.con.execute(
-        f"SELECT least(floor(agreement * 20), 19) AS bin, count(*) FROM {lengths} "
+        f"SELECT least(floor(agreement * 20), 19) AS bin, count(*) FROM {card_rows} "
         "WHERE agreement IS NOT NULL GROUP BY ALL").fetchall())
     if agreement:
         figure, axis = plt.subplots(figsize=(6, 4))
