@@ -14,12 +14,14 @@ MinHashDedup does it, in distilabel's virtual environment (bench/.venvs/distilab
     python bench/curation_scale.py [--prompts 250000] [--no-baseline]
     python bench/curation_scale.py --prompts 25000 250000 750000 2500000   # 0.1M, 1M, 3M, 10M pairs
 
-Each size also times one publish of the read snapshot of its store (how old the snapshot gets while
-a stage writes), and several sizes fit the cost exponent from 1M pairs up. The baseline runs at
+Each size also watches how far the read snapshot falls behind the store while the curate writes it,
+times two publishes of it (a whole copy; written into the one before after a small commit), and
+several sizes fit the cost exponent from 1M pairs up. The baseline runs at
 sizes up to --baseline-up-to prompts (250,000).
 
 Ends with: RESULT ratio=<baseline near-dup seconds / ours> pairs=... seconds=... peak_rss_gb=...
-cost_exponent_from_1m=... snapshot_publish_s=... precision=... recall=... (per size, in order)
+cost_exponent_from_1m=... snapshot_publish_s=... snapshot_publish_in_place_s=... snapshot_max_age_s=...
+precision=... recall=... (per size, in order)
 """
 
 from __future__ import annotations
@@ -225,16 +227,60 @@ def _peak_by_phase(samples: list, started: float, steps: dict) -> dict:
     return peaks
 
 
-def publish_seconds(store: Path) -> float:
-    """One publish of the read snapshot of this store, as a writer makes it after a commit: how old
-    the snapshot can get while a stage writes is max(store.snapshot_every_s, 10 x this) + this, at
-    most ~10% of the writer's time by construction (core/store.py publish_snapshot)."""
-    from prefcurate.core.store import Store
+def publish_seconds(store: Path) -> tuple[float, float]:
+    """Two publishes of the read snapshot of this store, as a writer makes them after a commit: a
+    whole copy (no snapshot before it to write into) and, after a small commit, one written into
+    the snapshot before it (the blocks that changed: core/snapshot_files.py). How old the snapshot
+    can get while a stage writes is max(store.snapshot_every_s, 10 x a publish) + a publish, at
+    most ~10% of the writer's time by construction (core/store.py publish_snapshot); SnapshotAge
+    measures it during the curate."""
+    from prefcurate.core import snapshot_files
+    from prefcurate.core.store import Store, snapshot_path
 
     with Store(store, snapshot_every_s=5.0) as opened:
+        snapshot_files.spare_path(snapshot_path(store)).unlink(missing_ok=True)
         started = time.perf_counter()
         opened.publish_snapshot(force=True)
-        return time.perf_counter() - started
+        whole = time.perf_counter() - started
+        with opened.transaction():
+            opened.add_rejects("bench", [{"source": "curation_scale", "reason": "a small commit to publish"}])
+        started = time.perf_counter()
+        opened.publish_snapshot(force=True)
+        return whole, time.perf_counter() - started
+
+
+class SnapshotAge:
+    """While a stage writes the store in another process: every half second, if the store file (or
+    its WAL) changed after the snapshot was published, the snapshot's age (now less its file time,
+    which is when its publish ended: the data is older by that publish's own duration). Its
+    largest value is how far behind the store a reader was during the run; the store's file time
+    also moves for writes not committed yet, so this errs on the old side."""
+
+    def __init__(self, store: Path):
+        from prefcurate.core.store import snapshot_path
+
+        self.store, self.snapshot, self.oldest = store, snapshot_path(store), 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> SnapshotAge:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        wal = Path(f"{self.store}.wal")
+        while not self._stop.wait(0.5):
+            try:
+                published = self.snapshot.stat().st_mtime
+                changed = max(self.store.stat().st_mtime, wal.stat().st_mtime if wal.exists() else 0.0)
+            except FileNotFoundError:  # between a rename and the next, or before the first publish
+                continue
+            if changed > published:
+                self.oldest = max(self.oldest, time.time() - published)
 
 
 def near_duplicate_quality(store: Path, run_id: str, texts: list[str], truth: np.ndarray, kinds: list[str]) -> dict:
@@ -313,8 +359,9 @@ def measure(n_prompts: int, with_baseline: bool) -> dict:
         (tmp / "benchmark.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in benchmark))
         print(f"synthesized {len(texts)} prompts, {4 * len(texts)} pairs in {time.perf_counter() - started:.0f} s",
               flush=True)
-        child = subprocess.run([sys.executable, __file__, "--curate", str(tmp / "store.duckdb"), str(tmp / "out"),
-                                str(tmp / "benchmark.jsonl")], capture_output=True, text=True, cwd=ROOT)
+        with SnapshotAge(tmp / "store.duckdb") as age:
+            child = subprocess.run([sys.executable, __file__, "--curate", str(tmp / "store.duckdb"), str(tmp / "out"),
+                                    str(tmp / "benchmark.jsonl")], capture_output=True, text=True, cwd=ROOT)
         if child.returncode:
             raise RuntimeError(child.stderr[-3000:])
         ours = json.loads(child.stdout.strip().splitlines()[-1])
@@ -324,7 +371,7 @@ def measure(n_prompts: int, with_baseline: bool) -> dict:
         near_seconds = steps["step_seconds"][near_step]
         quality = near_duplicate_quality(tmp / "store.duckdb", summary["curation_run_id"], texts, truth, kinds)
         contaminated = steps["decontaminated"]["prompts_dropped"]
-        publish = publish_seconds(tmp / "store.duckdb")
+        publish, publish_in_place = publish_seconds(tmp / "store.duckdb")
         store_gb = (tmp / "store.duckdb").stat().st_size / 1e9
         print(f"ours: curate stage {ours['seconds']:.1f} s (near-dup step {near_seconds:.1f} s), peak RSS "
               f"{ours['peak_rss_gb']:.2f} GB; pairs in {summary['count_in']} out {summary['count_out']}", flush=True)
@@ -338,11 +385,13 @@ def measure(n_prompts: int, with_baseline: bool) -> dict:
         print(f"  near-duplicates: precision {quality['precision']:.4f} recall {quality['recall']:.4f} "
               f"({quality['predicted_pairs']} predicted / {quality['true_pairs']} true same-cluster pairs); "
               f"contaminated prompts dropped {contaminated} of {sum(k == 'contaminated' for k in kinds)}", flush=True)
-        print(f"  read snapshot: one publish of the {store_gb:.2f} GB store {publish:.1f} s, so while a stage "
-              f"writes it is at most {max(5.0, 10 * publish) + publish:.0f} s old", flush=True)
+        print(f"  read snapshot: during the curate at most {age.oldest:.0f} s behind the store; one publish of "
+              f"the {store_gb:.2f} GB store: a whole copy {publish:.1f} s, written into the one before after a "
+              f"small commit {publish_in_place:.1f} s", flush=True)
         result = {"pairs": summary["count_in"], "prompts": len(texts), "seconds": ours["seconds"],
                   "peak_rss_gb": ours["peak_rss_gb"], "near_seconds": near_seconds, "quality": quality,
-                  "contaminated_dropped": contaminated, "publish_seconds": publish, "store_gb": store_gb,
+                  "contaminated_dropped": contaminated, "publish_seconds": publish,
+                  "publish_in_place_seconds": publish_in_place, "snapshot_max_age_s": age.oldest, "store_gb": store_gb,
                   "phase_seconds": steps.get("phase_seconds", {}), "peak_rss_gb_by_phase": ours["peak_rss_gb_by_phase"]}
         if with_baseline:
             baseline = run_baseline([t for t, k in zip(texts, kinds) if k != "contaminated"], tmp, 0.7, 128, 5)
@@ -387,6 +436,8 @@ def main() -> None:
     print(f"RESULT ratio={ratio:.2f} pairs={','.join(str(r['pairs']) for r in results)} "
           f"seconds={per_size('seconds', 1)} peak_rss_gb={per_size('peak_rss_gb', 2)} "
           f"cost_exponent_from_1m={exponent:.2f} snapshot_publish_s={per_size('publish_seconds', 1)} "
+          f"snapshot_publish_in_place_s={per_size('publish_in_place_seconds', 1)} "
+          f"snapshot_max_age_s={per_size('snapshot_max_age_s', 0)} "
           f"precision={largest['quality']['precision']:.4f} recall={largest['quality']['recall']:.4f} "
           f"{hardware_fields()}")
 

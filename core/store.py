@@ -17,6 +17,7 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
+from prefcurate.core import snapshot_files
 from prefcurate.core.content_keys import CONTENT_KEYS, delete_stored_sql, insert_new_sql
 from prefcurate.core.hashing import content_hash
 from prefcurate.core.stage_report import StageReport
@@ -54,7 +55,6 @@ def migrations() -> list[Migration]:
 
 
 _RELEASED_ALIAS = "released_store"  # the store file's name inside a released phase's instance (_attach)
-_COPY_BLOCK = 8 << 20  # bytes per read when copying the store file for the read snapshot
 
 
 class StoreReader:
@@ -128,7 +128,7 @@ class Store(StoreReader):
         self._settings, self._lock_timeout_s = settings, lock_timeout_s
         self._released, self._holding = False, False  # released(): the file is ours only while committing
         self._in_transaction = False  # inside _held_transaction (only Store begins transactions)
-        self._copy_source: int | None = None  # see _copy_store_file
+        self._copy_source: int | None = None  # see _store_descriptor
         self._host: duckdb.DuckDBPyConnection | None = None  # released(): the instance each commit attaches the file to
         if not read_only:
             try:
@@ -302,7 +302,7 @@ class Store(StoreReader):
 
     def _detach(self) -> None:
         """Detach the file (DuckDB closes it and unlocks it), then close the copy descriptor (which
-        would unlock it too, see _copy_store_file). If DuckDB cannot detach it (an interrupted
+        would unlock it too, see _store_descriptor). If DuckDB cannot detach it (an interrupted
         statement), the instance is closed instead: the file must not stay held between commits."""
         try:
             self._host.execute("USE memory")
@@ -343,12 +343,13 @@ class Store(StoreReader):
         """Copy the store to `<store>.snapshot` for readers, at most every snapshot_every_s (and never
         spending more than ~10% of the time copying). DuckDB lets one process write a file or many
         read it, never both: readers of the snapshot never block the writer, and see data at most
-        a few seconds old. The copy is a plain file copy right after a CHECKPOINT, taken while this
-        process holds the store's lock (so no other writer can change it meanwhile): a 177 MB store
-        copies in ~0.2 s, where DuckDB's COPY FROM DATABASE took 4-6 s. It is written aside and
-        renamed over the old one, so a reader that has the old one open keeps a consistent view
-        until it reconnects. The spacing is measured from the snapshot file's own time, so several
-        writer processes taking turns publish no more often than one would."""
+        a few seconds old. It is made from the file right after a CHECKPOINT, while this process
+        holds the store's lock (so no other writer can change it meanwhile): the blocks that changed
+        written into the snapshot before the last one, where no reader holds it, else a whole copy
+        (core/snapshot_files.py; DuckDB's COPY FROM DATABASE took 4-6 s for a 177 MB store, a file
+        copy ~0.2 s). It is renamed over the old one, so a reader that has the old one open keeps a
+        consistent view until it reconnects. The spacing is measured from the snapshot file's own
+        time, so several writer processes taking turns publish no more often than one would."""
         if self.snapshot_every_s is None or not (self._unpublished or force) or (self._released and not self._holding):
             # between two commits of a released() phase the file is not ours: published at the next commit
             return False
@@ -371,9 +372,12 @@ class Store(StoreReader):
                 self.con.execute(f'COPY FROM DATABASE "{database}" TO _snapshot')
             finally:
                 self.con.execute("DETACH _snapshot")
+            snapshot_files.install(aside, final)
+        elif snapshot_files.update_spare(self._store_descriptor(), snapshot_files.spare_path(final)) is not None:
+            snapshot_files.install(snapshot_files.spare_path(final), final)  # the blocks that changed
         else:
-            self._copy_store_file(aside)
-        os.replace(aside, final)
+            snapshot_files.copy_whole(self._store_descriptor(), aside)
+            snapshot_files.install(aside, final)
         self._publish_cost = time.monotonic() - started
         self._unpublished = False
         return True
@@ -404,25 +408,18 @@ class Store(StoreReader):
         snapshot = snapshot_path(self.path)
         return not snapshot.exists() or _staleness(self.path, snapshot) is not None
 
-    def _copy_store_file(self, target: Path) -> None:
-        """Copy the store file (written out by a CHECKPOINT) to a new file, whose time is now.
-
-        Through one descriptor kept open until the connection closes (_let_go): DuckDB's lock on the
-        file is a POSIX record lock, which a process loses when it closes *any* descriptor of the
-        file, so opening and closing the file to copy it would hand the store to another writer
-        while this one still writes."""
+    def _store_descriptor(self) -> int:
+        """The store file, to copy from, through one descriptor kept open until the connection
+        closes (_let_go): DuckDB's lock on the file is a POSIX record lock, which a process loses
+        when it closes *any* descriptor of the file, so opening and closing the file to copy it
+        would hand the store to another writer while this one still writes."""
         if self._copy_source is None:
             self._copy_source = os.open(self.path, os.O_RDONLY)
-        size = os.fstat(self._copy_source).st_size
-        with open(target, "wb") as out:
-            copied = _copy_in_kernel(self._copy_source, out.fileno(), size)
-            out.seek(copied)  # the kernel's copy wrote at explicit offsets, not at the file's position
-            for offset in range(copied, size, _COPY_BLOCK):  # where the kernel cannot (another file system)
-                out.write(os.pread(self._copy_source, min(_COPY_BLOCK, size - offset), offset))
+        return self._copy_source
 
     def _let_go(self) -> None:
         """Close the connection (DuckDB unlocks the file), then the copy descriptor (which would
-        unlock it too, see _copy_store_file)."""
+        unlock it too, see _store_descriptor)."""
         try:
             self.con.close()
         finally:
@@ -542,22 +539,6 @@ class Store(StoreReader):
             [report.stage, report.started_at, report.finished_at, report.count_in, report.count_out,
              json.dumps(report.details, default=str)],
         )
-
-
-def _copy_in_kernel(source: int, target: int, size: int) -> int:
-    """copy_file_range: the kernel copies without the bytes passing through this process (3-5x a
-    read/write loop for a 2 GB file here; a reflink where the file system has them). Returns how
-    many bytes it copied: 0 where it cannot, and the caller copies the rest itself."""
-    copied = 0
-    try:
-        while copied < size:
-            step = os.copy_file_range(source, target, size - copied, copied, copied)
-            if step == 0:
-                break
-            copied += step
-    except (AttributeError, OSError):  # not Linux, an old kernel, or files it cannot copy between
-        pass
-    return copied
 
 
 def snapshot_path(store_path: str | Path) -> Path:
