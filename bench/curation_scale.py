@@ -250,11 +250,14 @@ def publish_seconds(store: Path) -> tuple[float, float]:
 
 
 class SnapshotAge:
-    """While a stage writes the store in another process: every half second, if the store file (or
-    its WAL) changed after the snapshot was published, the snapshot's age (now less its file time,
-    which is when its publish ended: the data is older by that publish's own duration). Its
-    largest value is how far behind the store a reader was during the run; the store's file time
-    also moves for writes not committed yet, so this errs on the old side."""
+    """While a stage writes the store in another process, every half second: has the store file (or
+    its WAL) changed since the snapshot was published? If so, since when (the first sample that
+    saw it, less the half second between samples). `oldest` is the longest any write waited to be
+    in the snapshot: how far behind the store a reader was. (Not the snapshot file's age: a
+    snapshot untouched for minutes because nothing was written is not behind.) The store's file
+    time also moves for writes not committed yet, so this errs on the old side."""
+
+    INTERVAL_S = 0.5
 
     def __init__(self, store: Path):
         from prefcurate.core.store import snapshot_path
@@ -273,14 +276,20 @@ class SnapshotAge:
 
     def _watch(self) -> None:
         wal = Path(f"{self.store}.wal")
-        while not self._stop.wait(0.5):
+        behind_since = None
+        while not self._stop.wait(self.INTERVAL_S):
             try:
                 published = self.snapshot.stat().st_mtime
                 changed = max(self.store.stat().st_mtime, wal.stat().st_mtime if wal.exists() else 0.0)
             except FileNotFoundError:  # between a rename and the next, or before the first publish
                 continue
-            if changed > published:
-                self.oldest = max(self.oldest, time.time() - published)
+            if changed <= published:
+                behind_since = None
+                continue
+            now = time.time()
+            if behind_since is None or behind_since < published:  # a write the last publish did not hold
+                behind_since = max(published, now - self.INTERVAL_S)
+            self.oldest = max(self.oldest, now - behind_since)
 
 
 def near_duplicate_quality(store: Path, run_id: str, texts: list[str], truth: np.ndarray, kinds: list[str]) -> dict:
