@@ -13,7 +13,10 @@ snapshot before it: the next one is written into it) and, while a whole copy is 
 into only under an exclusive open-file-description lock, which DuckDB's readers (a shared lock on
 the file they read, in this process or another) refuse it while they hold it: a reader keeps a
 consistent view however long it keeps the old snapshot open, and the next publish copies instead.
-Where those locks do not exist (not Linux), no spare is kept and every publish is a whole copy.
+Only readers that lock the file are seen: a plain file copy of the snapshot (cp, rsync) that takes
+longer than two publishes can read a file being rewritten, so copy it with DuckDB (or while no
+stage writes). Where those locks do not exist (not Linux), no spare is kept and every publish is a
+whole copy.
 """
 
 from __future__ import annotations
@@ -63,16 +66,19 @@ def _copy_in_kernel(source: int, target: int, size: int) -> int:
 
 
 def update_spare(source: int, spare: Path) -> int | None:
-    """Make `spare` equal to the file open at `source`, writing only the blocks that differ (its
-    time set to now). None, leaving it untouched, if it is missing or a reader holds it; else how
-    many bytes were written. Whatever the spare holds (a write cut short by a kill included), it is
-    compared, not trusted."""
+    """Make `spare` equal to the file open at `source`, writing only the blocks that differ (then
+    synced, its time set to now). None if it is missing or a reader holds it (it is then removed,
+    see _unread); else how many bytes were written. Whatever the spare holds (a write cut short by
+    a kill included), it is compared, not trusted."""
     if not REUSABLE:
         return None
     with _unread(spare) as target:
         if target is None:
             return None
         written = _write_differences(source, target)
+        if written:
+            os.fsync(target)  # only its changed blocks are dirty: cheap, and a power cut leaves no
+            # half-old snapshot carrying a new file time (which readers would take for current)
         os.utime(target)
         return written
 
@@ -81,7 +87,10 @@ def update_spare(source: int, spare: Path) -> int | None:
 def _unread(path: Path) -> Iterator[int | None]:
     """A descriptor of `path` under an exclusive lock for the block, or None if it is missing or
     anyone holds a lock on it. An open-file-description lock, so that it also meets this process's
-    own readers' locks (DuckDB takes process-wide POSIX locks)."""
+    own readers' locks (DuckDB takes process-wide POSIX locks). A file found held is unlinked
+    before its descriptor closes: closing a descriptor drops this process's POSIX locks on the file,
+    a DuckDB reader's here included, so that file must never be looked at again (the reader keeps
+    it open; the next publish copies the whole store)."""
     try:
         descriptor = os.open(path, os.O_RDWR)
     except OSError:
@@ -91,10 +100,7 @@ def _unread(path: Path) -> Iterator[int | None]:
         try:
             fcntl.fcntl(descriptor, fcntl.F_OFD_SETLK, _lock(fcntl.F_WRLCK))
         except OSError:  # held (EAGAIN, EACCES), or a file system without these locks
-            locked = False
-        else:
-            locked = True
-        if not locked:
+            path.unlink(missing_ok=True)
             yield None
             return
         try:
@@ -107,7 +113,7 @@ def _unread(path: Path) -> Iterator[int | None]:
 
 def _lock(kind: int) -> bytes:
     """struct flock for the whole file: type, whence, start, length 0 (to the end), pid 0 (OFD locks)."""
-    return struct.pack("hhqqi", kind, os.SEEK_SET, 0, 0, 0)
+    return struct.pack("hhqqi4x", kind, os.SEEK_SET, 0, 0, 0)
 
 
 def _write_differences(source: int, target: int) -> int:

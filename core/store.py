@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -307,14 +308,19 @@ class Store(StoreReader):
         try:
             self._host.execute("USE memory")
             self._host.execute(f"DETACH {_RELEASED_ALIAS}")
-        except duckdb.Error:
-            with suppress(duckdb.Error):
+        except BaseException as error:  # a DuckDB error, an interrupt ("Query interrupted"), Ctrl-C
+            # The file may still be attached: close the instance (DuckDB closes the file unless
+            # something still refers to it) and keep the copy descriptor open, since closing it
+            # would drop DuckDB's lock on a file this process may still hold (_let_go closes it).
+            with suppress(Exception):
                 self._host.close()
             self._host = self.con = duckdb.connect(config={**self._settings, "temp_directory": f"{self.path}.tmp"})
-        finally:
-            if self._copy_source is not None:
-                os.close(self._copy_source)
-                self._copy_source = None
+            if not isinstance(error, Exception):
+                raise
+            return
+        if self._copy_source is not None:
+            os.close(self._copy_source)
+            self._copy_source = None
 
     @property
     def is_released(self) -> bool:
@@ -376,7 +382,15 @@ class Store(StoreReader):
         elif snapshot_files.update_spare(self._store_descriptor(), snapshot_files.spare_path(final)) is not None:
             snapshot_files.install(snapshot_files.spare_path(final), final)  # the blocks that changed
         else:
-            snapshot_files.copy_whole(self._store_descriptor(), aside)
+            try:
+                snapshot_files.copy_whole(self._store_descriptor(), aside)
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                # the spare (one more copy of the store) may be what filled the disk: without it
+                aside.unlink(missing_ok=True)
+                snapshot_files.spare_path(final).unlink(missing_ok=True)
+                snapshot_files.copy_whole(self._store_descriptor(), aside)
             snapshot_files.install(aside, final)
         self._publish_cost = time.monotonic() - started
         self._unpublished = False
@@ -566,8 +580,8 @@ def open_for_reading(path: str | Path, wait_s: float = 2.0, allow_files: bool = 
     while True:
         try:
             return duckdb.connect(str(path), read_only=True, config=settings), None
-        except duckdb.ConnectionException:
-            pass  # this very process has it open for writing
+        except (duckdb.ConnectionException, duckdb.ResourceInUseException):
+            pass  # this very process has it open for writing (ResourceInUse: attached, Store.released)
         except duckdb.IOException as error:
             if "lock" not in str(error).lower():
                 raise StoreError(f"cannot open the store {path}: {_first_line(error)}") from None

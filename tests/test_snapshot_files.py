@@ -79,10 +79,10 @@ def test_a_reader_of_the_snapshot_before_keeps_its_view_and_the_next_publish_cop
         os.close(held_file)
         add_judgeable_pairs(store, 5, prompt_prefix="More 20")
         assert store.publish_snapshot(force=True)  # reader gone: the spare is written into again
-        reused = snapshot.stat().st_ino
+        spare = snapshot_files.spare_path(snapshot).stat().st_ino
         add_judgeable_pairs(store, 5, prompt_prefix="More 25")
         assert store.publish_snapshot(force=True)
-        assert snapshot.stat().st_ino != reused and snapshot.read_bytes() == path.read_bytes()
+        assert snapshot.stat().st_ino == spare and snapshot.read_bytes() == path.read_bytes()
     assert _pairs_in(snapshot) == 30
 
 
@@ -142,3 +142,63 @@ def test_a_missing_spare_is_not_made(tmp_path):
     finally:
         os.close(descriptor)
     assert not (tmp_path / "spare").exists()
+
+
+def test_a_spare_found_held_is_never_written_even_when_that_publish_fails(tmp_path, monkeypatch):
+    """Closing the probe's descriptor drops this process's DuckDB lock on the file (POSIX locks are
+    per process), so a spare once found held is unlinked at once: a publish that then fails (here
+    the whole copy) must not leave it where the next publish would write into it."""
+    path, snapshot = tmp_path / "store.duckdb", tmp_path / "store.duckdb.snapshot"
+    with Store(path, snapshot_every_s=5.0) as store:
+        add_judgeable_pairs(store, 10)
+        assert store.publish_snapshot(force=True)
+        reader = duckdb.connect(str(snapshot), read_only=True)
+        held_file = os.open(snapshot, os.O_RDONLY)
+        before = os.pread(held_file, 1 << 30, 0)
+        add_judgeable_pairs(store, 5, prompt_prefix="More 10")
+        assert store.publish_snapshot(force=True)  # the held file becomes the spare
+        real_copy = snapshot_files.copy_whole
+
+        def failing_copy(source, target):
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(snapshot_files, "copy_whole", failing_copy)
+        add_judgeable_pairs(store, 5, prompt_prefix="More 15")
+        with pytest.raises(OSError):
+            store.publish_snapshot(force=True)  # finds the spare held, then fails to copy
+        monkeypatch.setattr(snapshot_files, "copy_whole", real_copy)
+        for more in range(2):
+            add_judgeable_pairs(store, 5, prompt_prefix=f"Later {more}")
+            assert store.publish_snapshot(force=True)
+        assert os.pread(held_file, 1 << 30, 0) == before
+        assert reader.execute("SELECT count(*) FROM pairs").fetchone()[0] == 10
+        reader.close()
+        os.close(held_file)
+        assert snapshot.read_bytes() == path.read_bytes()
+
+
+def test_a_whole_copy_that_fills_the_disk_drops_the_spare_and_copies_again(tmp_path, monkeypatch):
+    import errno
+
+    path, snapshot = tmp_path / "store.duckdb", tmp_path / "store.duckdb.snapshot"
+    with Store(path, snapshot_every_s=5.0) as store:
+        add_judgeable_pairs(store, 10)
+        assert store.publish_snapshot(force=True)
+        reader = duckdb.connect(str(snapshot), read_only=True)  # so the next publish after it copies whole
+        add_judgeable_pairs(store, 5, prompt_prefix="More 10")
+        assert store.publish_snapshot(force=True)
+        real_copy, attempts = snapshot_files.copy_whole, []
+
+        def copy_once_out_of_space(source, target):
+            attempts.append(snapshot_files.spare_path(snapshot).exists())
+            if len(attempts) == 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_copy(source, target)
+
+        monkeypatch.setattr(snapshot_files, "copy_whole", copy_once_out_of_space)
+        add_judgeable_pairs(store, 5, prompt_prefix="More 15")
+        assert store.publish_snapshot(force=True)
+        assert len(attempts) == 2 and not attempts[1]  # copied again, with no spare left on the disk
+        assert snapshot.read_bytes() == path.read_bytes()
+        reader.close()
+    assert _pairs_in(snapshot) == 20
