@@ -21,6 +21,7 @@ whole copy.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import struct
@@ -37,6 +38,30 @@ REUSABLE = hasattr(fcntl, "F_OFD_SETLK")
 
 def spare_path(snapshot: Path) -> Path:
     return snapshot.with_name(snapshot.name + ".spare")
+
+
+def aside_path(snapshot: Path) -> Path:
+    """Where a whole copy is written before it is renamed over the snapshot."""
+    return snapshot.with_name(snapshot.name + ".new")
+
+
+def publish_file(source: int, snapshot: Path) -> None:
+    """Make `snapshot` the file open at `source`: written into the spare where no reader holds it,
+    else copied whole (once more without the spare, one more copy of the store, if the disk fills)."""
+    spare, aside = spare_path(snapshot), aside_path(snapshot)
+    aside.unlink(missing_ok=True)  # left by a whole copy that was killed
+    if update_spare(source, spare) is not None:
+        install(spare, snapshot)  # the blocks that changed
+        return
+    try:
+        copy_whole(source, aside)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        aside.unlink(missing_ok=True)
+        spare.unlink(missing_ok=True)
+        copy_whole(source, aside)
+    install(aside, snapshot)
 
 
 def copy_whole(source: int, target: Path) -> None:

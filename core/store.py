@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -259,8 +258,7 @@ class Store(StoreReader):
         # Each commit attaches the file to this in-memory instance and detaches it after: ~5 ms of
         # CPU, where opening a DuckDB instance on the file and closing it takes ~25 ms (a judge run
         # fanned out commits every 2 s: bench/judge_fanout.py). Between commits it holds nothing.
-        self._host = duckdb.connect(config={**self._settings, "temp_directory": f"{self.path}.tmp"})
-        self.con = self._host
+        self._host = self.con = self._new_host()
         self._released = True
         try:
             yield
@@ -295,6 +293,10 @@ class Store(StoreReader):
         if publish:
             self.publish_snapshot(force=True)
 
+    def _new_host(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory instance with the store's settings, spilling where the store's own would."""
+        return duckdb.connect(config={**self._settings, "temp_directory": f"{self.path}.tmp"})
+
     def _attach(self) -> None:
         """The store file attached to the released phase's instance, as the default database (the
         code inside a transaction names tables as ever)."""
@@ -314,7 +316,7 @@ class Store(StoreReader):
             # would drop DuckDB's lock on a file this process may still hold (_let_go closes it).
             with suppress(Exception):
                 self._host.close()
-            self._host = self.con = duckdb.connect(config={**self._settings, "temp_directory": f"{self.path}.tmp"})
+            self._host = self.con = self._new_host()
             if not isinstance(error, Exception):
                 raise
             return
@@ -365,13 +367,13 @@ class Store(StoreReader):
             if since < max(self.snapshot_every_s, 10 * self._publish_cost):
                 return False
         started = time.monotonic()
-        aside = final.with_name(final.name + ".new")
-        aside.unlink(missing_ok=True)
         self.con.execute("CHECKPOINT")  # everything committed is in the file now, none in the WAL
         wal = Path(f"{self.path}.wal")
         if wal.exists() and wal.stat().st_size > 0:
             # a checkpoint DuckDB could not finish (it gives way to a running transaction): copy
             # through DuckDB instead, which reads what is committed wherever it lies
+            aside = snapshot_files.aside_path(final)
+            aside.unlink(missing_ok=True)
             database = self.scalar("SELECT current_database()")
             self.con.execute(f"ATTACH '{_sql_text(aside)}' AS _snapshot")
             try:
@@ -379,19 +381,8 @@ class Store(StoreReader):
             finally:
                 self.con.execute("DETACH _snapshot")
             snapshot_files.install(aside, final)
-        elif snapshot_files.update_spare(self._store_descriptor(), snapshot_files.spare_path(final)) is not None:
-            snapshot_files.install(snapshot_files.spare_path(final), final)  # the blocks that changed
         else:
-            try:
-                snapshot_files.copy_whole(self._store_descriptor(), aside)
-            except OSError as error:
-                if error.errno != errno.ENOSPC:
-                    raise
-                # the spare (one more copy of the store) may be what filled the disk: without it
-                aside.unlink(missing_ok=True)
-                snapshot_files.spare_path(final).unlink(missing_ok=True)
-                snapshot_files.copy_whole(self._store_descriptor(), aside)
-            snapshot_files.install(aside, final)
+            snapshot_files.publish_file(self._store_descriptor(), final)
         self._publish_cost = time.monotonic() - started
         self._unpublished = False
         return True
